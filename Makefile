@@ -1,0 +1,54 @@
+# proxyscope: `make demo` runs the main job end to end, `make test` runs every check.
+# Both create .venv/ at the repository root and install what they need into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE := $(CURDIR)/.cache
+
+# Compiled PyTensor code is cached inside the project, so it is reused within a run.
+export PYTENSOR_FLAGS ?= base_compiledir=$(CACHE)/pytensor
+export NUMBA_CACHE_DIR ?= $(CACHE)/numba
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export MPLBACKEND ?= Agg
+
+.PHONY: demo test lint typecheck pytest bench browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[fast]"
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark]"
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/proxyscope demo
+
+# Debian's chromium renders report.html in the browser tests.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  { echo "installing Debian's chromium for the report tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy src
+
+pytest: $(VENV)/.test-installed browser
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(CACHE) proxyscope-demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,219 @@
+"""Benchmark: summarize 10M user rows from Parquet — DuckDB vs pandas vs a per-metric groupby.
+
+Usage::
+
+    python benchmarks/bench_summarize.py [--rows 10_000_000] [--big]
+
+Writes a user-level Parquet file once (experiment, 3 segment columns,
+treatment, an outcome and 4 proxies; cached under ``benchmarks/_data/``),
+then times, each in a fresh subprocess so that each peak RSS is its own:
+
+- ``duckdb``: ``proxyscope.summarize(path, engine="duckdb")`` (the default);
+- ``pandas``: ``proxyscope.summarize(path, engine="pandas")``;
+- ``groupby``: the seed baseline — ``pd.read_parquet`` then, per metric,
+  ``groupby([exp_id, *segments, treatment])[metric].mean().unstack()``
+  (means only: no covariances, no checks).
+
+Wall time is the operation inside the child (after imports); peak memory is
+the child's maximum resident set size, imports included. ``--big`` also
+summarizes 100M rows (10 Parquet files read through a glob) with DuckDB.
+Results are printed as a table and written to ``benchmarks/_results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "_data"
+RESULTS = HERE / "_results"
+SEGMENTS = ["region", "device", "tenure"]
+OUTCOME = "long_retained"
+PROXIES = ["early_watch_min", "early_starts", "early_ctr", "rebuffer_rate"]
+ROLES: dict[str, Any] = {
+    "experiment": "exp_id",
+    "treatment": "treatment",
+    "outcome": OUTCOME,
+    "proxies": PROXIES,
+    "segments": SEGMENTS,
+    "directions": {"rebuffer_rate": "lower"},
+}
+CHUNK = 1_000_000
+ROW_GROUP = 500_000
+
+
+# -- data -----------------------------------------------------------------------
+
+
+def _chunk(rng: Any, n: int, n_experiments: int) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    def pick(levels: list[str], p: list[float]) -> Any:
+        codes = rng.choice(len(levels), size=n, p=p)
+        return pa.array(np.asarray(levels, dtype=object)[codes], type=pa.string())
+
+    exp = rng.integers(0, n_experiments, n)
+    t = rng.integers(0, 2, n)
+    tau = rng.normal(0, 0.12, n_experiments)[exp]
+    sat = rng.normal(size=n)
+    eng = rng.normal(size=n)
+    logit = -0.3 + 0.7 * sat + 0.15 * eng + t * tau
+    return pa.table(
+        {
+            "exp_id": pa.array(exp, type=pa.int64()),
+            "region": pick(["NA", "LATAM", "EU", "IN"], [0.35, 0.20, 0.25, 0.20]),
+            "device": pick(["TV", "Mobile", "Desktop"], [0.45, 0.45, 0.10]),
+            "tenure": pick(["New", "Existing"], [0.30, 0.70]),
+            "treatment": pa.array(t, type=pa.int64()),
+            OUTCOME: pa.array(
+                (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64), type=pa.int64()
+            ),
+            "early_watch_min": np.clip(
+                25 + 10 * eng + 6 * sat + 8 * t * tau + 5 * rng.normal(size=n), 0, None
+            ),
+            "early_starts": np.clip(
+                1.8 + 0.7 * eng + 0.4 * t * tau + 0.3 * rng.normal(size=n), 0, None
+            ),
+            "early_ctr": np.clip(0.3 + 0.05 * eng + 0.06 * t + 0.1 * rng.normal(size=n), 0, 1),
+            "rebuffer_rate": np.clip(0.1 - 0.01 * sat + 0.05 * rng.random(n), 0, 1),
+        }
+    )
+
+
+def write_users(path: Path, rows: int, seed: int, n_experiments: int = 50) -> Path:
+    """Write ``rows`` user rows to one Parquet file in chunks (cached)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    rng = np.random.default_rng(seed)
+    writer = None
+    try:
+        done = 0
+        while done < rows:
+            table = _chunk(rng, min(CHUNK, rows - done), n_experiments)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table, row_group_size=ROW_GROUP)
+            done += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(tmp, path)
+    return path
+
+
+def dataset(rows: int) -> str:
+    """The Parquet path (10M and below: one file) or glob (above: 10M-row files)."""
+    per_file = 10_000_000
+    if rows <= per_file:
+        return str(write_users(DATA / f"users_{rows}.parquet", rows, seed=7))
+    folder = DATA / f"users_{rows}"
+    for i in range((rows + per_file - 1) // per_file):
+        n = min(per_file, rows - i * per_file)
+        write_users(folder / f"part-{i:03d}.parquet", n, seed=1000 + i)
+    return str(folder / "*.parquet")
+
+
+# -- what each child runs -----------------------------------------------------------
+
+
+def _child(mode: str, path: str) -> dict[str, Any]:
+    import pandas as pd
+
+    if mode in ("duckdb", "pandas"):
+        import proxyscope.data as psd
+    start = time.perf_counter()
+    if mode in ("duckdb", "pandas"):
+        cells = psd.summarize(path, engine=mode, **ROLES).n_cells
+    elif mode == "groupby":
+        df = pd.read_parquet(path)
+        effects = {}
+        for metric in [OUTCOME, *PROXIES]:
+            g = df.groupby(["exp_id", *SEGMENTS, "treatment"])[metric].mean().unstack()
+            effects[metric] = g[1] - g[0]
+        cells = len(effects[OUTCOME])
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    seconds = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"mode": mode, "seconds": seconds, "peak_mb": peak_kb / 1024, "cells": cells}
+
+
+def run_child(mode: str, path: str) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; its own peak RSS comes back."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--path", path],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def table(results: list[dict[str, Any]], rows: int) -> str:
+    base = next((r for r in results if r["mode"] == "groupby"), None)
+    lines = [
+        f"summarize, {rows:,} user rows from Parquet ({os.cpu_count()} cores)",
+        f"{'method':<26}{'wall s':>9}{'peak MB':>10}{'speed vs groupby':>18}{'mem vs groupby':>16}",
+    ]
+    for r in results:
+        label = {
+            "duckdb": "proxyscope duckdb",
+            "pandas": "proxyscope pandas",
+            "groupby": "per-metric groupby (seed)",
+        }[r["mode"]]
+        speed = f"{base['seconds'] / r['seconds']:.2f}x" if base else "-"
+        mem = f"{r['peak_mb'] / base['peak_mb']:.2f}x" if base else "-"
+        lines.append(f"{label:<26}{r['seconds']:>9.2f}{r['peak_mb']:>10.0f}{speed:>18}{mem:>16}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; return the results (also printed and saved as JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=lambda s: int(s.replace("_", "")), default=10_000_000)
+    parser.add_argument("--big", action="store_true", help="also 100M rows on duckdb")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, args.path)))
+        return {}
+
+    t0 = time.perf_counter()
+    path = dataset(args.rows)
+    print(f"data: {path} (ready in {time.perf_counter() - t0:.1f} s)")
+    results = [run_child(mode, path) for mode in ("duckdb", "pandas", "groupby")]
+    report: dict[str, Any] = {"rows": args.rows, "results": results}
+    print(table(results, args.rows))
+    if args.big:
+        big_rows = 100_000_000
+        t0 = time.perf_counter()
+        big_path = dataset(big_rows)
+        print(f"\ndata: {big_path} (ready in {time.perf_counter() - t0:.1f} s)")
+        big = run_child("duckdb", big_path)
+        report["big"] = {"rows": big_rows, **big}
+        print(
+            f"proxyscope duckdb, {big_rows:,} rows: {big['seconds']:.1f} s, "
+            f"peak {big['peak_mb']:.0f} MB, {big['cells']} cells"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "summarize.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,517 @@
+"""CellEffects from per-arm summary statistics (count / mean / variance per metric).
+
+For teams that only keep aggregates, like the public ASOS dataset. The input
+is a long table with one row per (experiment, segment values..., arm).
+
+Sampling covariance. Per cell and arm, the variance of metric a's mean is
+``var_a / n_a``. The covariance of the means of metrics a and b uses the
+user-level covariance ``c_ab`` — a column when given, otherwise an explicit
+assumed correlation ρ: ``c_ab = ρ · σ_a · σ_b`` — and assumes nested samples
+when the counts differ (the users measured on the smaller count are a subset
+of those measured on the larger, as with cumulative snapshots):
+
+    Cov(mean_a, mean_b) = c_ab · n_overlap / (n_a · n_b) = c_ab / max(n_a, n_b)
+
+which is the familiar ``c_ab / n`` when the counts are equal. The effect's
+covariance is the sum over the two arms. Every assumed correlation is stored
+in the result's metadata (``assumed_correlation``, keys ``"a|b"``) and shown
+in its repr.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from proxyscope import dims
+from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
+from proxyscope.data.cells import CellEffects
+from proxyscope.data.validate import (
+    SHOW,
+    Roles,
+    _same,
+    check_flag,
+    check_min_users,
+    check_roles,
+    plain,
+    resolve_treated,
+    scalar,
+)
+from proxyscope.errors import (
+    ColumnError,
+    DataError,
+    DataTypeError,
+    DataWarning,
+    ParameterError,
+    suggestion,
+)
+
+OWNER = "CellEffects.from_arm_summaries"
+Pair = tuple[str, str]
+
+
+def from_arm_summaries(
+    table: pd.DataFrame,
+    *,
+    experiment: str,
+    arm: str,
+    treated_value: Any,
+    outcome: str,
+    proxies: Sequence[str] | str,
+    count: str | Mapping[str, str],
+    mean: Mapping[str, str],
+    variance: Mapping[str, str],
+    segments: Sequence[str] | str = (),
+    covariance: Mapping[Pair, str] | None = None,
+    correlation: float | Mapping[Pair, float] = 0.0,
+    directions: Mapping[str, str] | None = None,
+    min_users_per_arm: int = 10,
+    dropna: bool = False,
+) -> CellEffects:
+    """Build :class:`CellEffects` from per-arm count / mean / variance columns.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per (experiment, segment values..., arm). Not modified.
+    experiment : str
+        Column with the experiment id.
+    arm : str
+        Column with the arm; exactly two distinct values.
+    treated_value : object
+        The ``arm`` value of the treated arm (None: infer it as
+        :func:`~proxyscope.data.summarize.summarize` does).
+    outcome : str
+        Name of the outcome metric (a key of ``mean``/``variance``).
+    proxies : list of str
+        Names of the proxy metrics.
+    count : str or dict
+        Users per arm: one column for every metric, or ``{metric: column}``
+        when metrics were measured on different numbers of users.
+    mean, variance : dict
+        ``{metric: column}`` with each metric's mean and user-level variance
+        (ddof=1) per arm.
+    segments : list of str, default ()
+        Segment columns.
+    covariance : dict, optional
+        ``{(metric_a, metric_b): column}`` with user-level covariances per arm.
+    correlation : float or dict, default 0.0
+        Assumed user-level correlation for every pair without a covariance
+        column: one value for all, or ``{(metric_a, metric_b): rho}`` (pairs
+        not listed assume 0). Recorded in the result and its repr.
+    directions : dict, optional
+        Good direction per proxy, "higher" (default) or "lower".
+    min_users_per_arm : int, default 10
+        Cells where any metric has fewer users in either arm are dropped and
+        reported. At least 2.
+    dropna : bool, default False
+        Drop rows with a missing value in a used column (reported) instead of
+        raising.
+
+    Returns
+    -------
+    CellEffects
+        As from :func:`~proxyscope.data.summarize.summarize`;
+        ``n_treat``/``n_control`` are each arm's largest count over metrics.
+
+    Notes
+    -----
+    With counts that differ between metrics the samples are assumed nested,
+    so ``Cov(mean_a, mean_b) = c_ab / max(n_a, n_b)`` (see the module
+    docstring); with equal counts this is the usual ``c_ab / n``.
+    """
+    return arm_summaries(
+        table,
+        experiment=experiment,
+        arm=arm,
+        treated_value=treated_value,
+        outcome=outcome,
+        proxies=proxies,
+        count=count,
+        mean=mean,
+        variance=variance,
+        segments=segments,
+        covariance=covariance,
+        correlation=correlation,
+        directions=directions,
+        min_users_per_arm=min_users_per_arm,
+        dropna=dropna,
+    )
+
+
+def arm_summaries(
+    table: pd.DataFrame,
+    *,
+    experiment: str,
+    arm: str,
+    treated_value: Any,
+    outcome: str,
+    proxies: Sequence[str] | str,
+    count: str | Mapping[str, str],
+    mean: Mapping[str, str],
+    variance: Mapping[str, str],
+    segments: Sequence[str] | str = (),
+    covariance: Mapping[Pair, str] | None = None,
+    correlation: float | Mapping[Pair, float] = 0.0,
+    directions: Mapping[str, str] | None = None,
+    min_users_per_arm: int = 10,
+    dropna: bool = False,
+    engine: str = "arm_summaries",
+    owner: str = OWNER,
+    extra: Mapping[str, Any] | None = None,
+    pre_dropped: Sequence[Mapping[str, Any]] = (),
+    stacklevel: int = 4,
+) -> CellEffects:
+    """:func:`from_arm_summaries` with hooks for adapters (engine name, extra metadata)."""
+    if not isinstance(table, pd.DataFrame):
+        raise DataTypeError(
+            f"The 'table' parameter of {owner} must be a pandas DataFrame; "
+            f"got {type(table).__name__}."
+        )
+    roles = check_roles(
+        experiment=experiment,
+        treatment=arm,
+        outcome=outcome,
+        proxies=proxies,
+        segments=segments,
+        directions=directions,
+        owner=owner,
+        treatment_param="arm",
+    )
+    min_users = check_min_users(min_users_per_arm, owner=owner)
+    drop = check_flag(dropna, param="dropna", owner=owner)
+    metrics = list(roles.metrics)
+    counts = _per_metric(count, metrics, param="count", owner=owner, allow_single=True)
+    means = _per_metric(mean, metrics, param="mean", owner=owner)
+    variances = _per_metric(variance, metrics, param="variance", owner=owner)
+    covs = _pairs_map(covariance, metrics, param="covariance", owner=owner, kind="column")
+    rho = _correlations(correlation, metrics, covs, owner=owner)
+
+    key_cols = [roles.experiment, *roles.segments, roles.treatment]
+    stat_cols = list(
+        dict.fromkeys([*counts.values(), *means.values(), *variances.values(), *covs.values()])
+    )
+    _check_columns(table, roles, key_cols, stat_cols, owner=owner)
+    frame = table[list(dict.fromkeys(key_cols + stat_cols))]
+    extra_meta: dict[str, Any] = dict(extra or {})
+
+    # Missing and impossible values.
+    missing = {c: int(np.sum(frame[c].isna().to_numpy())) for c in key_cols + stat_cols}
+    for c in stat_cols:
+        x = frame[c].to_numpy(dtype=float, na_value=np.nan)
+        n_inf = int(np.isinf(x).sum())
+        if n_inf:
+            raise DataError(f"Column {c!r} has {n_inf} infinite values; expected finite numbers.")
+    if any(missing.values()):
+        shown = ", ".join(f"{c!r}: {n}" for c, n in missing.items() if n)
+        if not drop:
+            raise DataError(
+                f"Missing values (NaN/NULL) in the arm table: {shown} rows; expected none. "
+                "Pass dropna=True to drop those rows (they are reported), or fill them first."
+            )
+        keep = ~frame.isna().any(axis=1).to_numpy()
+        extra_meta["dropna"] = {
+            "rows_dropped": int((~keep).sum()),
+            "missing_by_column": {c: n for c, n in missing.items() if n},
+        }
+        warnings.warn(
+            f"{owner}(dropna=True) dropped {int((~keep).sum())} of {len(frame)} rows with "
+            f"missing values ({shown}).",
+            DataWarning,
+            stacklevel=stacklevel - 1,
+        )
+        frame = frame[keep]
+    if len(frame) == 0:
+        raise DataError(f"The table passed to {owner} is empty: it has no rows.")
+    for param, cols in (("count", counts), ("variance", variances)):
+        for c in dict.fromkeys(cols.values()):
+            neg = int((frame[c].to_numpy(dtype=float) < 0).sum())
+            if neg:
+                raise DataError(
+                    f"Column {c!r} (given in {param!r}) has {neg} negative values; "
+                    "expected numbers >= 0."
+                )
+
+    values = list(pd.unique(frame[roles.treatment].to_numpy()))
+    treated, control = resolve_treated(
+        values, treated_value, column=roles.treatment, param="arm", owner=owner
+    )
+    is_t = np.asarray([_same(scalar(v), treated) for v in frame[roles.treatment]], dtype=bool)
+
+    cell_cols = [roles.experiment, *roles.segments]
+    dup = frame.duplicated(subset=[*cell_cols, roles.treatment], keep=False)
+    if dup.any():
+        first = frame[dup].iloc[0]
+        where = ", ".join(f"{c}={scalar(first[c])!r}" for c in [*cell_cols, roles.treatment])
+        raise DataError(
+            f"The table passed to {owner} has {int(dup.sum())} rows that repeat a "
+            f"(experiment, segments, arm) combination, e.g. {where}; expected one row each."
+        )
+    arms_by_exp: dict[Any, set[bool]] = {}
+    for e, t in zip(frame[roles.experiment], is_t, strict=True):
+        arms_by_exp.setdefault(scalar(e), set()).add(bool(t))
+    one_arm = [e for e, a in arms_by_exp.items() if len(a) < 2]
+    if one_arm:
+        raise one_arm_error(
+            sorted(one_arm, key=str), experiment_column=roles.experiment, arm_column=roles.treatment
+        )
+    if len(arms_by_exp) < 2:
+        raise too_few_experiments_error(list(arms_by_exp), experiment_column=roles.experiment)
+
+    tuples = pd.Series(list(zip(*[frame[c] for c in cell_cols], strict=True)), dtype=object).map(
+        lambda t: tuple(scalar(v) for v in t)
+    )
+    cell, uniq = pd.factorize(tuples)
+    n_cells = len(uniq)
+    m = len(metrics)
+
+    def column(name: str, mask: np.ndarray) -> np.ndarray:
+        out = np.full(n_cells, np.nan)
+        rows = np.flatnonzero(mask)
+        out[cell[rows]] = frame[name].to_numpy(dtype=float)[rows]
+        return out
+
+    def gather(cols: Mapping[str, str], mask: np.ndarray) -> np.ndarray:
+        return np.stack([column(cols[met], mask) for met in metrics], axis=1)
+
+    pair_list = [(a, b) for a in range(m) for b in range(a + 1, m)]
+    noise = np.zeros((n_cells, m, m))
+    n_arm: dict[str, np.ndarray] = {}
+    low: dict[str, np.ndarray] = {}
+    mu: dict[str, np.ndarray] = {}
+    for name, mask in (("t", is_t), ("c", ~is_t)):
+        n = gather(counts, mask)
+        mu[name] = gather(means, mask)
+        var = gather(variances, mask)
+        present = ~np.isnan(n[:, 0])
+        n_arm[name] = np.where(present, np.round(np.nanmax(np.where(present[:, None], n, 0), 1)), 0)
+        low[name] = np.where(present, np.nanmin(np.where(present[:, None], n, 0), 1), 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for j in range(m):
+                noise[:, j, j] += var[:, j] / n[:, j]
+            for a, b in pair_list:
+                key = (metrics[a], metrics[b])
+                if key in covs:
+                    c_ab = column(covs[key], mask)
+                else:
+                    c_ab = rho[key] * np.sqrt(var[:, a] * var[:, b])
+                v = c_ab / np.maximum(n[:, a], n[:, b])
+                noise[:, a, b] += v
+                noise[:, b, a] += v
+
+    reasons: list[str | None] = []
+    for i in range(n_cells):
+        if n_arm["t"][i] == 0 or n_arm["c"][i] == 0:
+            reasons.append("one arm missing")
+        elif min(low["t"][i], low["c"][i]) < min_users:
+            reasons.append(f"below min_users_per_arm={min_users}")
+        else:
+            reasons.append(None)
+    keep_cells = np.asarray([r is None for r in reasons])
+    _check_psd(noise, keep_cells, list(uniq), rho, owner=owner)
+
+    keys = pd.DataFrame(
+        {name: [t[i] for t in uniq] for i, name in enumerate([dims.EXPERIMENT, *roles.segments])}
+    )
+    assumed = {f"{a}|{b}": float(r) for (a, b), r in rho.items()} or None
+    extra_meta.update(
+        {
+            "columns": {"experiment": roles.experiment, "arm": roles.treatment},
+            "treated_value": plain(treated),
+            "control_value": plain(control),
+            "covariance_rule": "nested samples: Cov(mean_a, mean_b) = c_ab / max(n_a, n_b)",
+        }
+    )
+    return finish(
+        keys,
+        n_arm["t"].astype(np.int64),
+        n_arm["c"].astype(np.int64),
+        mu["t"] - mu["c"],
+        noise,
+        reasons,
+        outcome=roles.outcome,
+        proxies=roles.proxies,
+        segments=roles.segments,
+        directions=roles.directions,
+        engine=engine,
+        min_users_per_arm=min_users,
+        owner=owner,
+        experiment_column=roles.experiment,
+        extra=extra_meta,
+        assumed_correlation=assumed,
+        pre_dropped=pre_dropped,
+        stacklevel=stacklevel,
+    )
+
+
+# -- argument checks -----------------------------------------------------------
+
+
+def _per_metric(
+    value: Any, metrics: Sequence[str], *, param: str, owner: str, allow_single: bool = False
+) -> dict[str, str]:
+    if allow_single and isinstance(value, str):
+        return dict.fromkeys(metrics, value)
+    if not isinstance(value, Mapping):
+        want = "a column name or " if allow_single else ""
+        raise DataTypeError(
+            f"The {param!r} parameter of {owner} must be {want}a dict {{metric: column}}; "
+            f"got {type(value).__name__}."
+        )
+    unknown = [k for k in value if k not in metrics]
+    if unknown:
+        raise ParameterError(
+            f"The {param!r} parameter of {owner} names {unknown[0]!r}, which is not the "
+            f"outcome or a proxy; metrics: {list(metrics)}.{suggestion(str(unknown[0]), metrics)}"
+        )
+    absent = [m for m in metrics if m not in value]
+    if absent:
+        raise ParameterError(
+            f"The {param!r} parameter of {owner} must give a column for every metric "
+            f"{list(metrics)}; missing: {absent}."
+        )
+    for m in metrics:
+        if not isinstance(value[m], str) or not value[m]:
+            raise DataTypeError(
+                f"The {param!r} parameter of {owner} must map each metric to a column name; "
+                f"got {value[m]!r} for {m!r}."
+            )
+    return {m: str(value[m]) for m in metrics}
+
+
+def _pair(key: Any, metrics: Sequence[str], *, param: str, owner: str) -> Pair:
+    if (
+        not isinstance(key, tuple)
+        or len(key) != 2
+        or key[0] not in metrics
+        or key[1] not in metrics
+        or key[0] == key[1]
+    ):
+        raise ParameterError(
+            f"The {param!r} parameter of {owner} must be keyed by pairs of two different "
+            f"metrics from {list(metrics)}, e.g. {(metrics[0], metrics[1])!r}; got {key!r}."
+        )
+    a, b = sorted(key, key=list(metrics).index)
+    return (a, b)
+
+
+def _pairs_map(
+    value: Any, metrics: Sequence[str], *, param: str, owner: str, kind: str
+) -> dict[Pair, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise DataTypeError(
+            f"The {param!r} parameter of {owner} must be a dict {{(metric_a, metric_b): {kind}}}; "
+            f"got {type(value).__name__}."
+        )
+    out: dict[Pair, Any] = {}
+    for key, v in value.items():
+        p = _pair(key, metrics, param=param, owner=owner)
+        if p in out:
+            raise ParameterError(
+                f"The {param!r} parameter of {owner} gives the pair {p!r} twice "
+                "(pairs are unordered)."
+            )
+        out[p] = v
+    return out
+
+
+def _rho(value: Any, *, where: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(float(value))
+        or not -1.0 <= float(value) <= 1.0
+    ):
+        raise ParameterError(f"{where} must be a correlation in [-1, 1]. Got {value!r} instead.")
+    return float(value)
+
+
+def _correlations(
+    value: Any, metrics: Sequence[str], covs: Mapping[Pair, str], *, owner: str
+) -> dict[Pair, float]:
+    """The assumed correlation of every pair that has no covariance column."""
+    open_pairs = [
+        (metrics[a], metrics[b])
+        for a in range(len(metrics))
+        for b in range(a + 1, len(metrics))
+        if (metrics[a], metrics[b]) not in covs
+    ]
+    where = f"The 'correlation' parameter of {owner}"
+    if isinstance(value, Mapping):
+        given = _pairs_map(value, metrics, param="correlation", owner=owner, kind="rho")
+        both = [p for p in given if p in covs]
+        if both:
+            raise ParameterError(
+                f"{where} sets {both[0]!r}, which also has a covariance column; give one or "
+                "the other."
+            )
+        return {p: _rho(given.get(p, 0.0), where=f"{where} for {p!r}") for p in open_pairs}
+    rho = _rho(value, where=where)
+    return dict.fromkeys(open_pairs, rho)
+
+
+def _check_columns(
+    table: pd.DataFrame,
+    roles: Roles,
+    key_cols: Sequence[str],
+    stat_cols: Sequence[str],
+    *,
+    owner: str,
+) -> None:
+    available = [str(c) for c in table.columns]
+    for c in [*key_cols, *stat_cols]:
+        if c not in available:
+            shown = ", ".join(repr(a) for a in available[:SHOW])
+            raise ColumnError(
+                f"Column {c!r} is not in the table passed to {owner}."
+                f"{suggestion(c, available)} Available columns: {shown}."
+            )
+    for c in stat_cols:
+        if c in key_cols:
+            raise ColumnError(
+                f"Column {c!r} is given two roles: it is a key ({roles.role_of(c)!r}) and a "
+                "count/mean/variance/covariance column."
+            )
+        dt = table[c].dtype
+        if not pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
+            conv = pd.to_numeric(table[c], errors="coerce")
+            bad = table[c][conv.isna() & table[c].notna()]
+            ex = f" (e.g. the value {bad.iloc[0]!r})" if len(bad) else ""
+            raise DataTypeError(f"Column {c!r} must be numeric; found type {dt}{ex}.")
+
+
+def _check_psd(
+    noise: np.ndarray,
+    keep: np.ndarray,
+    cells: Sequence[Any],
+    rho: Mapping[Pair, float],
+    *,
+    owner: str,
+) -> None:
+    """Assumed correlations can make an impossible covariance; say so."""
+    idx = np.flatnonzero(keep)
+    if not len(idx):
+        return
+    sub = noise[idx]
+    scale = np.sqrt(np.einsum("cii->ci", sub))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = sub / (scale[:, :, None] * scale[:, None, :])
+    corr = np.nan_to_num(corr, nan=0.0)
+    low = np.linalg.eigvalsh(corr)[:, 0]
+    bad = np.flatnonzero(low < -1e-9)
+    if len(bad):
+        where = cells[int(idx[bad[0]])]
+        shown = ", ".join(f"{a}|{b}: {r:g}" for (a, b), r in rho.items()) or "none"
+        raise DataError(
+            f"{owner}: the sampling covariance of {len(bad)} cell(s), e.g. {where!r}, is not "
+            f"positive semi-definite; the covariance columns or the assumed correlations "
+            f"({shown}) are inconsistent with each other."
+        )

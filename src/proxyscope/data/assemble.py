@@ -1,0 +1,177 @@
+"""Turn per-cell arrays into :class:`CellEffects`: the last step every input path shares.
+
+:func:`proxyscope.data.summarize.summarize` (user-level rows) and
+:func:`proxyscope.data.arms.from_arm_summaries` (per-arm statistics) both end
+here, so cells are ordered, dropped, reported, signed and stored the same way.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from proxyscope import dims
+from proxyscope.data.cells import CellEffects, build
+from proxyscope.data.validate import SHOW, scalar, show_values
+from proxyscope.errors import DataError, DataWarning
+
+
+def experiment_values(values: Sequence[Any]) -> np.ndarray:
+    """Experiment ids as stored: int64 when every id is a whole number, else strings.
+
+    Whole-number floats (an integer column that pandas widened to float
+    because of a missing value) become ints too.
+    """
+    vals = [scalar(v) for v in values]
+    whole = all(
+        (isinstance(v, numbers.Integral) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+        for v in vals
+    )
+    if whole:
+        return np.asarray([int(v) for v in vals], dtype=np.int64)
+    out = np.empty(len(vals), dtype=object)
+    out[:] = [str(v) for v in vals]
+    return out
+
+
+def _sort_key(values: Sequence[Any]) -> list[Any]:
+    """Numbers sort as numbers when a column holds only numbers; otherwise as text."""
+    vals = [scalar(v) for v in values]
+    if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vals):
+        return [float(v) for v in vals]
+    return [str(v) for v in vals]
+
+
+def cell_order(keys: pd.DataFrame) -> np.ndarray:
+    """Positions that sort cells by experiment, then each segment column."""
+    cols = [_sort_key(list(keys[c])) for c in keys.columns]
+    rows = list(zip(*cols, strict=True)) if cols else []
+    return np.asarray(sorted(range(len(keys)), key=lambda i: rows[i]), dtype=np.int64)
+
+
+def finish(
+    keys: pd.DataFrame,
+    n_treat: np.ndarray,
+    n_control: np.ndarray,
+    effect: np.ndarray,
+    noise_cov: np.ndarray,
+    drop_reason: Sequence[str | None],
+    *,
+    outcome: str,
+    proxies: Sequence[str],
+    segments: Sequence[str],
+    directions: Mapping[str, str],
+    engine: str,
+    min_users_per_arm: int,
+    owner: str,
+    experiment_column: str,
+    extra: Mapping[str, Any] | None = None,
+    assumed_correlation: Mapping[str, float] | None = None,
+    pre_dropped: Sequence[Mapping[str, Any]] = (),
+    stacklevel: int = 4,
+) -> CellEffects:
+    """Order cells, drop and report the flagged ones, sign proxies, and build.
+
+    Parameters
+    ----------
+    keys : DataFrame
+        One row per cell: column ``experiment`` then the segment columns.
+    n_treat, n_control, effect, noise_cov : arrays
+        Per cell, in the metrics' natural direction (signs are applied here).
+    drop_reason : sequence of str or None
+        Why each cell is dropped, or None to keep it.
+    pre_dropped : sequence of dict
+        Cells an adapter dropped before this step (reported with the rest).
+    """
+    exp = experiment_values(list(keys[dims.EXPERIMENT]))
+    keys = keys.copy()
+    keys[dims.EXPERIMENT] = exp
+    order = cell_order(keys)
+    keys = keys.iloc[order].reset_index(drop=True)
+    n_treat = np.asarray(n_treat)[order]
+    n_control = np.asarray(n_control)[order]
+    effect = np.asarray(effect, dtype=float)[order]
+    noise_cov = np.asarray(noise_cov, dtype=float)[order]
+    reasons = [drop_reason[i] for i in order]
+    keep = np.asarray([r is None for r in reasons], dtype=bool)
+
+    dropped: list[dict[str, Any]] = [dict(r) for r in pre_dropped]
+    for i in np.flatnonzero(~keep):
+        row: dict[str, Any] = {dims.EXPERIMENT: scalar(keys[dims.EXPERIMENT].iloc[i])}
+        for s in segments:
+            row[s] = str(scalar(keys[s].iloc[i]))
+        row["n_treat"] = int(n_treat[i])
+        row["n_control"] = int(n_control[i])
+        row["reason"] = reasons[i]
+        dropped.append(row)
+    if dropped:
+        why: dict[str, int] = {}
+        for r in dropped:
+            why[str(r["reason"])] = why.get(str(r["reason"]), 0) + 1
+        total = len(keys) + len(pre_dropped)
+        shown = "; ".join(f"{n} {reason}" for reason, n in why.items())
+        warnings.warn(
+            f"{owner} dropped {len(dropped)} of {total} cells ({shown}); see CellEffects.dropped.",
+            DataWarning,
+            stacklevel=stacklevel,
+        )
+
+    if not keep.any():
+        raise DataError(
+            f"{owner}: no cell has at least min_users_per_arm={min_users_per_arm} users "
+            f"in both arms ({len(keys)} cells checked); lower min_users_per_arm or use "
+            "fewer segment columns."
+        )
+    kept_exp = pd.unique(pd.Series(keys[dims.EXPERIMENT][keep]))
+    if len(kept_exp) < 2:
+        raise DataError(
+            f"{owner}: after dropping cells below min_users_per_arm={min_users_per_arm}, "
+            f"only {len(kept_exp)} experiment ({show_values(list(kept_exp))}) of column "
+            f"{experiment_column!r} remains; at least two are needed."
+        )
+
+    sign = np.asarray([1.0] + [-1.0 if directions[p] == "lower" else 1.0 for p in proxies])
+    effect = effect * sign
+    noise_cov = noise_cov * sign[:, None] * sign[None, :]
+    idx = np.flatnonzero(keep)
+    return build(
+        keys.iloc[idx].reset_index(drop=True),
+        n_treat[idx],
+        n_control[idx],
+        effect[idx],
+        noise_cov[idx],
+        outcome=outcome,
+        proxies=list(proxies),
+        segments=list(segments),
+        directions=directions,
+        engine=engine,
+        min_users_per_arm=min_users_per_arm,
+        dropped=dropped,
+        assumed_correlation=assumed_correlation,
+        extra=extra,
+    )
+
+
+def one_arm_error(
+    experiments: Sequence[Any], *, experiment_column: str, arm_column: str
+) -> DataError:
+    return DataError(
+        f"{len(experiments)} experiment(s) in column {experiment_column!r} have only one arm "
+        f"(one value of {arm_column!r}): {show_values(list(experiments))}; each experiment "
+        "needs both a treatment and a control arm."
+    )
+
+
+def too_few_experiments_error(experiments: Sequence[Any], *, experiment_column: str) -> DataError:
+    shown = show_values(list(experiments)) if len(experiments) <= SHOW else ""
+    return DataError(
+        f"Column {experiment_column!r} (given as 'experiment') must hold at least two "
+        f"experiments; found {len(experiments)} {shown}".rstrip()
+        + "."
+    )

@@ -1,0 +1,435 @@
+"""CellEffects: per (experiment × segment cell) treatment-effect summaries.
+
+The object every model and analysis reads. It wraps an :class:`xarray.Dataset`
+with
+
+- ``effect[cell, metric]``: difference in means, treatment − control, the
+  outcome first and then the proxies, each proxy read in its good direction
+  (a "lower is better" proxy is negated);
+- ``noise_cov[cell, metric, metric_]``: the sampling covariance of that
+  difference, ``Cov_T / n_T + Cov_C / n_C``;
+- ``n_treat[cell]``, ``n_control[cell]``: users per arm;
+
+with coordinates on ``cell`` named ``experiment``, ``segment_label`` and one
+per segment column. Metadata (roles, directions, dropped cells, assumptions)
+lives in one JSON attribute so that the dataset survives NetCDF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from proxyscope import dims
+from proxyscope._io import write_atomic
+from proxyscope._version import __version__
+from proxyscope.errors import DataError, DataTypeError, IncompatibleFileError, ParameterError
+
+META_ATTR = "proxyscope_cell_effects"
+DIRECTIONS = ("higher", "lower")
+
+
+def segment_labels(frame: pd.DataFrame, segments: Sequence[str]) -> np.ndarray:
+    """Human-readable label per row, e.g. ``"IN / Mobile / New"``."""
+    if not segments:
+        return np.full(len(frame), dims.ALL_SEGMENTS, dtype=object)
+    parts = [frame[s].astype(str).to_numpy(dtype=object) for s in segments]
+    out = parts[0].copy()
+    for p in parts[1:]:
+        out = out + dims.LABEL_SEP + p
+    return out
+
+
+class CellEffects:
+    """Treatment-effect summaries per (experiment × segment cell).
+
+    Build one with :func:`proxyscope.summarize` (user-level rows) or
+    :meth:`CellEffects.from_arm_summaries` (per-arm count / mean / variance);
+    the constructor takes an already-built dataset and checks it.
+
+    Parameters
+    ----------
+    data : xarray.Dataset
+        A dataset with the variables and coordinates described in the module
+        docstring and the metadata attribute written by :func:`build`.
+    """
+
+    def __init__(self, data: xr.Dataset) -> None:
+        if not isinstance(data, xr.Dataset):
+            raise DataTypeError(
+                f"CellEffects expects an xarray.Dataset; got {type(data).__name__}."
+            )
+        if META_ATTR not in data.attrs:
+            raise DataError(
+                f"The dataset given to CellEffects has no {META_ATTR!r} attribute; "
+                "build it with proxyscope.summarize or CellEffects.from_arm_summaries."
+            )
+        self._data = data
+        self._meta: dict[str, Any] = json.loads(data.attrs[META_ATTR])
+        self._check()
+
+    # -- structure ---------------------------------------------------------
+    def _check(self) -> None:
+        d = self._data
+        for var, want in (
+            (dims.EFFECT, (dims.CELL, dims.METRIC)),
+            (dims.NOISE_COV, (dims.CELL, dims.METRIC, dims.METRIC_)),
+            (dims.N_TREAT, (dims.CELL,)),
+            (dims.N_CONTROL, (dims.CELL,)),
+        ):
+            if var not in d:
+                raise DataError(f"CellEffects dataset lacks the variable {var!r}.")
+            if d[var].dims != want:
+                raise DataError(
+                    f"CellEffects variable {var!r} must have dims {want}; got {d[var].dims}."
+                )
+        for coord in (dims.EXPERIMENT, dims.SEGMENT_LABEL, *self.segments):
+            if coord not in d.coords:
+                raise DataError(f"CellEffects dataset lacks the coordinate {coord!r}.")
+        metrics = [str(m) for m in d[dims.METRIC].values]
+        if metrics != list(self.metrics):
+            raise DataError(
+                f"CellEffects metric coordinate {metrics} does not match outcome "
+                f"and proxies {list(self.metrics)}."
+            )
+        if d.sizes[dims.CELL] == 0:
+            raise DataError("CellEffects has no cells.")
+
+    # -- metadata ----------------------------------------------------------
+    @property
+    def data(self) -> xr.Dataset:
+        """The underlying :class:`xarray.Dataset` (treat as read-only)."""
+        return self._data
+
+    @property
+    def outcome(self) -> str:
+        """Name of the long-term outcome metric."""
+        return str(self._meta["outcome"])
+
+    @property
+    def proxies(self) -> tuple[str, ...]:
+        """Names of the proxy metrics, in order."""
+        return tuple(self._meta["proxies"])
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Outcome first, then the proxies."""
+        return (self.outcome, *self.proxies)
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """Names of the segment columns (may be empty)."""
+        return tuple(self._meta["segments"])
+
+    @property
+    def directions(self) -> dict[str, str]:
+        """Good direction of each proxy: "higher" or "lower"."""
+        return dict(self._meta["directions"])
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """A copy of all metadata (engine, dropped cells, assumptions, ...)."""
+        return json.loads(json.dumps(self._meta))
+
+    @property
+    def assumed_correlation(self) -> dict[str, float] | None:
+        """Correlations assumed where cross-metric covariances were missing.
+
+        Keys are ``"metric_a|metric_b"``; None when every covariance was
+        estimated from the data.
+        """
+        got = self._meta.get("assumed_correlation")
+        return None if got is None else dict(got)
+
+    @property
+    def dropped(self) -> pd.DataFrame:
+        """Cells dropped for having too few users per arm (or other reasons)."""
+        rows = self._meta.get("dropped", [])
+        cols = [dims.EXPERIMENT, *self.segments, "n_treat", "n_control", "reason"]
+        return pd.DataFrame(rows, columns=cols)
+
+    # -- arrays ------------------------------------------------------------
+    @property
+    def n_cells(self) -> int:
+        return int(self._data.sizes[dims.CELL])
+
+    @property
+    def effect(self) -> np.ndarray:
+        """``(n_cells, 1 + K)`` effect estimates."""
+        return np.asarray(self._data[dims.EFFECT].values, dtype=float)
+
+    @property
+    def noise_cov(self) -> np.ndarray:
+        """``(n_cells, 1 + K, 1 + K)`` sampling covariances."""
+        return np.asarray(self._data[dims.NOISE_COV].values, dtype=float)
+
+    @property
+    def experiment(self) -> np.ndarray:
+        """Experiment id of every cell."""
+        return np.asarray(self._data[dims.EXPERIMENT].values)
+
+    @property
+    def experiments(self) -> np.ndarray:
+        """Distinct experiment ids, in order of first appearance."""
+        return np.asarray(pd.unique(pd.Series(self.experiment)))
+
+    @property
+    def segment_label(self) -> np.ndarray:
+        """Segment label of every cell ("IN / Mobile / New", or "all")."""
+        return np.asarray(self._data[dims.SEGMENT_LABEL].values).astype(str)
+
+    def cells(self) -> pd.DataFrame:
+        """One row per cell: experiment, segment columns and the segment label."""
+        out = {dims.EXPERIMENT: self.experiment}
+        for s in self.segments:
+            out[s] = np.asarray(self._data[s].values).astype(str)
+        out[dims.SEGMENT_LABEL] = self.segment_label
+        return pd.DataFrame(out)
+
+    def to_frame(self) -> pd.DataFrame:
+        """A tidy table: cell keys, users per arm, effect and standard error per metric."""
+        out = self.cells()
+        out["n_treat"] = self._data[dims.N_TREAT].values
+        out["n_control"] = self._data[dims.N_CONTROL].values
+        eff = self.effect
+        se = np.sqrt(np.einsum("cii->ci", self.noise_cov))
+        for j, m in enumerate(self.metrics):
+            out[f"effect_{m}"] = eff[:, j]
+            out[f"se_{m}"] = se[:, j]
+        return out
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the numbers and roles: identical data gives the identical string."""
+        h = hashlib.sha256()
+        for arr in (self.effect, self.noise_cov):
+            h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+        for arr in (self._data[dims.N_TREAT].values, self._data[dims.N_CONTROL].values):
+            h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+        keys = self.cells().astype(str)
+        h.update(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes())
+        h.update(json.dumps([self.metrics, self.segments, self.directions]).encode())
+        return h.hexdigest()
+
+    # -- derived objects ---------------------------------------------------
+    def subset(self, experiments: Iterable[Any]) -> CellEffects:
+        """Only the cells of the given experiments (for folds and backtests)."""
+        wanted = pd.Index(list(experiments))
+        known = pd.Index(self.experiments)
+        missing = wanted.difference(known)
+        if len(missing):
+            raise ParameterError(
+                f"The 'experiments' parameter of CellEffects.subset names unknown "
+                f"experiments {list(missing)[:5]}; known: {list(known)[:5]}..."
+            )
+        mask = pd.Index(self.experiment).isin(wanted)
+        return self._replace(self._data.isel({dims.CELL: np.flatnonzero(mask)}))
+
+    def select_proxies(self, proxies: Sequence[str]) -> CellEffects:
+        """Keep the outcome and only the named proxies (in the given order)."""
+        proxies = list(proxies)
+        unknown = [p for p in proxies if p not in self.proxies]
+        if unknown or not proxies:
+            raise ParameterError(
+                f"The 'proxies' parameter of CellEffects.select_proxies must be a "
+                f"non-empty subset of {list(self.proxies)}; got {proxies}."
+            )
+        keep = [self.outcome, *proxies]
+        data = self._data.sel({dims.METRIC: keep, dims.METRIC_: keep})
+        meta = self.meta
+        meta["proxies"] = proxies
+        meta["directions"] = {p: self.directions[p] for p in proxies}
+        return self._replace(data, meta)
+
+    def _replace(self, data: xr.Dataset, meta: Mapping[str, Any] | None = None) -> CellEffects:
+        data = data.assign_coords({dims.CELL: np.arange(data.sizes[dims.CELL])})
+        data.attrs = dict(data.attrs)
+        data.attrs[META_ATTR] = json.dumps(meta if meta is not None else self._meta)
+        return CellEffects(data)
+
+    # -- other constructors ------------------------------------------------
+    @classmethod
+    def from_arm_summaries(
+        cls,
+        table: pd.DataFrame,
+        *,
+        experiment: str,
+        arm: str,
+        treated_value: Any,
+        outcome: str,
+        proxies: Sequence[str] | str,
+        count: str | Mapping[str, str],
+        mean: Mapping[str, str],
+        variance: Mapping[str, str],
+        segments: Sequence[str] | str = (),
+        covariance: Mapping[tuple[str, str], str] | None = None,
+        correlation: float | Mapping[tuple[str, str], float] = 0.0,
+        directions: Mapping[str, str] | None = None,
+        min_users_per_arm: int = 10,
+        dropna: bool = False,
+    ) -> CellEffects:
+        """Build from per-arm count / mean / variance columns.
+
+        See :func:`proxyscope.data.arms.from_arm_summaries` for the
+        parameters and the covariance rule (nested samples:
+        ``Cov(mean_a, mean_b) = c_ab / max(n_a, n_b)``; where a covariance
+        column is missing, ``c_ab = correlation · σ_a · σ_b``, recorded in
+        :attr:`assumed_correlation` and the repr).
+        """
+        from proxyscope.data.arms import arm_summaries
+
+        return arm_summaries(
+            table,
+            experiment=experiment,
+            arm=arm,
+            treated_value=treated_value,
+            outcome=outcome,
+            proxies=proxies,
+            count=count,
+            mean=mean,
+            variance=variance,
+            segments=segments,
+            covariance=covariance,
+            correlation=correlation,
+            directions=directions,
+            min_users_per_arm=min_users_per_arm,
+            dropna=dropna,
+        )
+
+    # -- persistence -------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write to NetCDF atomically (an earlier file survives a crash)."""
+        data = self._data
+        return write_atomic(path, lambda tmp: data.to_netcdf(tmp, engine="h5netcdf"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CellEffects:
+        """Read a file written by :meth:`save`."""
+        p = Path(path)
+        if not p.exists():
+            raise ParameterError(f"CellEffects.load: no file at {str(p)!r}.")
+        with xr.open_dataset(p, engine="h5netcdf") as ds:
+            data = ds.load()
+        if META_ATTR not in data.attrs:
+            raise IncompatibleFileError(
+                f"{str(p)!r} is not a proxyscope CellEffects file (no {META_ATTR!r} attribute)."
+            )
+        return cls(data)
+
+    # -- display -----------------------------------------------------------
+    def __repr__(self) -> str:
+        d = self._data
+        n_exp = len(self.experiments)
+        segs = ", ".join(self.segments) if self.segments else "none"
+        lines = [
+            f"<proxyscope.CellEffects: {self.n_cells} cells, {n_exp} experiments, "
+            f"segments: {segs}>",
+            f"  outcome: {self.outcome}",
+            "  proxies: "
+            + ", ".join(f"{p} ({self.directions[p]} is better)" for p in self.proxies),
+            f"  users per arm: treatment {int(d[dims.N_TREAT].sum())}, "
+            f"control {int(d[dims.N_CONTROL].sum())}",
+            f"  engine: {self._meta.get('engine', 'unknown')}",
+        ]
+        n_dropped = len(self._meta.get("dropped", []))
+        if n_dropped:
+            lines.append(
+                f"  dropped: {n_dropped} cells below {self._meta.get('min_users_per_arm')} "
+                "users per arm (see .dropped)"
+            )
+        assumed = self.assumed_correlation
+        if assumed:
+            shown = ", ".join(f"{k}: {v:g}" for k, v in assumed.items())
+            lines.append(f"  ASSUMED noise correlations (not estimated): {shown}")
+        return "\n".join(lines)
+
+
+def build(
+    keys: pd.DataFrame,
+    n_treat: np.ndarray,
+    n_control: np.ndarray,
+    effect: np.ndarray,
+    noise_cov: np.ndarray,
+    *,
+    outcome: str,
+    proxies: Sequence[str],
+    segments: Sequence[str],
+    directions: Mapping[str, str],
+    engine: str,
+    min_users_per_arm: int | None = None,
+    dropped: Sequence[Mapping[str, Any]] = (),
+    assumed_correlation: Mapping[str, float] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> CellEffects:
+    """Assemble a :class:`CellEffects` from arrays (used by every engine).
+
+    ``keys`` holds one row per cell with the experiment column (named
+    ``experiment``) and the segment columns. ``effect`` and ``noise_cov`` are
+    in the good direction of each proxy already.
+    """
+    metrics = [outcome, *proxies]
+    n = len(keys)
+    effect = np.asarray(effect, dtype=float)
+    noise_cov = np.asarray(noise_cov, dtype=float)
+    if effect.shape != (n, len(metrics)) or noise_cov.shape != (n, len(metrics), len(metrics)):
+        raise DataError(
+            f"Internal shape mismatch building CellEffects: effect {effect.shape}, "
+            f"noise_cov {noise_cov.shape}, {n} cells, {len(metrics)} metrics."
+        )
+    exp_values = keys[dims.EXPERIMENT].to_numpy()
+    if exp_values.dtype.kind not in "iu":
+        exp_values = exp_values.astype(str).astype(object)
+    coords: dict[str, Any] = {
+        dims.CELL: np.arange(n),
+        dims.METRIC: metrics,
+        dims.METRIC_: metrics,
+        dims.EXPERIMENT: (dims.CELL, exp_values),
+        dims.SEGMENT_LABEL: (dims.CELL, segment_labels(keys, segments)),
+    }
+    for s in segments:
+        coords[s] = (dims.CELL, keys[s].astype(str).to_numpy(dtype=object))
+    meta: dict[str, Any] = {
+        "outcome": outcome,
+        "proxies": list(proxies),
+        "segments": list(segments),
+        "directions": {p: directions.get(p, "higher") for p in proxies},
+        "engine": engine,
+        "min_users_per_arm": min_users_per_arm,
+        "dropped": [_jsonable(r) for r in dropped],
+        "assumed_correlation": dict(assumed_correlation) if assumed_correlation else None,
+        "version": __version__,
+    }
+    if extra:
+        meta.update(_jsonable(dict(extra)))
+    data = xr.Dataset(
+        {
+            dims.EFFECT: ((dims.CELL, dims.METRIC), effect),
+            dims.NOISE_COV: ((dims.CELL, dims.METRIC, dims.METRIC_), noise_cov),
+            dims.N_TREAT: ((dims.CELL,), np.asarray(n_treat, dtype=np.int64)),
+            dims.N_CONTROL: ((dims.CELL,), np.asarray(n_control, dtype=np.int64)),
+        },
+        coords=coords,
+        attrs={META_ATTR: json.dumps(meta)},
+    )
+    return CellEffects(data)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj

@@ -1,0 +1,378 @@
+"""``summarize``: user-level rows → per-(experiment × segment cell) effect summaries.
+
+The one entry point for user-level data, on three engines with one contract
+(pandas in memory, DuckDB in process and out of core, Spark distributed).
+
+Numerics. Per cell and arm the engine computes the count, the mean of each
+metric and the sample covariance (ddof=1) of every pair of metrics, with SQL
+``avg`` / ``var_samp`` / ``covar_samp`` (or the two-pass equivalent in
+pandas), never raw sums of squares. Every metric is first shifted by a
+reference value taken from the data (its first finite value, in row order):
+the shift cancels in the difference of means and covariances do not depend
+on it, but a metric that sits near 1e9 keeps all its digits — the difference
+of two means of ~1e9 would otherwise lose about nine of them.
+
+Checks run as engine queries whose results are a few rows: the schema, a few
+distinct treatment values, counts of missing or infinite values (only when
+the aggregate shows any), and the aggregate itself. Nothing is collected to
+pandas; the caller's data is never modified.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from proxyscope import dims
+from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
+from proxyscope.data.cells import CellEffects
+from proxyscope.data.engines import ARM, N, Source, count_col, cov_col, key_col, mean_col, pairs
+from proxyscope.data.validate import (
+    ENGINES,
+    Roles,
+    _same,
+    check_flag,
+    check_min_users,
+    check_roles,
+    infinite_values_error,
+    is_missing,
+    missing_columns_error,
+    missing_values_error,
+    nonnumeric_error,
+    plain,
+    resolve_treated,
+    scalar,
+)
+from proxyscope.errors import DataError, DataWarning, ParameterError, check_one_of
+
+OWNER = "summarize"
+#: Distinct treatment values fetched: two real ones, up to two missing kinds, one spare.
+DISTINCT_LIMIT = 5
+
+
+def summarize(
+    data: Any,
+    *,
+    experiment: str,
+    treatment: str,
+    outcome: str,
+    proxies: Sequence[str] | str,
+    segments: Sequence[str] | str = (),
+    directions: Mapping[str, str] | None = None,
+    engine: str = "duckdb",
+    treated_value: Any = None,
+    min_users_per_arm: int = 10,
+    dropna: bool = False,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    spark: Any = None,
+) -> CellEffects:
+    """Summarize user-level rows into per-(experiment × segment cell) effects.
+
+    Parameters
+    ----------
+    data : DataFrame, path, list of paths, glob, or Spark DataFrame
+        One row per user. Engine "pandas": a pandas DataFrame or Parquet/CSV
+        path(s). Engine "duckdb": a pandas DataFrame or pyarrow Table (scanned
+        in place), or Parquet/CSV path(s), directories or globs, read out of
+        core. Engine "spark": a pyspark DataFrame or path(s) read by Spark.
+    experiment : str
+        Column with the experiment id.
+    treatment : str
+        Column with the arm; exactly two distinct values.
+    outcome : str
+        Column with the long-term outcome.
+    proxies : list of str
+        Columns with the short-term proxies (at least one).
+    segments : list of str, default ()
+        Segment columns; cells are their crossing within each experiment.
+        Empty: one cell per experiment.
+    directions : dict, optional
+        Good direction per proxy, "higher" (default) or "lower". A "lower"
+        proxy is negated, so every effect reads "positive is better".
+    engine : {"duckdb", "pandas", "spark"}, default "duckdb"
+    treated_value : object, optional
+        The treatment column's value for the treated arm. Inferred when the
+        values are {0, 1}, {False, True}, or like "control"/"treatment";
+        required otherwise.
+    min_users_per_arm : int, default 10
+        Cells with fewer users in either arm are dropped, listed in
+        ``CellEffects.dropped`` and announced with a DataWarning. At least 2.
+    dropna : bool, default False
+        False: any NaN/NULL in a used column is an error. True: rows with one
+        are dropped; the counts per column are in the metadata
+        (``meta["dropna"]``) and in a DataWarning.
+    memory_limit : str, optional
+        DuckDB only: the connection's memory limit, e.g. "500MB". Files larger
+        than it are aggregated in a stream.
+    threads : int, optional
+        DuckDB only: worker threads.
+    spark : SparkSession, optional
+        Spark only: the session that reads paths (default: the active one,
+        else a new local one).
+
+    Returns
+    -------
+    CellEffects
+        ``effect[cell, metric]`` (treatment − control; outcome first, then
+        proxies), ``noise_cov[cell, metric, metric_]`` = Cov_T/n_T + Cov_C/n_C
+        with sample covariances, ``n_treat``, ``n_control``; cells ordered by
+        experiment, then segment values. Experiment ids stay integers when
+        they are whole numbers, strings otherwise.
+
+    Raises
+    ------
+    ColumnError
+        A column is missing (the closest name is suggested), given two roles,
+        or a segment column has a reserved name.
+    DataTypeError
+        A metric column is not numeric, or ``data`` is not what the engine reads.
+    DataError
+        Empty input, a treatment column without exactly two values, an
+        experiment with one arm, fewer than two experiments, missing or
+        infinite values.
+    ParameterError
+        Unknown engine or direction, ``min_users_per_arm`` < 2, a
+        ``treated_value`` that is not in the data or cannot be inferred.
+    """
+    check_one_of(engine, ENGINES, param="engine", owner=OWNER)
+    roles = check_roles(
+        experiment=experiment,
+        treatment=treatment,
+        outcome=outcome,
+        proxies=proxies,
+        segments=segments,
+        directions=directions,
+        owner=OWNER,
+    )
+    min_users = check_min_users(min_users_per_arm, owner=OWNER)
+    drop = check_flag(dropna, param="dropna", owner=OWNER)
+    if engine != "duckdb" and (memory_limit is not None or threads is not None):
+        raise ParameterError(
+            f"The 'memory_limit' and 'threads' parameters of {OWNER} apply to "
+            f"engine='duckdb' only; got engine={engine!r}."
+        )
+    if engine != "spark" and spark is not None:
+        raise ParameterError(
+            f"The 'spark' parameter of {OWNER} applies to engine='spark' only; "
+            f"got engine={engine!r}."
+        )
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1
+    ):
+        raise ParameterError(
+            f"The 'threads' parameter of {OWNER} must be a positive integer. Got {threads!r}."
+        )
+    if memory_limit is not None and not isinstance(memory_limit, str):
+        raise ParameterError(
+            f"The 'memory_limit' parameter of {OWNER} must be a string such as '2GB'. "
+            f"Got {memory_limit!r}."
+        )
+
+    source = open_source(engine, data, memory_limit=memory_limit, threads=threads, spark=spark)
+    try:
+        return _summarize(source, roles, treated_value, min_users, drop)
+    finally:
+        source.close()
+
+
+def open_source(
+    engine: str,
+    data: Any,
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    spark: Any = None,
+) -> Source:
+    """Wrap ``data`` for ``engine`` (a clear DataTypeError when it cannot read it)."""
+    if engine == "pandas":
+        from proxyscope.data.engines.pandas_engine import PandasSource
+
+        return PandasSource(data, owner=OWNER)
+    if engine == "duckdb":
+        from proxyscope.data.engines.duckdb_engine import DuckDBSource
+
+        return DuckDBSource(data, memory_limit=memory_limit, threads=threads, owner=OWNER)
+    from proxyscope.data.engines.spark_engine import SparkSource
+
+    return SparkSource(data, spark=spark, owner=OWNER)
+
+
+def _summarize(
+    source: Source, roles: Roles, treated_value: Any, min_users: int, dropna: bool
+) -> CellEffects:
+    available = source.columns()
+    err = missing_columns_error(roles, available)
+    if err is not None:
+        raise err
+    select = getattr(source, "select", None)
+    if select is not None:
+        select(roles.columns)
+    for m in roles.metrics:
+        kind, found = source.kind(m)
+        if kind == "other":
+            raise nonnumeric_error(m, roles.role_of(m), found, source.nonnumeric_example(m))
+
+    raw = source.distinct(roles.treatment, DISTINCT_LIMIT)
+    if not raw:
+        raise DataError(f"The data passed to {OWNER} is empty: it has no rows.")
+    values = [v for v in raw if not is_missing(v)]
+    treated, control = resolve_treated(
+        values, treated_value, column=roles.treatment, more=len(raw) >= DISTINCT_LIMIT
+    )
+
+    metrics = list(roles.metrics)
+    first = source.first_finite(metrics)
+    refs = [_or_zero(first[m]) for m in metrics]
+    keys = list(roles.keys)
+    agg = source.aggregate(keys, roles.treatment, metrics, refs, drop_missing=False)
+    n_rows = int(agg[N].sum())
+
+    # Missing keys: their groups come back with a missing key value.
+    key_names = [*keys, roles.treatment]
+    key_cols = [key_col(i) for i in range(len(keys))] + [ARM]
+    key_missing = {}
+    for name, c in zip(key_names, key_cols, strict=True):
+        miss = agg[c].map(is_missing).to_numpy(dtype=bool)
+        key_missing[name] = int(agg[N].to_numpy()[miss].sum())
+
+    # Missing or infinite metric values show in the aggregate; only then count them.
+    metric_missing = dict.fromkeys(metrics, 0)
+    if _suspicious(agg, len(metrics)):
+        bad = source.bad_counts(metrics)
+        infinite = {m: bad[m][1] for m in metrics}
+        if any(infinite.values()):
+            raise infinite_values_error(infinite, roles)
+        metric_missing = {m: bad[m][0] for m in metrics}
+        if not any(metric_missing.values()):
+            raise DataError(
+                f"{OWNER}: the per-cell means or covariances of {metrics} overflow "
+                "double precision; rescale the metrics."
+            )
+    missing = {**key_missing, **metric_missing}
+    extra: dict[str, Any] = {}
+    if any(missing.values()):
+        if not dropna:
+            raise missing_values_error({c: missing[c] for c in roles.columns}, roles)
+        if any(metric_missing.values()):
+            agg = source.aggregate(keys, roles.treatment, metrics, refs, drop_missing=True)
+        complete = ~np.logical_or.reduce([agg[c].map(is_missing).to_numpy(bool) for c in key_cols])
+        agg = agg[complete].reset_index(drop=True)
+        n_used = int(agg[N].sum())
+        by_col = {c: int(missing[c]) for c in roles.columns if missing[c]}
+        extra["dropna"] = {"rows_dropped": n_rows - n_used, "missing_by_column": by_col}
+        shown = ", ".join(f"{c!r}: {n}" for c, n in by_col.items())
+        warnings.warn(
+            f"{OWNER}(dropna=True) dropped {n_rows - n_used} of {n_rows} rows with missing "
+            f"values (NaN/NULL per column: {shown}).",
+            DataWarning,
+            stacklevel=3,
+        )
+    else:
+        n_used = n_rows
+
+    is_t = np.asarray([_same(scalar(v), treated) for v in agg[ARM]], dtype=bool)
+    exp_col = key_col(0)
+    arms_by_exp: dict[Any, set[bool]] = {}
+    for e, t, n in zip(agg[exp_col], is_t, agg[N], strict=True):
+        if n > 0:
+            arms_by_exp.setdefault(scalar(e), set()).add(bool(t))
+    one_arm = [e for e, a in arms_by_exp.items() if len(a) < 2]
+    if one_arm:
+        raise one_arm_error(
+            sorted(one_arm, key=str), experiment_column=roles.experiment, arm_column=roles.treatment
+        )
+    if len(arms_by_exp) < 2:
+        raise too_few_experiments_error(list(arms_by_exp), experiment_column=roles.experiment)
+
+    cells = _pivot(agg, is_t, len(keys), len(metrics))
+    keys_frame = pd.DataFrame(
+        {name: cells["keys"][:, i] for i, name in enumerate([dims.EXPERIMENT, *roles.segments])}
+    )
+    n_t, n_c = cells["n_t"], cells["n_c"]
+    reasons = [
+        None if (a >= min_users and b >= min_users) else f"below min_users_per_arm={min_users}"
+        for a, b in zip(n_t, n_c, strict=True)
+    ]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        effect = cells["mean_t"] - cells["mean_c"]
+        noise = cells["cov_t"] / n_t[:, None, None] + cells["cov_c"] / n_c[:, None, None]
+    extra.update(
+        {
+            "columns": {"experiment": roles.experiment, "treatment": roles.treatment},
+            "treated_value": plain(treated),
+            "control_value": plain(control),
+            "n_rows": n_used,
+            "source": source.describe(),
+        }
+    )
+    return finish(
+        keys_frame,
+        n_t,
+        n_c,
+        effect,
+        noise,
+        reasons,
+        outcome=roles.outcome,
+        proxies=roles.proxies,
+        segments=roles.segments,
+        directions=roles.directions,
+        engine=source.engine,
+        min_users_per_arm=min_users,
+        owner=OWNER,
+        experiment_column=roles.experiment,
+        extra=extra,
+        stacklevel=4,
+    )
+
+
+def _or_zero(x: float | None) -> float:
+    return 0.0 if x is None else x
+
+
+def _suspicious(agg: pd.DataFrame, m: int) -> bool:
+    """True when a count, mean or covariance shows a missing or non-finite value."""
+    n = agg[N].to_numpy(dtype=float)
+    for i in range(m):
+        if np.any(agg[count_col(i)].to_numpy(dtype=float) != n):
+            return True
+        if np.any(~np.isfinite(agg[mean_col(i)].to_numpy(dtype=float)) & (n > 0)):
+            return True
+    for i, j in pairs(m):
+        if np.any(~np.isfinite(agg[cov_col(i, j)].to_numpy(dtype=float)) & (n >= 2)):
+            return True
+    return False
+
+
+def _pivot(agg: pd.DataFrame, is_t: np.ndarray, n_keys: int, m: int) -> dict[str, np.ndarray]:
+    """One row per cell with both arms side by side (an absent arm has n = 0)."""
+    key_tuples = pd.Series(
+        list(zip(*[agg[key_col(i)] for i in range(n_keys)], strict=True)), dtype=object
+    )
+    cell, uniq = pd.factorize(key_tuples)
+    n_cells = len(uniq)
+    n = agg[N].to_numpy(dtype=np.int64)
+    means = np.stack([agg[mean_col(i)].to_numpy(dtype=float) for i in range(m)], axis=1)
+    covs = np.empty((len(agg), m, m))
+    for i, j in pairs(m):
+        v = agg[cov_col(i, j)].to_numpy(dtype=float)
+        covs[:, i, j] = v
+        covs[:, j, i] = v
+    out: dict[str, np.ndarray] = {}
+    for arm, mask in (("t", is_t), ("c", ~is_t)):
+        idx = np.full(n_cells, -1)
+        idx[cell[mask]] = np.flatnonzero(mask)
+        has = idx >= 0
+        out[f"n_{arm}"] = np.where(has, n[idx], 0)
+        out[f"mean_{arm}"] = np.where(has[:, None], means[idx], np.nan)
+        out[f"cov_{arm}"] = np.where(has[:, None, None], covs[idx], np.nan)
+    keys = np.empty((n_cells, n_keys), dtype=object)
+    for c, tup in enumerate(uniq):
+        keys[c, :] = list(tup)
+    out["keys"] = keys
+    return out

@@ -1,0 +1,30 @@
+"""Names of every dimension and coordinate proxyscope writes.
+
+One module so that the data layer, the model, the analyses and the reports
+agree; nothing relies on ArviZ's automatic ``*_dim_0`` names.
+"""
+
+from __future__ import annotations
+
+CELL = "cell"
+EXPERIMENT = "experiment"
+SEGMENT = "segment"
+METRIC = "metric"
+METRIC_ = "metric_"  # second axis of a metric × metric covariance
+PROXY = "proxy"
+PROXY_ = "proxy_"  # second axis of a proxy × proxy covariance
+CHAIN = "chain"
+DRAW = "draw"
+SAMPLE = "sample"  # stacked (chain, draw)
+
+# Variables of a CellEffects dataset.
+EFFECT = "effect"
+NOISE_COV = "noise_cov"
+N_TREAT = "n_treat"
+N_CONTROL = "n_control"
+SEGMENT_LABEL = "segment_label"
+
+#: Separator used in human-readable segment labels, e.g. "IN / Mobile / New".
+LABEL_SEP = " / "
+#: Label of the single segment when there are no segment columns.
+ALL_SEGMENTS = "all"

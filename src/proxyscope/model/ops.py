@@ -1,0 +1,129 @@
+"""PyTensor Op for the proxy model's marginal likelihood.
+
+The Op wraps :func:`proxyscope.core.kernels.proxy_model_logp`, which returns
+the log likelihood and its gradient in one pass; the gradient of the Op reads
+the extra outputs of the same node, so the small-matrix algebra is never done
+twice. A numba implementation is registered for nutpie (and PyTensor's numba
+mode); ``perform`` calls the same compiled kernel for the C and Python back
+ends used by PyMC's own NUTS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import DisconnectedType
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+
+from proxyscope.core.kernels import logp_kernel, proxy_model_logp
+
+N_DATA_INPUTS = 3  # dat, seg, cexp
+
+
+class ProxyModelLogp(Op):
+    """Total log likelihood of the cells, the latent effects integrated out.
+
+    Inputs: data ``dat`` (from :func:`proxyscope.core.kernels.pack_cells`),
+    ``seg[C]``, ``cexp[C]`` (int64, cells sorted by experiment), then
+    parameters ``loc[M, S]``,
+    ``beta[K, S]``, ``sig2[S]``, ``chol_c[K, K]``, ``chol_e[K, K]``.
+    Outputs: the scalar log likelihood, then its gradient with respect to
+    each parameter (internal; only the first output is differentiable).
+    """
+
+    __props__ = ("n_exp", "n_proxies")
+
+    def __init__(self, n_exp: int, n_proxies: int) -> None:
+        self.n_exp = int(n_exp)
+        self.n_proxies = int(n_proxies)
+        super().__init__()
+
+    def make_node(self, *inputs: Any) -> Apply:
+        if len(inputs) != N_DATA_INPUTS + 5:
+            raise TypeError(f"ProxyModelLogp takes {N_DATA_INPUTS + 5} inputs; got {len(inputs)}.")
+        dat, seg, cexp, loc, beta, sig2, chol_c, chol_e = inputs
+        floats = [pt.as_tensor_variable(dat).astype("float64")]
+        ints = [pt.as_tensor_variable(x).astype("int64") for x in (seg, cexp)]
+        params = [
+            pt.as_tensor_variable(x).astype("float64") for x in (loc, beta, sig2, chol_c, chol_e)
+        ]
+        outputs = [pt.dscalar()] + [p.type() for p in params]
+        return Apply(self, [*floats, *ints, *params], outputs)
+
+    def perform(self, node: Apply, inputs: Sequence[Any], output_storage: list[Any]) -> None:
+        outs = _call_kernel(*inputs, n_exp=self.n_exp)
+        for storage, value in zip(output_storage, outs, strict=True):
+            storage[0] = value
+
+    def grad(self, inputs: Sequence[Any], output_grads: Sequence[Any]) -> list[Any]:
+        g_total = output_grads[0]
+        for extra in output_grads[1:]:
+            if not isinstance(extra.type, DisconnectedType):
+                raise NotImplementedError(
+                    "ProxyModelLogp: only the log likelihood output is differentiable."
+                )
+        grads = cast(list[Any], self(*inputs))[1:]
+        data_grads = [DisconnectedType()() for _ in range(N_DATA_INPUTS)]
+        return [*data_grads, *(g_total * g for g in grads)]
+
+    def connection_pattern(self, node: Apply) -> list[list[bool]]:
+        n_out = len(node.outputs)
+        pattern = [[False] * n_out for _ in range(N_DATA_INPUTS)]
+        pattern += [[True] + [False] * (n_out - 1) for _ in range(5)]
+        return pattern
+
+
+def _call_kernel(
+    dat: np.ndarray,
+    seg: np.ndarray,
+    cexp: np.ndarray,
+    loc: np.ndarray,
+    beta: np.ndarray,
+    sig2: np.ndarray,
+    chol_c: np.ndarray,
+    chol_e: np.ndarray,
+    *,
+    n_exp: int,
+) -> tuple[np.ndarray, ...]:
+    lp, *grads = proxy_model_logp(
+        np.ascontiguousarray(dat, dtype=np.float64),
+        np.ascontiguousarray(seg, dtype=np.int64),
+        np.ascontiguousarray(cexp, dtype=np.int64),
+        n_exp,
+        np.ascontiguousarray(loc, dtype=np.float64),
+        np.ascontiguousarray(beta, dtype=np.float64),
+        np.ascontiguousarray(np.reshape(sig2, (-1,)), dtype=np.float64),
+        np.ascontiguousarray(chol_c, dtype=np.float64),
+        np.ascontiguousarray(chol_e, dtype=np.float64),
+        True,
+    )
+    return (np.asarray(lp.sum()), *grads)
+
+
+@register_funcify_default_op_cache_key(ProxyModelLogp)
+def _numba_funcify_proxy_model_logp(op: ProxyModelLogp, **kwargs: Any) -> Any:
+    n_exp = op.n_exp
+    kernel = logp_kernel(op.n_proxies)
+
+    @numba_njit
+    def proxy_model_logp_op(dat, seg, cexp, loc, beta, sig2, chol_c, chol_e):
+        lp, g_loc, g_beta, g_sig2, g_chol_c, g_chol_e = kernel(
+            np.ascontiguousarray(dat),
+            np.ascontiguousarray(seg),
+            np.ascontiguousarray(cexp),
+            n_exp,
+            np.ascontiguousarray(loc),
+            np.ascontiguousarray(beta),
+            np.ascontiguousarray(sig2),
+            np.ascontiguousarray(chol_c),
+            np.ascontiguousarray(chol_e),
+            True,
+        )
+        return np.asarray(lp.sum()), g_loc, g_beta, g_sig2, g_chol_c, g_chol_e
+
+    return proxy_model_logp_op

@@ -1,0 +1,35 @@
+"""Simulated experiment logs with exact ground truth.
+
+``streaming`` reproduces the seed streaming scenario (regions NA/LATAM/EU/IN,
+devices TV/Mobile/Desktop, tenure New/Existing; proxies early_watch_min,
+early_starts, early_ctr, rebuffer_rate; outcome long_retained; a planted
+failure cohort) draw for draw, with both potential outcomes of every metric
+for every user, so that ``world.truth`` is exact.
+
+>>> from proxyscope import simulate
+>>> world = simulate.streaming(n_users=250_000, n_experiments=50, seed=7)
+>>> world.users.columns[:5].tolist()
+['exp_id', 'region', 'device', 'tenure', 'treatment']
+
+Layout: ``scenario`` (levels and coefficients), ``config`` (settings),
+``generate`` (the random stream), ``truth`` (in-sample truth), ``population``
+(truth for a new experiment, by quadrature), ``world`` (the result object).
+"""
+
+from __future__ import annotations
+
+from proxyscope.simulate.config import FailureCohort, SegmentMix, StreamingConfig
+from proxyscope.simulate.scenario import METRICS, OUTCOME, PROXIES
+from proxyscope.simulate.world import World, shifted, streaming
+
+__all__ = [
+    "METRICS",
+    "OUTCOME",
+    "PROXIES",
+    "FailureCohort",
+    "SegmentMix",
+    "StreamingConfig",
+    "World",
+    "shifted",
+    "streaming",
+]

@@ -1,0 +1,317 @@
+"""The simulated world: observed users, their potential outcomes, and the exact truth."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from proxyscope import dims
+from proxyscope.errors import ParameterError
+from proxyscope.simulate import generate, population
+from proxyscope.simulate import scenario as sc
+from proxyscope.simulate.config import FailureCohort, SegmentMix, StreamingConfig
+from proxyscope.simulate.truth import sample_truth
+
+_CONVENTIONS = (
+    "Effects are treatment minus control means of both potential outcomes of the same users; "
+    "proxies in their good direction (rebuffer_rate negated); long_retained on the probability "
+    "scale (p_long_1 - p_long_0). A flip is a product of true long-term and proxy effects < 0 "
+    "(an exactly-zero effect is not a flip); decision accuracy is the share of experiments "
+    "where sign(long-term) == sign(proxy). pop_* variables are for a new experiment with "
+    "exp_tau and exp_bias drawn afresh on infinitely many users of the world's mix."
+)
+
+
+def _as_mix(mix: SegmentMix | Mapping[tuple[str, str, str], float] | None) -> SegmentMix | None:
+    if mix is None or isinstance(mix, SegmentMix):
+        return mix
+    if isinstance(mix, Mapping):
+        return SegmentMix.from_joint(mix)
+    raise ParameterError(
+        "mix must be a SegmentMix or a mapping of (region, device, tenure) to share; "
+        f"got {type(mix).__name__} {mix!r}."
+    )
+
+
+class World:
+    """A simulated streaming world with exact ground truth.
+
+    Built by :func:`proxyscope.simulate.streaming`; not meant to be constructed
+    directly.
+
+    Attributes
+    ----------
+    config : StreamingConfig
+        The settings it was drawn from.
+    users : pandas.DataFrame
+        One row per user, the seed scenario's columns: exp_id, region, device,
+        tenure (categoricals), treatment, early_watch_min, early_starts,
+        early_ctr, rebuffer_rate, long_retained, failure_cohort.
+    potential_outcomes : pandas.DataFrame
+        Same rows: ``<metric>_0`` and ``<metric>_1`` for the five metrics (raw
+        scale, rebuffer_rate not negated) and ``p_long_0``, ``p_long_1``, the
+        long-term retention probabilities.
+    experiments : pandas.DataFrame
+        Per experiment (index ``experiment``): exp_tau, exp_bias.
+    truth : xarray.Dataset
+        In-sample truth — ``cell_effect[experiment, region, device, tenure,
+        metric]`` (NaN for empty cells), ``cell_users``, ``cell_treated``,
+        ``experiment_effect[experiment, metric]``, ``experiment_users``,
+        ``segment_effect[region, device, tenure, metric]``, ``segment_users``,
+        ``overall_effect[metric]``, ``flip_rate[region, device, tenure, proxy]``,
+        ``flip_experiments``, ``decision_accuracy[proxy]``, ``exp_tau``,
+        ``exp_bias`` — and population truth for a new experiment on the
+        world's mix (see :meth:`population_truth`).
+    """
+
+    def __init__(
+        self,
+        config: StreamingConfig,
+        users: pd.DataFrame,
+        potential_outcomes: pd.DataFrame,
+        experiments: pd.DataFrame,
+        truth: xr.Dataset,
+    ) -> None:
+        self.config = config
+        self.users = users
+        self.potential_outcomes = potential_outcomes
+        self.experiments = experiments
+        self.truth = truth
+
+    @property
+    def mechanism(self) -> population.Mechanism:
+        """The world's structure (cohort, segment effects, sds), without mix or draws."""
+        return population.Mechanism.of(self.config)
+
+    def population_truth(
+        self, mix: SegmentMix | Mapping[tuple[str, str, str], float] | None = None
+    ) -> xr.Dataset:
+        """Population-level truth of a new experiment run on ``mix``.
+
+        Parameters
+        ----------
+        mix : SegmentMix or mapping of (region, device, tenure) to share, optional
+            The population; default the world's own mix.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``pop_effect_mean``, ``pop_effect_sd`` [region, device, tenure,
+            metric]: mean and sd over new experiments of the cell's true
+            effect; ``pop_flip_prob`` [region, device, tenure, proxy];
+            ``pop_mix_effect_mean``, ``pop_mix_effect_sd`` [metric]: of the
+            mix-level effect Σ_s π_s θ_s; ``pop_decision_accuracy`` [proxy]:
+            P(sign of the mix-level proxy effect == sign of the mix-level
+            long-term effect); ``mix_share`` [region, device, tenure].
+        """
+        chosen = _as_mix(mix) or self.config.mix
+        return population.population_truth(self.mechanism, chosen)
+
+    def new_experiment_effects(
+        self,
+        n: int,
+        mix: SegmentMix | Mapping[tuple[str, str, str], float] | None = None,
+        *,
+        seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Exact population-level true effects of ``n`` freshly drawn experiments.
+
+        Parameters
+        ----------
+        n : int
+            Number of experiments (> 0); exp_tau ~ N(0, exp_tau_sd) and
+            exp_bias ~ N(0, exp_bias_sd) are drawn with ``seed``.
+        mix : SegmentMix or mapping, optional
+            The population for the mix-level rows; default the world's mix.
+        seed : int, optional
+            Seed of the draws.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Long format, 25 rows per experiment: columns experiment, exp_tau,
+            exp_bias, scope ("segment" for each of the 24 cells, "mix" for the
+            mix-level row, whose region/device/tenure are "all"), region,
+            device, tenure, mix_share, and one column per metric with the
+            true effect (good direction, long-term on the probability scale).
+        """
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ParameterError(f"new_experiment_effects: n must be an integer >= 1; got {n!r}.")
+        chosen = _as_mix(mix) or self.config.mix
+        return population.new_experiment_effects(self.mechanism, int(n), chosen, seed)
+
+    def shifted(
+        self,
+        mix: SegmentMix | Mapping[tuple[str, str, str], float],
+        *,
+        n_users: int | None = None,
+        n_experiments: int | None = None,
+        seed: int | None = None,
+    ) -> World:
+        """A new world with the same mechanism and another segment mix.
+
+        Same cohort, segment effects and experiment sds; fresh users and
+        experiments, with its own truth.
+
+        Parameters
+        ----------
+        mix : SegmentMix or mapping of (region, device, tenure) to share
+            The target cohort's mix.
+        n_users, n_experiments : int, optional
+            Default: this world's.
+        seed : int, optional
+            Default: a seed derived deterministically from this world's, so the
+            experiments are fresh draws.
+
+        Returns
+        -------
+        World
+        """
+        return shifted(self, mix, n_users=n_users, n_experiments=n_experiments, seed=seed)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"<World streaming: {c.n_users:,} users, {c.n_experiments} experiments, "
+            f"seed={c.seed}, mix={c.mix!r}, cohort={c.cohort!r}>"
+        )
+
+
+_DESCRIPTIONS = {
+    "cell_effect": "mean over the cell's users of Y(1) - Y(0) (NaN if the cell is empty)",
+    "cell_users": "users in the (experiment, segment cell)",
+    "cell_treated": "treated users in the (experiment, segment cell)",
+    "experiment_effect": "mean over the experiment's users of Y(1) - Y(0)",
+    "experiment_users": "users in the experiment",
+    "segment_effect": "mean over the segment cell's users (all experiments) of Y(1) - Y(0)",
+    "segment_users": "users in the segment cell (all experiments)",
+    "overall_effect": "mean over all users of Y(1) - Y(0)",
+    "flip_rate": "share of experiments (cell non-empty) whose cell long-term and proxy "
+    "effects have opposite signs (product < 0)",
+    "flip_experiments": "experiments in which the cell has users (denominator of flip_rate)",
+    "decision_accuracy": "share of experiments whose long-term and proxy effects have the "
+    "same sign",
+    "exp_tau": "the experiment's long-term tendency (logit scale)",
+    "exp_bias": "the experiment's baseline shift (logit scale)",
+}
+
+
+def build(config: StreamingConfig) -> World:
+    """Draw a world from ``config`` and compute its truth."""
+    draws = generate.draw(config)
+    truth = sample_truth(
+        draws.potential_outcomes,
+        draws.experiment,
+        draws.cell,
+        draws.users["treatment"].to_numpy(),
+        config.n_experiments,
+    )
+    truth["exp_tau"] = (dims.EXPERIMENT, draws.exp_tau)
+    truth["exp_bias"] = (dims.EXPERIMENT, draws.exp_bias)
+    pop = population.population_truth(population.Mechanism.of(config), config.mix)
+    truth = truth.merge(pop)
+    for name, text in _DESCRIPTIONS.items():
+        truth[name].attrs["description"] = text
+    truth.attrs["conventions"] = _CONVENTIONS
+    truth.attrs["outcome"] = sc.OUTCOME
+    truth.attrs["lower_is_better"] = ",".join(sorted(sc.LOWER_IS_BETTER))
+    experiments = pd.DataFrame(
+        {"exp_tau": draws.exp_tau, "exp_bias": draws.exp_bias},
+        index=pd.RangeIndex(config.n_experiments, name=dims.EXPERIMENT),
+    )
+    return World(config, draws.users, draws.potential_outcomes, experiments, truth)
+
+
+def streaming(
+    config: StreamingConfig | None = None,
+    *,
+    n_users: int | None = None,
+    n_experiments: int | None = None,
+    seed: int | None = None,
+    mix: SegmentMix | Mapping[tuple[str, str, str], float] | None = None,
+    cohort: FailureCohort | None = None,
+    exp_tau_sd: float | None = None,
+    exp_bias_sd: float | None = None,
+) -> World:
+    """Simulate the seed's streaming world with both potential outcomes and exact truth.
+
+    With the default settings and the same seed, the observed columns of
+    ``world.users`` equal the seed generator's output draw for draw.
+
+    Parameters
+    ----------
+    config : StreamingConfig, optional
+        All settings at once; keyword options below replace its fields.
+    n_users, n_experiments, seed, mix, cohort, exp_tau_sd, exp_bias_sd
+        Fields of :class:`StreamingConfig` (``mix`` may also be a mapping of
+        (region, device, tenure) to share, taken as a joint mix).
+
+    Returns
+    -------
+    World
+
+    Raises
+    ------
+    ParameterError
+        On any invalid setting, naming the field and the value.
+
+    Examples
+    --------
+    >>> from proxyscope import simulate
+    >>> world = simulate.streaming(n_users=20_000, n_experiments=10, seed=7)
+    >>> world.truth["cell_effect"].dims
+    ('experiment', 'region', 'device', 'tenure', 'metric')
+    """
+    options = {
+        "n_users": n_users,
+        "n_experiments": n_experiments,
+        "seed": seed,
+        "mix": _as_mix(mix),
+        "cohort": cohort,
+        "exp_tau_sd": exp_tau_sd,
+        "exp_bias_sd": exp_bias_sd,
+    }
+    return build(generate.make_config(config, options))
+
+
+def shifted(
+    world: World,
+    mix: SegmentMix | Mapping[tuple[str, str, str], float],
+    *,
+    n_users: int | None = None,
+    n_experiments: int | None = None,
+    seed: int | None = None,
+) -> World:
+    """A world with ``world``'s mechanism and another segment mix (a shifted target cohort).
+
+    Parameters
+    ----------
+    world : World
+        The source world; its cohort, segment effects and sds are kept.
+    mix : SegmentMix or mapping of (region, device, tenure) to share
+        The target's mix.
+    n_users, n_experiments : int, optional
+        Default: the source world's.
+    seed : int, optional
+        Default: derived deterministically from the source's seed (fresh draws).
+
+    Returns
+    -------
+    World
+    """
+    if not isinstance(world, World):
+        raise ParameterError(f"shifted: world must be a World; got {type(world).__name__}.")
+    target = _as_mix(mix)
+    if target is None:
+        raise ParameterError("shifted: mix is required (the target cohort's segment mix).")
+    changes: dict[str, object] = {"mix": target}
+    if n_users is not None:
+        changes["n_users"] = n_users
+    if n_experiments is not None:
+        changes["n_experiments"] = n_experiments
+    changes["seed"] = seed if seed is not None else generate.child_seed(world.config.seed)
+    return build(dataclasses.replace(world.config, **changes))  # type: ignore[arg-type]
