@@ -36,7 +36,7 @@ from pathlib import Path
 from types import ModuleType
 
 #: Bump when the generated code changes, so stale cache files are not reused.
-CODEGEN_VERSION = 8
+CODEGEN_VERSION = 9
 
 _MODULES: dict[int, ModuleType] = {}
 
@@ -316,6 +316,28 @@ def logp(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, want_grad):
     g_loc, g_v, g_beta = reduce_segments(seg, n_seg, o2, {m}, {nw}, {k})
     g_sig2, g_chol_c = chain_rule(g_v, g_beta, beta, v_seg, oc, chol_c)
     return lp, g_loc, g_beta, g_sig2, g_chol_c, g_chol_e
+
+
+@_jit
+def experiment_posterior(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e):
+    # Marginal log likelihood per experiment and the Gaussian conditional of
+    # eta_e given the data and the parameters: mean eta* (E, K), covariance R.
+    n = dat.shape[1]
+    n_seg = loc.shape[1]
+    v_seg, oc = segment_covariances(beta, sig2, chol_c)
+    v_packed = np.empty(({nw}, n_seg))
+    for i in range({m}):
+        for j in range(i + 1):
+            for s in range(n_seg):
+                v_packed[i * (i + 1) // 2 + j, s] = v_seg[i, j, s]
+    n_pad = (n + {unroll} - 1) // {unroll} * {unroll}
+    in1 = np.empty(({in1_rows}, n_pad))
+    gather1(dat, seg, v_packed, loc, beta, in1)
+    o1 = np.empty(({out1_rows}, n_pad))
+    pass1(in1, o1)
+    lp, b_sum, p_sum, exp_bad = reduce_experiments(cexp, n_exp, o1, {o1_quad}, {o1_bc}, {o1_pc})
+    eta, rr, g_chol_e = experiment_step(p_sum, b_sum, chol_e, lp, exp_bad, True)
+    return lp, eta, rr
 """
 
 
@@ -327,6 +349,16 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "proxyscope" / "kernels"
+
+
+def kernel_digest(k: int) -> int:
+    """A number that changes whenever the generated code for K changes.
+
+    Compiled code cached on disk by PyTensor is keyed with it, so an upgrade
+    never reuses a kernel compiled from older generated code.
+    """
+    source = generate_source(k)
+    return int(hashlib.sha256(source.encode()).hexdigest()[:8], 16)
 
 
 def load_kernel_module(k: int) -> ModuleType:

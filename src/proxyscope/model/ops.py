@@ -20,6 +20,7 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
+from proxyscope.core.codegen import kernel_digest
 from proxyscope.core.kernels import logp_kernel, proxy_model_logp
 
 N_DATA_INPUTS = 3  # dat, seg, cexp
@@ -126,4 +127,5 @@ def _numba_funcify_proxy_model_logp(op: ProxyModelLogp, **kwargs: Any) -> Any:
         )
         return np.asarray(lp.sum()), g_loc, g_beta, g_sig2, g_chol_c, g_chol_e
 
-    return proxy_model_logp_op
+    # The salt keys PyTensor's on-disk cache to this version of the generated kernel.
+    return proxy_model_logp_op, kernel_digest(op.n_proxies)

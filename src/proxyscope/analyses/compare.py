@@ -1,0 +1,309 @@
+"""Model comparison by leave-one-out predictive density (PSIS-LOO).
+
+Three scores, all stored with every fit:
+
+- ``kind="experiment"`` (default): leave one EXPERIMENT out. Each
+  experiment's density is the marginal density of all its cells with the
+  experiment effect integrated out, so leaving it out is predicting a new
+  experiment — the question proxyscope answers. Where the PSIS approximation
+  is unreliable (Pareto k > 0.7) the model is refitted without those
+  experiments (grouped into folds) and their exact held-out density replaces
+  the approximation; the table says how many were refitted.
+- ``kind="cell"``: leave one (experiment x segment) cell out.
+- ``kind="outcome"``: each cell's long-term estimate given its proxy estimates.
+  Comparable across models with DIFFERENT proxy sets (the same thing is
+  predicted), which the other two are not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+from proxyscope import dims
+from proxyscope.errors import ParameterError
+
+if TYPE_CHECKING:
+    from proxyscope.model.fit import ProxyFit
+
+KINDS = {"experiment": "experiment_effect", "cell": "effect", "outcome": "outcome"}
+PARETO_K_MAX = 0.7
+
+
+@dataclasses.dataclass
+class Comparison:
+    """The result of :func:`compare`.
+
+    Attributes
+    ----------
+    table : DataFrame
+        ``az.compare``-style: rank, elpd (``elpd_loo``), ``p_loo``,
+        ``elpd_diff`` and its standard error ``dse``, stacking ``weight``,
+        ``se``; plus ``n_high_k`` (points with Pareto k > 0.7 left as
+        approximations), ``max_pareto_k`` and ``n_refitted`` (experiments
+        whose density comes from an exact refit).
+    kind : str
+    refitted : dict of model name to the experiments refitted
+    """
+
+    table: pd.DataFrame
+    kind: str
+    refitted: dict[str, list[Any]]
+    elpd: dict[str, Any]
+
+    def reading(self) -> str:
+        """A one-paragraph reading of the table."""
+        t = self.table
+        what = {
+            "experiment": "leave-one-experiment-out predictive density (predicting a new "
+            "experiment)",
+            "cell": "leave-one-cell-out predictive density",
+            "outcome": "leave-one-cell-out density of the long-term estimate given the "
+            "proxy estimates",
+        }[self.kind]
+        best = t.index[0]
+        text = (
+            f"By {what}, {best!r} is best (elpd {t.loc[best, 'elpd_loo']:.1f}, "
+            f"SE {t.loc[best, 'se']:.1f})."
+        )
+        for name in t.index[1:]:
+            diff, dse = t.loc[name, "elpd_diff"], t.loc[name, "dse"]
+            ratio = diff / dse if dse > 0 else np.inf
+            verdict = (
+                "clearly worse" if ratio > 2 else "worse, but within about two standard errors"
+            )
+            text += (
+                f" {name!r} is {verdict}: {diff:.1f} lower "
+                f"(SE of the difference {dse:.1f}, {ratio:.1f} SE)."
+            )
+        weights = ", ".join(f"{n} {w:.2f}" for n, w in t["weight"].items())
+        text += f" Stacking weights: {weights}."
+        refits = {n: len(v) for n, v in self.refitted.items() if v}
+        if refits:
+            shown = ", ".join(f"{n}: {c}" for n, c in refits.items())
+            text += f" Experiments refitted exactly because Pareto k > {PARETO_K_MAX}: {shown}."
+        high = t["n_high_k"]
+        if high.sum():
+            text += (
+                f" {int(high.sum())} points still have Pareto k > {PARETO_K_MAX}; their "
+                "approximation is unreliable."
+            )
+        return text
+
+    def __repr__(self) -> str:
+        return f"<Comparison ({self.kind})>\n{self.table.to_string()}\n{self.reading()}"
+
+
+def compare(
+    fits: Mapping[str, ProxyFit],
+    kind: str = "experiment",
+    refit: bool = True,
+    max_refits: int = 5,
+    random_seed: int | None = None,
+    progress: bool = False,
+) -> Comparison:
+    """Compare fits by PSIS-LOO (see the module docstring for the three kinds).
+
+    Parameters
+    ----------
+    fits : mapping of name to ProxyFit
+        At least two, fitted on the same cells (and, unless ``kind="outcome"``,
+        the same metrics).
+    kind : {"experiment", "cell", "outcome"}
+    refit : bool
+        With ``kind="experiment"``, refit on folds of the experiments whose
+        Pareto k exceeds 0.7 and use their exact held-out density.
+    max_refits : int
+        At most this many refits per model (experiments are grouped into that
+        many folds).
+    """
+    if kind not in KINDS:
+        from proxyscope.errors import check_one_of
+
+        check_one_of(kind, tuple(KINDS), param="kind", owner="compare")
+    if not isinstance(fits, Mapping) or len(fits) < 2:
+        raise ParameterError("compare needs a mapping of at least two named fits.")
+    fingerprints = {
+        name: (f.effects.n_cells, tuple(map(str, f.effects.experiments)))
+        for name, f in fits.items()
+    }
+    if len(set(fingerprints.values())) > 1:
+        raise ParameterError(
+            "compare needs fits of the same cells (same experiments and segment cells); "
+            f"got {[(n, v[0]) for n, v in fingerprints.items()]} cells."
+        )
+    if kind != "outcome":
+        metric_sets = {name: f.info.metrics for name, f in fits.items()}
+        if len(set(metric_sets.values())) > 1:
+            raise ParameterError(
+                "These fits use different proxy sets, so their densities are of different "
+                "data; compare them with kind='outcome' (the long-term estimate given the "
+                f"proxies). Proxy sets: {metric_sets}."
+            )
+    var_name = KINDS[kind]
+    elpds: dict[str, Any] = {}
+    refitted: dict[str, list[Any]] = {}
+    for name, fit in fits.items():
+        fit.warn_if_untrustworthy(f"compare ({name})")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Pareto.*", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*pointwise.*", category=UserWarning)
+            loo = az.loo(fit.idata, var_name=var_name, pointwise=True)
+        refitted[name] = []
+        if kind == "experiment" and refit:
+            loo, refitted[name] = _refit_high_k(fit, loo, max_refits, random_seed, progress)
+        elpds[name] = loo
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        table = az.compare(elpds, ic="loo", method="stacking")
+    table["n_high_k"] = [
+        int(np.sum(np.nan_to_num(np.asarray(elpds[n]["pareto_k"]), nan=0.0) > PARETO_K_MAX))
+        for n in table.index
+    ]
+    table["max_pareto_k"] = [
+        float(np.nanmax(np.asarray(elpds[n]["pareto_k"])))
+        if np.isfinite(np.asarray(elpds[n]["pareto_k"], dtype=float)).any()
+        else float("nan")
+        for n in table.index
+    ]
+    table["n_refitted"] = [len(refitted[n]) for n in table.index]
+    keep = [
+        "rank",
+        "elpd_loo",
+        "p_loo",
+        "elpd_diff",
+        "weight",
+        "se",
+        "dse",
+        "warning",
+        "n_high_k",
+        "max_pareto_k",
+        "n_refitted",
+    ]
+    table = table[[c for c in keep if c in table.columns]]
+    return Comparison(table=table, kind=kind, refitted=refitted, elpd=elpds)
+
+
+def _refit_high_k(
+    fit: ProxyFit, loo: Any, max_refits: int, random_seed: int | None, progress: bool
+) -> tuple[Any, list[Any]]:
+    """Replace high-k experiments' PSIS estimates by exact held-out densities."""
+    k = np.asarray(loo["pareto_k"], dtype=float)
+    bad = np.flatnonzero(k > PARETO_K_MAX)
+    if bad.size == 0:
+        return loo, []
+    experiments = np.asarray(fit.info.experiments, dtype=object)
+    folds = np.array_split(bad, min(max_refits, bad.size))
+    loo_i = np.asarray(loo["loo_i"], dtype=float).copy()
+    k_new = k.copy()
+    from proxyscope.model.proxy_model import ProxyModel
+
+    config = fit.config
+    sampler = fit.sampler
+    model = ProxyModel(
+        pooling=config["pooling"],
+        priors=config["priors"],
+        sampler=sampler["name"],
+        sampler_settings={k: v for k, v in sampler["settings"].items() if k != "cores"},
+        cell_correlation=config.get("cell_correlation", "shared"),
+    )
+    done: list[Any] = []
+    for f, fold in enumerate(folds):
+        held = set(experiments[fold].tolist())
+        keep = [e for e in fit.effects.experiments.tolist() if e not in held]
+        train = fit.effects.subset(keep)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            refit = model.fit(
+                train,
+                draws=sampler["draws"],
+                tune=sampler["tune"],
+                chains=sampler["chains"],
+                random_seed=(random_seed if random_seed is not None else sampler["random_seed"])
+                + f
+                + 1,
+                progress=progress,
+            )
+        test = fit.effects.subset(sorted(held, key=lambda e: list(experiments).index(e)))
+        ll = heldout_experiment_loglik(refit, test)  # (N, E_test) in test.experiments order
+        for j, exp in enumerate(test.experiments.tolist()):
+            idx = int(np.flatnonzero(experiments == exp)[0])
+            loo_i[idx] = float(logsumexp(ll[:, j]) - np.log(ll.shape[0]))
+            k_new[idx] = np.nan
+            done.append(exp)
+    out = loo.copy()
+    n = loo_i.size
+    out["loo_i"] = loo["loo_i"].copy(data=loo_i)
+    out["pareto_k"] = loo["pareto_k"].copy(data=k_new)
+    out["elpd_loo"] = float(loo_i.sum())
+    out["se"] = float(np.sqrt(n * np.var(loo_i)))
+    out["warning"] = bool(np.nansum(k_new > PARETO_K_MAX) > 0)
+    return out, done
+
+
+def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
+    """log p(d_e | params) per posterior draw for experiments NOT in the fit.
+
+    Original units, eta_e integrated out, one column per experiment of
+    ``effects`` (in its order). Segment cells the fit never saw are predicted
+    from its pooled structure.
+    """
+    from proxyscope.analyses.implied import segments_for
+    from proxyscope.core.codegen import load_kernel_module
+    from proxyscope.core.kernels import pack_cells
+
+    if tuple(effects.metrics) != tuple(fit.info.metrics):
+        raise ParameterError("Held-out cells must have the fit's outcome and proxies.")
+    cells = effects.cells()
+    cols = list(fit.structure.columns)
+    if cols:
+        combos = cells[cols].drop_duplicates().reset_index(drop=True)
+        label_of = {fit.structure.label_of(r[cols]): i for i, r in combos.iterrows()}
+        seg_idx = np.array([label_of[lab] for lab in cells[dims.SEGMENT_LABEL]])
+    else:
+        combos = pd.DataFrame(index=[0])
+        seg_idx = np.zeros(len(cells), dtype=int)
+    seg = segments_for(fit, combos)
+    scales = np.asarray(fit.info.scales)
+    sy, sp = scales[0], scales[1:]
+    exp_ids = effects.experiments
+    exp_idx = pd.Index(exp_ids).get_indexer(effects.experiment)
+    order = np.lexsort((seg_idx, exp_idx))
+    d = (effects.effect[order] / scales).T
+    s_cov = (effects.noise_cov[order] / np.outer(scales, scales)[None]).transpose(1, 2, 0)
+    dat = pack_cells(np.ascontiguousarray(d), np.ascontiguousarray(s_cov))
+    seg_sorted = np.ascontiguousarray(seg_idx[order], dtype=np.int64)
+    exp_sorted = np.ascontiguousarray(exp_idx[order], dtype=np.int64)
+    k = len(sp)
+    kernel = load_kernel_module(k).experiment_posterior
+    n = seg.n_draws
+    loc = np.concatenate([seg.nu[:, None, :] / sy, np.swapaxes(seg.mu, 1, 2) / sp[:, None]], axis=1)
+    beta = np.swapaxes(seg.beta, 1, 2) * (sp / sy)[:, None]
+    sig2 = seg.sigma2 / sy**2
+    scale_mat = np.outer(sp, sp)
+    out = np.empty((n, len(exp_ids)))
+    cells_per_exp = np.bincount(exp_sorted, minlength=len(exp_ids))
+    log_jac = cells_per_exp * float(np.sum(np.log(scales)))
+    for i in range(n):
+        chol_e = np.linalg.cholesky(seg.omega_e[i] / scale_mat + 1e-12 * np.eye(k))
+        chol_c = np.linalg.cholesky(seg.omega_c[i] / scale_mat + 1e-12 * np.eye(k))
+        lp, _, _ = kernel(
+            dat,
+            seg_sorted,
+            exp_sorted,
+            len(exp_ids),
+            np.ascontiguousarray(loc[i]),
+            np.ascontiguousarray(beta[i]),
+            np.ascontiguousarray(sig2[i]),
+            chol_c,
+            chol_e,
+        )
+        out[i] = lp - log_jac
+    return out

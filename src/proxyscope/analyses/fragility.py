@@ -1,0 +1,192 @@
+"""Fragility: where a proxy and the long-term effect move in opposite directions.
+
+For segment s and proxy k, ``flip_prob`` is the posterior predictive
+probability that a NEW experiment's true long-term effect and true proxy
+effect have opposite signs (proxies read in their good direction). Per
+posterior draw this is an orthant probability of the bivariate normal
+(tau_s, theta_s,k), computed exactly (:mod:`proxyscope.core.bvn`), so the
+posterior mean and interval carry no Monte Carlo noise from a simulation.
+
+Why these probabilities are safe to read across many segments: every
+segment's parameters are partially pooled toward the main effects and the
+global values, with the amount of pooling learned from all segments. A small
+segment with a few unlucky experiments is pulled toward the rest instead of
+producing an extreme flip rate by chance (which is what per-segment sign
+counting does, and why scanning many segments that way finds spurious
+"fragile" ones). A segment stands out only when its own data outweigh that
+shrinkage, and its interval says how sure that is.
+
+The threshold: a segment is ``flagged`` when its flip probability is at least
+``threshold`` (default 0.5: a proxy win there is at least as likely to be a
+long-term loss as a gain) and it is credibly above the overall flip
+probability of the historical mix (the lower end of the ``ci`` interval of
+the difference is above zero).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from proxyscope import dims
+from proxyscope.analyses.implied import fitted_segments, historical_mix, interval
+from proxyscope.core.bvn import prob_opposite_signs
+from proxyscope.errors import ParameterError, ProxyscopeWarning
+
+if TYPE_CHECKING:
+    from proxyscope.model.fit import ProxyFit
+
+
+class FragilityWarning(ProxyscopeWarning):
+    """A proxy is fragile in a segment: it often points the wrong way there."""
+
+
+def segment_flip_draws(fit: ProxyFit) -> tuple[np.ndarray, np.ndarray]:
+    """Flip probability per draw: per segment (N, S, K) and for the historical mix (N, K)."""
+    seg = fitted_segments(fit)
+    mom = seg.segment_moments()
+    cov_theta = mom["cov_theta"]
+    var_theta = np.einsum("nskk->nsk", cov_theta)
+    flips = prob_opposite_signs(
+        mom["mean_tau"][..., None],
+        mom["mean_theta"],
+        mom["var_tau"][..., None],
+        var_theta,
+        mom["cov_tau_theta"],
+    )
+    mix = seg.mix_moments(historical_mix(fit).to_numpy())
+    overall = prob_opposite_signs(
+        mix["mean_tau"][:, None],
+        mix["mean_theta"],
+        mix["var_tau"][:, None],
+        np.einsum("nkk->nk", mix["cov_theta"]),
+        mix["cov_tau_theta"],
+    )
+    return flips, overall
+
+
+def fragility(
+    fit: ProxyFit,
+    ci: float = 0.9,
+    threshold: float = 0.5,
+    by: str = "segment",
+    warn: bool = True,
+    max_draws: int = 400,
+) -> pd.DataFrame:
+    """Posterior predictive sign-flip probability per segment and proxy.
+
+    Parameters
+    ----------
+    fit : ProxyFit
+    ci : float
+        Width of the equal-tailed intervals (default 90%).
+    threshold : float
+        Flip probability at or above which a segment is flagged (when it is
+        also credibly above the overall value). See the module docstring.
+    by : {"segment", "cell"}
+        ``"segment"``: a new experiment in each segment cell. ``"cell"``: each
+        observed (experiment x segment) cell, from the recovered latent true
+        effects of that cell given its data (evaluated on up to ``max_draws``
+        posterior draws).
+    warn : bool
+        Emit a :class:`FragilityWarning` per flagged segment.
+
+    Returns
+    -------
+    DataFrame
+        ``by="segment"``: one row per segment cell x proxy with the segment
+        columns, ``segment``, ``proxy``, ``flip_prob`` (posterior mean),
+        ``flip_lo``, ``flip_hi``, ``overall_flip``, ``flagged``, ``warning``.
+        The warnings are also in ``.attrs["warnings"]``; ``.attrs["ci"]``,
+        ``.attrs["threshold"]`` and ``.attrs["trustworthy"]`` say how to read it.
+    """
+    if not 0 < threshold < 1:
+        raise ParameterError(
+            f"The 'threshold' parameter of fragility must be in (0, 1); got {threshold!r}."
+        )
+    if by not in ("segment", "cell"):
+        from proxyscope.errors import check_one_of
+
+        check_one_of(by, ("segment", "cell"), param="by", owner="fragility")
+    fit.warn_if_untrustworthy("fragility")
+    if by == "cell":
+        return _cell_fragility(fit, ci, max_draws)
+    flips, overall = segment_flip_draws(fit)
+    lo, hi = interval(flips, ci)
+    diff_lo, _ = interval(flips - overall[:, None, :], ci)
+    o_lo, o_hi = interval(overall, ci)
+    mean = flips.mean(axis=0)
+    o_mean = overall.mean(axis=0)
+    frame = fit.structure.frame()
+    rows = []
+    messages = []
+    for s, label in enumerate(fit.structure.labels):
+        for k, proxy in enumerate(fit.proxies):
+            flagged = bool(mean[s, k] >= threshold and diff_lo[s, k] > 0)
+            text = ""
+            if flagged:
+                text = (
+                    f"{proxy} is fragile in {label}: P(flip) = {mean[s, k]:.2f} "
+                    f"[{lo[s, k]:.2f}, {hi[s, k]:.2f}]; overall {o_mean[k]:.2f}"
+                )
+                messages.append(text)
+            row = {c: frame.iloc[s][c] for c in fit.structure.columns}
+            row.update(
+                segment=label,
+                proxy=proxy,
+                flip_prob=float(mean[s, k]),
+                flip_lo=float(lo[s, k]),
+                flip_hi=float(hi[s, k]),
+                overall_flip=float(o_mean[k]),
+                overall_lo=float(o_lo[k]),
+                overall_hi=float(o_hi[k]),
+                flagged=flagged,
+                warning=text,
+            )
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    out.attrs.update(
+        ci=ci, threshold=threshold, warnings=messages, trustworthy=fit.trustworthy, by="segment"
+    )
+    if warn:
+        for text in messages:
+            warnings.warn(text, FragilityWarning, stacklevel=2)
+    return out
+
+
+def _cell_fragility(fit: ProxyFit, ci: float, max_draws: int) -> pd.DataFrame:
+    total = fit.n_draws
+    picks = np.unique(np.linspace(0, total - 1, min(total, max_draws)).astype(int))
+    k = len(fit.proxies)
+    n_cells = fit.effects.n_cells
+    flips = np.empty((len(picks), n_cells, k))
+    for r, i in enumerate(picks):
+        mean, cov = fit.latent_moments(int(i))
+        flips[r] = prob_opposite_signs(
+            mean[:, :1],
+            mean[:, 1:],
+            cov[:, :1, 0],
+            np.einsum("ckk->ck", cov[:, 1:, 1:]),
+            cov[:, 0, 1:],
+        )
+    lo, hi = interval(flips, ci)
+    mean_flip = flips.mean(axis=0)
+    cells = fit.effects.cells()
+    rows = []
+    for c in range(n_cells):
+        for j, proxy in enumerate(fit.proxies):
+            row: dict[str, object] = {str(key): val for key, val in cells.iloc[c].items()}
+            row.update(
+                cell=c,
+                proxy=proxy,
+                flip_prob=float(mean_flip[c, j]),
+                flip_lo=float(lo[c, j]),
+                flip_hi=float(hi[c, j]),
+            )
+            rows.append(row)
+    out = pd.DataFrame(rows).rename(columns={dims.SEGMENT_LABEL: dims.SEGMENT})
+    out.attrs.update(ci=ci, trustworthy=fit.trustworthy, by="cell", n_draws=len(picks))
+    return out

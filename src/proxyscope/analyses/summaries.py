@@ -1,0 +1,50 @@
+"""Coefficient tables of a fit (what the demo and the reports print)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from proxyscope.analyses.implied import fitted_segments, historical_mix, interval
+
+if TYPE_CHECKING:
+    from proxyscope.model.fit import ProxyFit
+
+#: Label of the rows for the historical mix of segments.
+ALL = "all segments (historical mix)"
+
+
+def coefficient_table(fit: ProxyFit, ci: float = 0.9) -> pd.DataFrame:
+    """Segment coefficients with equal-tailed intervals, original units.
+
+    Rows per scope (the historical-mix average first, then each segment):
+    ``nu`` (mean long-term effect of a new experiment), ``alpha`` (long-term
+    effect when every proxy effect is zero), ``sigma`` (what the proxies
+    miss), and per proxy ``mu[...]`` (mean proxy effect) and ``beta[...]``
+    (change of the long-term effect per unit of proxy effect).
+
+    Columns: ``scope``, ``parameter``, ``mean``, ``lo``, ``hi``.
+    """
+    seg = fitted_segments(fit)
+    pi = historical_mix(fit).to_numpy()
+    alpha = seg.nu - np.einsum("nsk,nsk->ns", seg.beta, seg.mu)
+    blocks: dict[str, np.ndarray] = {
+        "nu": seg.nu,
+        "alpha": alpha,
+        "sigma": np.sqrt(seg.sigma2),
+    }
+    for k, proxy in enumerate(fit.proxies):
+        blocks[f"mu[{proxy}]"] = seg.mu[:, :, k]
+        blocks[f"beta[{proxy}]"] = seg.beta[:, :, k]
+    rows = []
+    scopes = [ALL, *fit.structure.labels]
+    for i, scope in enumerate(scopes):
+        for name, draws in blocks.items():
+            values = draws @ pi if i == 0 else draws[:, i - 1]
+            lo, hi = interval(values, ci)
+            rows.append((scope, name, float(values.mean()), float(lo), float(hi)))
+    out = pd.DataFrame(rows, columns=["scope", "parameter", "mean", "lo", "hi"])
+    out.attrs.update(ci=ci, trustworthy=fit.trustworthy)
+    return out

@@ -1,0 +1,229 @@
+"""Transport: what a new experiment's long-term effect will be in another population.
+
+A target is a segment mix pi (from a user table, counts or shares; segment
+combinations the fit never saw are predicted from the pooled main effects and
+flagged ``extrapolated``). Per posterior draw the target's long-term effect
+tau_pi = sum_s pi_s tau_s is Gaussian (:mod:`proxyscope.analyses.implied`);
+one draw of it per posterior draw gives the posterior predictive.
+
+With ``proxy_effects`` — the proxy readings of an experiment run on the
+target — the prediction is conditional: per draw, tau_pi given
+theta_pi + noise = readings, where the noise is the readings' sampling error
+(``proxy_se`` or ``proxy_cov``; zero if not given).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from proxyscope import dims
+from proxyscope.analyses.implied import (
+    fitted_segments,
+    historical_mix,
+    interval,
+    resolve_mix,
+    segments_for,
+)
+from proxyscope.analyses.surrogacy import r2_all
+from proxyscope.core.bvn import prob_opposite_signs
+from proxyscope.errors import ParameterError
+
+if TYPE_CHECKING:
+    from proxyscope.model.fit import ProxyFit
+
+
+@dataclasses.dataclass
+class TransportResult:
+    """Posterior predictive of a target population's long-term effect.
+
+    Attributes
+    ----------
+    draws : ndarray
+        Posterior predictive draws of the target's long-term effect (original
+        units), conditional on ``proxy_effects`` when they were given.
+    historical_draws : ndarray
+        The same for the historical mix (unconditional).
+    target : DataFrame
+        The target's segment combinations, shares and ``extrapolated`` flags.
+    """
+
+    draws: np.ndarray
+    historical_draws: np.ndarray
+    gap_draws: np.ndarray
+    r2_draws: np.ndarray
+    flip_draws: np.ndarray
+    proxies: tuple[str, ...]
+    target: pd.DataFrame
+    conditional: bool
+    proxy_effects: dict[str, float] | None
+    ci: float
+    trustworthy: bool
+
+    def summary(self, ci: float | None = None) -> pd.DataFrame:
+        """One row per quantity: ``quantity``, ``mean``, ``lo``, ``hi``.
+
+        Quantities: the target's long-term effect (``long_term_effect``), the
+        probability it is positive (``p_positive``), the gap to the historical
+        mix's prediction (``gap_to_historical``, per draw), the R^2 of all
+        proxies under the target mix (``r2``) and each proxy's flip
+        probability under it (``flip_prob:<proxy>``).
+        """
+        ci = self.ci if ci is None else ci
+        rows = []
+        lo, hi = interval(self.draws, ci)
+        rows.append(("long_term_effect", float(self.draws.mean()), float(lo), float(hi)))
+        rows.append(("p_positive", float(np.mean(self.draws > 0)), np.nan, np.nan))
+        lo, hi = interval(self.gap_draws, ci)
+        rows.append(("gap_to_historical", float(self.gap_draws.mean()), float(lo), float(hi)))
+        lo, hi = interval(self.r2_draws, ci)
+        rows.append(("r2", float(np.median(self.r2_draws)), float(lo), float(hi)))
+        for k, proxy in enumerate(self.proxies):
+            lo, hi = interval(self.flip_draws[:, k], ci)
+            rows.append(
+                (f"flip_prob:{proxy}", float(self.flip_draws[:, k].mean()), float(lo), float(hi))
+            )
+        out = pd.DataFrame(rows, columns=["quantity", "mean", "lo", "hi"])
+        out.attrs.update(
+            ci=ci,
+            conditional=self.conditional,
+            n_extrapolated=int(self.target["extrapolated"].sum()),
+            extrapolated_share=float(self.target.loc[self.target["extrapolated"], "share"].sum()),
+            trustworthy=self.trustworthy,
+        )
+        return out
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        eff = s.iloc[0]
+        kind = "conditional on proxy readings" if self.conditional else "new experiment"
+        extra = int(self.target["extrapolated"].sum())
+        return (
+            f"<TransportResult ({kind}): long-term effect {eff['mean']:.4g} "
+            f"[{eff['lo']:.4g}, {eff['hi']:.4g}] ({100 * self.ci:.0f}% interval), "
+            f"P(>0) = {s.iloc[1]['mean']:.2f}; {len(self.target)} segment cells, "
+            f"{extra} extrapolated>"
+        )
+
+
+def transport(
+    fit: ProxyFit,
+    target: Any,
+    proxy_effects: Mapping[str, float] | None = None,
+    proxy_se: Mapping[str, float] | None = None,
+    proxy_cov: np.ndarray | None = None,
+    ci: float = 0.9,
+    random_seed: int | None = None,
+) -> TransportResult:
+    """Posterior predictive long-term effect of a new experiment in a target population.
+
+    Parameters
+    ----------
+    fit : ProxyFit
+    target : DataFrame, mapping or Series
+        A user table with the segment columns (optionally a ``count``/``n``/
+        ``users``/``share`` column), or {segment tuple or "A / B / C" label:
+        count or share}. See :func:`proxyscope.analyses.implied.resolve_mix`.
+    proxy_effects : mapping, optional
+        Proxy readings (original units, good direction as the fit reads them)
+        of an experiment run on the target; any subset of the proxies.
+    proxy_se : mapping, optional
+        Standard errors of those readings (independent); or ``proxy_cov``, their
+        full sampling covariance in the order of ``proxy_effects``.
+    ci : float
+        Interval width.
+    random_seed : int, optional
+        For the predictive draws (and interactions of unseen segments).
+    """
+    fit.warn_if_untrustworthy("transport")
+    combos, shares = resolve_mix(fit, target)
+    rng = np.random.default_rng(random_seed)
+    seg = segments_for(fit, combos, random_seed=int(rng.integers(2**31)))
+    mom = seg.mix_moments(shares)
+    hist_seg = fitted_segments(fit)
+    hist = hist_seg.mix_moments(historical_mix(fit).to_numpy())
+
+    n = seg.n_draws
+    conditional = proxy_effects is not None and len(proxy_effects) > 0
+    mean = mom["mean_tau"].copy()
+    var = mom["var_tau"].copy()
+    readings: dict[str, float] | None = None
+    if conditional:
+        assert proxy_effects is not None
+        readings = {str(k): float(v) for k, v in proxy_effects.items()}
+        unknown = [p for p in readings if p not in fit.proxies]
+        if unknown:
+            raise ParameterError(
+                f"proxy_effects names unknown proxies {unknown}; the fit's proxies are "
+                f"{list(fit.proxies)}."
+            )
+        if not all(np.isfinite(v) for v in readings.values()):
+            raise ParameterError("proxy_effects must be finite numbers.")
+        idx = [fit.proxies.index(p) for p in readings]
+        noise = _noise(readings, proxy_se, proxy_cov)
+        obs = np.array(list(readings.values()))
+        c = mom["cov_tau_theta"][:, idx]
+        v = mom["cov_theta"][:, idx][:, :, idx] + noise
+        resid = obs - mom["mean_theta"][:, idx]
+        gain = np.linalg.solve(v, c[..., None])[..., 0]
+        mean = mean + np.einsum("nk,nk->n", gain, resid)
+        var = var - np.einsum("nk,nk->n", gain, c)
+    draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(n)
+    hist_draws = hist["mean_tau"] + np.sqrt(hist["var_tau"]) * rng.standard_normal(n)
+    gap = mom["mean_tau"] - hist["mean_tau"]
+    var_theta = np.einsum("nkk->nk", mom["cov_theta"])
+    flips = prob_opposite_signs(
+        mom["mean_tau"][:, None],
+        mom["mean_theta"],
+        mom["var_tau"][:, None],
+        var_theta,
+        mom["cov_tau_theta"],
+    )
+    table = combos.copy()
+    table[dims.SEGMENT] = list(seg.labels)
+    table["share"] = shares
+    table["extrapolated"] = seg.extrapolated
+    return TransportResult(
+        draws=np.asarray(draws),
+        historical_draws=np.asarray(hist_draws),
+        gap_draws=np.asarray(gap),
+        r2_draws=r2_all(mom),
+        flip_draws=np.asarray(flips),
+        proxies=fit.proxies,
+        target=table,
+        conditional=conditional,
+        proxy_effects=readings,
+        ci=ci,
+        trustworthy=fit.trustworthy,
+    )
+
+
+def _noise(
+    readings: Mapping[str, float],
+    proxy_se: Mapping[str, float] | None,
+    proxy_cov: np.ndarray | None,
+) -> np.ndarray:
+    k = len(readings)
+    if proxy_cov is not None and proxy_se is not None:
+        raise ParameterError("Give proxy_se or proxy_cov, not both.")
+    if proxy_cov is not None:
+        cov = np.asarray(proxy_cov, dtype=float)
+        if cov.shape != (k, k) or not np.all(np.isfinite(cov)):
+            raise ParameterError(
+                f"proxy_cov must be a finite {k}x{k} matrix in the order of proxy_effects; "
+                f"got shape {cov.shape}."
+            )
+        return cov
+    if proxy_se is None:
+        return np.zeros((k, k))
+    missing = [p for p in readings if p not in proxy_se]
+    if missing:
+        raise ParameterError(f"proxy_se lacks standard errors for {missing}.")
+    se = np.array([float(proxy_se[p]) for p in readings])
+    if not np.all(np.isfinite(se)) or np.any(se < 0):
+        raise ParameterError("proxy_se must hold finite non-negative standard errors.")
+    return np.diag(se**2)

@@ -1,0 +1,166 @@
+"""Adaptive weights of a composite decision metric, and its prediction.
+
+Weights are posterior coefficient shares (DESIGN §4; see
+:mod:`proxyscope.analyses.composite`): per draw
+w_k = |beta_k| sd(theta_k) / sum_j |beta_j| sd(theta_j), globally (slopes
+averaged over the historical mix, or a target mix) and per segment. Each
+computation can be appended to a weights history (a DuckDB file, see
+:mod:`proxyscope.analyses.ledger`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from proxyscope.analyses.composite import mix_composite, weight_draws
+from proxyscope.analyses.implied import interval, resolve_mix, segments_for
+from proxyscope.analyses.transport import transport
+
+if TYPE_CHECKING:
+    from proxyscope.model.fit import ProxyFit
+
+
+def weights(
+    fit: ProxyFit,
+    ci: float = 0.9,
+    target: Any = None,
+    by_segment: bool = True,
+    ledger: str | os.PathLike[str] | None = None,
+    note: str | None = None,
+) -> pd.DataFrame:
+    """Adaptive proxy weights with intervals, globally and per segment.
+
+    Parameters
+    ----------
+    fit : ProxyFit
+    ci : float
+        Interval width.
+    target : optional
+        A segment mix for the global weights (default: the historical mix).
+    by_segment : bool
+        Add one block of rows per segment.
+    ledger : path, optional
+        Append this computation (timestamp, data fingerprint, model-config
+        hash, weights and intervals) to a weights history file.
+    note : str, optional
+        Stored with the ledger entry.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``scope`` ("global" or a segment label), ``proxy``, ``weight``
+        (posterior mean), ``weight_lo``, ``weight_hi``, ``direction`` (+1 if
+        the long-term effect rises with the proxy, -1 if it falls, from the
+        posterior-mean slope). The global rows come first.
+    """
+    fit.warn_if_untrustworthy("weights")
+    combos, shares = resolve_mix(fit, target)
+    base = segments_for(fit, combos)
+    bbar = np.einsum("s,nsk->nk", shares, base.beta)
+    rows: list[dict[str, Any]] = []
+
+    def block(scope: str, w: np.ndarray, slopes: np.ndarray) -> None:
+        lo, hi = interval(w, ci)
+        mean = w.mean(axis=0)
+        direction = np.sign(slopes.mean(axis=0))
+        for k, proxy in enumerate(fit.proxies):
+            rows.append(
+                {
+                    "scope": scope,
+                    "proxy": proxy,
+                    "weight": float(mean[k]),
+                    "weight_lo": float(lo[k]),
+                    "weight_hi": float(hi[k]),
+                    "direction": int(direction[k] or 1),
+                }
+            )
+
+    block("global", weight_draws(bbar, base.omega), bbar)
+    if by_segment:
+        fitted = segments_for(fit, fit.structure.frame().drop(columns=["segment"]))
+        per_seg = weight_draws(fitted.beta, fitted.omega)
+        for s, label in enumerate(fitted.labels):
+            block(label, per_seg[:, s], fitted.beta[:, s])
+    out = pd.DataFrame(rows)
+    out.attrs.update(ci=ci, trustworthy=fit.trustworthy)
+    if ledger is not None:
+        from proxyscope.analyses.ledger import record_weights
+
+        entry = record_weights(
+            ledger,
+            out[["scope", "proxy", "weight", "weight_lo", "weight_hi"]],
+            kind="computed",
+            data_fingerprint=str(fit.idata.attrs.get("proxyscope_data_fingerprint")),
+            config_hash=str(fit.idata.attrs.get("proxyscope_config_hash")),
+            ci=ci,
+            note=note,
+        )
+        out.attrs["ledger_entry"] = entry
+    return out
+
+
+def surrogate_index(
+    fit: ProxyFit,
+    proxy_effects: Mapping[str, float],
+    proxy_se: Mapping[str, float] | None = None,
+    target: Any = None,
+    ci: float = 0.9,
+    random_seed: int | None = None,
+) -> pd.DataFrame:
+    """The composite proxy of a new experiment and the long-term effect it predicts.
+
+    Parameters
+    ----------
+    proxy_effects : mapping
+        The new experiment's proxy readings (all proxies, original units, good
+        direction).
+    proxy_se : mapping, optional
+        Their standard errors.
+    target : optional
+        The population the experiment ran on (default: the historical mix).
+
+    Returns
+    -------
+    DataFrame
+        Rows ``composite`` (the surrogate index: the long-term effect the
+        readings predict with the index's fixed posterior-mean coefficients)
+        and ``long_term_effect`` (the full posterior predictive mean and
+        interval given the readings and their noise), plus ``p_positive``.
+    """
+    missing = [p for p in fit.proxies if p not in proxy_effects]
+    if missing:
+        from proxyscope.errors import ParameterError
+
+        raise ParameterError(f"surrogate_index needs a reading for every proxy; missing {missing}.")
+    combos, shares = resolve_mix(fit, target)
+    seg = segments_for(fit, combos)
+    comp = mix_composite(seg, shares)
+    theta = np.array([float(proxy_effects[p]) for p in fit.proxies])
+    index = float(comp.value(theta))
+    pred = transport(
+        fit,
+        target,
+        proxy_effects=dict(proxy_effects),
+        proxy_se=proxy_se,
+        ci=ci,
+        random_seed=random_seed,
+    ).summary(ci)
+    eff = pred.iloc[0]
+    rows = [
+        ("composite", index, np.nan, np.nan),
+        ("long_term_effect", eff["mean"], eff["lo"], eff["hi"]),
+        ("p_positive", pred.iloc[1]["mean"], np.nan, np.nan),
+    ]
+    out = pd.DataFrame(rows, columns=["quantity", "value", "lo", "hi"])
+    out.attrs.update(
+        ci=ci,
+        intercept=comp.intercept,
+        coefficients=dict(zip(fit.proxies, comp.coef.tolist(), strict=True)),
+        trustworthy=fit.trustworthy,
+    )
+    return out

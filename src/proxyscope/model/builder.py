@@ -1,0 +1,286 @@
+"""Translate a ProxyModel configuration and CellEffects into a PyMC model.
+
+The sampled parameters are the segment-level pieces (globals, sum-to-zero
+main effects, interactions), the scales and correlations of the experiment
+effects eta_e and of the within-cell effects zeta_c. Everything per cell and
+per experiment is integrated out inside one Op
+(:class:`proxyscope.model.ops.ProxyModelLogp`), so the graph stays small: it
+compiles in seconds and its gradient costs one pass over the cells.
+
+Parameter names (standardized units, see :mod:`proxyscope.model.structure`):
+
+``loc_*``        locations: row 0 the long-term mean nu_s, rows 1..K the proxy means mu_s
+``slope_*``      slopes beta_s
+``log_sigma_*``  log of the residual scale sigma_s
+``*_global``, ``*_main__<column>``, ``*_main_sd__<column>``, ``*_int_sd``, ``*_int_raw``
+``sd_e``, ``cpc_e``, ``sd_c``, ``cpc_c``  scales and canonical partial correlations
+                 (shifted to (0, 1)) of the LKJ covariances Omega_E and Omega_C.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, cast
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from proxyscope import dims
+from proxyscope.core.kernels import pack_cells
+from proxyscope.data.cells import CellEffects
+from proxyscope.model import families
+from proxyscope.model.ops import ProxyModelLogp
+from proxyscope.model.priors import Priors
+from proxyscope.model.structure import (
+    FitData,
+    SegmentStructure,
+    centre_locations,
+    fit_data,
+)
+
+#: Name of the PyMC potential holding the marginal log likelihood.
+LIKELIHOOD = "loglik"
+
+
+@dataclasses.dataclass
+class BuiltModel:
+    """A PyMC model with what is needed to read its draws back."""
+
+    model: pm.Model
+    structure: SegmentStructure
+    data: FitData
+    pooling: str
+    priors: Priors
+    centred: np.ndarray
+    learned_main: tuple[bool, ...]
+    metrics: tuple[str, ...]
+    proxies: tuple[str, ...]
+    cell_correlation: str = "shared"
+
+    @property
+    def n_proxies(self) -> int:
+        return len(self.proxies)
+
+
+def contrast_dim(column: str) -> str:
+    return f"{column}_contrast"
+
+
+def cpc_count(k: int) -> int:
+    return k * (k - 1) // 2
+
+
+def cpc_shapes(k: int, eta: float) -> np.ndarray:
+    """Beta(b, b) shapes of the canonical partial correlations (row-major, i > j).
+
+    With CPC z_ij = 2 u_ij - 1, u_ij ~ Beta(b_j, b_j), b_j = eta + (K - 2 - j) / 2,
+    the correlation matrix built by :func:`corr_cholesky` is LKJ(eta)
+    distributed (Lewandowski, Kurowicka and Joe, 2009, the vine method).
+    """
+    return np.array([eta + (k - 2 - j) / 2.0 for i in range(1, k) for j in range(i)])
+
+
+def corr_cholesky(z: Any, k: int, xp: Any) -> Any:
+    """Lower Cholesky factor of a correlation matrix from CPCs ``z`` (..., K(K-1)/2).
+
+    Row i: L[i, j] = z_ij * sqrt(1 - sum_{q<j} L[i, q]^2), L[i, i] = the rest.
+    ``xp`` is ``numpy`` or ``pytensor.tensor``.
+    """
+    if xp is np:
+        one: Any = np.ones(z.shape[:-1])
+        zero: Any = np.zeros(z.shape[:-1])
+    else:
+        one, zero = pt.constant(1.0), pt.constant(0.0)
+    rows: list[list[Any]] = [[one] + [zero] * (k - 1)]
+    t = 0
+    for i in range(1, k):
+        rem = one
+        row = []
+        for _ in range(i):
+            value = z[..., t] * xp.sqrt(rem)
+            t += 1
+            rem = rem - value**2
+            row.append(value)
+        row.append(xp.sqrt(rem))
+        row += [zero] * (k - 1 - i)
+        rows.append(row)
+    if xp is np:
+        return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    return pt.stack([pt.stack(r) for r in rows])
+
+
+CELL_CORRELATIONS = ("shared", "free")
+
+
+def build_model(
+    effects: CellEffects, pooling: str, priors: Priors, cell_correlation: str = "shared"
+) -> BuiltModel:
+    """The PyMC model of ``effects`` under ``pooling`` and ``priors``.
+
+    ``cell_correlation="shared"``: the within-cell deviations zeta_c have their
+    own scales but the correlation matrix of the experiment effects,
+    Omega_C = diag(sd_c) R_E diag(sd_c). ``"free"``: a separate LKJ
+    correlation. The data say little about how within-cell deviations of
+    different proxies co-move (each cell is one noisy observation), so with a
+    free matrix that correlation is set by the LKJ prior, which favours
+    independence; sharing R_E instead carries over what the experiments show.
+    """
+    structure, cell_segment = SegmentStructure.from_effects(effects)
+    data = fit_data(effects, cell_segment)
+    metrics, proxies = effects.metrics, effects.proxies
+    m, k, n_seg = len(metrics), len(proxies), structure.n_segments
+    designs = structure.design()
+    learned = tuple(len(lv) >= priors.min_levels_learned_scale for lv in structure.levels)
+    additive = pooling == "additive" and bool(structure.columns)
+    interactions = pooling in ("additive", "exchangeable") and n_seg >= 2
+    centred = centre_locations(data, structure, pooling) if interactions else np.zeros(m, bool)
+
+    coords: dict[str, Any] = {
+        dims.METRIC: list(metrics),
+        dims.PROXY: list(proxies),
+        dims.SEGMENT: list(structure.labels),
+        "cpc": list(range(cpc_count(k))),
+    }
+    for j, col in enumerate(structure.columns):
+        coords[contrast_dim(col)] = list(range(len(structure.levels[j]) - 1))
+
+    with pm.Model(coords=coords) as model:
+
+        def family(
+            prefix: str,
+            row_dim: str | None,
+            global_mu: float,
+            global_sd: float,
+            main_sd: float,
+            int_sd: float,
+            none_mu: float,
+            none_sd: float,
+            centred_rows: np.ndarray,
+        ) -> Any:
+            row_dims: tuple[str, ...] = (row_dim,) if row_dim else ()
+            if pooling == "none":
+                if prefix == "log_sigma":
+                    sig = pm.HalfNormal("sigma_seg", none_sd, dims=dims.SEGMENT)
+                    return pt.log(sig)[None, :]
+                values = pm.Normal(
+                    f"{prefix}_seg", none_mu, none_sd, dims=(*row_dims, dims.SEGMENT)
+                )
+                return values
+            if prefix == "log_sigma":
+                g = pt.log(pm.HalfNormal("sigma_global", global_sd))[None]
+            else:
+                g = pm.Normal(f"{prefix}_global", global_mu, global_sd, dims=row_dims or None)
+            mains = []
+            if additive:
+                for j, col in enumerate(structure.columns):
+                    cdim = contrast_dim(col)
+                    if learned[j]:
+                        sd = pm.HalfNormal(
+                            f"{prefix}_main_sd__{col}", main_sd, dims=row_dims or None
+                        )
+                        sd = sd if row_dim else sd[None]
+                        raw = pm.Normal(f"{prefix}_main__{col}", 0.0, 1.0, dims=(*row_dims, cdim))
+                        raw = raw if row_dim else raw[None, :]
+                        mains.append(raw * sd[:, None])
+                    else:
+                        raw = pm.Normal(
+                            f"{prefix}_main__{col}", 0.0, main_sd, dims=(*row_dims, cdim)
+                        )
+                        mains.append(raw if row_dim else raw[None, :])
+            int_raw = int_scale = None
+            if interactions:
+                int_scale = pm.HalfNormal(f"{prefix}_int_sd", int_sd, dims=row_dims or None)
+                int_scale = int_scale if row_dim else int_scale[None]
+                prior_sd = pt.where(centred_rows, int_scale, 1.0)
+                int_raw = pm.StudentT(
+                    f"{prefix}_int_raw",
+                    nu=priors.interaction_df,
+                    mu=0.0,
+                    sigma=prior_sd[:, None] if row_dim else prior_sd[0],
+                    dims=(*row_dims, dims.SEGMENT),
+                )
+                int_raw = int_raw if row_dim else int_raw[None, :]
+            values = families.combine(
+                pt.where, g, mains, designs if additive else [], int_raw, int_scale, centred_rows
+            )
+            return values + pt.zeros((1, n_seg))  # complete pooling: same value everywhere
+
+        loc = family(
+            "loc",
+            dims.METRIC,
+            0.0,
+            priors.global_location_sd,
+            priors.main_location_sd,
+            priors.interaction_location_sd,
+            0.0,
+            priors.none_location_sd,
+            centred,
+        )
+        slope = family(
+            "slope",
+            dims.PROXY,
+            0.0,
+            priors.global_slope_sd,
+            priors.main_slope_sd,
+            priors.interaction_slope_sd,
+            0.0,
+            priors.none_slope_sd,
+            np.zeros(k, dtype=bool),
+        )
+        log_sigma = family(
+            "log_sigma",
+            None,
+            0.0,
+            priors.sigma_sd,
+            priors.main_log_sigma_sd,
+            priors.interaction_log_sigma_sd,
+            0.0,
+            priors.none_log_sigma_sd,
+            np.zeros(1, dtype=bool),
+        )[0]
+        chol_e, corr_e = lkj_cholesky("e", k, priors.experiment_sd, priors.lkj_eta)
+        if cell_correlation == "shared":
+            sd_c = pm.HalfNormal("sd_c", priors.cell_sd, dims=dims.PROXY)
+            chol_c = sd_c[:, None] * corr_e
+        else:
+            chol_c, _ = lkj_cholesky("c", k, priors.cell_sd, priors.lkj_eta)
+
+        dat = pm.Data("cell_data", pack_cells(data.d, data.s_cov))
+        seg = pm.Data("cell_segment", data.cell_segment)
+        cexp = pm.Data("cell_experiment", data.cell_experiment)
+        outputs = ProxyModelLogp(data.n_experiments, k)(
+            dat, seg, cexp, loc, slope, pt.exp(2.0 * log_sigma), chol_c, chol_e
+        )
+        loglik = cast(list[Any], outputs)[0]
+        pm.Potential(LIKELIHOOD, loglik)
+
+    return BuiltModel(
+        model=model,
+        structure=structure,
+        data=data,
+        pooling=pooling,
+        priors=priors,
+        centred=centred,
+        learned_main=learned,
+        metrics=metrics,
+        proxies=proxies,
+        cell_correlation=cell_correlation,
+    )
+
+
+def lkj_cholesky(suffix: str, k: int, sd_scale: float, eta: float) -> tuple[Any, Any]:
+    """Cholesky factor diag(sd) L_corr with sd ~ HalfNormal and L_corr ~ LKJ(eta).
+
+    Returns the factor and L_corr. Scales and correlations are separate
+    parameters, so a scale near zero does not drag its correlations into a
+    funnel (as a Cholesky-packed parameterisation does); with one proxy the
+    factor is just the sd.
+    """
+    sd = pm.HalfNormal(f"sd_{suffix}", sd_scale, dims=dims.PROXY)
+    if k == 1:
+        return sd[:, None], pt.ones((1, 1))
+    shapes = cpc_shapes(k, eta)
+    u = pm.Beta(f"cpc_{suffix}", shapes, shapes, dims="cpc")
+    corr = corr_cholesky(2.0 * u - 1.0, k, pt)
+    return sd[:, None] * corr, corr

@@ -1,0 +1,180 @@
+"""Convergence diagnostics of a fit and the verdict every later output carries."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from proxyscope import dims
+
+RHAT_MAX = 1.01
+ESS_MIN = 400
+EBFMI_MIN = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnostics:
+    """Convergence of a fit: per-parameter R-hat and ESS, and sampler health.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per scalar parameter: ``parameter``, ``group`` ("posterior":
+        the named outputs; "sampled": what the sampler moved, standardized
+        units), ``r_hat``, ``ess_bulk``, ``ess_tail`` and ``ok``.
+    divergences : int
+        Divergent transitions after tuning.
+    treedepth_saturation : float
+        Share of draws that hit the maximum tree depth.
+    ebfmi : list of float
+        Energy Bayesian fraction of missing information, per chain.
+    passed : bool
+        R-hat <= ``rhat_max`` and bulk ESS >= ``ess_min`` for every parameter,
+        and no divergences.
+    """
+
+    table: pd.DataFrame
+    divergences: int
+    n_draws: int
+    treedepth_saturation: float
+    ebfmi: list[float]
+    rhat_max: float
+    ess_min: float
+    passed: bool
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        """Parameters that failed R-hat or bulk ESS."""
+        return self.table[~self.table["ok"]]
+
+    def advice(self) -> list[str]:
+        """What to try when the fit failed."""
+        tips = []
+        if self.divergences:
+            tips.append(
+                "divergences: raise target_accept (e.g. sampler_settings={'target_accept': 0.95}) "
+                "or simplify pooling ('exchangeable' or 'complete')"
+            )
+        failed = self.failed
+        if len(failed):
+            tips.append(
+                "low ESS / high R-hat: run longer (more tune and draws) or more chains; "
+                "parameters with little information (interaction scales of proxies that never "
+                "move) mix slowest"
+            )
+        if self.treedepth_saturation > 0.05:
+            tips.append("tree depth saturated: the posterior has long ridges; more tuning helps")
+        if any(b < EBFMI_MIN for b in self.ebfmi):
+            tips.append("low E-BFMI: heavy-tailed scale parameters; tighter priors on scales help")
+        return tips
+
+    def summary(self) -> str:
+        """One paragraph: the verdict and the worst parameters."""
+        n = len(self.table)
+        worst_r = self.table["r_hat"].max()
+        worst_e = self.table["ess_bulk"].min()
+        head = "PASSED" if self.passed else "FAILED"
+        ebfmi = ", ".join(f"{b:.2f}" for b in self.ebfmi)
+        text = (
+            f"Convergence {head}: {n} parameters, max R-hat {worst_r:.3f} "
+            f"(limit {self.rhat_max}), min bulk ESS {worst_e:.0f} (limit {self.ess_min:.0f}), "
+            f"{self.divergences} divergences in {self.n_draws} draws, tree depth saturated "
+            f"in {100 * self.treedepth_saturation:.1f}% of draws, E-BFMI {ebfmi}."
+        )
+        if not self.passed:
+            names = ", ".join(self.failed["parameter"].head(8))
+            more = len(self.failed) - 8
+            text += f" Failed: {names}" + (f" and {more} more." if more > 0 else ".")
+            text += " Try: " + "; ".join(self.advice()) + "."
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "rhat_max_allowed": self.rhat_max,
+            "ess_min_required": self.ess_min,
+            "max_rhat": _finite(self.table["r_hat"].max()),
+            "min_ess_bulk": _finite(self.table["ess_bulk"].min()),
+            "min_ess_tail": _finite(self.table["ess_tail"].min()),
+            "n_parameters": len(self.table),
+            "divergences": self.divergences,
+            "n_draws": self.n_draws,
+            "treedepth_saturation": self.treedepth_saturation,
+            "ebfmi": self.ebfmi,
+            "failed_parameters": list(self.failed["parameter"]),
+            "advice": self.advice(),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Diagnostics: {self.summary()}>"
+
+
+def _finite(x: Any) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _flat(ds: xr.Dataset, group: str) -> list[tuple[str, str, np.ndarray]]:
+    """(name, group, (chain, draw) draws) of every scalar entry of ``ds``."""
+    out = []
+    for name, var in ds.data_vars.items():
+        other = [d for d in var.dims if d not in (dims.CHAIN, dims.DRAW)]
+        arr = var.transpose(dims.CHAIN, dims.DRAW, *other).values
+        arr = arr.reshape(arr.shape[0], arr.shape[1], -1)
+        labels = [""]
+        if other:
+            grids = np.meshgrid(*[var.coords[d].values for d in other], indexing="ij")
+            labels = [
+                "[" + ", ".join(str(g.flat[i]) for g in grids) + "]" for i in range(arr.shape[2])
+            ]
+        for i, lab in enumerate(labels):
+            out.append((f"{name}{lab}", group, arr[:, :, i]))
+    return out
+
+
+def compute(
+    posterior: xr.Dataset,
+    sampled: xr.Dataset,
+    stats: xr.Dataset,
+    *,
+    rhat_max: float = RHAT_MAX,
+    ess_min: float = ESS_MIN,
+) -> Diagnostics:
+    """Diagnostics of a fit from its groups."""
+    rows = []
+    entries = _flat(posterior, "posterior") + _flat(sampled, "sampled")
+    for name, group, draws in entries:
+        if np.ptp(draws) == 0:  # a constant (e.g. a correlation's diagonal)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            r = float(az.rhat(draws, method="rank"))
+            eb = float(az.ess(draws, method="bulk"))
+            et = float(az.ess(draws, method="tail"))
+        rows.append((name, group, r, eb, et))
+    table = pd.DataFrame(rows, columns=["parameter", "group", "r_hat", "ess_bulk", "ess_tail"])
+    table["ok"] = (table["r_hat"] <= rhat_max) & (table["ess_bulk"] >= ess_min)
+    diverging = int(np.asarray(stats["diverging"].values).sum())
+    sat = float(np.asarray(stats["reached_max_treedepth"].values).mean())
+    energy = np.asarray(stats["energy"].values, dtype=float)
+    ebfmi = [
+        float(np.mean(np.diff(e) ** 2) / np.var(e)) if np.var(e) > 0 else float("nan")
+        for e in energy
+    ]
+    passed = bool(table["ok"].all() and diverging == 0)
+    return Diagnostics(
+        table=table.sort_values("ess_bulk").reset_index(drop=True),
+        divergences=diverging,
+        n_draws=int(energy.size),
+        treedepth_saturation=sat,
+        ebfmi=ebfmi,
+        rhat_max=rhat_max,
+        ess_min=ess_min,
+        passed=passed,
+    )

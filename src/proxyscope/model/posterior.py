@@ -1,0 +1,294 @@
+"""From sampled draws (standardized units) to named posterior variables.
+
+Pure numpy on arrays with leading (chain, draw) axes; needs only the
+:class:`ModelInfo` saved with a fit, not the PyMC model, so it also works on a
+loaded file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from proxyscope import dims
+from proxyscope.model import families
+from proxyscope.model.builder import corr_cholesky
+from proxyscope.model.structure import SegmentStructure
+
+FAMILIES = ("loc", "slope", "log_sigma")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """Everything needed to read a fit's draws, saved as JSON in its attributes."""
+
+    pooling: str
+    priors: dict[str, Any]
+    outcome: str
+    proxies: tuple[str, ...]
+    directions: dict[str, str]
+    structure: SegmentStructure
+    scales: tuple[float, ...]
+    centred: tuple[bool, ...]
+    learned_main: tuple[bool, ...]
+    experiments: tuple[Any, ...]
+    order: tuple[int, ...]
+    cell_correlation: str = "shared"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (self.outcome, *self.proxies)
+
+    @property
+    def n_proxies(self) -> int:
+        return len(self.proxies)
+
+    def config(self) -> dict[str, Any]:
+        """The model configuration (what the config hash covers)."""
+        return {
+            "pooling": self.pooling,
+            "priors": self.priors,
+            "outcome": self.outcome,
+            "proxies": list(self.proxies),
+            "directions": self.directions,
+            "segments": list(self.structure.columns),
+            "cell_correlation": self.cell_correlation,
+        }
+
+    def to_json(self) -> str:
+        raw = {
+            "pooling": self.pooling,
+            "priors": self.priors,
+            "outcome": self.outcome,
+            "proxies": list(self.proxies),
+            "directions": self.directions,
+            "structure": json.loads(self.structure.to_json()),
+            "scales": list(self.scales),
+            "centred": list(self.centred),
+            "learned_main": list(self.learned_main),
+            "experiments": [_plain(e) for e in self.experiments],
+            "order": list(self.order),
+            "cell_correlation": self.cell_correlation,
+        }
+        return json.dumps(raw, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelInfo:
+        raw = json.loads(text)
+        return cls(
+            pooling=raw["pooling"],
+            priors=raw["priors"],
+            outcome=raw["outcome"],
+            proxies=tuple(raw["proxies"]),
+            directions=raw["directions"],
+            structure=SegmentStructure.from_json(json.dumps(raw["structure"])),
+            scales=tuple(float(x) for x in raw["scales"]),
+            centred=tuple(bool(x) for x in raw["centred"]),
+            learned_main=tuple(bool(x) for x in raw["learned_main"]),
+            experiments=tuple(raw["experiments"]),
+            order=tuple(int(x) for x in raw["order"]),
+            cell_correlation=raw.get("cell_correlation", "shared"),
+        )
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 of a configuration's canonical JSON."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def _rows(raw: xr.Dataset, name: str) -> np.ndarray:
+    """A sampled variable as (chain, draw, rows, ...) with a row axis for scalars."""
+    arr = np.asarray(raw[name].values, dtype=float)
+    return arr
+
+
+def family_values(raw: xr.Dataset, info: ModelInfo, prefix: str) -> np.ndarray:
+    """Segment values (chain, draw, R, S) of a family, in standardized units."""
+    structure = info.structure
+    n_seg = structure.n_segments
+    scalar = prefix == "log_sigma"
+    if prefix == "loc":
+        centred = np.asarray(info.centred, dtype=bool)
+    else:
+        centred = np.zeros(1 if scalar else info.n_proxies, dtype=bool)
+
+    def rows(name: str) -> np.ndarray:
+        arr = _rows(raw, name)
+        return arr[:, :, None, ...] if scalar else arr
+
+    if info.pooling == "none":
+        if scalar:
+            return np.log(rows("sigma_seg"))
+        return rows(f"{prefix}_seg")
+    g = np.log(rows("sigma_global")) if scalar else rows(f"{prefix}_global")
+    mains = []
+    designs = []
+    if info.pooling == "additive" and structure.columns:
+        designs = structure.design()
+        for j, col in enumerate(structure.columns):
+            main = rows(f"{prefix}_main__{col}")
+            if info.learned_main[j]:
+                main = main * rows(f"{prefix}_main_sd__{col}")[..., None]
+            mains.append(main)
+    int_raw = int_sd = None
+    if f"{prefix}_int_raw" in raw:
+        int_raw = rows(f"{prefix}_int_raw")
+        int_sd = rows(f"{prefix}_int_sd")
+    out = families.combine(np.where, g, mains, designs, int_raw, int_sd, centred)
+    return np.asarray(out + np.zeros((1, n_seg)))
+
+
+def cholesky_values(
+    raw: xr.Dataset, suffix: str, k: int, cell_correlation: str = "shared"
+) -> np.ndarray:
+    """The Cholesky factor (chain, draw, K, K) of Omega_E or Omega_C (standardized)."""
+    sd = np.asarray(raw[f"sd_{suffix}"].values, dtype=float)
+    if k == 1:
+        return sd[..., None]
+    cpc = "cpc_e" if (suffix == "c" and cell_correlation == "shared") else f"cpc_{suffix}"
+    u = np.asarray(raw[cpc].values, dtype=float)
+    return np.asarray(sd[..., :, None] * corr_cholesky(2.0 * u - 1.0, k, np))
+
+
+@dataclasses.dataclass(frozen=True)
+class StdParameters:
+    """Per-draw model parameters in standardized units, flattened over draws.
+
+    loc (N, M, S), slope (N, K, S), sig2 (N, S), chol_c (N, K, K), chol_e (N, K, K)
+    with N = chains x draws.
+    """
+
+    loc: np.ndarray
+    slope: np.ndarray
+    sig2: np.ndarray
+    chol_c: np.ndarray
+    chol_e: np.ndarray
+
+    @property
+    def n_draws(self) -> int:
+        return self.loc.shape[0]
+
+
+def std_parameters(raw: xr.Dataset, info: ModelInfo) -> StdParameters:
+    """All parameters of the likelihood, per draw, from the sampled draws."""
+    k = info.n_proxies
+    loc = family_values(raw, info, "loc")
+    slope = family_values(raw, info, "slope")
+    log_sigma = family_values(raw, info, "log_sigma")[:, :, 0, :]
+    chol_c = cholesky_values(raw, "c", k, info.cell_correlation)
+    chol_e = cholesky_values(raw, "e", k)
+    n = loc.shape[0] * loc.shape[1]
+    return StdParameters(
+        loc=np.ascontiguousarray(loc.reshape(n, *loc.shape[2:])),
+        slope=np.ascontiguousarray(slope.reshape(n, *slope.shape[2:])),
+        sig2=np.ascontiguousarray(np.exp(2.0 * log_sigma).reshape(n, -1)),
+        chol_c=np.ascontiguousarray(chol_c.reshape(n, k, k)),
+        chol_e=np.ascontiguousarray(chol_e.reshape(n, k, k)),
+    )
+
+
+def named_posterior(
+    raw: xr.Dataset, info: ModelInfo, eta_std: np.ndarray | None = None
+) -> xr.Dataset:
+    """The user-facing posterior: named dims, original units.
+
+    ``eta_std`` (chain, draw, experiment, proxy) are recovered experiment
+    effects in standardized units (see :mod:`proxyscope.model.recover`).
+    """
+    structure = info.structure
+    scales = np.asarray(info.scales)
+    sy, sp = scales[0], scales[1:]
+    k = info.n_proxies
+    chain = raw.coords[dims.CHAIN].values
+    draw = raw.coords[dims.DRAW].values
+    cd = (dims.CHAIN, dims.DRAW)
+
+    loc = family_values(raw, info, "loc")
+    slope = family_values(raw, info, "slope")
+    log_sigma = family_values(raw, info, "log_sigma")[:, :, 0, :]
+    nu = loc[:, :, 0, :] * sy
+    mu = np.swapaxes(loc[:, :, 1:, :] * sp[:, None], -1, -2)  # (c, d, S, K)
+    beta = np.swapaxes(slope * (sy / sp)[:, None], -1, -2)
+    sigma = np.exp(log_sigma) * sy
+    alpha = nu - np.sum(beta * mu, axis=-1)
+
+    seg = (*cd, dims.SEGMENT)
+    segp = (*cd, dims.SEGMENT, dims.PROXY)
+    out: dict[str, Any] = {
+        "nu": (seg, nu),
+        "mu": (segp, mu),
+        "beta": (segp, beta),
+        "sigma": (seg, sigma),
+        "alpha": (seg, alpha),
+    }
+    coords: dict[str, Any] = {
+        dims.CHAIN: chain,
+        dims.DRAW: draw,
+        dims.SEGMENT: list(structure.labels),
+        dims.PROXY: list(info.proxies),
+        dims.PROXY_: list(info.proxies),
+    }
+
+    if info.pooling != "none":
+        out["nu_global"] = (cd, raw["loc_global"].values[:, :, 0] * sy)
+        out["mu_global"] = ((*cd, dims.PROXY), raw["loc_global"].values[:, :, 1:] * sp)
+        out["beta_global"] = ((*cd, dims.PROXY), raw["slope_global"].values * (sy / sp))
+        out["log_sigma_global"] = (cd, np.log(raw["sigma_global"].values) + np.log(sy))
+    if info.pooling == "additive":
+        for j, col in enumerate(structure.columns):
+            basis = structure.basis(j)
+            coords[col] = list(structure.levels[j])
+            for prefix in ("loc", "slope", "log_sigma"):
+                main = np.asarray(raw[f"{prefix}_main__{col}"].values, dtype=float)
+                if prefix == "log_sigma":
+                    main = main[:, :, None, :]
+                if info.learned_main[j]:
+                    sd = np.asarray(raw[f"{prefix}_main_sd__{col}"].values, dtype=float)
+                    main = main * (sd[:, :, None] if prefix == "log_sigma" else sd)[..., None]
+                lev = families.level_effects(main, basis)  # (c, d, R, L)
+                if prefix == "loc":
+                    out[f"nu_main_{col}"] = ((*cd, col), lev[:, :, 0] * sy)
+                    out[f"mu_main_{col}"] = (
+                        (*cd, col, dims.PROXY),
+                        np.swapaxes(lev[:, :, 1:] * sp[:, None], -1, -2),
+                    )
+                elif prefix == "slope":
+                    out[f"beta_main_{col}"] = (
+                        (*cd, col, dims.PROXY),
+                        np.swapaxes(lev * (sy / sp)[:, None], -1, -2),
+                    )
+                else:
+                    out[f"log_sigma_main_{col}"] = ((*cd, col), lev[:, :, 0])
+    if "loc_int_sd" in raw:
+        isd = raw["loc_int_sd"].values
+        out["nu_interaction_sd"] = (cd, isd[:, :, 0] * sy)
+        out["mu_interaction_sd"] = ((*cd, dims.PROXY), isd[:, :, 1:] * sp)
+        out["beta_interaction_sd"] = ((*cd, dims.PROXY), raw["slope_int_sd"].values * (sy / sp))
+        out["log_sigma_interaction_sd"] = (cd, raw["log_sigma_int_sd"].values)
+
+    for suffix in ("e", "c"):
+        chol = cholesky_values(raw, suffix, k, info.cell_correlation)
+        cov_std = chol @ np.swapaxes(chol, -1, -2)
+        sd_std = np.sqrt(np.einsum("...ii->...i", cov_std))
+        corr = cov_std / (sd_std[..., :, None] * sd_std[..., None, :])
+        out[f"sd_{suffix}"] = ((*cd, dims.PROXY), sd_std * sp)
+        out[f"corr_{suffix}"] = ((*cd, dims.PROXY, dims.PROXY_), corr)
+        out[f"omega_{suffix}"] = ((*cd, dims.PROXY, dims.PROXY_), cov_std * np.outer(sp, sp))
+
+    if eta_std is not None:
+        coords[dims.EXPERIMENT] = list(info.experiments)
+        out["eta"] = ((*cd, dims.EXPERIMENT, dims.PROXY), eta_std * sp)
+    return xr.Dataset(out, coords=coords)

@@ -1,0 +1,143 @@
+"""Priors of the proxy model, in standardized units.
+
+Every metric's effects are divided by the standard deviation of its cell
+effects before fitting (see :mod:`proxyscope.model.structure`), so one set of
+defaults fits any metric: "1" means "as large as the spread of the observed
+cell effects". Outputs are always converted back to original units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from proxyscope.errors import ParameterError, suggestion
+
+
+@dataclasses.dataclass(frozen=True)
+class Priors:
+    """Weakly informative priors, overridable by name.
+
+    Location parameters are the segment means of the long-term effect
+    (``nu_s``) and of the proxy effects (``mu_s``); slopes are ``beta_s``; the
+    residual scale is ``sigma_s`` (what the proxies miss). With ``additive``
+    pooling each is ``global + sum of per-column main effects + interaction``.
+
+    Attributes
+    ----------
+    global_location_sd : float
+        Normal(0, sd) on the global mean long-term and proxy effects. 1 lets the
+        average effect be as large as the spread of the cell effects.
+    global_slope_sd : float
+        Normal(0, sd) on the global slopes: a one-sd move of a proxy's effect
+        moving the long-term effect by up to about one sd.
+    sigma_sd : float
+        HalfNormal scale of the global residual sd sigma (what the proxies
+        miss). Its mode is zero: the data decide whether the proxies explain
+        the long-term effect almost completely; a prior bounded away from zero
+        would forbid perfect surrogacy and inflate every flip probability.
+    main_location_sd, main_slope_sd, main_log_sigma_sd : float
+        Scale of the sum-to-zero main effects of segment columns with fewer
+        than ``min_levels_learned_scale`` levels: fixed (a scale learned from
+        two or three levels is barely identified and makes a funnel).
+        For columns with more levels it is the HalfNormal scale of a learned sd.
+    interaction_location_sd, interaction_slope_sd, interaction_log_sigma_sd : float
+        HalfNormal scale of the sd of the segment interactions (what main
+        effects do not explain, e.g. a Mobile x IN x New cohort). Learned from
+        all segment cells, so interactions are shrunk toward zero unless the
+        data insist.
+    interaction_df : float
+        Degrees of freedom of the Student-t distribution of the interactions.
+        Heavy tails let one cohort stand far out (a failure cohort) without
+        inflating the scale that shrinks every other segment.
+    none_location_sd, none_slope_sd, none_log_sigma_sd : float
+        With ``pooling="none"``: independent Normal(0, sd) priors per segment
+        (for log sigma: HalfNormal(sd) on sigma).
+    experiment_sd : float
+        HalfNormal scale of the sd of the experiment-level proxy effects eta_e.
+    cell_sd : float
+        HalfNormal scale of the sd of what is left within a cell (zeta_c).
+    lkj_eta : float
+        LKJ shape of the correlation matrices of eta_e and zeta_c (2 mildly
+        favours weaker correlations; 1 is uniform).
+    min_levels_learned_scale : int
+        Segment columns with at least this many levels get a learned main
+        effect scale; fewer levels get the fixed scale above.
+    """
+
+    global_location_sd: float = 1.0
+    global_slope_sd: float = 1.0
+    sigma_sd: float = 0.5
+    main_location_sd: float = 1.0
+    main_slope_sd: float = 0.25
+    main_log_sigma_sd: float = 0.25
+    interaction_location_sd: float = 1.0
+    interaction_slope_sd: float = 0.25
+    interaction_log_sigma_sd: float = 0.25
+    interaction_df: float = 3.0
+    none_location_sd: float = 2.0
+    none_slope_sd: float = 1.0
+    none_log_sigma_sd: float = 1.0
+    experiment_sd: float = 1.0
+    cell_sd: float = 0.5
+    lkj_eta: float = 2.0
+    min_levels_learned_scale: int = 5
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "min_levels_learned_scale":
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 2
+                want = "an integer >= 2"
+            else:
+                ok = (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                    and value > 0
+                )
+                want = "a positive finite number"
+            if not ok:
+                raise ParameterError(f"The prior {field.name!r} must be {want}; got {value!r}.")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """Every prior name that can be overridden."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_overrides(cls, overrides: Priors | Mapping[str, Any] | None) -> Priors:
+        """Defaults with some priors replaced by name.
+
+        Raises
+        ------
+        ParameterError
+            For an unknown name, listing the valid ones.
+        """
+        if overrides is None:
+            return cls()
+        if isinstance(overrides, Priors):
+            return overrides
+        if not isinstance(overrides, Mapping):
+            raise ParameterError(
+                "The 'priors' parameter of ProxyModel must be a mapping of prior names to "
+                f"values or a Priors object; got {type(overrides).__name__}."
+            )
+        valid = cls.names()
+        unknown = [k for k in overrides if k not in valid]
+        if unknown:
+            hint = suggestion(unknown[0], valid)
+            raise ParameterError(
+                f"Unknown prior name(s) {unknown} for ProxyModel.{hint} "
+                f"Valid names: {', '.join(valid)}."
+            )
+        return dataclasses.replace(cls(), **dict(overrides))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)

@@ -1,0 +1,359 @@
+"""ProxyModel: the hierarchical measurement-error proxy model (configuration + fit)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from proxyscope import dims
+from proxyscope._version import __version__
+from proxyscope.data.cells import META_ATTR, CellEffects
+from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
+from proxyscope.model import recover, sampling
+from proxyscope.model.builder import CELL_CORRELATIONS, BuiltModel, build_model
+from proxyscope.model.fit import FILE_FORMAT, SAMPLED_GROUP, ProxyFit
+from proxyscope.model.posterior import ModelInfo, config_hash, named_posterior, std_parameters
+from proxyscope.model.priors import Priors
+from proxyscope.model.structure import check_pooling
+
+
+class ProxyModel:
+    r"""Bayesian hierarchical model of long-term effects given proxy effects.
+
+    For a cell c = (experiment e, segment cell s) with observed effects
+    d_c = (d^y, d^1..d^K) and sampling covariance S_c:
+
+    - true proxy effects theta_c = mu_s + eta_e + zeta_c, with experiment
+      effects eta_e ~ N(0, Omega_E) (LKJ correlation, half-normal scales) and
+      within-cell effects zeta_c ~ N(0, Omega_C);
+    - true long-term effect tau_c = nu_s + beta_s'(theta_c - mu_s) + eps_c,
+      eps_c ~ N(0, sigma_s^2) (equivalently alpha_s + beta_s' theta_c + eps_c
+      with alpha_s = nu_s - beta_s' mu_s);
+    - d_c ~ N((tau_c, theta_c), S_c), the full sampling covariance.
+
+    zeta_c, eps_c and eta_e are integrated out analytically; eta_e and the
+    cells' true effects are recovered per draw after sampling. Segment
+    parameters (nu_s, mu_s, beta_s, log sigma_s) are partially pooled:
+
+    - ``"additive"`` (default): global + a sum-to-zero main effect per segment
+      column + an interaction shrunk toward zero (a cohort such as
+      Mobile x IN x New can stand out; unseen combinations are predicted from
+      the main effects);
+    - ``"exchangeable"``: global + interaction;
+    - ``"complete"``: one value for all segments;
+    - ``"none"``: independent wide priors per segment.
+
+    Inputs are standardized (each metric divided by the standard deviation of
+    its cell effects); every output is in original units.
+
+    Parameters
+    ----------
+    pooling : {"additive", "exchangeable", "complete", "none"}
+    priors : mapping or Priors, optional
+        Overrides by name; see :class:`proxyscope.model.priors.Priors` for the
+        names, defaults and their meaning.
+    sampler : {"auto", "nutpie", "pymc"}
+        "auto" uses nutpie when installed.
+    sampler_settings : mapping, optional
+        Passed to the sampler (e.g. ``{"target_accept": 0.95}``).
+    cell_correlation : {"shared", "free"}
+        Correlation of the within-cell deviations zeta_c: "shared" (default)
+        uses the experiment effects' correlation matrix with separate scales;
+        "free" gives them their own LKJ correlation. Each cell is a single
+        noisy observation, so the data say little about that correlation and
+        a free matrix ends up at its prior (independence), which adds
+        spurious proxy-specific noise.
+
+    Notes
+    -----
+    The constructor stores configuration only; :meth:`fit` does the work.
+    """
+
+    def __init__(
+        self,
+        pooling: str = "additive",
+        priors: Priors | Mapping[str, Any] | None = None,
+        sampler: str = "auto",
+        sampler_settings: Mapping[str, Any] | None = None,
+        cell_correlation: str = "shared",
+    ) -> None:
+        self.pooling = check_pooling(pooling)
+        if cell_correlation not in CELL_CORRELATIONS:
+            from proxyscope.errors import check_one_of
+
+            check_one_of(
+                cell_correlation, CELL_CORRELATIONS, param="cell_correlation", owner="ProxyModel"
+            )
+        self.cell_correlation = cell_correlation
+        self.priors = Priors.from_overrides(priors)
+        if sampler not in (*sampling.SAMPLERS, "auto"):
+            from proxyscope.errors import check_one_of
+
+            check_one_of(sampler, (*sampling.SAMPLERS, "auto"), param="sampler", owner="ProxyModel")
+        self.sampler = sampler
+        if sampler_settings is not None and not isinstance(sampler_settings, Mapping):
+            raise ParameterError(
+                "The 'sampler_settings' parameter of ProxyModel must be a mapping; got "
+                f"{type(sampler_settings).__name__}."
+            )
+        self.sampler_settings = dict(sampler_settings or {})
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "pooling": self.pooling,
+            "priors": self.priors.to_dict(),
+            "sampler": self.sampler,
+            "sampler_settings": self.sampler_settings,
+            "cell_correlation": self.cell_correlation,
+        }
+
+    def __repr__(self) -> str:
+        return f"ProxyModel(pooling={self.pooling!r}, sampler={self.sampler!r})"
+
+    def build(self, effects: CellEffects) -> BuiltModel:
+        """The PyMC model for ``effects`` (for inspection; :meth:`fit` builds its own)."""
+        _check_effects(effects)
+        return build_model(effects, self.pooling, self.priors, self.cell_correlation)
+
+    def fit(
+        self,
+        effects: CellEffects,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        random_seed: int | None = None,
+        progress: bool = True,
+    ) -> ProxyFit:
+        """Sample the posterior given ``effects``.
+
+        Parameters
+        ----------
+        effects : CellEffects
+        draws, tune, chains : int
+            Draws kept per chain, tuning steps per chain, number of chains.
+        random_seed : int, optional
+            Makes the fit reproducible bit for bit on the same machine; when
+            None a seed is drawn and recorded in ``fit.sampler``.
+        progress : bool
+            Show the sampler's progress bar.
+
+        Returns
+        -------
+        ProxyFit
+            Warns with :class:`~proxyscope.errors.ConvergenceWarning` (and is
+            marked untrustworthy) when the diagnostics fail.
+        """
+        _check_effects(effects)
+        for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ParameterError(
+                    f"The {name!r} parameter of ProxyModel.fit must be an integer >= {low}; "
+                    f"got {value!r}."
+                )
+        if random_seed is None:
+            random_seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
+        elif not isinstance(random_seed, (int, np.integer)) or random_seed < 0:
+            raise ParameterError(
+                f"The 'random_seed' parameter of ProxyModel.fit must be a non-negative integer; "
+                f"got {random_seed!r}."
+            )
+        sampler = sampling.resolve_sampler(self.sampler)
+        built = build_model(effects, self.pooling, self.priors, self.cell_correlation)
+        raw, stats, timings = sampling.sample(
+            built.model,
+            sampler=sampler,
+            draws=int(draws),
+            tune=int(tune),
+            chains=int(chains),
+            random_seed=int(random_seed),
+            progress=progress,
+            settings=self.sampler_settings,
+        )
+        sampler_record = {
+            "name": sampler,
+            "settings": timings.pop("settings"),
+            "random_seed": int(random_seed),
+            "draws": int(draws),
+            "tune": int(tune),
+            "chains": int(chains),
+            "timings": timings,
+        }
+        idata = assemble(built, effects, raw, stats, sampler_record, int(random_seed))
+        fit = ProxyFit(idata)
+        report = fit.diagnostics()
+        if not report.passed:
+            idata.attrs["proxyscope_trustworthy"] = "false"
+            warnings.warn(
+                "The proxy model fit is NOT trustworthy. " + report.summary(),
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return fit
+
+
+def _check_effects(effects: Any) -> None:
+    if not isinstance(effects, CellEffects):
+        raise DataTypeError(
+            "ProxyModel.fit expects a proxyscope.CellEffects (from proxyscope.summarize or "
+            f"CellEffects.from_arm_summaries); got {type(effects).__name__}."
+        )
+
+
+def model_info(built: BuiltModel, effects: CellEffects) -> ModelInfo:
+    return ModelInfo(
+        pooling=built.pooling,
+        priors=built.priors.to_dict(),
+        outcome=effects.outcome,
+        proxies=effects.proxies,
+        directions=effects.directions,
+        structure=built.structure,
+        scales=tuple(float(x) for x in built.data.scales),
+        centred=tuple(bool(x) for x in built.centred),
+        learned_main=built.learned_main,
+        experiments=tuple(built.data.experiments.tolist()),
+        order=tuple(int(x) for x in built.data.order),
+        cell_correlation=built.cell_correlation,
+    )
+
+
+def assemble(
+    built: BuiltModel,
+    effects: CellEffects,
+    raw: xr.Dataset,
+    stats: xr.Dataset,
+    sampler_record: dict[str, Any],
+    seed: int,
+) -> az.InferenceData:
+    """InferenceData of a fit: named posterior, recovered eta, log likelihoods."""
+    info = model_info(built, effects)
+    data = built.data
+    n_chain, n_draw = raw.sizes[dims.CHAIN], raw.sizes[dims.DRAW]
+    params = std_parameters(raw, info)
+    lp_e, eta_mean, eta_cov = recover.experiment_conditionals(params, data)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    eta = recover.draw_gaussian(eta_mean, eta_cov, rng)
+    cell_ll = recover.cell_loglik(params, data, eta)
+    outcome_ll = recover.outcome_loglik(params, data, eta)
+    # Per-experiment marginal density in original units.
+    cells_per_exp = np.bincount(data.cell_experiment, minlength=data.n_experiments)
+    lp_e = lp_e - cells_per_exp * float(np.sum(np.log(data.scales)))
+    inv = np.empty_like(data.order)
+    inv[data.order] = np.arange(len(inv))
+    cell_ll = cell_ll[:, inv]
+    outcome_ll = outcome_ll[:, inv]
+
+    eta4 = eta.reshape(n_chain, n_draw, *eta.shape[1:])
+    posterior = named_posterior(raw, info, eta4)
+    cd = {dims.CHAIN: raw[dims.CHAIN].values, dims.DRAW: raw[dims.DRAW].values}
+    cell_coords = {
+        dims.CELL: np.arange(effects.n_cells),
+        dims.EXPERIMENT: (dims.CELL, effects.experiment),
+        dims.SEGMENT_LABEL: (dims.CELL, effects.segment_label),
+    }
+    log_likelihood = xr.Dataset(
+        {
+            "effect": (
+                (dims.CHAIN, dims.DRAW, dims.CELL),
+                cell_ll.reshape(n_chain, n_draw, -1),
+            ),
+            "experiment_effect": (
+                (dims.CHAIN, dims.DRAW, dims.EXPERIMENT),
+                lp_e.reshape(n_chain, n_draw, -1),
+            ),
+            "outcome": (
+                (dims.CHAIN, dims.DRAW, dims.CELL),
+                outcome_ll.reshape(n_chain, n_draw, -1),
+            ),
+        },
+        coords={
+            **cd,
+            dims.CELL: np.arange(effects.n_cells),
+            "cell_experiment": (dims.CELL, effects.experiment),
+            dims.SEGMENT_LABEL: (dims.CELL, effects.segment_label),
+            dims.EXPERIMENT: list(info.experiments),
+        },
+    )
+    observed = xr.Dataset(
+        {"effect": ((dims.CELL, dims.METRIC), effects.effect)},
+        coords={**cell_coords, dims.METRIC: list(effects.metrics)},
+    )
+    constant = effects.data.copy()
+    constant.attrs = {META_ATTR: effects.data.attrs[META_ATTR]}
+    config = info.config()
+    attrs = {
+        "proxyscope_version": __version__,
+        "proxyscope_file_format": FILE_FORMAT,
+        "proxyscope_config": json.dumps(config, sort_keys=True),
+        "proxyscope_config_hash": config_hash(config),
+        "proxyscope_model_info": info.to_json(),
+        "proxyscope_sampler": json.dumps(sampler_record, sort_keys=True, default=str),
+        "proxyscope_data_fingerprint": effects.fingerprint(),
+        "proxyscope_trustworthy": "true",
+    }
+    idata = az.InferenceData(
+        posterior=posterior,
+        sample_stats=stats,
+        log_likelihood=log_likelihood,
+        observed_data=observed,
+        constant_data=constant,
+    )
+    idata.add_groups({SAMPLED_GROUP: raw})
+    idata.attrs.update(attrs)
+    return idata
+
+
+def prior_predictive(
+    fit: ProxyFit, draws: int = 500, random_seed: int | None = None
+) -> az.InferenceData:
+    """Prior draws of the parameters and of the cell effects they imply."""
+    built = build_model(
+        fit.effects, fit.pooling, Priors(**fit.info.priors), fit.info.cell_correlation
+    )
+    names = [rv.name for rv in built.model.free_RVs]
+    with built.model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Potential.*")
+        prior = pm.sample_prior_predictive(
+            draws=draws, var_names=names, random_seed=random_seed
+        ).prior
+    info = fit.info
+    params = std_parameters(prior, info)
+    data = built.data
+    rng = np.random.default_rng(random_seed)
+    k = len(info.proxies)
+    n = params.n_draws
+    sims = np.empty((n, data.d.shape[1], k + 1))
+    for i in range(n):
+        z = rng.standard_normal((data.n_experiments, k))
+        eta = z @ params.chol_e[i].T
+        mean, v = recover._cell_prior(params, i, data, eta)
+        total = np.moveaxis(v + data.s_cov, -1, 0)
+        low = np.linalg.cholesky(total)
+        eps = np.einsum("cij,cj->ci", low, rng.standard_normal((data.d.shape[1], k + 1)))
+        sims[i] = mean.T + eps
+    inv = np.empty_like(data.order)
+    inv[data.order] = np.arange(len(inv))
+    sims = sims[:, inv] * data.scales
+    ppc = xr.Dataset(
+        {
+            "effect": (
+                (dims.CHAIN, dims.DRAW, dims.CELL, dims.METRIC),
+                sims.reshape(1, n, *sims.shape[1:]),
+            )
+        },
+        coords={
+            dims.CHAIN: [0],
+            dims.DRAW: np.arange(n),
+            dims.CELL: np.arange(sims.shape[1]),
+            dims.METRIC: list(info.metrics),
+        },
+    )
+    return az.InferenceData(
+        prior=prior, prior_predictive=ppc, observed_data=fit.idata["observed_data"]
+    )

@@ -1,0 +1,139 @@
+"""What the sampler integrated out, recovered per posterior draw.
+
+The sampler never sees the experiment effects eta_e or the per-cell latent
+effects: both are integrated out analytically. Given a draw of the other
+parameters their conditionals are Gaussian, so they are recovered exactly:
+
+- eta_e | d, params ~ N(eta*_e, R_e) (from the likelihood kernel);
+- the latent true effects of a cell, (tau_c, theta_c) | d_c, eta_e, params
+  ~ N(m + V (V + S)^-1 (d - m), V - V (V + S)^-1 V) with m = m_s + H_s eta_e,
+  V = V_s, S = S_c.
+
+Log likelihoods for model comparison come from the same algebra: per cell,
+log N(d_c; m_s + H_s eta_e, V_s + S_c) given the recovered eta_e; per
+experiment, the marginal log p(d_e | params) with eta_e integrated out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from proxyscope.core.codegen import load_kernel_module
+from proxyscope.core.kernels import cell_logp, pack_cells, segment_covariances
+from proxyscope.model.posterior import StdParameters
+from proxyscope.model.structure import FitData
+
+
+def experiment_conditionals(
+    params: StdParameters, data: FitData
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per draw: marginal log likelihood per experiment and eta's conditional.
+
+    Returns lp (N, E), eta mean (N, E, K) and covariance (N, E, K, K), all in
+    standardized units.
+    """
+    k = params.slope.shape[1]
+    kernel = load_kernel_module(k).experiment_posterior
+    dat = pack_cells(data.d, data.s_cov)
+    n, e = params.n_draws, data.n_experiments
+    lp = np.empty((n, e))
+    mean = np.empty((n, e, k))
+    cov = np.empty((n, e, k, k))
+    for i in range(n):
+        lp[i], mean[i], cov[i] = kernel(
+            dat,
+            data.cell_segment,
+            data.cell_experiment,
+            e,
+            params.loc[i],
+            params.slope[i],
+            params.sig2[i],
+            params.chol_c[i],
+            params.chol_e[i],
+        )
+    return lp, mean, cov
+
+
+def draw_gaussian(mean: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw from each N(mean[..., :], cov[..., :, :])."""
+    k = mean.shape[-1]
+    jitter = 1e-12 * np.eye(k)
+    low = np.linalg.cholesky(0.5 * (cov + np.swapaxes(cov, -1, -2)) + jitter)
+    z = rng.standard_normal(mean.shape)
+    return np.asarray(mean + np.einsum("...ij,...j->...i", low, z))
+
+
+def _cell_prior(
+    params: StdParameters, i: int, data: FitData, eta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (M, C) and covariance V_s (M, M, C) of cell c's true effects given eta."""
+    loc, slope = params.loc[i], params.slope[i]
+    v_seg, _ = segment_covariances(slope, params.sig2[i], params.chol_c[i])
+    seg, cexp = data.cell_segment, data.cell_experiment
+    eta_c = eta[cexp].T  # (K, C)
+    mean = loc[:, seg].copy()
+    mean[0] += np.sum(slope[:, seg] * eta_c, axis=0)
+    mean[1:] += eta_c
+    return mean, v_seg[:, :, seg]
+
+
+def cell_loglik(params: StdParameters, data: FitData, eta: np.ndarray) -> np.ndarray:
+    """log N(d_c; m_c, V_s + S_c) per draw and cell (N, C), given eta (N, E, K).
+
+    In standardized units the density differs from the original-units one by
+    the constant log |diag(scales)|, which is added so values are comparable
+    across fits of the same data.
+    """
+    n = params.n_draws
+    out = np.empty((n, data.d.shape[1]))
+    log_jac = float(np.sum(np.log(data.scales)))
+    for i in range(n):
+        mean, v = _cell_prior(params, i, data, eta[i])
+        out[i] = cell_logp(
+            np.ascontiguousarray(data.d - mean), np.ascontiguousarray(v + data.s_cov)
+        )
+    return out - log_jac
+
+
+def outcome_loglik(params: StdParameters, data: FitData, eta: np.ndarray) -> np.ndarray:
+    """log p(d^y_c | d^theta_c) per draw and cell (N, C), original units.
+
+    The long-term estimate's density given the cell's proxy estimates (and
+    eta_e, the parameters): the conditional of the cell's Gaussian. It scores
+    how well the proxies predict the long-term effect, so it is comparable
+    across models with different proxy sets.
+    """
+    n = params.n_draws
+    out = np.empty((n, data.d.shape[1]))
+    log_scale_y = float(np.log(data.scales[0]))
+    for i in range(n):
+        mean, v = _cell_prior(params, i, data, eta[i])
+        total = np.moveaxis(v + data.s_cov, -1, 0)  # (C, M, M)
+        resid = (data.d - mean).T
+        a11 = total[:, 1:, 1:]
+        a10 = total[:, 1:, 0]
+        gain = np.linalg.solve(a11, a10[..., None])[..., 0]
+        cond_mean = np.einsum("ck,ck->c", gain, resid[:, 1:])
+        cond_var = total[:, 0, 0] - np.einsum("ck,ck->c", gain, a10)
+        z = resid[:, 0] - cond_mean
+        out[i] = -0.5 * (np.log(2 * np.pi * cond_var) + z**2 / cond_var)
+    return out - log_scale_y
+
+
+def latent_moments(
+    params: StdParameters, data: FitData, eta: np.ndarray, i: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean (C, M) and covariance (C, M, M) of every cell's true effects.
+
+    For draw ``i`` (standardized units): the Gaussian conditional of
+    (tau_c, theta_c) given d_c, eta_e and the parameters.
+    """
+    mean, v = _cell_prior(params, i, data, eta[i])
+    v = np.moveaxis(v, -1, 0)  # (C, M, M)
+    s = np.moveaxis(data.s_cov, -1, 0)
+    resid = (data.d - mean).T  # (C, M)
+    total = v + s
+    gain = np.linalg.solve(total, v).swapaxes(-1, -2)  # V (V + S)^-1, V and V+S symmetric
+    post_mean = mean.T + np.einsum("cij,cj->ci", gain, resid)
+    post_cov = v - gain @ v
+    return post_mean, 0.5 * (post_cov + post_cov.swapaxes(-1, -2))
