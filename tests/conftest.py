@@ -102,3 +102,142 @@ def asos_path() -> Path:
     if env:
         return Path(env)
     return REPO.parent / "shared" / "data" / "asos" / "asos_digital_experiments.csv"
+
+
+# -- fitted models shared by the model, analysis, report and CLI tests --------------
+#
+# Real sampling is slow, so each small fit is made once per code version and
+# cached under .cache/test-fits (keyed by a hash of the package source and the
+# fit's settings); a file lock lets parallel workers share it.
+
+STREAMING_ROLES: dict[str, Any] = {
+    "experiment": "exp_id",
+    "treatment": "treatment",
+    "outcome": "long_retained",
+    "proxies": ["early_watch_min", "early_starts", "early_ctr", "rebuffer_rate"],
+    "segments": ["region", "device", "tenure"],
+    "directions": {"rebuffer_rate": "lower"},
+}
+
+
+def _source_hash() -> str:
+    import hashlib
+
+    # Only the layers a fit depends on: editing reports or the CLI keeps the cache.
+    h = hashlib.sha256()
+    root = REPO / "src" / "proxyscope"
+    for layer in ("core", "data", "model", "simulate"):
+        for path in sorted((root / layer).rglob("*.py")):
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_fit(name: str, build: Any) -> Any:
+    """A ProxyFit made by ``build()`` once per source version (disk cache + lock)."""
+    import warnings
+
+    from filelock import FileLock
+
+    import proxyscope as ps
+
+    directory = REPO / ".cache" / "test-fits"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{_source_hash()}.nc"
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            with warnings.catch_warnings():
+                # Small test fits are too short to pass the production ESS bar.
+                warnings.simplefilter("ignore")
+                fit = build()
+            fit.save(path)
+    return ps.load(path)
+
+
+@pytest.fixture(scope="session")
+def small_world() -> Any:
+    """A small simulated streaming world: 60k users, 20 experiments, default cohort."""
+    from proxyscope import simulate
+
+    return simulate.streaming(n_users=60_000, n_experiments=20, seed=11)
+
+
+@pytest.fixture(scope="session")
+def small_effects(small_world: Any) -> Any:
+    """Its cells over region x device (12 segment cells), all four proxies."""
+    import warnings
+
+    import proxyscope as ps
+
+    roles = {**STREAMING_ROLES, "segments": ["region", "device"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a few small cells are dropped (reported)
+        return ps.summarize(small_world.users, engine="pandas", **roles)
+
+
+@pytest.fixture(scope="session")
+def small_fit(small_effects: Any) -> Any:
+    """Additive pooling, 2 chains x 200 draws (real sampling; not converged to 400 ESS)."""
+    import proxyscope as ps
+
+    return cached_fit(
+        "small-additive",
+        lambda: ps.ProxyModel(pooling="additive").fit(
+            small_effects, draws=200, tune=200, chains=2, random_seed=5, progress=False
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def small_fit_complete(small_effects: Any) -> Any:
+    """Complete pooling on the same cells (for comparisons)."""
+    import proxyscope as ps
+
+    return cached_fit(
+        "small-complete",
+        lambda: ps.ProxyModel(pooling="complete").fit(
+            small_effects, draws=200, tune=200, chains=2, random_seed=5, progress=False
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def sim_world() -> Any:
+    """The default simulated world (250k users, 50 experiments, seed 7)."""
+    from proxyscope import simulate
+
+    return simulate.streaming(n_users=250_000, n_experiments=50, seed=7)
+
+
+@pytest.fixture(scope="session")
+def sim_effects(sim_world: Any) -> Any:
+    import warnings
+
+    import proxyscope as ps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a few small cells are dropped (reported)
+        return ps.summarize(sim_world.users, engine="duckdb", **STREAMING_ROLES)
+
+
+@pytest.fixture(scope="session")
+def sim_fit(sim_effects: Any) -> Any:
+    """Additive pooling on the default world, 4 chains x 500 draws (real sampling)."""
+    import proxyscope as ps
+
+    return cached_fit(
+        "sim-additive",
+        lambda: ps.ProxyModel().fit(
+            sim_effects, draws=500, tune=500, chains=4, random_seed=11, progress=False
+        ),
+    )
+
+
+def segment_truth(world: Any, fit: Any, variable: str, metric: str) -> np.ndarray:
+    """A truth variable for each of the fit's segment cells, in the fit's order."""
+    frame = fit.structure.frame()
+    cols = list(fit.structure.columns)
+    values = []
+    for _, row in frame.iterrows():
+        sel = {c: row[c] for c in cols}
+        values.append(float(world.truth[variable].sel(metric=metric, **sel)))
+    return np.array(values)

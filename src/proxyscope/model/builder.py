@@ -146,6 +146,15 @@ def build_model(
         coords[contrast_dim(col)] = list(range(len(structure.levels[j]) - 1))
 
     with pm.Model(coords=coords) as model:
+        # Data-dependent arrays are shared data, not graph constants, so the
+        # compiled graph depends only on K, the pooling and the columns: a
+        # second dataset of the same shape reuses the compiled code.
+        design_data = [
+            pm.Data(f"design__{col}", designs[j]) for j, col in enumerate(structure.columns)
+        ]
+        centred_data = pm.Data("centred_locations", centred.astype(float))
+        zeros_k = np.zeros(k)
+        zeros_1 = np.zeros(1)
 
         def family(
             prefix: str,
@@ -156,7 +165,7 @@ def build_model(
             int_sd: float,
             none_mu: float,
             none_sd: float,
-            centred_rows: np.ndarray,
+            centred_rows: Any,
         ) -> Any:
             row_dims: tuple[str, ...] = (row_dim,) if row_dim else ()
             if pooling == "none":
@@ -192,7 +201,7 @@ def build_model(
             if interactions:
                 int_scale = pm.HalfNormal(f"{prefix}_int_sd", int_sd, dims=row_dims or None)
                 int_scale = int_scale if row_dim else int_scale[None]
-                prior_sd = pt.where(centred_rows, int_scale, 1.0)
+                prior_sd = pt.where(pt.gt(centred_rows, 0.5), int_scale, 1.0)
                 int_raw = pm.StudentT(
                     f"{prefix}_int_raw",
                     nu=priors.interaction_df,
@@ -202,7 +211,13 @@ def build_model(
                 )
                 int_raw = int_raw if row_dim else int_raw[None, :]
             values = families.combine(
-                pt.where, g, mains, designs if additive else [], int_raw, int_scale, centred_rows
+                lambda c, a, b: pt.where(pt.gt(c, 0.5), a, b),
+                g,
+                mains,
+                design_data if additive else [],
+                int_raw,
+                int_scale,
+                centred_rows,
             )
             return values + pt.zeros((1, n_seg))  # complete pooling: same value everywhere
 
@@ -215,7 +230,7 @@ def build_model(
             priors.interaction_location_sd,
             0.0,
             priors.none_location_sd,
-            centred,
+            centred_data,
         )
         slope = family(
             "slope",
@@ -226,7 +241,7 @@ def build_model(
             priors.interaction_slope_sd,
             0.0,
             priors.none_slope_sd,
-            np.zeros(k, dtype=bool),
+            zeros_k,
         )
         log_sigma = family(
             "log_sigma",
@@ -237,7 +252,7 @@ def build_model(
             priors.interaction_log_sigma_sd,
             0.0,
             priors.none_log_sigma_sd,
-            np.zeros(1, dtype=bool),
+            zeros_1,
         )[0]
         chol_e, corr_e = lkj_cholesky("e", k, priors.experiment_sd, priors.lkj_eta)
         if cell_correlation == "shared":
@@ -249,7 +264,7 @@ def build_model(
         dat = pm.Data("cell_data", pack_cells(data.d, data.s_cov))
         seg = pm.Data("cell_segment", data.cell_segment)
         cexp = pm.Data("cell_experiment", data.cell_experiment)
-        outputs = ProxyModelLogp(data.n_experiments, k)(
+        outputs = ProxyModelLogp(k)(
             dat, seg, cexp, loc, slope, pt.exp(2.0 * log_sigma), chol_c, chol_e
         )
         loglik = cast(list[Any], outputs)[0]

@@ -23,7 +23,7 @@ def combine(
     where: Callable[[Any, Any, Any], Any],
     global_: Any,
     mains: Sequence[Any],
-    designs: Sequence[np.ndarray],
+    designs: Sequence[Any],
     interaction_raw: Any | None,
     interaction_sd: Any | None,
     centred: np.ndarray,
@@ -36,18 +36,18 @@ def combine(
     global_ : (..., R) global values.
     mains : per segment column, (..., R, L - 1) main effects in contrast space
         (already multiplied by their scale).
-    designs : per segment column, (S, L - 1) rows of the sum-to-zero basis.
+    designs : per segment column, (S, L - 1) rows of the sum-to-zero basis
+        (numpy arrays, or shared tensors in the PyMC graph).
     interaction_raw : (..., R, S) or None. Centred rows hold the interaction
         itself; non-centred rows hold standard normals to be scaled.
     interaction_sd : (..., R) interaction scales, or None.
-    centred : (R,) bool, which rows are centred.
+    centred : (R,) which rows are centred (bool array, or a 0/1 tensor).
     """
     out = global_[..., None]
     for main, design in zip(mains, designs, strict=True):
-        if design.shape[1]:
-            out = out + main @ design.T
+        out = out + main @ design.T
     if interaction_raw is not None:
-        scale = where(np.asarray(centred, dtype=bool), 1.0, interaction_sd)
+        scale = where(centred, 1.0, interaction_sd)
         out = out + interaction_raw * scale[..., None]
     return out
 

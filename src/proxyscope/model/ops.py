@@ -37,10 +37,12 @@ class ProxyModelLogp(Op):
     each parameter (internal; only the first output is differentiable).
     """
 
-    __props__ = ("n_exp", "n_proxies")
+    __props__ = ("n_proxies",)
 
-    def __init__(self, n_exp: int, n_proxies: int) -> None:
-        self.n_exp = int(n_exp)
+    def __init__(self, n_proxies: int) -> None:
+        # The number of experiments is read from the data (cells are sorted by
+        # experiment), so the graph does not depend on it and a compiled model
+        # can be reused for another dataset of the same structure.
         self.n_proxies = int(n_proxies)
         super().__init__()
 
@@ -57,7 +59,7 @@ class ProxyModelLogp(Op):
         return Apply(self, [*floats, *ints, *params], outputs)
 
     def perform(self, node: Apply, inputs: Sequence[Any], output_storage: list[Any]) -> None:
-        outs = _call_kernel(*inputs, n_exp=self.n_exp)
+        outs = _call_kernel(*inputs)
         for storage, value in zip(output_storage, outs, strict=True):
             storage[0] = value
 
@@ -88,9 +90,8 @@ def _call_kernel(
     sig2: np.ndarray,
     chol_c: np.ndarray,
     chol_e: np.ndarray,
-    *,
-    n_exp: int,
 ) -> tuple[np.ndarray, ...]:
+    n_exp = int(cexp[-1]) + 1
     lp, *grads = proxy_model_logp(
         np.ascontiguousarray(dat, dtype=np.float64),
         np.ascontiguousarray(seg, dtype=np.int64),
@@ -108,11 +109,11 @@ def _call_kernel(
 
 @register_funcify_default_op_cache_key(ProxyModelLogp)
 def _numba_funcify_proxy_model_logp(op: ProxyModelLogp, **kwargs: Any) -> Any:
-    n_exp = op.n_exp
     kernel = logp_kernel(op.n_proxies)
 
     @numba_njit
     def proxy_model_logp_op(dat, seg, cexp, loc, beta, sig2, chol_c, chol_e):
+        n_exp = cexp[-1] + 1
         lp, g_loc, g_beta, g_sig2, g_chol_c, g_chol_e = kernel(
             np.ascontiguousarray(dat),
             np.ascontiguousarray(seg),

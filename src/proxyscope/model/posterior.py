@@ -147,7 +147,9 @@ def family_values(raw: xr.Dataset, info: ModelInfo, prefix: str) -> np.ndarray:
     if f"{prefix}_int_raw" in raw:
         int_raw = rows(f"{prefix}_int_raw")
         int_sd = rows(f"{prefix}_int_sd")
-    out = families.combine(np.where, g, mains, designs, int_raw, int_sd, centred)
+    out = families.combine(
+        np.where, g, mains, designs, int_raw, int_sd, np.asarray(centred, dtype=bool)
+    )
     return np.asarray(out + np.zeros((1, n_seg)))
 
 

@@ -8,7 +8,6 @@ import time
 import warnings
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
@@ -17,6 +16,14 @@ from proxyscope import dims
 from proxyscope.errors import ParameterError
 
 SAMPLERS = ("nutpie", "pymc")
+
+# nutpie's low-rank mass-matrix adaptation runs linear algebra on Rust's rayon
+# thread pool. With more than one thread its floating-point reductions vary
+# from run to run, so the same seed gave different draws — and on a 2-core
+# machine the extra threads also compete with the chains (measured: one
+# thread was both reproducible and ~1.5x faster). Must be set before the pool
+# starts; a value the user set is kept.
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
 #: nutpie settings that make this model's posterior easy to explore: the
 #: low-rank mass matrix captures the ridge between global and segment terms,
@@ -78,9 +85,21 @@ def sample(
 
         kwargs = {**NUTPIE_DEFAULTS, **settings}
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*")
-            compiled = nutpie.compile_pymc_model(model)
+        key = structure_key(model)
+        compiled = _COMPILED.get(key)
+        shared = {v.name: v.get_value() for v in model.data_vars}
+        if compiled is None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*")
+                compiled = nutpie.compile_pymc_model(model)
+            _COMPILED[key] = compiled
+            timings["compile_reused"] = False
+        else:
+            # Shared data the log density never reads (e.g. centring flags of a model
+            # without interactions) is not part of the compiled model.
+            known = compiled.shared_data
+            compiled = compiled.with_data(**{k: v for k, v in shared.items() if k in known})
+            timings["compile_reused"] = True
         timings["compile_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         idata = nutpie.sample(
@@ -132,8 +151,15 @@ def sample(
             "n_steps": stats["n_steps"],
         }
     raw = idata.posterior[names]
+    # Coordinates come from this model (a reused compiled model carries the
+    # labels of the dataset it was compiled for).
+    own = {d: list(model.coords[d]) for d in raw.dims if d in model.coords}
     raw = raw.assign_coords(
-        {dims.CHAIN: np.arange(raw.sizes[dims.CHAIN]), dims.DRAW: np.arange(raw.sizes[dims.DRAW])}
+        {
+            dims.CHAIN: np.arange(raw.sizes[dims.CHAIN]),
+            dims.DRAW: np.arange(raw.sizes[dims.DRAW]),
+            **own,
+        }
     )
     stats_ds = xr.Dataset(
         {k: (tuple(v.dims), np.asarray(v.values)) for k, v in norm.items()},
@@ -146,5 +172,30 @@ def sample(
     return raw.load(), stats_ds, timings
 
 
-def empty_inference_data() -> az.InferenceData:
-    return az.InferenceData()
+#: Compiled nutpie models of this process, by model structure (see structure_key).
+_COMPILED: dict[str, Any] = {}
+
+
+def structure_key(model: pm.Model) -> str:
+    """What determines a compiled model: its free variables, their shapes and priors.
+
+    Data (cells, designs, centring flags) are shared variables, swapped in with
+    ``with_data``, so two datasets with the same structure share one compile.
+    """
+    import hashlib
+
+    point = model.initial_point()
+    parts = [
+        (rv.name, str(rv.owner.op), tuple(point[model.rvs_to_values[rv].name].shape))
+        for rv in model.free_RVs
+    ]
+    text = repr(parts) + repr(sorted((v.name, v.get_value().ndim) for v in model.data_vars))
+    text += repr(model.potentials) + str(hash(_graph_signature(model)))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _graph_signature(model: pm.Model) -> str:
+    """A text rendering of the log density graph (structure, not data values)."""
+    from pytensor.printing import debugprint
+
+    return str(debugprint(model.logp(), file="str", print_type=True))

@@ -107,7 +107,9 @@ class SegmentStructure:
         return cls(
             columns=tuple(raw["columns"]),
             levels=tuple(tuple(lv) for lv in raw["levels"]),
-            level_index=np.asarray(raw["level_index"], dtype=np.int64).reshape(-1, n_cols),
+            level_index=np.asarray(raw["level_index"], dtype=np.int64).reshape(
+                len(raw["labels"]), n_cols
+            ),
             labels=tuple(raw["labels"]),
         )
 

@@ -1,0 +1,96 @@
+"""Posterior reports of a fit: ``report.md``, ``report.json``, ``report.html`` and figures.
+
+::
+
+    files = proxyscope.report(fit, out="report/", transport=res, compare=cmp)
+    files.html        # open in a browser: one self-contained file, no network
+
+What is written into ``out``:
+
+- ``report.json`` — every number, in a versioned layout (below);
+- ``report.md`` — the same content as Markdown, figures linked from ``figures/``;
+- ``report.html`` — the same content as one self-contained page: figures
+  embedded as base64 PNG, inline CSS, no JavaScript, no web fonts, and a
+  Content-Security-Policy that forbids any network fetch;
+- ``figures/<name>.png`` and ``.svg`` — diagnostics, coefficients, fragility,
+  weights, surrogacy, recommendations, and transport / compare when given.
+
+The Markdown and HTML are renderings of the JSON document, so the three
+surfaces always agree. When the fit failed its convergence diagnostics, every
+surface says so first: a red banner at the top of the HTML, a CAUTION block at
+the top of the Markdown, ``"trustworthy": false`` and a ``convergence``
+warning naming the failed parameters in the JSON, and a red line on every
+figure.
+
+report.json (schema 1.0.0)
+--------------------------
+JSON Schema draft 2020-12, shipped as package data
+(``proxyscope/report/schema/report.schema.json``, ``$id``
+``urn:proxyscope:schema:report:1.0.0``; :func:`load_schema` reads it; every
+field carries a ``description``). Conventions: intervals are equal-tailed at
+the level in the enclosing section's ``ci`` (a fraction); NaN and infinities
+are ``null``; effects are in original units with each proxy read in its good
+direction. Top-level keys, all always present:
+
+``schema_version``
+    "1.0.0". Readers accept any 1.x; a major bump may rename or drop fields.
+``proxyscope_version``, ``generated_at`` (ISO 8601 UTC), ``title``, ``ci``
+``trustworthy``
+    False when the fit failed its convergence diagnostics.
+``warnings``
+    List of {kind, message}; kind is convergence (always first when present),
+    data, fragility, transport or compare.
+``data``
+    Outcome, proxies with directions, segment columns/levels/labels, cell,
+    experiment and user counts, historical mix, dropped cells, assumed
+    correlations (null if none), data fingerprint.
+``model``
+    Pooling, priors, full config and its hash, the proxyscope version that
+    fitted it, sampler name/settings/seed/chains/tune/draws/timings.
+``diagnostics``
+    Diagnostics.to_dict() (R-hat, ESS, divergences, E-BFMI, tree depth,
+    failed parameters, advice) plus the one-paragraph summary and the
+    worst-mixing parameters.
+``coefficients``, ``surrogacy``, ``fragility``, ``weights``, ``recommendations``
+    {ci, rows, ...}: the rows of :meth:`ProxyFit.summary`,
+    :func:`proxyscope.surrogacy`, :func:`proxyscope.fragility` (plus each
+    row's segment ``levels``), :func:`proxyscope.weights` and
+    :func:`proxyscope.recommend` (plus ``rank``), column for column.
+``transport``
+    null when no target was given; else {ci, conditional, proxy_effects,
+    summary (TransportResult.summary rows), target (segments, shares,
+    extrapolated), n_extrapolated, extrapolated_share, n_draws}.
+``compare``
+    null when no comparison was given; else {kind, reading, rows (the
+    Comparison table, one row per model, best first), refitted}.
+``figures``
+    Figure name -> {png, svg (paths relative to ``out``), title}.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from proxyscope.report.build import ReportFiles, report
+from proxyscope.report.document import SCHEMA_ID, SCHEMA_VERSION, load_schema
+
+__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "ReportFiles", "load_schema", "report"]
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable as :func:`report`.
+
+    ``proxyscope.report`` names both this subpackage and the function. Once
+    the subpackage has been imported (``from proxyscope.report import plots``),
+    the attribute ``proxyscope.report`` is the module; making the module
+    callable keeps ``proxyscope.report(fit, out=...)`` working in every import
+    order.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ReportFiles:
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -14,11 +14,14 @@ for every user, so that ``world.truth`` is exact.
 Layout: ``scenario`` (levels and coefficients), ``config`` (settings),
 ``generate`` (the random stream), ``truth`` (in-sample truth), ``population``
 (truth for a new experiment, by quadrature), ``world`` (the result object).
+``from_model`` draws cell effects from the proxy model itself at known
+parameters, for parameter-recovery checks.
 """
 
 from __future__ import annotations
 
 from proxyscope.simulate.config import FailureCohort, SegmentMix, StreamingConfig
+from proxyscope.simulate.model_world import ModelTruth, from_model
 from proxyscope.simulate.scenario import METRICS, OUTCOME, PROXIES
 from proxyscope.simulate.world import World, shifted, streaming
 
@@ -27,9 +30,11 @@ __all__ = [
     "OUTCOME",
     "PROXIES",
     "FailureCohort",
+    "ModelTruth",
     "SegmentMix",
     "StreamingConfig",
     "World",
+    "from_model",
     "shifted",
     "streaming",
 ]

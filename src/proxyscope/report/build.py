@@ -1,0 +1,304 @@
+"""``proxyscope.report()``: run a fit's analyses; write report.md, .json, .html and figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from proxyscope._io import write_bytes_atomic, write_text_atomic
+from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
+from proxyscope.report import plots
+from proxyscope.report.content import pct, sections
+from proxyscope.report.document import build_document
+from proxyscope.report.render_html import render_html
+from proxyscope.report.render_md import render_markdown
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from proxyscope.analyses.compare import Comparison
+    from proxyscope.analyses.transport import TransportResult
+    from proxyscope.model.fit import ProxyFit
+
+#: Every figure the report can write (transport and compare only when given).
+FIGURES = (
+    "diagnostics",
+    "coefficients",
+    "fragility",
+    "weights",
+    "surrogacy",
+    "recommendations",
+    "transport",
+    "compare",
+)
+FIGURE_DIR = "figures"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportFiles:
+    """What :func:`report` wrote.
+
+    Attributes
+    ----------
+    out : Path
+        The output directory.
+    markdown, json, html : Path
+        ``report.md``, ``report.json``, ``report.html``.
+    figures : dict
+        Figure name -> {"png": Path, "svg": Path}.
+    trustworthy : bool
+        False when the report carries the untrustworthy-fit warning.
+    document : dict
+        The contents of ``report.json``.
+    """
+
+    out: Path
+    markdown: Path
+    json: Path
+    html: Path
+    figures: dict[str, dict[str, Path]]
+    trustworthy: bool
+    document: dict[str, Any] = dataclasses.field(repr=False)
+
+    def paths(self) -> list[Path]:
+        """Every file written."""
+        files = [self.markdown, self.json, self.html]
+        for entry in self.figures.values():
+            files += [entry["png"], entry["svg"]]
+        return files
+
+
+def _check_ci(ci: Any) -> float:
+    if not isinstance(ci, (int, float)) or isinstance(ci, bool) or not 0 < float(ci) < 1:
+        raise ParameterError(
+            f"The 'ci' parameter of report must be a number in (0, 1), e.g. 0.9; got {ci!r}."
+        )
+    return float(ci)
+
+
+def _resolve_transport(
+    fit: ProxyFit, transport: Any, ci: float, random_seed: int | None
+) -> TransportResult | None:
+    from proxyscope.analyses.transport import TransportResult
+    from proxyscope.analyses.transport import transport as run_transport
+
+    if transport is None:
+        return None
+    if isinstance(transport, TransportResult):
+        if tuple(transport.proxies) != tuple(fit.proxies):
+            raise ParameterError(
+                "The 'transport' result given to report was computed for proxies "
+                f"{list(transport.proxies)}, but the fit has {list(fit.proxies)}."
+            )
+        return transport
+    # Anything else is a target population, as proxyscope.transport accepts it.
+    return run_transport(fit, transport, ci=ci, random_seed=random_seed)
+
+
+def _check_compare(compare: Any) -> None:
+    from proxyscope.analyses.compare import Comparison
+
+    if compare is None or isinstance(compare, (Comparison, Mapping)):
+        return
+    raise DataTypeError(
+        "The 'compare' parameter of report must be a proxyscope Comparison (from "
+        "proxyscope.compare), a mapping of model name to fit, or None; got "
+        f"{type(compare).__name__}."
+    )
+
+
+def _resolve_compare(compare: Any) -> Comparison | None:
+    from proxyscope.analyses.compare import compare as run_compare
+
+    if isinstance(compare, Mapping):
+        return run_compare(compare)
+    return compare
+
+
+def report(
+    fit: ProxyFit,
+    out: str | os.PathLike[str] = "report/",
+    transport: Any = None,
+    compare: Any = None,
+    ci: float = 0.9,
+    title: str | None = None,
+    *,
+    random_seed: int | None = None,
+) -> ReportFiles:
+    """Write the posterior report of a fit: report.md, report.json, report.html and figures.
+
+    Parameters
+    ----------
+    fit : ProxyFit
+        The fitted model.
+    out : path
+        Output directory (created if needed). Files are written atomically;
+        figures go to ``out/figures/`` as PNG and SVG.
+    transport : TransportResult or target, optional
+        A :func:`proxyscope.transport` result, or a target population in any
+        form it accepts (then it is computed here with ``ci`` and
+        ``random_seed``). Adds the transport section and figure.
+    compare : Comparison or mapping of name to ProxyFit, optional
+        A :func:`proxyscope.compare` result, or fits to compare (computed here;
+        exact refits may take minutes). Adds the LOO comparison section.
+    ci : float
+        Interval level of every analysis (default 0.9: 90% equal-tailed).
+    title : str, optional
+        Default "proxyscope report: <outcome>".
+    random_seed : int, optional
+        Seed of the transport draws when ``transport`` is a target.
+
+    Returns
+    -------
+    ReportFiles
+        The paths written and the JSON document.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once, when the fit failed its convergence diagnostics; the report then
+        carries an unmistakable warning on every surface.
+    """
+    from proxyscope.analyses.fragility import fragility as run_fragility
+    from proxyscope.analyses.recommend import recommend as run_recommend
+    from proxyscope.analyses.surrogacy import surrogacy as run_surrogacy
+    from proxyscope.analyses.weights import weights as run_weights
+    from proxyscope.model.fit import ProxyFit
+
+    if not isinstance(fit, ProxyFit):
+        raise DataTypeError(
+            f"report expects a proxyscope.ProxyFit (from ProxyModel.fit or proxyscope.load); "
+            f"got {type(fit).__name__}."
+        )
+    ci = _check_ci(ci)
+    if title is not None and not isinstance(title, str):
+        raise DataTypeError(f"The 'title' parameter of report must be a string; got {title!r}.")
+    if not isinstance(out, (str, os.PathLike)):
+        raise DataTypeError(f"The 'out' parameter of report must be a path; got {out!r}.")
+    _check_compare(compare)
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ParameterError(
+            f"The 'out' parameter of report must be a directory; {out_dir} is a file."
+        )
+
+    diag = fit.diagnostics()
+    trustworthy = bool(fit.trustworthy and diag.passed)
+    with warnings.catch_warnings():
+        # Each analysis repeats the convergence warning; the report says it once, below.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        coefficients = fit.summary(ci=ci)
+        frag = run_fragility(fit, ci=ci, warn=False)
+        surr = run_surrogacy(fit, ci=ci)
+        wts = run_weights(fit, ci=ci)
+        rec = run_recommend(fit, ci=ci)
+        trans = _resolve_transport(fit, transport, ci, random_seed)
+        comp = _resolve_compare(compare)
+    if not trustworthy:
+        warnings.warn(
+            "This report is built from a fit that FAILED its convergence diagnostics; every "
+            "surface carries an UNTRUSTWORTHY warning. " + diag.summary(),
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+
+    level = pct(ci)
+    makers: dict[str, tuple[str, Callable[[], tuple[Figure, Any]]]] = {
+        "diagnostics": (
+            "Trace and rank plots of the worst-mixing parameters (lowest bulk ESS)",
+            lambda: plots.plot_diagnostics(fit),
+        ),
+        "coefficients": (
+            f"Segment coefficients: nu and beta per proxy, posterior mean and {level} interval",
+            lambda: plots.plot_coefficients(coefficients),
+        ),
+        "fragility": (
+            "Sign-flip probability per segment cell and proxy (flagged cells outlined)",
+            lambda: plots.plot_fragility(frag),
+        ),
+        "weights": (
+            f"Composite weights with {level} intervals",
+            lambda: plots.plot_weights(wts),
+        ),
+        "surrogacy": (
+            f"Trial-level R^2 with {level} intervals",
+            lambda: plots.plot_surrogacy(surr),
+        ),
+        "recommendations": (
+            f"Decision accuracy of each candidate with {level} intervals",
+            lambda: plots.plot_recommendations(rec),
+        ),
+    }
+    if trans is not None:
+        result = trans
+        makers["transport"] = (
+            f"Posterior predictive long-term effect: target vs historical mix ({level} "
+            "interval shaded)",
+            lambda: plots.plot_transport(result, ci=ci),
+        )
+    if comp is not None:
+        cmp = comp
+        makers["compare"] = (
+            "LOO model comparison: elpd and difference to the best, +/- 1 SE",
+            lambda: plots.plot_compare(cmp),
+        )
+
+    fig_dir = out_dir / FIGURE_DIR
+    figure_paths: dict[str, dict[str, Path]] = {}
+    figure_doc: dict[str, dict[str, str]] = {}
+    png_bytes: dict[str, bytes] = {}
+    for name, (caption, make) in makers.items():
+        fig, _ = make()
+        png = plots.figure_bytes(fig, "png")
+        svg = plots.figure_bytes(fig, "svg")
+        png_bytes[name] = png
+        figure_paths[name] = {
+            "png": write_bytes_atomic(fig_dir / f"{name}.png", png),
+            "svg": write_bytes_atomic(fig_dir / f"{name}.svg", svg),
+        }
+        figure_doc[name] = {
+            "png": f"{FIGURE_DIR}/{name}.png",
+            "svg": f"{FIGURE_DIR}/{name}.svg",
+            "title": caption,
+        }
+    # A figure left from an earlier report into the same directory would mislead.
+    for name in FIGURES:
+        if name not in makers:
+            for ext in ("png", "svg"):
+                (fig_dir / f"{name}.{ext}").unlink(missing_ok=True)
+
+    document = build_document(
+        fit,
+        title=title if title is not None else f"proxyscope report: {fit.outcome}",
+        ci=ci,
+        trustworthy=trustworthy,
+        diag=diag,
+        coefficients=coefficients,
+        surrogacy=surr,
+        fragility=frag,
+        weights=wts,
+        recommendations=rec,
+        transport=trans,
+        compare=comp,
+        figures=figure_doc,
+    )
+    parts = sections(document)
+    json_path = write_text_atomic(
+        out_dir / "report.json", json.dumps(document, indent=2, allow_nan=False) + "\n"
+    )
+    md_path = write_text_atomic(out_dir / "report.md", render_markdown(document, parts))
+    html_path = write_text_atomic(out_dir / "report.html", render_html(document, png_bytes, parts))
+    return ReportFiles(
+        out=out_dir,
+        markdown=md_path,
+        json=json_path,
+        html=html_path,
+        figures=figure_paths,
+        trustworthy=trustworthy,
+        document=document,
+    )

@@ -1,0 +1,352 @@
+"""Plain-text and Markdown renderings of run results and tables (CLI and ``run.md``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from proxyscope.specs.execute import RunResult
+
+ASOS_CITATION_HINT = "Cite the data wherever these results are shown:"
+
+
+def num(x: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits; "–" for missing."""
+    if x is None:
+        return "–"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(v):
+        return "–"
+    return f"{v:.{digits}g}"
+
+
+def interval(mean: Any, lo: Any, hi: Any, digits: int = 3) -> str:
+    """``mean [lo, hi]``."""
+    return f"{num(mean, digits)} [{num(lo, digits)}, {num(hi, digits)}]"
+
+
+def pct(ci: float) -> str:
+    return f"{100 * ci:g}%"
+
+
+def text_table(frame: pd.DataFrame, indent: str = "  ") -> str:
+    """A frame as aligned text (numbers to 3 significant digits)."""
+    shown = frame.copy()
+    for c in shown.columns:
+        if pd.api.types.is_float_dtype(shown[c]):
+            shown[c] = [num(v) for v in shown[c]]
+    text = shown.to_string(index=False)
+    return "\n".join(indent + line.rstrip() for line in text.splitlines())
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A frame as a GitHub-flavoured Markdown table."""
+    cols = [str(c) for c in frame.columns]
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return num(v)
+        if isinstance(v, list | tuple):
+            return "; ".join(str(x) for x in v)
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+# -- pieces of a run's summary ------------------------------------------------
+
+
+def coefficient_rows(coefficients: pd.DataFrame) -> pd.DataFrame:
+    """The historical-mix rows of a coefficient table as ``parameter``, ``estimate``."""
+    from proxyscope.specs.execute import ALL_SEGMENTS
+
+    c = coefficients
+    c = c[c["scope"] == ALL_SEGMENTS]
+    return pd.DataFrame(
+        {
+            "parameter": c["parameter"].to_numpy(),
+            "estimate": [
+                interval(m, lo, hi) for m, lo, hi in zip(c["mean"], c["lo"], c["hi"], strict=True)
+            ],
+        }
+    )
+
+
+def recommendation_rows(result: RunResult) -> pd.DataFrame:
+    r = result.recommendations
+    return pd.DataFrame(
+        {
+            "proxy": r["proxy"],
+            "decision_accuracy": [
+                interval(m, lo, hi)
+                for m, lo, hi in zip(
+                    r["decision_accuracy"], r["decision_lo"], r["decision_hi"], strict=True
+                )
+            ],
+            "p_best": [num(v, 2) for v in r["p_best"]],
+            "ste": [num(v) for v in r["ste"]],
+            "fragile_segments": [len(v) for v in r["fragile_segments"]],
+        }
+    )
+
+
+def surrogacy_rows(result: RunResult) -> pd.DataFrame:
+    s = result.surrogacy
+    s = s[s["segment"] == "overall"]
+    return pd.DataFrame(
+        {
+            "scope": s["scope"],
+            "r2": [
+                interval(m, lo, hi)
+                for m, lo, hi in zip(s["r2"], s["r2_lo"], s["r2_hi"], strict=True)
+            ],
+            "ste": [num(v) for v in s["ste"]],
+        }
+    )
+
+
+def flagged_lines(result: RunResult, limit: int = 8) -> list[str]:
+    f = result.fragility
+    f = f[f["flagged"]].sort_values("flip_prob", ascending=False)
+    lines = [
+        f"{row.segment}: {row.proxy} flips with probability "
+        f"{interval(row.flip_prob, row.flip_lo, row.flip_hi, 2)} "
+        f"(overall {num(row.overall_flip, 2)})"
+        for row in f.head(limit).itertuples()
+    ]
+    if len(f) > limit:
+        lines.append(f"... and {len(f) - limit} more (see the report)")
+    return lines
+
+
+def transport_lines(result: RunResult) -> list[str]:
+    tr = result.transport
+    if tr is None:
+        return []
+    s = tr.summary()
+    by = {row.quantity: row for row in s.itertuples()}
+    eff, gap, r2 = by["long_term_effect"], by["gap_to_historical"], by["r2"]
+    lines = [
+        f"long-term effect of a new experiment: {interval(eff.mean, eff.lo, eff.hi)}, "
+        f"P(> 0) = {num(by['p_positive'].mean, 2)}",
+        f"gap to the historical mix: {interval(gap.mean, gap.lo, gap.hi)}; "
+        f"R^2 under the target mix {interval(r2.mean, r2.lo, r2.hi, 2)}",
+    ]
+    if result.transport_truth is not None:
+        lines.append(
+            f"the simulator's exact expected long-term effect for this mix: "
+            f"{num(result.transport_truth)}"
+        )
+    n_ext = int(tr.target["extrapolated"].sum())
+    if n_ext:
+        lines.append(
+            f"{n_ext} target segment cell(s) were never observed; predicted from the pooled "
+            "main effects"
+        )
+    return lines
+
+
+def sensitivity_rows(result: RunResult) -> pd.DataFrame | None:
+    s = result.sensitivity
+    if s is None:
+        return None
+    return pd.DataFrame(
+        {
+            "correlation": [num(v, 2) for v in s["correlation"]],
+            "scope": s["scope"],
+            "proxy": s["proxy"],
+            "r2": [
+                interval(m, lo, hi)
+                for m, lo, hi in zip(s["r2"], s["r2_lo"], s["r2_hi"], strict=True)
+            ],
+            "slope": [
+                interval(m, lo, hi)
+                for m, lo, hi in zip(s["slope"], s["slope_lo"], s["slope_hi"], strict=True)
+            ],
+            "decision_accuracy": [
+                interval(m, lo, hi)
+                for m, lo, hi in zip(
+                    s["decision_accuracy"], s["decision_lo"], s["decision_hi"], strict=True
+                )
+            ],
+            "converged": ["yes" if v else "NO" for v in s["converged"]],
+        }
+    )
+
+
+def sensitivity_reading(result: RunResult) -> str | None:
+    """One sentence per proxy: how the overall numbers move across the assumptions."""
+    s = result.sensitivity
+    if s is None:
+        return None
+    parts = []
+    overall = s[s["scope"] == "overall"]
+    for proxy, g in overall.groupby("proxy", sort=False):
+        g = g.sort_values("correlation")
+        lo_rho, hi_rho = g["correlation"].iloc[0], g["correlation"].iloc[-1]
+        parts.append(
+            f"{proxy}: as the assumed correlation goes from {lo_rho:g} to {hi_rho:g}, the "
+            f"overall R^2 moves from {num(g['r2'].iloc[0])} to {num(g['r2'].iloc[-1])} "
+            f"(range {num(g['r2'].min())}–{num(g['r2'].max())}), the slope from "
+            f"{num(g['slope'].iloc[0])} to {num(g['slope'].iloc[-1])}, and the decision "
+            f"accuracy from {num(g['decision_accuracy'].iloc[0])} to "
+            f"{num(g['decision_accuracy'].iloc[-1])}."
+        )
+    return " ".join(parts)
+
+
+def diagnostics_line(result: RunResult) -> str:
+    head = result.diagnostics.summary()
+    if not result.fit.trustworthy:
+        head = "WARNING: the fit FAILED its diagnostics; every number below is untrustworthy. " + (
+            head
+        )
+    return head
+
+
+def run_text(result: RunResult) -> str:
+    """What ``proxyscope run`` and ``demo`` print."""
+    spec = result.spec
+    ci = pct(spec.analysis.ci)
+    eff = result.effects
+    out: list[str] = [
+        f"proxyscope {spec.name}: {eff.n_cells} cells from {len(eff.experiments)} experiments, "
+        f"outcome {eff.outcome!r}, proxies {', '.join(eff.proxies)}; "
+        f"{result.fit.pooling} pooling.",
+    ]
+    if eff.assumed_correlation:
+        shown = ", ".join(f"{k}: {v:g}" for k, v in eff.assumed_correlation.items())
+        out.append(f"Assumed noise correlation (not in the data): {shown}.")
+    out += ["", "Diagnostics: " + diagnostics_line(result)]
+    if result.failed_fits:
+        out.append("Fits that failed their diagnostics: " + ", ".join(result.failed_fits) + ".")
+    out += [
+        "",
+        f"Coefficients, all segments (historical mix), {ci} intervals:",
+        text_table(coefficient_rows(result.coefficients)),
+        "",
+        f"Surrogacy (trial-level R^2, {ci} intervals; STE at {pct(spec.analysis.probability)}):",
+        text_table(surrogacy_rows(result)),
+        "",
+        "Fragile segments (flagged):",
+    ]
+    flagged = flagged_lines(result)
+    out += ["  " + line for line in flagged] if flagged else ["  none"]
+    out += [
+        "",
+        f"Recommendation ({ci} intervals):",
+        text_table(recommendation_rows(result)),
+        "  -> " + str(result.recommendations["recommendation"].iloc[0]),
+    ]
+    if result.transport is not None:
+        assert spec.analysis.transport is not None
+        out += ["", f"Transport to {spec.analysis.transport.name!r}:"]
+        out += ["  " + line for line in transport_lines(result)]
+    for key, cmp in result.comparisons.items():
+        title = "Pooling comparison" if key == "pooling" else "Proxy-set comparison"
+        out += ["", f"{title} (PSIS-LOO, {cmp.kind}):", text_table(_loo_rows(cmp.table))]
+        out.append("  " + cmp.reading())
+    sens = sensitivity_rows(result)
+    if sens is not None:
+        out += [
+            "",
+            f"Sensitivity to the assumed noise correlation ({ci} intervals):",
+            text_table(sens),
+            "  " + str(sensitivity_reading(result)),
+        ]
+    out.append("")
+    if result.report_dir is not None:
+        out.append(f"Report: {result.report_dir / 'report.html'} (and report.md, report.json)")
+    out.append(f"Run summary: {result.out / 'run.md'} and run.json; fit: {result.files['fit']}")
+    if spec.citation:
+        out += ["", f"{ASOS_CITATION_HINT} {spec.citation}"]
+    return "\n".join(out) + "\n"
+
+
+def _loo_rows(table: pd.DataFrame) -> pd.DataFrame:
+    t = table.reset_index(names="model")
+    keep = [
+        c
+        for c in (
+            "model",
+            "rank",
+            "elpd_loo",
+            "elpd_diff",
+            "dse",
+            "weight",
+            "n_high_k",
+            "n_refitted",
+        )
+        if c in t.columns
+    ]
+    return t[keep]
+
+
+def run_markdown(result: RunResult) -> str:
+    """``run.md``: the run's findings as Markdown."""
+    spec = result.spec
+    ci = pct(spec.analysis.ci)
+    title = spec.report.title or f"proxyscope run: {spec.name}"
+    eff = result.effects
+    lines = [f"# {title}", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    if not result.passed:
+        lines += [
+            "> **WARNING: fits failed their convergence diagnostics "
+            f"({', '.join(result.failed_fits)}). Treat every number below as untrustworthy.**",
+            "",
+        ]
+    lines += [
+        f"- Data: {eff.n_cells} cells from {len(eff.experiments)} experiments "
+        f"({len(eff.dropped)} cells dropped); outcome `{eff.outcome}`, proxies "
+        + ", ".join(f"`{p}`" for p in eff.proxies),
+        f"- Model: {result.fit.pooling} pooling; sampler {result.fit.sampler.get('name')}, "
+        f"{spec.sampler.chains} chains x {spec.sampler.draws} draws",
+        f"- Intervals: {ci} equal-tailed",
+    ]
+    if eff.assumed_correlation:
+        shown = ", ".join(f"{k}: {v:g}" for k, v in eff.assumed_correlation.items())
+        lines.append(f"- Assumed noise correlation (not in the data): {shown}")
+    lines += ["", "## Diagnostics", "", diagnostics_line(result), ""]
+    lines += [
+        "## Coefficients (historical mix)",
+        "",
+        markdown_table(coefficient_rows(result.coefficients)),
+        "",
+    ]
+    lines += ["## Surrogacy", "", markdown_table(surrogacy_rows(result)), ""]
+    flagged = flagged_lines(result, limit=50)
+    lines += ["## Fragile segments", ""]
+    lines += [f"- {x}" for x in flagged] if flagged else ["None flagged."]
+    lines += ["", "## Recommendation", "", markdown_table(recommendation_rows(result)), ""]
+    lines += [str(s) for s in result.recommendations["recommendation"].head(1)] + [""]
+    if result.transport is not None:
+        assert spec.analysis.transport is not None
+        lines += [f"## Transport to {spec.analysis.transport.name!r}", ""]
+        lines += [f"- {x}" for x in transport_lines(result)] + [""]
+    for key, cmp in result.comparisons.items():
+        title_c = "Pooling comparison" if key == "pooling" else "Proxy-set comparison"
+        lines += [f"## {title_c} (PSIS-LOO, {cmp.kind})", ""]
+        lines += [markdown_table(_loo_rows(cmp.table)), "", cmp.reading(), ""]
+    sens = sensitivity_rows(result)
+    if sens is not None:
+        lines += ["## Sensitivity to the assumed noise correlation", ""]
+        lines += [markdown_table(sens), "", str(sensitivity_reading(result)), ""]
+    if spec.citation:
+        lines += ["## Data citation", "", spec.citation, ""]
+    return "\n".join(lines)
+
+
+def columns_text(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in values)

@@ -1,0 +1,322 @@
+"""The PyMC model's structure and log density, without sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import proxyscope as ps
+from proxyscope.errors import DataTypeError, ParameterError
+from proxyscope.model.builder import build_model, corr_cholesky, cpc_shapes
+from proxyscope.model.priors import Priors
+from proxyscope.model.structure import SegmentStructure, centre_locations, fit_data
+
+
+def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffects:
+    """Hand-made per-arm summaries: 6 experiments x region (3) x device (2).
+
+    ``interaction`` plants a deviation of the first proxy in one segment cell.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    proxies = [f"p{j}" for j in range(k)]
+    for e in range(6):
+        for region in ("EU", "IN", "NA"):
+            for device in ("Mobile", "TV"):
+                bump = interaction if (region, device) == ("IN", "Mobile") else 0.0
+                for arm in (0, 1):
+                    row = {"exp": e, "region": region, "device": device, "arm": arm, "n": 400}
+                    base = rng.normal(size=k + 1) * 0.05
+                    shift = np.r_[0.02 * e, np.full(k, 0.1 * e)] * arm
+                    shift[1] += bump * arm
+                    for j, name in enumerate(["y", *proxies]):
+                        row[f"m_{name}"] = base[j] + shift[j]
+                        row[f"v_{name}"] = 1.0 + 0.1 * j
+                    rows.append(row)
+    table = pd.DataFrame(rows)
+    names = ["y", *proxies]
+    return ps.from_arm_summaries(
+        table,
+        experiment="exp",
+        arm="arm",
+        treated_value=1,
+        outcome="y",
+        proxies=proxies,
+        segments=["region", "device"],
+        count="n",
+        mean={n: f"m_{n}" for n in names},
+        variance={n: f"v_{n}" for n in names},
+        correlation=0.3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("pooling", "expected"),
+    [
+        (
+            "additive",
+            {
+                "loc_global",
+                "loc_main__region",
+                "loc_main__device",
+                "loc_int_sd",
+                "loc_int_raw",
+                "slope_global",
+                "slope_main__region",
+                "slope_main__device",
+                "slope_int_sd",
+                "slope_int_raw",
+                "sigma_global",
+                "log_sigma_main__region",
+                "log_sigma_main__device",
+                "log_sigma_int_sd",
+                "log_sigma_int_raw",
+                "sd_e",
+                "cpc_e",
+                "sd_c",
+            },
+        ),
+        (
+            "exchangeable",
+            {
+                "loc_global",
+                "loc_int_sd",
+                "loc_int_raw",
+                "slope_global",
+                "slope_int_sd",
+                "slope_int_raw",
+                "sigma_global",
+                "log_sigma_int_sd",
+                "log_sigma_int_raw",
+                "sd_e",
+                "cpc_e",
+                "sd_c",
+            },
+        ),
+        ("complete", {"loc_global", "slope_global", "sigma_global", "sd_e", "cpc_e", "sd_c"}),
+        ("none", {"loc_seg", "slope_seg", "sigma_seg", "sd_e", "cpc_e", "sd_c"}),
+    ],
+)
+def test_free_parameters_follow_the_pooling(pooling: str, expected: set[str]) -> None:
+    built = build_model(_cells(), pooling, Priors())
+    names = {rv.name for rv in built.model.free_RVs}
+    assert names == expected
+    # Named dims everywhere, never ArviZ's automatic *_dim_0.
+    for rv in built.model.free_RVs:
+        for dim in built.model.named_vars_to_dims.get(rv.name, ()):
+            assert not dim.endswith("_dim_0")
+
+
+def test_no_segments_and_one_proxy_build() -> None:
+    cells = _cells(k=1)
+    table = cells.to_frame()
+    assert table.shape[0] == 36
+    built = build_model(cells, "additive", Priors())
+    assert built.structure.n_segments == 6
+    merged = ps.from_arm_summaries(
+        pd.DataFrame(
+            [
+                {
+                    "exp": e,
+                    "arm": a,
+                    "n": 300,
+                    "m_y": 0.01 * e * a,
+                    "v_y": 1.0,
+                    "m_p0": 0.05 * e * a,
+                    "v_p0": 2.0,
+                }
+                for e in range(5)
+                for a in (0, 1)
+            ]
+        ),
+        experiment="exp",
+        arm="arm",
+        treated_value=1,
+        outcome="y",
+        proxies=["p0"],
+        count="n",
+        mean={"y": "m_y", "p0": "m_p0"},
+        variance={"y": "v_y", "p0": "v_p0"},
+    )
+    built = build_model(merged, "additive", Priors())
+    assert built.structure.labels == ("all",)
+    assert {rv.name for rv in built.model.free_RVs} == {
+        "loc_global",
+        "slope_global",
+        "sigma_global",
+        "sd_e",
+        "sd_c",
+    }
+    logp = built.model.compile_logp()(built.model.initial_point())
+    assert np.isfinite(logp)
+
+
+def _constrained_point(built, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    model = built.model
+    point = {}
+    for rv in model.free_RVs:
+        shape = model.initial_point()[model.rvs_to_values[rv].name].shape
+        name = rv.name
+        if name.startswith(("sd_", "sigma_")) or name.endswith(("_int_sd",)):
+            point[name] = rng.uniform(0.2, 0.9, shape)
+        elif name.startswith("cpc"):
+            point[name] = rng.uniform(0.2, 0.8, shape)
+        else:
+            point[name] = rng.normal(0, 0.5, shape)
+    return point
+
+
+def _value_point(built, constrained: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The sampler's (transformed) values for given constrained values."""
+    model = built.model
+    out = {}
+    for rv in model.free_RVs:
+        value = model.rvs_to_values[rv]
+        x = constrained[rv.name]
+        transform = model.rvs_to_transforms[rv]
+        if transform is None:
+            out[value.name] = x
+        else:
+            out[value.name] = transform.forward(x, *rv.owner.inputs).eval()
+    return out
+
+
+def test_model_density_equals_an_independent_computation() -> None:
+    cells = _cells(seed=3, k=2)
+    priors = Priors()
+    built = build_model(cells, "additive", priors)
+    rng = np.random.default_rng(8)
+    c = _constrained_point(built, rng)
+    model = built.model
+    values = _value_point(built, c)
+
+    # -- the likelihood, written out with loops and a dense Gaussian -------------
+    structure, cell_segment = SegmentStructure.from_effects(cells)
+    data = fit_data(cells, cell_segment)
+    k, m, n_seg = 2, 3, structure.n_segments
+    centred = built.centred
+    basis = [structure.basis(j) for j in range(2)]
+    loc = np.zeros((m, n_seg))
+    slope = np.zeros((k, n_seg))
+    log_sig = np.zeros(n_seg)
+    for s in range(n_seg):
+        lev = structure.level_index[s]
+        for r in range(m):
+            v = c["loc_global"][r]
+            for j, col in enumerate(("region", "device")):
+                v += basis[j][lev[j]] @ c[f"loc_main__{col}"][r]
+            raw = c["loc_int_raw"][r, s]
+            v += raw if centred[r] else raw * c["loc_int_sd"][r]
+            loc[r, s] = v
+        for r in range(k):
+            v = c["slope_global"][r]
+            for j, col in enumerate(("region", "device")):
+                v += basis[j][lev[j]] @ c[f"slope_main__{col}"][r]
+            slope[r, s] = v + c["slope_int_raw"][r, s] * c["slope_int_sd"][r]
+        v = np.log(c["sigma_global"])
+        for j, col in enumerate(("region", "device")):
+            v += basis[j][lev[j]] @ c[f"log_sigma_main__{col}"]
+        log_sig[s] = v + c["log_sigma_int_raw"][s] * c["log_sigma_int_sd"]
+    z = 2 * c["cpc_e"] - 1
+    corr = np.array([[1.0, 0.0], [z[0], np.sqrt(1 - z[0] ** 2)]])
+    chol_e = c["sd_e"][:, None] * corr
+    chol_c = c["sd_c"][:, None] * corr
+    oe, oc = chol_e @ chol_e.T, chol_c @ chol_c.T
+    total = 0.0
+    for e in range(data.n_experiments):
+        idx = np.flatnonzero(data.cell_experiment == e)
+        n = len(idx)
+        mean, cov, load, y = np.zeros(n * m), np.zeros((n * m, n * m)), np.zeros((n * m, k)), []
+        for i, cell in enumerate(idx):
+            s = data.cell_segment[cell]
+            jac = np.vstack([slope[:, s], np.eye(k)])
+            block = slice(i * m, (i + 1) * m)
+            within = jac @ oc @ jac.T
+            within[0, 0] += np.exp(2 * log_sig[s])
+            cov[block, block] = within + data.s_cov[:, :, cell]
+            mean[block] = loc[:, s]
+            load[block] = jac
+            y.append(data.d[:, cell])
+        total += stats.multivariate_normal(mean, cov + load @ oe @ load.T).logpdf(np.concatenate(y))
+
+    potential = model.replace_rvs_by_values(model.potentials)[0]
+    loglik = model.compile_fn(potential, inputs=model.value_vars, on_unused_input="ignore")(values)
+    assert float(loglik) == pytest.approx(total, abs=1e-8)
+
+    # -- the priors are what Priors documents ------------------------------------
+    prior = 0.0
+    prior += stats.norm(0, priors.global_location_sd).logpdf(c["loc_global"]).sum()
+    prior += stats.norm(0, priors.global_slope_sd).logpdf(c["slope_global"]).sum()
+    prior += stats.halfnorm(scale=priors.sigma_sd).logpdf(c["sigma_global"])
+    for col in ("region", "device"):
+        prior += stats.norm(0, priors.main_location_sd).logpdf(c[f"loc_main__{col}"]).sum()
+        prior += stats.norm(0, priors.main_slope_sd).logpdf(c[f"slope_main__{col}"]).sum()
+        prior += stats.norm(0, priors.main_log_sigma_sd).logpdf(c[f"log_sigma_main__{col}"]).sum()
+    prior += stats.halfnorm(scale=priors.interaction_location_sd).logpdf(c["loc_int_sd"]).sum()
+    prior += stats.halfnorm(scale=priors.interaction_slope_sd).logpdf(c["slope_int_sd"]).sum()
+    prior += stats.halfnorm(scale=priors.interaction_log_sigma_sd).logpdf(c["log_sigma_int_sd"])
+    t = stats.t(priors.interaction_df)
+    for r in range(m):
+        scale = c["loc_int_sd"][r] if centred[r] else 1.0
+        prior += (t.logpdf(c["loc_int_raw"][r] / scale) - np.log(scale)).sum()
+    prior += t.logpdf(c["slope_int_raw"]).sum() + t.logpdf(c["log_sigma_int_raw"]).sum()
+    prior += stats.halfnorm(scale=priors.experiment_sd).logpdf(c["sd_e"]).sum()
+    prior += stats.halfnorm(scale=priors.cell_sd).logpdf(c["sd_c"]).sum()
+    b = cpc_shapes(2, priors.lkj_eta)
+    prior += stats.beta(b, b).logpdf(c["cpc_e"]).sum()
+    full = model.compile_logp(jacobian=False)(values)
+    # PyMC's Student-t and half-normal constants differ from SciPy's at ~1e-8 per
+    # value; a wrong prior (scale, family or wiring) would be off by O(1).
+    assert float(full) == pytest.approx(total + prior, abs=1e-6)
+
+
+def test_cpc_factor_is_a_valid_correlation_cholesky() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.uniform(-0.99, 0.99, size=(5, 6))
+    low = corr_cholesky(z, 4, np)
+    corr = low @ np.swapaxes(low, -1, -2)
+    np.testing.assert_allclose(np.einsum("nii->ni", corr), 1.0, atol=1e-12)
+    assert np.all(np.linalg.eigvalsh(corr) > 0)
+
+
+def test_centring_pilot_centres_only_metrics_with_a_planted_interaction() -> None:
+    cells = _cells(seed=5, k=2, interaction=2.0)
+    structure, cell_segment = SegmentStructure.from_effects(cells)
+    data = fit_data(cells, cell_segment)
+    flags = centre_locations(data, structure, "additive")
+    assert flags.tolist() == [False, True, False]
+    assert not centre_locations(data, structure, "complete").any()
+
+
+def test_standardisation_uses_the_spread_of_true_effects() -> None:
+    cells = _cells(seed=1)
+    structure, cell_segment = SegmentStructure.from_effects(cells)
+    data = fit_data(cells, cell_segment)
+    observed = cells.effect.var(axis=0, ddof=1)
+    noise = np.einsum("cii->ci", cells.noise_cov).mean(axis=0)
+    expected = np.sqrt(np.maximum(observed - noise, 0.04 * observed))
+    np.testing.assert_allclose(data.scales, expected)
+
+
+def test_configuration_errors_name_the_parameter_and_the_choices() -> None:
+    with pytest.raises(ParameterError, match=r"'pooling' parameter of ProxyModel.*'additive'"):
+        ps.ProxyModel(pooling="addtive")
+    with pytest.raises(ParameterError, match="Did you mean 'lkj_eta'") as err:
+        ps.ProxyModel(priors={"lkj_etta": 3})
+    assert "experiment_sd" in str(err.value)  # the valid names are listed
+    with pytest.raises(ParameterError, match="lkj_eta"):
+        ps.ProxyModel(priors={"lkj_eta": -1})
+    with pytest.raises(ParameterError, match="'sampler'"):
+        ps.ProxyModel(sampler="stan")
+    with pytest.raises(ParameterError, match="'cell_correlation'"):
+        ps.ProxyModel(cell_correlation="full")
+    model = ps.ProxyModel()
+    with pytest.raises(DataTypeError, match="CellEffects"):
+        model.fit(pd.DataFrame({"a": [1]}))
+    with pytest.raises(ParameterError, match="'draws'"):
+        model.fit(_cells(), draws=0)
+    with pytest.raises(ParameterError, match="'random_seed'"):
+        model.fit(_cells(), random_seed=-3)
+    assert model.get_config()["pooling"] == "additive"  # the constructor stores, never samples
