@@ -24,18 +24,18 @@ def _problem(k: int, n_exp: int, n_seg: int, n_cells: int, seed: int) -> dict:
         low[np.diag_indices(k)] = np.abs(low[np.diag_indices(k)]) + 0.3
         return low
 
-    return dict(
-        d=rng.normal(size=(m, n_cells)),
-        s_cov=s_cov,
-        seg=seg.astype(np.int64),
-        cexp=cexp.astype(np.int64),
-        n_exp=n_exp,
-        loc=rng.normal(size=(m, n_seg)),
-        beta=rng.normal(size=(k, n_seg)),
-        sig2=rng.uniform(0.2, 1.0, n_seg),
-        chol_c=tri(),
-        chol_e=tri(),
-    )
+    return {
+        "d": rng.normal(size=(m, n_cells)),
+        "s_cov": s_cov,
+        "seg": seg.astype(np.int64),
+        "cexp": cexp.astype(np.int64),
+        "n_exp": n_exp,
+        "loc": rng.normal(size=(m, n_seg)),
+        "beta": rng.normal(size=(k, n_seg)),
+        "sig2": rng.uniform(0.2, 1.0, n_seg),
+        "chol_c": tri(),
+        "chol_e": tri(),
+    }
 
 
 def _dense(p: dict, loc, beta, sig2, chol_c, chol_e) -> np.ndarray:

@@ -292,7 +292,7 @@ def test_centring_pilot_centres_only_metrics_with_a_planted_interaction() -> Non
 
 def test_standardisation_uses_the_spread_of_true_effects() -> None:
     cells = _cells(seed=1)
-    structure, cell_segment = SegmentStructure.from_effects(cells)
+    _structure, cell_segment = SegmentStructure.from_effects(cells)
     data = fit_data(cells, cell_segment)
     observed = cells.effect.var(axis=0, ddof=1)
     noise = np.einsum("cii->ci", cells.noise_cov).mean(axis=0)

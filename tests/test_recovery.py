@@ -95,7 +95,7 @@ def test_cohort_intercept_is_credibly_negative_and_complete_pooling_misses_it(
     post = additive.posterior
     alpha = post["alpha"].stack(s=(dims.CHAIN, dims.DRAW)).transpose("s", dims.SEGMENT).values
     labels = list(additive.structure.labels)
-    lo, hi = interval(alpha, 0.9)
+    _lo, hi = interval(alpha, 0.9)
     c = labels.index(COHORT)
     assert hi[c] < 0  # the planted cohort: credibly negative
     others = [i for i in range(len(labels)) if i != c]
@@ -168,7 +168,7 @@ def test_ignoring_the_noise_covariance_biases_the_slope_the_model_does_not() -> 
     full, ignored = slope(cells), slope(diag)
     lo, hi = interval(full, 0.9)
     assert lo <= 0.5 <= hi
-    lo_d, hi_d = interval(ignored, 0.9)
+    _lo_d, hi_d = interval(ignored, 0.9)
     assert hi_d < 0.5  # biased toward the within-user slope
     assert abs(np.median(full) - 0.5) < abs(np.median(ignored) - 0.5)
 

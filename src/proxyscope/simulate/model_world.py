@@ -114,7 +114,7 @@ def from_model(
         outcome="long_term",
         proxies=proxies,
         segments=["segment"],
-        directions={p: "higher" for p in proxies},
+        directions=dict.fromkeys(proxies, "higher"),
         engine="simulate.from_model",
     )
     truth = ModelTruth(
