@@ -43,7 +43,7 @@ typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy src
 
 pytest: $(VENV)/.test-installed browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 test: lint typecheck pytest
 

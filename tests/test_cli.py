@@ -413,8 +413,13 @@ def test_transport(fits: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert [r["quantity"] for r in doc["summary"]][:2] == ["long_term_effect", "p_positive"]
     assert {r["segment"] for r in doc["segments"]} == {"IN / Mobile", "NA / TV"}
     assert (fits / "transport.md").read_text().startswith("# Transport of")
-    code, out, _ = cli(capsys, "transport", fits / "additive.nc", fits / "target.csv",
-                       "--proxy-effect", "early_watch_min=2", "--proxy-se", "early_watch_min=0.5")  # fmt: skip
+    code, out, _ = cli(
+        capsys,
+        "transport",
+        fits / "additive.nc",
+        fits / "target.csv",
+        *("--proxy-effect", "early_watch_min=2", "--proxy-se", "early_watch_min=0.5"),
+    )
     assert code == 0
     assert "given the proxy readings" in out
     (fits / "bad.json").write_text(json.dumps({"Mars / TV": 1.0}))

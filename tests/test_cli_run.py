@@ -130,7 +130,7 @@ def test_run_json_and_report_agree(tiny_run: tuple[Path, int, str, str]) -> None
     assert report["transport"] is not None and report["compare"] is not None
     md = (out / "run.md").read_text()
     assert md.startswith("# proxyscope run: tiny")
-    assert "WARNING: fits failed their convergence diagnostics" in md
+    assert "WARNING: the main fit failed its convergence diagnostics" in md
 
 
 def test_fit_strict_fails_on_unconverged_fit(

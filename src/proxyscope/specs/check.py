@@ -276,7 +276,9 @@ def _summarize(spec: ModelSpec, data: Any) -> Any:
         proxies=list(cols.proxies),
         segments=list(cols.segments),
         directions=dict(cols.directions),
-        engine=spec.data.engine if isinstance(data, str) else "duckdb",
+        # DuckDB reads local files and frames with the same results as the other
+        # engines; remote paths keep the spec's engine.
+        engine=spec.data.engine if isinstance(data, str) and "://" in data else "duckdb",
         treated_value=cols.treated_value,
         min_users_per_arm=spec.data.min_users_per_arm,
         dropna=spec.data.dropna,

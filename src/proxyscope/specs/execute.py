@@ -600,6 +600,11 @@ def conclusions(fit: ProxyFit, spec: ModelSpec, correlation: float) -> pd.DataFr
     labels = list(fit.structure.labels) if fit.segments else []
     # One segment column: say which ("metric_id 3", not "3").
     shown = {lab: f"{fit.segments[0]} {lab}" for lab in labels} if len(fit.segments) == 1 else {}
+    if labels and fit.pooling == "complete":
+        # Every segment has the same parameters: one row says it for all.
+        what = fit.segments[0] if len(fit.segments) == 1 else "segment"
+        shown = {labels[0]: f"each {what} (complete pooling)"}
+        labels = labels[:1]
     for scope in ["overall", *labels]:
         for proxy in fit.proxies:
             if scope == "overall":

@@ -202,6 +202,14 @@ def sensitivity_reading(result: RunResult) -> str | None:
             f"accuracy from {num(g['decision_accuracy'].iloc[0])} to "
             f"{num(g['decision_accuracy'].iloc[-1])}."
         )
+        seg = s[(s["scope"] != "overall") & (s["proxy"] == proxy)]
+        if len(seg):
+            parts.append(
+                f"Per segment, over all assumptions, R^2 ranges {num(seg['r2'].min())}–"
+                f"{num(seg['r2'].max())}, the slope {num(seg['slope'].min())}–"
+                f"{num(seg['slope'].max())} and the decision accuracy "
+                f"{num(seg['decision_accuracy'].min())}–{num(seg['decision_accuracy'].max())}."
+            )
     return " ".join(parts)
 
 
@@ -301,10 +309,17 @@ def run_markdown(result: RunResult) -> str:
     lines = [f"# {title}", ""]
     if spec.description:
         lines += [spec.description, ""]
-    if not result.passed:
+    if not result.fit.trustworthy:
         lines += [
-            "> **WARNING: fits failed their convergence diagnostics "
-            f"({', '.join(result.failed_fits)}). Treat every number below as untrustworthy.**",
+            "> **WARNING: the main fit failed its convergence diagnostics. Treat every "
+            "number below as untrustworthy.**",
+            "",
+        ]
+    elif not result.passed:
+        lines += [
+            "> **WARNING: these fits failed their convergence diagnostics: "
+            f"{', '.join(result.failed_fits)}. The main fit passed; the numbers that come "
+            "from the failed fits (their comparison or sensitivity rows) are untrustworthy.**",
             "",
         ]
     lines += [
