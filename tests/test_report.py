@@ -22,9 +22,9 @@ import pytest
 import proxyscope as ps
 from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
 from proxyscope.model.fit import ProxyFit
-from proxyscope.report import SCHEMA_VERSION, load_schema, report
-from proxyscope.report.build import FIGURES
-from proxyscope.report.render_html import BANNER_ID
+from proxyscope.reporting import SCHEMA_VERSION, load_schema, report
+from proxyscope.reporting.build import FIGURES
+from proxyscope.reporting.render_html import BANNER_ID
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -424,7 +424,7 @@ def test_plots_return_figure_and_axes(
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from proxyscope.report import plots
+    from proxyscope.reporting import plots
 
     before = plt.get_fignums()
     results = [
@@ -460,13 +460,13 @@ def test_bad_inputs_are_refused(small_fit: Any, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_proxyscope_report_is_callable_in_any_import_order(tmp_path: Path) -> None:
-    import proxyscope.report as module
+def test_proxyscope_report_is_the_function_in_any_import_order(tmp_path: Path) -> None:
+    import proxyscope.reporting as module
 
     # The subpackage is imported (by this file) before ps.report is looked up.
-    for entry in (ps.report, module, report):
-        with pytest.raises(DataTypeError, match="ProxyFit"):
-            entry("not a fit", out=tmp_path)
+    assert ps.report is module.report is report
+    with pytest.raises(DataTypeError, match="ProxyFit"):
+        ps.report("not a fit", out=tmp_path)
 
 
 # -- edge shapes: one proxy, no segment columns ------------------------------------------

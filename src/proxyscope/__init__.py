@@ -52,7 +52,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "current_weights": ("proxyscope.analyses.ledger", "current_weights"),
     "backtest": ("proxyscope.analyses.backtest", "backtest"),
     "compare": ("proxyscope.analyses.compare", "compare"),
-    "report": ("proxyscope.report", "report"),
+    "report": ("proxyscope.reporting", "report"),
 }
 _MODULES = ("simulate", "data", "model", "analyses", "core", "errors", "dims")
 

@@ -11,8 +11,9 @@ Re-implemented from its description, on the same CellEffects:
   fragility rate the share of (experiment, segment) cells whose proxy sign
   differs from the experiment's long-term sign;
 - per-segment fragility is sign counting: the share of experiments whose
-  segment-level proxy estimate and long-term estimate have opposite signs
-  (only cells with at least ``min_count`` users, as the seed filters).
+  segment-level proxy estimate has the opposite sign of the experiment's
+  overall long-term estimate (only cells with at least ``min_count`` users;
+  the seed's run script keeps cells with >= 400).
 
 No uncertainty, no pooling, no correction for sampling noise: the comparison
 shows what those cost.
@@ -25,6 +26,7 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.data.cells import CellEffects
+from proxyscope.errors import ParameterError, check_one_of
 
 
 def experiment_effects(effects: CellEffects) -> pd.DataFrame:
@@ -70,18 +72,46 @@ def reliability_scores(effects: CellEffects) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("reliability", ascending=False).reset_index(drop=True)
 
 
-def sign_counting(effects: CellEffects, min_count: int = 0) -> pd.DataFrame:
-    """Per segment and proxy: share of experiments whose estimates disagree in sign.
+#: The seed run script's user filter for its fragile-segment table.
+SEED_MIN_COUNT = 400
 
-    ``min_count``: only cells with at least that many users (both arms).
-    Columns: the segment columns, ``segment``, ``proxy``, ``flip_rate``,
-    ``n_cells``.
+
+def sign_counting(
+    effects: CellEffects, min_count: int = 0, reference: str = "experiment"
+) -> pd.DataFrame:
+    """Per segment and proxy: share of experiments whose signs disagree.
+
+    Parameters
+    ----------
+    effects : CellEffects
+    min_count : int
+        Only cells with at least that many users (both arms); the seed's run
+        script uses :data:`SEED_MIN_COUNT` (400).
+    reference : {"experiment", "cell"}
+        What the cell's proxy sign is compared with: the sign of the
+        experiment's overall long-term effect (the seed's rule) or of the
+        cell's own long-term estimate.
+
+    Returns
+    -------
+    DataFrame
+        The segment columns, ``segment``, ``proxy``, ``flip_rate``,
+        ``n_cells``; most fragile first.
     """
+    check_one_of(reference, ("experiment", "cell"), param="reference", owner="sign_counting")
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
+        raise ParameterError(f"min_count must be an integer >= 0; got {min_count!r}.")
     frame = effects.to_frame()
-    frame = frame[frame["n_treat"] + frame["n_control"] >= min_count]
+    if reference == "experiment":
+        overall = experiment_effects(effects)[effects.outcome]
+        long_sign = np.sign(frame[dims.EXPERIMENT].map(overall))
+    else:
+        long_sign = np.sign(frame[f"effect_{effects.outcome}"])
+    keep = frame["n_treat"] + frame["n_control"] >= min_count
+    frame, long_sign = frame[keep], long_sign[keep]
     rows = []
     for proxy in effects.proxies:
-        flip = np.sign(frame[f"effect_{proxy}"]) != np.sign(frame[f"effect_{effects.outcome}"])
+        flip = np.sign(frame[f"effect_{proxy}"]) != long_sign
         grouped = flip.groupby(frame[dims.SEGMENT_LABEL])
         for label, values in grouped:
             row = {c: frame.loc[values.index[0], c] for c in effects.segments}
@@ -89,4 +119,6 @@ def sign_counting(effects: CellEffects, min_count: int = 0) -> pd.DataFrame:
                 segment=label, proxy=proxy, flip_rate=float(values.mean()), n_cells=int(values.size)
             )
             rows.append(row)
-    return pd.DataFrame(rows)
+    columns = [*effects.segments, "segment", "proxy", "flip_rate", "n_cells"]
+    out = pd.DataFrame(rows, columns=columns)
+    return out.sort_values(["proxy", "flip_rate"], ascending=[True, False], ignore_index=True)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
-from proxyscope.analyses.implied import fitted_segments, historical_mix, interval
+from proxyscope.analyses.implied import check_ci, fitted_segments, historical_mix, interval
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.errors import ParameterError, ProxyscopeWarning
 
@@ -103,6 +103,7 @@ def fragility(
         The warnings are also in ``.attrs["warnings"]``; ``.attrs["ci"]``,
         ``.attrs["threshold"]`` and ``.attrs["trustworthy"]`` say how to read it.
     """
+    ci = check_ci(ci)
     if not 0 < threshold < 1:
         raise ParameterError(
             f"The 'threshold' parameter of fragility must be in (0, 1); got {threshold!r}."

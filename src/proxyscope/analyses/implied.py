@@ -234,7 +234,7 @@ def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
             from proxyscope.errors import suggestion
 
             raise ColumnError(
-                f"The target table lacks segment column(s) {missing}; it must have "
+                f"The 'target' table lacks segment column(s) {missing}; it must have "
                 f"{cols}.{suggestion(missing[0], target.columns)}"
             )
         weight_col = next(
@@ -249,7 +249,7 @@ def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
             w = pd.to_numeric(target[weight_col], errors="coerce").to_numpy(dtype=float)
             if not np.isfinite(w).all() or (w < 0).any():
                 raise ParameterError(
-                    f"The target column {weight_col!r} must hold finite non-negative numbers."
+                    f"The 'target' column {weight_col!r} must hold finite non-negative numbers."
                 )
         grouped = keys.assign(w=w).groupby(cols, as_index=False)["w"].sum()
         combos = pd.DataFrame(grouped[cols]).reset_index(drop=True)
@@ -259,10 +259,19 @@ def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
         rows = []
         for key, value in items:
             parts = _key_parts(key, cols)
-            rows.append((*parts, float(value)))
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise DataTypeError(
+                    f"The 'target' count or share of {key!r} must be a number; got {value!r}."
+                ) from None
+            rows.append((*parts, number))
         frame = pd.DataFrame(rows, columns=[*cols, "w"])
         if (frame["w"] < 0).any() or not np.isfinite(frame["w"]).all():
-            raise ParameterError("Target shares/counts must be finite and non-negative.")
+            raise ParameterError(
+                "The 'target' counts or shares must be finite and non-negative; got "
+                f"{frame['w'].tolist()[:10]}."
+            )
         if cols:
             frame = pd.DataFrame(frame.groupby(cols, as_index=False)["w"].sum())
         combos = pd.DataFrame(frame[cols]).reset_index(drop=True)
@@ -274,8 +283,20 @@ def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
         )
     total = shares.sum()
     if total <= 0:
-        raise ParameterError("The target population is empty (all counts or shares are zero).")
+        raise ParameterError("The 'target' population is empty (all counts or shares are zero).")
     keep = shares > 0
+    if cols:
+        kept = combos[keep].reset_index(drop=True)
+        codes = structure.level_codes(kept)
+        for j, col in enumerate(cols):
+            unknown = sorted(set(kept.loc[codes[:, j] < 0, col].astype(str)))
+            if unknown:
+                raise ParameterError(
+                    f"The 'target' has level(s) {unknown} of segment column {col!r} that the "
+                    f"fit never saw; known levels: {list(structure.levels[j])}. A level the "
+                    "model has no data on cannot be predicted."
+                )
+        return kept, shares[keep] / total
     return combos[keep].reset_index(drop=True), shares[keep] / total
 
 
@@ -288,14 +309,24 @@ def _key_parts(key: Any, cols: Sequence[str]) -> tuple[str, ...]:
         parts = (str(key),)
     if len(parts) != len(cols):
         raise ParameterError(
-            f"Target segment {key!r} must name one level per segment column {list(cols)}."
+            f"The 'target' segment {key!r} must name one level per segment column {list(cols)}."
         )
     return parts
 
 
-def interval(draws: np.ndarray, ci: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-tailed ``ci`` interval of draws along ``axis``."""
+def check_ci(ci: Any) -> float:
+    """``ci`` as a float in (0, 1), or a DataTypeError / ParameterError naming it."""
+    if isinstance(ci, bool) or not isinstance(ci, (int, float, np.integer, np.floating)):
+        raise DataTypeError(
+            f"The 'ci' parameter must be a number in (0, 1); got {type(ci).__name__} {ci!r}."
+        )
     if not 0 < ci < 1:
         raise ParameterError(f"The 'ci' parameter must be in (0, 1); got {ci!r}.")
+    return float(ci)
+
+
+def interval(draws: np.ndarray, ci: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed ``ci`` interval of draws along ``axis``."""
+    ci = check_ci(ci)
     lo, hi = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2], axis=axis)
     return lo, hi

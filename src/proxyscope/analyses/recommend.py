@@ -17,9 +17,10 @@ import pandas as pd
 
 from proxyscope.analyses.composite import mix_composite, project
 from proxyscope.analyses.fragility import segment_flip_draws
-from proxyscope.analyses.implied import interval, resolve_mix, segments_for
+from proxyscope.analyses.implied import check_ci, interval, resolve_mix, segments_for
 from proxyscope.analyses.surrogacy import STE_DRAWS, _subsample, threshold_effect
 from proxyscope.core.bvn import prob_opposite_signs
+from proxyscope.errors import ParameterError
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -89,6 +90,12 @@ def recommend(
         (segments of the target where the candidate is flagged fragile),
         ``recommendation`` (one line).
     """
+    ci = check_ci(ci)
+    for name, value in (("probability", probability), ("threshold", threshold)):
+        if not 0 < value < 1:
+            raise ParameterError(
+                f"The {name!r} parameter of recommend must be in (0, 1); got {value!r}."
+            )
     fit.warn_if_untrustworthy("recommend")
     names, acc, ctx = decision_draws(fit, target)
     lo, hi = interval(acc, ci)

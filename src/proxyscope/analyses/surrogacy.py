@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from proxyscope.analyses.composite import mix_composite, project
-from proxyscope.analyses.implied import fitted_segments, historical_mix, interval
+from proxyscope.analyses.implied import check_ci, fitted_segments, historical_mix, interval
 from proxyscope.errors import ParameterError
 
 if TYPE_CHECKING:
@@ -105,6 +105,7 @@ def surrogacy(fit: ProxyFit, ci: float = 0.9, probability: float = 0.95) -> pd.D
         for the composite, the surrogate index, in long-term units — NaN where
         it is not reached or not defined). The first row is ``overall``.
     """
+    ci = check_ci(ci)
     if not 0 < probability < 1:
         raise ParameterError(
             f"The 'probability' parameter of surrogacy must be in (0, 1); got {probability!r}."

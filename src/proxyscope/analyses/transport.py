@@ -23,6 +23,7 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.analyses.implied import (
+    check_ci,
     fitted_segments,
     historical_mix,
     interval,
@@ -139,6 +140,7 @@ def transport(
     random_seed : int, optional
         For the predictive draws (and interactions of unseen segments).
     """
+    ci = check_ci(ci)
     fit.warn_if_untrustworthy("transport")
     combos, shares = resolve_mix(fit, target)
     rng = np.random.default_rng(random_seed)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope.analyses.composite import mix_composite, weight_draws
-from proxyscope.analyses.implied import interval, resolve_mix, segments_for
+from proxyscope.analyses.implied import check_ci, interval, resolve_mix, segments_for
 from proxyscope.analyses.transport import transport
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ def weights(
         the long-term effect rises with the proxy, -1 if it falls, from the
         posterior-mean slope). The global rows come first.
     """
+    ci = check_ci(ci)
     fit.warn_if_untrustworthy("weights")
     combos, shares = resolve_mix(fit, target)
     base = segments_for(fit, combos)
@@ -132,13 +133,17 @@ def surrogate_index(
         and ``long_term_effect`` (the full posterior predictive mean and
         interval given the readings and their noise), plus ``p_positive``.
     """
+    ci = check_ci(ci)
     missing = [p for p in fit.proxies if p not in proxy_effects]
     if missing:
         from proxyscope.errors import ParameterError
 
-        raise ParameterError(f"surrogate_index needs a reading for every proxy; missing {missing}.")
+        raise ParameterError(
+            "The 'proxy_effects' parameter of surrogate_index needs a reading for every proxy; "
+            f"missing {missing}."
+        )
     combos, shares = resolve_mix(fit, target)
-    seg = segments_for(fit, combos)
+    seg = segments_for(fit, combos, random_seed=random_seed)
     comp = mix_composite(seg, shares)
     theta = np.array([float(proxy_effects[p]) for p in fit.proxies])
     index = float(comp.value(theta))

@@ -338,12 +338,14 @@ class CellEffects:
             f"control {int(d[dims.N_CONTROL].sum())}",
             f"  engine: {self._meta.get('engine', 'unknown')}",
         ]
-        n_dropped = len(self._meta.get("dropped", []))
-        if n_dropped:
-            lines.append(
-                f"  dropped: {n_dropped} cells below {self._meta.get('min_users_per_arm')} "
-                "users per arm (see .dropped)"
-            )
+        dropped = self._meta.get("dropped", [])
+        if dropped:
+            why: dict[str, int] = {}
+            for row in dropped:
+                reason = str(row.get("reason") or "dropped")
+                why[reason] = why.get(reason, 0) + 1
+            shown = "; ".join(f"{n} {reason}" for reason, n in why.items())
+            lines.append(f"  dropped: {len(dropped)} cells ({shown}) (see .dropped)")
         assumed = self.assumed_correlation
         if assumed:
             shown = ", ".join(f"{k}: {v:g}" for k, v in assumed.items())

@@ -114,9 +114,20 @@ CELL_CORRELATIONS = ("shared", "free")
 
 
 def build_model(
-    effects: CellEffects, pooling: str, priors: Priors, cell_correlation: str = "shared"
+    effects: CellEffects,
+    pooling: str,
+    priors: Priors,
+    cell_correlation: str = "shared",
+    form: str = "marginal",
 ) -> BuiltModel:
     """The PyMC model of ``effects`` under ``pooling`` and ``priors``.
+
+    ``form="marginal"`` (what :class:`~proxyscope.ProxyModel` fits) integrates
+    the per-experiment and per-cell latent effects out analytically.
+    ``form="latent"`` writes the same model with every latent effect as an
+    explicit (non-centred) parameter: eta_e, zeta_c, epsilon_c. It has the same
+    posterior for the shared parameters and exists to measure what the
+    marginalization buys (``benchmarks/bench_model.py``).
 
     ``cell_correlation="shared"``: the within-cell deviations zeta_c have their
     own scales but the correlation matrix of the experiment effects,
@@ -261,6 +272,20 @@ def build_model(
         else:
             chol_c, _ = lkj_cholesky("c", k, priors.cell_sd, priors.lkj_eta)
 
+        if form == "latent":
+            _latent_likelihood(data, k, loc, slope, pt.exp(log_sigma), chol_c, chol_e)
+            return BuiltModel(
+                model=model,
+                structure=structure,
+                data=data,
+                pooling=pooling,
+                priors=priors,
+                centred=centred,
+                learned_main=learned,
+                metrics=metrics,
+                proxies=proxies,
+                cell_correlation=cell_correlation,
+            )
         dat = pm.Data("cell_data", pack_cells(data.d, data.s_cov))
         seg = pm.Data("cell_segment", data.cell_segment)
         cexp = pm.Data("cell_experiment", data.cell_experiment)
@@ -282,6 +307,32 @@ def build_model(
         proxies=proxies,
         cell_correlation=cell_correlation,
     )
+
+
+def _latent_likelihood(
+    data: FitData, k: int, loc: Any, slope: Any, sigma: Any, chol_c: Any, chol_e: Any
+) -> None:
+    """Explicit latent effects and the Gaussian likelihood of every cell's vector.
+
+    theta_c = mu_s + eta_e + zeta_c, tau_c = nu_s + beta_s'(theta_c - mu_s) + sigma_s eps_c,
+    d_c ~ N((tau_c, theta_c), S_c), written elementwise with the whitening
+    factors of S_c computed once in numpy (no batched MvNormal).
+    """
+    n_cells = data.d.shape[1]
+    seg, cexp = data.cell_segment, data.cell_experiment
+    eta = pm.Normal("latent_eta", 0.0, 1.0, shape=(data.n_experiments, k)) @ chol_e.T
+    zeta = pm.Normal("latent_zeta", 0.0, 1.0, shape=(n_cells, k)) @ chol_c.T
+    eps = pm.Normal("latent_eps", 0.0, 1.0, shape=n_cells)
+    mu = loc[1:, seg].T
+    theta = mu + eta[cexp] + zeta
+    tau = loc[0, seg] + (slope[:, seg].T * (theta - mu)).sum(axis=1) + sigma[seg] * eps
+    resid = pt.as_tensor(data.d.T) - pt.concatenate([tau[:, None], theta], axis=1)
+    chol = np.linalg.cholesky(np.moveaxis(data.s_cov, -1, 0))
+    whiten = np.linalg.inv(chol)  # (C, M, M), lower triangular
+    z = (pt.as_tensor(whiten) * resid[:, None, :]).sum(axis=2)
+    log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum()
+    const = -0.5 * data.d.size * np.log(2 * np.pi) - log_det
+    pm.Potential(LIKELIHOOD, -0.5 * (z**2).sum() + const)
 
 
 def lkj_cholesky(suffix: str, k: int, sd_scale: float, eta: float) -> tuple[Any, Any]:

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from proxyscope._io import write_bytes_atomic, write_text_atomic
 from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
-from proxyscope.report import plots
-from proxyscope.report.content import pct, sections
-from proxyscope.report.document import build_document
-from proxyscope.report.render_html import render_html
-from proxyscope.report.render_md import render_markdown
+from proxyscope.reporting import plots
+from proxyscope.reporting.content import pct, sections
+from proxyscope.reporting.document import build_document
+from proxyscope.reporting.render_html import render_html
+from proxyscope.reporting.render_md import render_markdown
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxyscope.report.document import UNTRUSTWORTHY_TEXT
+from proxyscope.reporting.document import UNTRUSTWORTHY_TEXT
 
 
 @dataclasses.dataclass(frozen=True)

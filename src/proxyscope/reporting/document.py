@@ -3,7 +3,7 @@
 ``report.json`` is this document; ``report.md`` and ``report.html`` are
 renderings of it, so the surfaces cannot disagree. Its layout is fixed by the
 JSON Schema shipped next to this module (``schema/report.schema.json``,
-:func:`load_schema`); see the :mod:`proxyscope.report` docstring for a tour.
+:func:`load_schema`); see the :mod:`proxyscope.reporting` docstring for a tour.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ UNTRUSTWORTHY = f"{UNTRUSTWORTHY_HEADLINE}: {UNTRUSTWORTHY_TEXT}"
 
 def load_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) that every ``report.json`` conforms to."""
-    text = resources.files("proxyscope.report").joinpath("schema", "report.schema.json")
+    text = resources.files("proxyscope.reporting").joinpath("schema", "report.schema.json")
     return dict(json.loads(text.read_text(encoding="utf-8")))
 
 

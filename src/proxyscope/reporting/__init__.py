@@ -69,28 +69,7 @@ direction. Top-level keys, all always present:
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
-from proxyscope.report.build import ReportFiles, report
-from proxyscope.report.document import SCHEMA_ID, SCHEMA_VERSION, load_schema
+from proxyscope.reporting.build import ReportFiles, report
+from proxyscope.reporting.document import SCHEMA_ID, SCHEMA_VERSION, load_schema
 
 __all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "ReportFiles", "load_schema", "report"]
-
-
-class _CallableModule(types.ModuleType):
-    """This package, callable as :func:`report`.
-
-    ``proxyscope.report`` names both this subpackage and the function. Once
-    the subpackage has been imported (``from proxyscope.report import plots``),
-    the attribute ``proxyscope.report`` is the module; making the module
-    callable keeps ``proxyscope.report(fit, out=...)`` working in every import
-    order.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ReportFiles:
-        return report(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxyscope.report.content import (
+from proxyscope.reporting.content import (
     Block,
     Bullets,
     FigureRef,
@@ -15,7 +15,7 @@ from proxyscope.report.content import (
     banner,
     sections,
 )
-from proxyscope.report.document import UNTRUSTWORTHY_HEADLINE
+from proxyscope.reporting.document import UNTRUSTWORTHY_HEADLINE
 
 
 def _cell(text: str) -> str:

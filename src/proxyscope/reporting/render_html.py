@@ -13,7 +13,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxyscope.report.content import (
+from proxyscope.reporting.content import (
     Block,
     Bullets,
     FigureRef,
@@ -23,7 +23,7 @@ from proxyscope.report.content import (
     banner,
     sections,
 )
-from proxyscope.report.document import UNTRUSTWORTHY_HEADLINE
+from proxyscope.reporting.document import UNTRUSTWORTHY_HEADLINE
 
 #: ``id`` of the red banner shown for a fit that failed its diagnostics.
 BANNER_ID = "untrustworthy-banner"

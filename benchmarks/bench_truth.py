@@ -1,0 +1,308 @@
+"""Benchmark: proxyscope's posterior answers against the simulator's exact truth, many seeds.
+
+For every seed, a default-size world (250k users, 50 experiments) is simulated,
+summarized and fitted with the default ``ProxyModel``; then, for
+early_watch_min and early_starts:
+
+- fragility: is the truly most fragile segment (largest population flip rate
+  of a new experiment) ranked first? mean absolute error of ``flip_prob``
+  against the population flip rate, and the share of the 24 cells whose 90%
+  interval holds it;
+- the seed's baseline on the same data: sign counting (cell proxy sign vs the
+  experiment's long-term sign) at the seed's filter (cells >= 400 users) and
+  without it: is the most fragile segment shown, ranked first; its MAE;
+- recommendation: is the proxy with the best true decision accuracy ranked
+  first among the single proxies (proxyscope vs the seed's reliability
+  score)? error of each decision-accuracy estimate;
+- transport to a target mix with most users (60%) in the failure cohort's cell:
+  coverage of the 90% predictive interval over 2,000 new experiments' exact
+  effects; with the proxy readings of 40 new experiments run on that mix
+  (a shifted world), RMSE of the conditional prediction against naive pooled
+  OLS of long-term on proxy effect estimates across past experiments (all
+  proxies; and early_watch_min alone).
+
+``--moved N`` adds N seeds whose failure cohort sits in another, randomly
+chosen cell (nothing in proxyscope knows where it is).
+
+Run ``python benchmarks/bench_truth.py --seeds 30 --moved 10``; rows are
+appended to ``benchmarks/_results/truth.csv`` as they finish (a rerun skips
+seeds already there), and the summary table is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import proxyscope as ps
+from proxyscope.analyses.baseline import (
+    SEED_MIN_COUNT,
+    experiment_effects,
+    reliability_scores,
+    sign_counting,
+)
+from proxyscope.simulate import FailureCohort, SegmentMix
+
+ROLES: dict[str, Any] = {
+    "experiment": "exp_id",
+    "treatment": "treatment",
+    "outcome": "long_retained",
+    "proxies": ["early_watch_min", "early_starts", "early_ctr", "rebuffer_rate"],
+    "segments": ["region", "device", "tenure"],
+    "directions": {"rebuffer_rate": "lower"},
+}
+PROXIES = ("early_watch_min", "early_starts")
+LEVELS = {
+    "region": ("NA", "LATAM", "EU", "IN"),
+    "device": ("TV", "Mobile", "Desktop"),
+    "tenure": ("New", "Existing"),
+}
+RESULTS = Path(__file__).parent / "_results" / "truth.csv"
+TARGET_SHARE = 0.6
+
+
+def moved_cohort(seed: int) -> FailureCohort:
+    """A cohort in a random cell other than the default one."""
+    rng = np.random.default_rng(10_000 + seed)
+    while True:
+        cell = {c: str(rng.choice(levels)) for c, levels in LEVELS.items()}
+        if (cell["region"], cell["device"], cell["tenure"]) != ("IN", "Mobile", "New"):
+            return FailureCohort(**cell)
+
+
+def target_mix(world: Any, cell: tuple[str, str, str]) -> SegmentMix:
+    """60% of users in ``cell``, the rest spread as in the world's mix."""
+    share = world.truth["mix_share"]
+    joint = {}
+    for r in LEVELS["region"]:
+        for d in LEVELS["device"]:
+            for t in LEVELS["tenure"]:
+                base = (1 - TARGET_SHARE) * float(share.sel(region=r, device=d, tenure=t))
+                joint[(r, d, t)] = base + (TARGET_SHARE if (r, d, t) == cell else 0.0)
+    return SegmentMix.from_joint(joint)
+
+
+def mix_readings(effects: Any) -> pd.DataFrame:
+    """Per experiment: user-weighted mix-level effects and their sampling covariance."""
+    frame = effects.to_frame()
+    users = (frame["n_treat"] + frame["n_control"]).to_numpy(float)
+    exps = frame["experiment"].to_numpy()
+    cov = effects.noise_cov  # (cells, metrics, metrics)
+    rows = []
+    for e in pd.unique(exps):
+        pick = exps == e
+        w = users[pick] / users[pick].sum()
+        eff = frame.loc[pick, [f"effect_{m}" for m in effects.metrics]].to_numpy()
+        rows.append(
+            {
+                "experiment": e,
+                "effect": w @ eff,
+                "cov": np.einsum("c,cij->ij", w**2, cov[pick]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    cohort = moved_cohort(seed) if moved else FailureCohort()
+    world = ps.simulate.streaming(n_users=250_000, n_experiments=50, seed=seed, cohort=cohort)
+    effects = ps.summarize(world.users, engine="duckdb", **ROLES)
+    fit = ps.ProxyModel().fit(
+        effects, draws=draws, tune=tune, chains=chains, random_seed=seed, progress=False
+    )
+    t_fit = time.perf_counter() - t0
+    diag = fit.diagnostics()
+    row: dict[str, Any] = {
+        "seed": seed,
+        "cohort": f"{cohort.region} / {cohort.device} / {cohort.tenure}",
+        "moved": moved,
+        "fit_seconds": round(t_fit, 1),
+        "passed": bool(diag.passed),
+        "max_rhat": float(diag.rhat_max),
+        "min_ess_bulk": float(diag.ess_min),
+        "divergences": int(diag.divergences),
+    }
+    truth = world.truth["pop_flip_prob"].to_dataframe().reset_index()
+    frag = ps.fragility(fit, warn=False).merge(truth, on=["region", "device", "tenure", "proxy"])
+    base0 = sign_counting(effects, min_count=0).merge(
+        truth, on=["region", "device", "tenure", "proxy"]
+    )
+    base_f = sign_counting(effects, min_count=SEED_MIN_COUNT)
+    for proxy in PROXIES:
+        q = frag[frag.proxy == proxy]
+        worst = q.loc[q.pop_flip_prob.idxmax(), "segment"]
+        top = q.sort_values("flip_prob", ascending=False).iloc[0]
+        key = proxy.removeprefix("early_")
+        row[f"{key}_top_ok"] = bool(top.segment == worst)
+        row[f"{key}_flagged_ok"] = bool(q.loc[q.segment == worst, "flagged"].iloc[0])
+        row[f"{key}_mae"] = float((q.flip_prob - q.pop_flip_prob).abs().mean())
+        row[f"{key}_cover90"] = float(
+            ((q.flip_lo <= q.pop_flip_prob) & (q.pop_flip_prob <= q.flip_hi)).mean()
+        )
+        b = base0[base0.proxy == proxy].sort_values("flip_rate", ascending=False)
+        row[f"{key}_base_top_ok"] = bool(b.iloc[0].segment == worst)
+        row[f"{key}_base_mae"] = float((b.flip_rate - b.pop_flip_prob).abs().mean())
+        bf = base_f[base_f.proxy == proxy].sort_values("flip_rate", ascending=False)
+        row[f"{key}_base_filter_shown"] = bool((bf.segment == worst).any())
+        row[f"{key}_base_filter_top_ok"] = bool(len(bf) and bf.iloc[0].segment == worst)
+
+    # decision accuracy on the historical mix
+    acc_true = world.truth["pop_decision_accuracy"].to_series()
+    best_true = str(acc_true.idxmax())
+    rec = ps.recommend(fit)
+    singles = rec[rec.proxy.isin(list(acc_true.index))].reset_index(drop=True)
+    row["best_proxy_true"] = best_true
+    row["rank_ok"] = bool(singles.iloc[0].proxy == best_true)
+    row["composite_first"] = bool(rec.iloc[0].proxy not in set(acc_true.index))
+    row["base_rank_ok"] = bool(reliability_scores(effects).iloc[0].proxy == best_true)
+    est = singles.set_index("proxy")["decision_accuracy"]
+    for proxy in PROXIES:
+        key = proxy.removeprefix("early_")
+        row[f"{key}_acc_true"] = float(acc_true[proxy])
+        row[f"{key}_acc_err"] = float(est[proxy] - acc_true[proxy])
+    row["acc_max_abs_err"] = float(max(abs(est[p] - acc_true[p]) for p in acc_true.index))
+
+    # transport to a mix concentrated in the cohort cell
+    cell = (str(cohort.region), str(cohort.device), str(cohort.tenure))
+    mix = target_mix(world, cell)
+    target = {c: float(v) for c, v in zip(_cells(), mix.cell_probabilities().ravel(), strict=True)}
+    result = ps.transport(fit, target, random_seed=seed)
+    lo, hi = np.quantile(result.draws, [0.05, 0.95])
+    new = world.new_experiment_effects(2000, mix, seed=seed + 1)
+    truth_mix = new.loc[new.scope == "mix", "long_retained"].to_numpy()
+    row["transport_cover90"] = float(np.mean((truth_mix >= lo) & (truth_mix <= hi)))
+    row["transport_mean"] = float(result.draws.mean())
+    row["transport_true_mean"] = float(
+        world.population_truth(mix)["pop_mix_effect_mean"].sel(metric="long_retained")
+    )
+
+    # conditional prediction from proxy readings of new experiments on the target
+    shifted = world.shifted(mix, n_users=200_000, n_experiments=40, seed=seed + 2)
+    new_effects = ps.summarize(shifted.users, engine="duckdb", **ROLES)
+    readings = mix_readings(new_effects)
+    proxies = list(effects.proxies)
+    idx = [list(new_effects.metrics).index(p) for p in proxies]
+    true_long = shifted.truth["experiment_effect"].sel(metric="long_retained").to_series()
+    past = experiment_effects(effects)
+    design = np.column_stack([np.ones(len(past)), past[proxies].to_numpy()])
+    coef, *_ = np.linalg.lstsq(design, past[effects.outcome].to_numpy(), rcond=None)
+    first = proxies.index(PROXIES[0])
+    slope, intercept = np.polyfit(past[PROXIES[0]].to_numpy(), past[effects.outcome].to_numpy(), 1)
+    err_model, err_naive, err_single = [], [], []
+    for r in readings.itertuples():
+        obs = dict(zip(proxies, np.asarray(r.effect)[idx], strict=True))
+        cov = np.asarray(r.cov)[np.ix_(idx, idx)]
+        cond = ps.transport(fit, target, proxy_effects=obs, proxy_cov=cov, random_seed=seed)
+        truth_e = float(true_long.loc[r.experiment])
+        err_model.append(float(cond.draws.mean()) - truth_e)
+        err_naive.append(float(coef[0] + coef[1:] @ np.asarray(r.effect)[idx]) - truth_e)
+        err_single.append(float(intercept + slope * np.asarray(r.effect)[idx][first]) - truth_e)
+    row["cond_rmse"] = float(np.sqrt(np.mean(np.square(err_model))))
+    row["naive_rmse"] = float(np.sqrt(np.mean(np.square(err_naive))))
+    row["naive_watch_rmse"] = float(np.sqrt(np.mean(np.square(err_single))))
+    row["rmse_ratio"] = row["cond_rmse"] / row["naive_rmse"]
+    row["rmse_ratio_watch"] = row["cond_rmse"] / row["naive_watch_rmse"]
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def _cells() -> list[tuple[str, str, str]]:
+    return [(r, d, t) for r in LEVELS["region"] for d in LEVELS["device"] for t in LEVELS["tenure"]]
+
+
+def summarize_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """One column per group of seeds (default cohort, moved cohort)."""
+    out = {}
+    for moved, group in frame.groupby("moved"):
+        n = len(group)
+        col = {
+            "seeds": n,
+            "fits passing diagnostics": f"{int(group.passed.sum())}/{n}",
+        }
+        for key in ("watch_min", "starts"):
+            col[f"{key}: most fragile ranked first (proxyscope)"] = (
+                f"{int(group[f'{key}_top_ok'].sum())}/{n}"
+            )
+            col[f"{key}: ... flagged (proxyscope)"] = f"{int(group[f'{key}_flagged_ok'].sum())}/{n}"
+            col[f"{key}: shown at seed filter (baseline)"] = (
+                f"{int(group[f'{key}_base_filter_shown'].sum())}/{n}"
+            )
+            col[f"{key}: ranked first, no filter (baseline)"] = (
+                f"{int(group[f'{key}_base_top_ok'].sum())}/{n}"
+            )
+            col[f"{key}: flip MAE (proxyscope)"] = f"{group[f'{key}_mae'].mean():.3f}"
+            col[f"{key}: flip MAE (baseline)"] = f"{group[f'{key}_base_mae'].mean():.3f}"
+            col[f"{key}: 90% interval coverage"] = f"{group[f'{key}_cover90'].mean():.2f}"
+            col[f"{key}: decision-accuracy error (mean |err|)"] = (
+                f"{group[f'{key}_acc_err'].abs().mean():.3f}"
+            )
+        col["best proxy ranked first (proxyscope)"] = f"{int(group.rank_ok.sum())}/{n}"
+        col["best proxy ranked first (baseline reliability)"] = (
+            f"{int(group.base_rank_ok.sum())}/{n}"
+        )
+        col["seeds with all |accuracy error| <= 0.05"] = (
+            f"{int((group.acc_max_abs_err <= 0.05).sum())}/{n}"
+        )
+        col["transport 90% interval coverage (mean)"] = f"{group.transport_cover90.mean():.2f}"
+        col["conditional RMSE / naive OLS RMSE (median)"] = f"{group.rmse_ratio.median():.2f}"
+        col["conditional RMSE / naive OLS on early_watch_min alone (median)"] = (
+            f"{group.rmse_ratio_watch.median():.2f}"
+        )
+        col["fit seconds (median)"] = f"{group.fit_seconds.median():.0f}"
+        out["moved cohort" if moved else "default cohort"] = col
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--moved", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--draws", type=int, default=500)
+    parser.add_argument("--tune", type=int, default=500)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame()
+    jobs = [(s, False) for s in range(args.first_seed, args.first_seed + args.seeds)]
+    jobs += [(s, True) for s in range(args.first_seed, args.first_seed + args.moved)]
+    for seed, moved in jobs:
+        if len(done) and ((done.seed == seed) & (done.moved == moved)).any():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            row = one_seed(seed, moved, args.draws, args.tune, args.chains)
+        print(
+            f"seed {seed:3d} moved={moved!s:5} cohort={row['cohort']:24} "
+            f"watch top={row['watch_min_top_ok']} mae={row['watch_min_mae']:.3f} "
+            f"cover={row['watch_min_cover90']:.2f} | starts top={row['starts_top_ok']} "
+            f"mae={row['starts_mae']:.3f} | rank_ok={row['rank_ok']} "
+            f"transport cover={row['transport_cover90']:.2f} rmse ratio={row['rmse_ratio']:.2f} "
+            f"| {row['seconds']:.0f}s",
+            flush=True,
+        )
+        done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+        tmp = args.out.with_suffix(".tmp")
+        done.to_csv(tmp, index=False)
+        tmp.replace(args.out)
+    print(summarize_results(done).to_markdown() if _has_tabulate() else summarize_results(done))
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()
