@@ -379,7 +379,7 @@ def test_flip_prob_matches_monte_carlo(case: Case) -> None:
     frag = quiet(ps.fragility, case.fit)
     p = case.post
     rng = np.random.default_rng(1)
-    m = 2000
+    m = 1000
     for label in p.labels:
         tau, theta = simulate(p, one_hot(p, label), m, rng)
         rate = (np.sign(tau)[..., None] != np.sign(theta)).mean(axis=1)  # (N, K)
@@ -954,10 +954,10 @@ def test_every_analysis_works_without_segment_columns(noseg_fit: Any) -> None:
     rec = ps.recommend(fit)
     assert set(rec["proxy"]) == {*fit.proxies, "composite"}
     assert all(isinstance(v, list) for v in rec["fragile_segments"])
-    # Targets: None, any table (no segment columns to read) or the empty key.
+    # Targets: None, any table (no segment columns to read), the empty key or "all".
     p = posterior_arrays(fit)
     mean, cov = joint(p, np.ones(1))
-    for target in (None, pd.DataFrame({"anything": [1, 2, 3]}), {(): 1.0}):
+    for target in (None, pd.DataFrame({"anything": [1, 2, 3]}), {(): 1.0}, {"all": 2.0}):
         res = ps.transport(fit, target, random_seed=0)
         assert res.target["share"].tolist() == [1.0]
         assert not res.target["extrapolated"].any()

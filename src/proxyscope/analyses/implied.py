@@ -301,6 +301,8 @@ def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def _key_parts(key: Any, cols: Sequence[str]) -> tuple[str, ...]:
+    if not cols and key in (dims.ALL_SEGMENTS, ()):
+        return ()  # a fit with no segment columns labels its one segment "all"
     if isinstance(key, str):
         parts = tuple(p.strip() for p in key.split(dims.LABEL_SEP.strip()))
     elif isinstance(key, tuple):
