@@ -640,6 +640,10 @@ def backtest(
         random_seed = _check_int("random_seed", random_seed, 0)
     given_fit = fit is not None
     if fit is not None:
+        if model is not None:
+            raise ParameterError(
+                "backtest: give a 'model' to fit on each training set, or a ready 'fit', not both."
+            )
         fit = _check_fit(fit, effects)
         seen = {str(e) for e in fit.effects.experiments}
         if holdout is None:
