@@ -43,7 +43,7 @@ typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy src
 
 pytest: $(VENV)/.test-installed browser
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --nbmake --nbmake-timeout=900 tests notebooks
 
 test: lint typecheck pytest
 

@@ -6,7 +6,8 @@ Cases (each in its own subprocess, so compile caches and peak memory are its own
             about 1,200 cells), 4 chains x 1000 draws after 1000 tuning steps,
             with empty PyTensor / Numba / proxyscope kernel caches;
 ``warm``    the same fit in a new process that finds those caches on disk;
-``e200``    200 experiments (1M users), ``e1000`` 1,000 experiments (5M users);
+``e200``    200 experiments (1M users), ``e1000`` 1,000 experiments (5M users),
+            both at ``--big-draws`` draws and tuning steps (default 300);
 ``latent``  the marginalized model and the same model with explicit per-cell
             latent effects (``build_model(form="latent")``), both sampled with
             nutpie at the same settings in one process; the ratio of their
@@ -153,7 +154,7 @@ def child(case: str, args: argparse.Namespace) -> dict[str, Any]:
     if case in ("cold", "warm"):
         return _fit_case(50, args.draws, args.tune, args.chains)
     if case == "e200":
-        return _fit_case(200, args.draws, args.tune, args.chains)
+        return _fit_case(200, args.big_draws, args.big_draws, args.chains)
     if case == "e1000":
         return _fit_case(1000, args.big_draws, args.big_draws, args.chains)
     if case == "latent":

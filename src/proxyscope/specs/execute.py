@@ -501,7 +501,7 @@ def run_comparisons(
     out_dir: Path,
     *,
     progress: bool,
-    log: Log,
+    log: Log = _quiet,
 ) -> tuple[dict[str, Comparison], list[str], dict[str, Path]]:
     """Fit the comparison models and compare them with the main fit by LOO."""
     import proxyscope as ps
@@ -556,7 +556,7 @@ def run_sensitivity(
     *,
     data: str | os.PathLike[str] | None,
     progress: bool,
-    log: Log,
+    log: Log = _quiet,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Refit under each assumed noise correlation; tabulate what moves.
 
