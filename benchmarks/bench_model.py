@@ -78,13 +78,13 @@ def _fit_case(n_experiments: int, draws: int, tune: int, chains: int) -> dict[st
         "wall_seconds": wall,
         "compile_seconds": timings.get("compile_seconds"),
         "sample_seconds": timings.get("sample_seconds"),
-        "rhat_max": diag.rhat_max,
-        "ess_bulk_min": diag.ess_min,
+        "rhat_max": float(diag.table["r_hat"].max()),
+        "ess_bulk_min": float(diag.table["ess_bulk"].min()),
         "ess_tail_min": float(diag.table["ess_tail"].min()),
         "divergences": diag.divergences,
         "passed": diag.passed,
         "steps_per_draw": float(stats["n_steps"].mean()),
-        "ess_per_second": diag.ess_min / wall,
+        "ess_per_second": float(diag.table["ess_bulk"].min()) / wall,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 

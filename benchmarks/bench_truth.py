@@ -125,8 +125,8 @@ def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict
         "moved": moved,
         "fit_seconds": round(t_fit, 1),
         "passed": bool(diag.passed),
-        "max_rhat": float(diag.rhat_max),
-        "min_ess_bulk": float(diag.ess_min),
+        "max_rhat": float(diag.table["r_hat"].max()),
+        "min_ess_bulk": float(diag.table["ess_bulk"].min()),
         "divergences": int(diag.divergences),
     }
     truth = world.truth["pop_flip_prob"].to_dataframe().reset_index()

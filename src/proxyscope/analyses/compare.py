@@ -51,12 +51,16 @@ class Comparison:
         whose density comes from an exact refit).
     kind : str
     refitted : dict of model name to the experiments refitted
+    refit_folds : dict of model name to the number of refits. Fewer refits
+        than refitted experiments means experiments were held out in groups
+        (leave-group-out, harsher than leave-one-out); the reading says so.
     """
 
     table: pd.DataFrame
     kind: str
     refitted: dict[str, list[Any]]
     elpd: dict[str, Any]
+    refit_folds: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def reading(self) -> str:
         """A one-paragraph reading of the table."""
@@ -86,9 +90,23 @@ class Comparison:
         weights = ", ".join(f"{n} {w:.2f}" for n, w in t["weight"].items())
         text += f" Stacking weights: {weights}."
         refits = {n: len(v) for n, v in self.refitted.items() if v}
-        if refits:
-            shown = ", ".join(f"{n}: {c}" for n, c in refits.items())
-            text += f" Experiments refitted exactly because Pareto k > {PARETO_K_MAX}: {shown}."
+        exact = {n: c for n, c in refits.items() if self.refit_folds.get(n, c) >= c}
+        grouped = {n: c for n, c in refits.items() if n not in exact}
+        if exact:
+            shown = ", ".join(f"{n}: {c}" for n, c in exact.items())
+            text += (
+                f" Experiments refitted one at a time (exact leave-one-experiment-out) "
+                f"because Pareto k > {PARETO_K_MAX}: {shown}."
+            )
+        if grouped:
+            shown = ", ".join(
+                f"{n}: {c} experiments in {self.refit_folds[n]} groups" for n, c in grouped.items()
+            )
+            text += (
+                f" Experiments with Pareto k > {PARETO_K_MAX} were held out in groups "
+                f"(leave-group-out, limited by max_refits; harsher than leave-one-out, so "
+                f"those models' elpd is understated): {shown}."
+            )
         high = t["n_high_k"]
         if high.sum():
             text += (
@@ -150,6 +168,7 @@ def compare(
     var_name = KINDS[kind]
     elpds: dict[str, Any] = {}
     refitted: dict[str, list[Any]] = {}
+    folds: dict[str, int] = {}
     for name, fit in fits.items():
         fit.warn_if_untrustworthy(f"compare ({name})")
         with warnings.catch_warnings():
@@ -158,7 +177,9 @@ def compare(
             loo = az.loo(fit.idata, var_name=var_name, pointwise=True)
         refitted[name] = []
         if kind == "experiment" and refit:
-            loo, refitted[name] = _refit_high_k(fit, loo, max_refits, random_seed, progress)
+            loo, refitted[name], folds[name] = _refit_high_k(
+                fit, loo, max_refits, random_seed, progress
+            )
         elpds[name] = loo
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
@@ -188,17 +209,17 @@ def compare(
         "n_refitted",
     ]
     table = table[[c for c in keep if c in table.columns]]
-    return Comparison(table=table, kind=kind, refitted=refitted, elpd=elpds)
+    return Comparison(table=table, kind=kind, refitted=refitted, elpd=elpds, refit_folds=folds)
 
 
 def _refit_high_k(
     fit: ProxyFit, loo: Any, max_refits: int, random_seed: int | None, progress: bool
-) -> tuple[Any, list[Any]]:
+) -> tuple[Any, list[Any], int]:
     """Replace high-k experiments' PSIS estimates by exact held-out densities."""
     k = np.asarray(loo["pareto_k"], dtype=float)
     bad = np.flatnonzero(k > PARETO_K_MAX)
     if bad.size == 0:
-        return loo, []
+        return loo, [], 0
     experiments = np.asarray(fit.info.experiments, dtype=object)
     folds = np.array_split(bad, min(max_refits, bad.size))
     loo_i = np.asarray(loo["loo_i"], dtype=float).copy()
@@ -245,7 +266,7 @@ def _refit_high_k(
     out["elpd_loo"] = float(loo_i.sum())
     out["se"] = float(np.sqrt(n * np.var(loo_i)))
     out["warning"] = bool(np.nansum(k_new > PARETO_K_MAX) > 0)
-    return out, done
+    return out, done, len(folds)
 
 
 def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
