@@ -11,6 +11,13 @@ export PYTENSOR_FLAGS ?= base_compiledir=$(CACHE)/pytensor
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export MPLBACKEND ?= Agg
+# One rayon thread keeps seeded nutpie fits reproducible bit for bit.
+export RAYON_NUM_THREADS ?= 1
+# The real ASOS data (tests, notebook 06, models/asos_*.toml) live outside the
+# repository: beside it in ../shared, or in this workplace's /work/shared.
+ASOS_CANDIDATES := $(CURDIR)/../shared/data/asos/asos_digital_experiments.csv \
+                   /work/shared/data/asos/asos_digital_experiments.csv
+export PROXYSCOPE_ASOS_PATH ?= $(firstword $(wildcard $(ASOS_CANDIDATES)))
 
 .PHONY: demo test lint typecheck pytest bench browser clean
 

@@ -26,7 +26,15 @@ until a model is built).
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# nutpie's mass-matrix adaptation runs on Rust's rayon pool, whose reductions
+# vary run to run with more than one thread: one thread keeps a seeded fit
+# bit-for-bit reproducible (and is faster on small machines). The pool reads
+# this once, when it starts, so it is set as early as possible (see
+# proxyscope.model.sampling); a value the user set is kept.
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
 from proxyscope._version import __version__
 
