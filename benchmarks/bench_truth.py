@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 import proxyscope as ps
+from proxyscope.analyses.backtest import mix_effects
 from proxyscope.analyses.baseline import (
     SEED_MIN_COUNT,
     experiment_effects,
@@ -86,27 +87,6 @@ def target_mix(world: Any, cell: tuple[str, str, str]) -> SegmentMix:
                 base = (1 - TARGET_SHARE) * float(share.sel(region=r, device=d, tenure=t))
                 joint[(r, d, t)] = base + (TARGET_SHARE if (r, d, t) == cell else 0.0)
     return SegmentMix.from_joint(joint)
-
-
-def mix_readings(effects: Any) -> pd.DataFrame:
-    """Per experiment: user-weighted mix-level effects and their sampling covariance."""
-    frame = effects.to_frame()
-    users = (frame["n_treat"] + frame["n_control"]).to_numpy(float)
-    exps = frame["experiment"].to_numpy()
-    cov = effects.noise_cov  # (cells, metrics, metrics)
-    rows = []
-    for e in pd.unique(exps):
-        pick = exps == e
-        w = users[pick] / users[pick].sum()
-        eff = frame.loc[pick, [f"effect_{m}" for m in effects.metrics]].to_numpy()
-        rows.append(
-            {
-                "experiment": e,
-                "effect": w @ eff,
-                "cov": np.einsum("c,cij->ij", w**2, cov[pick]),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict[str, Any]:
@@ -186,7 +166,7 @@ def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict
     # conditional prediction from proxy readings of new experiments on the target
     shifted = world.shifted(mix, n_users=200_000, n_experiments=40, seed=seed + 2)
     new_effects = ps.summarize(shifted.users, engine="duckdb", **ROLES)
-    readings = mix_readings(new_effects)
+    readings = mix_effects(new_effects)
     proxies = list(effects.proxies)
     idx = [list(new_effects.metrics).index(p) for p in proxies]
     true_long = shifted.truth["experiment_effect"].sel(metric="long_retained").to_series()
@@ -196,14 +176,16 @@ def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict
     first = proxies.index(PROXIES[0])
     slope, intercept = np.polyfit(past[PROXIES[0]].to_numpy(), past[effects.outcome].to_numpy(), 1)
     err_model, err_naive, err_single = [], [], []
-    for r in readings.itertuples():
-        obs = dict(zip(proxies, np.asarray(r.effect)[idx], strict=True))
-        cov = np.asarray(r.cov)[np.ix_(idx, idx)]
+    for experiment, effect, noise in zip(
+        readings.experiments, readings.effect, readings.noise_cov, strict=True
+    ):
+        obs = dict(zip(proxies, effect[idx], strict=True))
+        cov = noise[np.ix_(idx, idx)]
         cond = ps.transport(fit, target, proxy_effects=obs, proxy_cov=cov, random_seed=seed)
-        truth_e = float(true_long.loc[r.experiment])
+        truth_e = float(true_long.loc[experiment])
         err_model.append(float(cond.draws.mean()) - truth_e)
-        err_naive.append(float(coef[0] + coef[1:] @ np.asarray(r.effect)[idx]) - truth_e)
-        err_single.append(float(intercept + slope * np.asarray(r.effect)[idx][first]) - truth_e)
+        err_naive.append(float(coef[0] + coef[1:] @ effect[idx]) - truth_e)
+        err_single.append(float(intercept + slope * effect[idx][first]) - truth_e)
     row["cond_rmse"] = float(np.sqrt(np.mean(np.square(err_model))))
     row["naive_rmse"] = float(np.sqrt(np.mean(np.square(err_naive))))
     row["naive_watch_rmse"] = float(np.sqrt(np.mean(np.square(err_single))))

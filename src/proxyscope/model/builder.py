@@ -274,26 +274,15 @@ def build_model(
 
         if form == "latent":
             _latent_likelihood(data, k, loc, slope, pt.exp(log_sigma), chol_c, chol_e)
-            return BuiltModel(
-                model=model,
-                structure=structure,
-                data=data,
-                pooling=pooling,
-                priors=priors,
-                centred=centred,
-                learned_main=learned,
-                metrics=metrics,
-                proxies=proxies,
-                cell_correlation=cell_correlation,
+        else:
+            dat = pm.Data("cell_data", pack_cells(data.d, data.s_cov))
+            seg = pm.Data("cell_segment", data.cell_segment)
+            cexp = pm.Data("cell_experiment", data.cell_experiment)
+            outputs = ProxyModelLogp(k)(
+                dat, seg, cexp, loc, slope, pt.exp(2.0 * log_sigma), chol_c, chol_e
             )
-        dat = pm.Data("cell_data", pack_cells(data.d, data.s_cov))
-        seg = pm.Data("cell_segment", data.cell_segment)
-        cexp = pm.Data("cell_experiment", data.cell_experiment)
-        outputs = ProxyModelLogp(k)(
-            dat, seg, cexp, loc, slope, pt.exp(2.0 * log_sigma), chol_c, chol_e
-        )
-        loglik = cast(list[Any], outputs)[0]
-        pm.Potential(LIKELIHOOD, loglik)
+            loglik = cast(list[Any], outputs)[0]
+            pm.Potential(LIKELIHOOD, loglik)
 
     return BuiltModel(
         model=model,
