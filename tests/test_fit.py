@@ -124,7 +124,8 @@ def test_experiment_likelihood_and_eta_conditional_equal_dense_algebra(small_fit
         m0, cov = _cell_moments(small_fit, p_no_eta, int(c))
         labels = list(small_fit.structure.labels)
         s = labels.index(effects.segment_label[c])
-        blocks.append(cov + effects.noise_cov[c])
+        # The likelihood's noise: moderated toward the segment's (the default).
+        blocks.append(cov + small_fit.model_effects.noise_cov[c])
         load.append(np.vstack([p["beta"][s], np.eye(k)]))
         y.append(effects.effect[c])
         mean.append(m0)
@@ -174,7 +175,7 @@ def test_cell_likelihoods_and_latent_effects_equal_dense_algebra(small_fit) -> N
     i, c = 42, 11
     p = _draw_params(small_fit, i)
     prior_mean, prior_cov = _cell_moments(small_fit, p, c)
-    s_c = small_fit.effects.noise_cov[c]
+    s_c = small_fit.model_effects.noise_cov[c]  # the noise the likelihood saw
     d_c = small_fit.effects.effect[c]
     ll = small_fit.idata.log_likelihood.stack(sample=(dims.CHAIN, dims.DRAW)).isel(sample=i)
     dense = stats.multivariate_normal(prior_mean, prior_cov + s_c).logpdf(d_c)

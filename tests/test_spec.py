@@ -97,6 +97,7 @@ def test_the_demo_is_the_streaming_spec_without_its_comparisons() -> None:
 
 def test_spec_constants_mirror_the_package() -> None:
     from proxyscope.data.asos import SCALES
+    from proxyscope.data.noise import NOISE_MODES
     from proxyscope.data.validate import DIRECTIONS, ENGINES
     from proxyscope.model.builder import CELL_CORRELATIONS
     from proxyscope.model.priors import Priors
@@ -105,6 +106,7 @@ def test_spec_constants_mirror_the_package() -> None:
 
     assert specmod.POOLINGS == POOLINGS
     assert specmod.CELL_CORRELATIONS == CELL_CORRELATIONS
+    assert specmod.NOISE_MODES == NOISE_MODES
     assert ("auto", *SAMPLERS) == specmod.SAMPLERS
     assert list(specmod.PRIOR_NAMES) == Priors.names()
     assert specmod.ENGINES == ENGINES
@@ -229,7 +231,7 @@ def test_bad_value_names_the_key_the_allowed_values_and_the_value() -> None:
         (
             '[model]\npolling = "complete"\n',
             r"\[model\]\.polling is not a known key\. Did you mean 'pooling'\? "
-            r"Allowed keys in \[model\]: pooling, cell_correlation, priors\.",
+            r"Allowed keys in \[model\]: pooling, cell_correlation, noise, priors\.",
         ),
         ('[modle]\npooling = "complete"\n', r"modle is not a known key\. Did you mean 'model'\?"),
         (

@@ -396,6 +396,8 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
         model_changes["pooling"] = args.pooling
     if args.cell_correlation is not None:
         model_changes["cell_correlation"] = args.cell_correlation
+    if args.noise is not None:
+        model_changes["noise"] = args.noise
     if args.prior:
         model_changes["priors"] = {**model.priors, **pairs(args.prior, flag="--prior")}
     model = dataclasses.replace(model, **model_changes)
@@ -820,6 +822,11 @@ def build_parser() -> argparse.ArgumentParser:
     _set_option(p)
     p.add_argument("--pooling", choices=("additive", "exchangeable", "complete", "none"))
     p.add_argument("--cell-correlation", choices=("shared", "free"))
+    p.add_argument(
+        "--noise",
+        choices=("moderated", "as_given"),
+        help="moderate small cells' noise toward their segment's (default) or use it as given",
+    )
     p.add_argument("--sampler", choices=("auto", "nutpie", "pymc"))
     p.add_argument("--draws", type=_positive, help="draws per chain")
     p.add_argument("--tune", type=_nonnegative, help="tuning steps per chain")

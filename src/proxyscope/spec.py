@@ -66,6 +66,7 @@ DIRECTIONS = ("higher", "lower")
 # package here would load PyMC just to check a spec.
 POOLINGS = ("additive", "exchangeable", "complete", "none")
 CELL_CORRELATIONS = ("shared", "free")
+NOISE_MODES = ("moderated", "as_given")
 SAMPLERS = ("auto", "nutpie", "pymc")
 COMPARE_KINDS = ("experiment", "cell", "outcome")
 ASOS_SCALES = ("relative", "absolute")
@@ -175,6 +176,7 @@ class ModelSection:
 
     pooling: str = "additive"
     cell_correlation: str = "shared"
+    noise: str = "moderated"
     priors: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -663,6 +665,7 @@ def _model(top: Table) -> ModelSection:
         return ModelSection()
     pooling = t.take_str("pooling", "additive", allowed=POOLINGS)
     cell_corr = t.take_str("cell_correlation", "shared", allowed=CELL_CORRELATIONS)
+    noise = t.take_str("noise", "moderated", allowed=NOISE_MODES)
 
     def prior(path: str, v: Any) -> float:
         name = path.rsplit(".", 1)[-1]
@@ -679,7 +682,7 @@ def _model(top: Table) -> ModelSection:
 
     priors = t.take_mapping("priors", prior, keys=PRIOR_NAMES, what="prior name")
     t.done()
-    return ModelSection(pooling=pooling, cell_correlation=cell_corr, priors=priors)
+    return ModelSection(pooling=pooling, cell_correlation=cell_corr, noise=noise, priors=priors)
 
 
 def _sampler(top: Table) -> SamplerSpec:
@@ -874,6 +877,7 @@ def to_dict(spec: ModelSpec) -> dict[str, Any]:
     out["model"] = {
         "pooling": m.pooling,
         "cell_correlation": m.cell_correlation,
+        "noise": m.noise,
         "priors": _nonempty(m.priors),
     }
     s = spec.sampler

@@ -234,6 +234,7 @@ def _refit_high_k(
         sampler=sampler["name"],
         sampler_settings={k: v for k, v in sampler["settings"].items() if k != "cores"},
         cell_correlation=config.get("cell_correlation", "shared"),
+        noise=config.get("noise", "as_given"),
     )
     done: list[Any] = []
     for f, fold in enumerate(folds):
@@ -252,7 +253,8 @@ def _refit_high_k(
                 + 1,
                 progress=progress,
             )
-        test = fit.effects.subset(sorted(held, key=lambda e: list(experiments).index(e)))
+        # The held-out cells' noise as the full fit's likelihood saw it.
+        test = fit.model_effects.subset(sorted(held, key=lambda e: list(experiments).index(e)))
         ll = heldout_experiment_loglik(refit, test)  # (N, E_test) in test.experiments order
         for j, exp in enumerate(test.experiments.tolist()):
             idx = int(np.flatnonzero(experiments == exp)[0])

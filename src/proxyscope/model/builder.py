@@ -37,6 +37,7 @@ from proxyscope.model.structure import (
     SegmentStructure,
     centre_locations,
     fit_data,
+    model_effects,
 )
 
 #: Name of the PyMC potential holding the marginal log likelihood.
@@ -57,6 +58,7 @@ class BuiltModel:
     metrics: tuple[str, ...]
     proxies: tuple[str, ...]
     cell_correlation: str = "shared"
+    noise: str = "moderated"
 
     @property
     def n_proxies(self) -> int:
@@ -119,6 +121,7 @@ def build_model(
     priors: Priors,
     cell_correlation: str = "shared",
     form: str = "marginal",
+    noise: str = "moderated",
 ) -> BuiltModel:
     """The PyMC model of ``effects`` under ``pooling`` and ``priors``.
 
@@ -136,9 +139,13 @@ def build_model(
     different proxies co-move (each cell is one noisy observation), so with a
     free matrix that correlation is set by the LKJ prior, which favours
     independence; sharing R_E instead carries over what the experiments show.
+
+    ``noise="moderated"`` fits on :func:`proxyscope.data.noise.moderate_noise`
+    of ``effects`` (small cells borrow their segment's noise level);
+    ``"as_given"`` on ``noise_cov`` exactly.
     """
     structure, cell_segment = SegmentStructure.from_effects(effects)
-    data = fit_data(effects, cell_segment)
+    data = fit_data(model_effects(effects, noise), cell_segment)
     metrics, proxies = effects.metrics, effects.proxies
     m, k, n_seg = len(metrics), len(proxies), structure.n_segments
     designs = structure.design()
@@ -295,6 +302,7 @@ def build_model(
         metrics=metrics,
         proxies=proxies,
         cell_correlation=cell_correlation,
+        noise=noise,
     )
 
 

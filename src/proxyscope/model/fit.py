@@ -22,7 +22,7 @@ from proxyscope.errors import ConvergenceWarning, IncompatibleFileError, Paramet
 from proxyscope.model import diagnostics as diag
 from proxyscope.model import recover
 from proxyscope.model.posterior import ModelInfo, StdParameters, config_hash, std_parameters
-from proxyscope.model.structure import FitData, SegmentStructure, fit_data
+from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
 
 #: Version of the saved-file layout; a file with another one is refused.
 FILE_FORMAT = 1
@@ -109,10 +109,15 @@ class ProxyFit:
         return CellEffects(data)
 
     @cached_property
+    def model_effects(self) -> CellEffects:
+        """The cell effects the likelihood saw: :attr:`effects` with the fit's noise setting."""
+        return model_effects(self.effects, self._info.noise)
+
+    @cached_property
     def data(self) -> FitData:
-        """Standardized data in the model's order."""
+        """Standardized data in the model's order (noise as the likelihood saw it)."""
         _, cell_segment = SegmentStructure.from_effects(self.effects)
-        return fit_data(self.effects, cell_segment)
+        return fit_data(self.model_effects, cell_segment)
 
     @cached_property
     def std(self) -> StdParameters:

@@ -39,6 +39,7 @@ class ModelInfo:
     experiments: tuple[Any, ...]
     order: tuple[int, ...]
     cell_correlation: str = "shared"
+    noise: str = "as_given"
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -58,6 +59,7 @@ class ModelInfo:
             "directions": self.directions,
             "segments": list(self.structure.columns),
             "cell_correlation": self.cell_correlation,
+            "noise": self.noise,
         }
 
     def to_json(self) -> str:
@@ -74,6 +76,7 @@ class ModelInfo:
             "experiments": [_plain(e) for e in self.experiments],
             "order": list(self.order),
             "cell_correlation": self.cell_correlation,
+            "noise": self.noise,
         }
         return json.dumps(raw, sort_keys=True)
 
@@ -93,6 +96,7 @@ class ModelInfo:
             experiments=tuple(raw["experiments"]),
             order=tuple(int(x) for x in raw["order"]),
             cell_correlation=raw.get("cell_correlation", "shared"),
+            noise=raw.get("noise", "as_given"),
         )
 
 

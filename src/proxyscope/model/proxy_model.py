@@ -15,6 +15,7 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope._version import __version__
 from proxyscope.data.cells import META_ATTR, CellEffects
+from proxyscope.data.noise import NOISE_MODES
 from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
 from proxyscope.model import recover, sampling
 from proxyscope.model.builder import CELL_CORRELATIONS, BuiltModel, build_model
@@ -70,6 +71,14 @@ class ProxyModel:
         noisy observation, so the data say little about that correlation and
         a free matrix ends up at its prior (independence), which adds
         spurious proxy-specific noise.
+    noise : {"moderated", "as_given"}
+        How the cells' sampling covariances enter the likelihood.
+        "moderated" (default) shrinks each cell's user-level covariance
+        toward its segment's, with prior degrees of freedom estimated from
+        the data (Smyth's empirical Bayes, :mod:`proxyscope.data.noise`):
+        small cells' noisy variance estimates otherwise bias sigma_s and the
+        flip probabilities upward. Cells with many users are left almost
+        unchanged. "as_given" uses ``noise_cov`` exactly.
 
     Notes
     -----
@@ -83,8 +92,14 @@ class ProxyModel:
         sampler: str = "auto",
         sampler_settings: Mapping[str, Any] | None = None,
         cell_correlation: str = "shared",
+        noise: str = "moderated",
     ) -> None:
         self.pooling = check_pooling(pooling)
+        if noise not in NOISE_MODES:
+            from proxyscope.errors import check_one_of
+
+            check_one_of(noise, NOISE_MODES, param="noise", owner="ProxyModel")
+        self.noise = noise
         if cell_correlation not in CELL_CORRELATIONS:
             from proxyscope.errors import check_one_of
 
@@ -112,6 +127,7 @@ class ProxyModel:
             "sampler": self.sampler,
             "sampler_settings": self.sampler_settings,
             "cell_correlation": self.cell_correlation,
+            "noise": self.noise,
         }
 
     def __repr__(self) -> str:
@@ -120,7 +136,9 @@ class ProxyModel:
     def build(self, effects: CellEffects) -> BuiltModel:
         """The PyMC model for ``effects`` (for inspection; :meth:`fit` builds its own)."""
         _check_effects(effects)
-        return build_model(effects, self.pooling, self.priors, self.cell_correlation)
+        return build_model(
+            effects, self.pooling, self.priors, self.cell_correlation, noise=self.noise
+        )
 
     def fit(
         self,
@@ -165,7 +183,9 @@ class ProxyModel:
                 f"got {random_seed!r}."
             )
         sampler = sampling.resolve_sampler(self.sampler)
-        built = build_model(effects, self.pooling, self.priors, self.cell_correlation)
+        built = build_model(
+            effects, self.pooling, self.priors, self.cell_correlation, noise=self.noise
+        )
         raw, stats, timings = sampling.sample(
             built.model,
             sampler=sampler,
@@ -220,6 +240,7 @@ def model_info(built: BuiltModel, effects: CellEffects) -> ModelInfo:
         experiments=tuple(built.data.experiments.tolist()),
         order=tuple(int(x) for x in built.data.order),
         cell_correlation=built.cell_correlation,
+        noise=built.noise,
     )
 
 

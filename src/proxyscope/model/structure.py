@@ -16,6 +16,7 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.data.cells import CellEffects
+from proxyscope.data.noise import moderate_noise
 from proxyscope.errors import DataError, ParameterError
 
 
@@ -192,6 +193,11 @@ def metric_scales(effects: CellEffects) -> np.ndarray:
             )
     signal = np.maximum(observed - noise, SIGNAL_FLOOR**2 * observed)
     return np.asarray(np.sqrt(signal), dtype=float)
+
+
+def model_effects(effects: CellEffects, noise: str) -> CellEffects:
+    """The cell effects the likelihood sees under the ``noise`` setting of ProxyModel."""
+    return moderate_noise(effects).effects if noise == "moderated" else effects
 
 
 def fit_data(effects: CellEffects, cell_segment: np.ndarray) -> FitData:

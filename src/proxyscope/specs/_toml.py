@@ -14,7 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# fullmatch, not "$": "$" also matches before a trailing newline ("0\n" is not bare).
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def string(text: str) -> str:
@@ -24,7 +25,7 @@ def string(text: str) -> str:
 
 def key(name: str) -> str:
     """A TOML key: bare when it can be, quoted otherwise."""
-    return name if _BARE_KEY.match(name) else string(name)
+    return name if _BARE_KEY.fullmatch(name) else string(name)
 
 
 def value(obj: Any) -> str:

@@ -48,6 +48,7 @@ directions = { rebuffer_rate = "lower" }
 [model]
 pooling = "additive"
 cell_correlation = "shared"
+noise = "moderated"
 
 [sampler]
 name = "auto"

@@ -282,6 +282,7 @@ def fit_model(
         sampler=sampler.name,
         sampler_settings=dict(sampler.settings) or None,
         cell_correlation=model.cell_correlation,
+        noise=model.noise,
     )
     what = f" ({label})" if label else ""
     log(
