@@ -22,6 +22,7 @@ FULL: list[list[str]] = [
     ["bench_simulate.py"],
     ["bench_model.py"],
     ["bench_backtest.py"],
+    ["bench_asos_loo.py"],
     ["bench_truth.py", "--seeds", "30", "--moved", "6"],
 ]
 QUICK: list[list[str]] = [
