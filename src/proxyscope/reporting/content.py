@@ -80,6 +80,34 @@ def interval(mean: Any, lo: Any, hi: Any, fmt: Any = num) -> str:
     return f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
 
 
+def interval_grid(
+    rows: Sequence[Mapping[str, Any]],
+    row_key: str,
+    col_key: str,
+    cols: Sequence[str],
+    stem: str,
+    fmt: Any = num,
+) -> list[tuple[str, ...]]:
+    """One table row per distinct ``row_key`` (first-seen order), one interval per ``cols``.
+
+    Each cell reads ``stem``, ``stem_lo`` and ``stem_hi`` (or ``mean``/``lo``/``hi``
+    when ``stem`` is ``"mean"``) of the row matching (row, column); "n/a" if none.
+    """
+    lo, hi = ("lo", "hi") if stem == "mean" else (f"{stem}_lo", f"{stem}_hi")
+    by = {(r[row_key], r[col_key]): r for r in rows}
+    labels = list(dict.fromkeys(r[row_key] for r in rows))
+    return [
+        (
+            g,
+            *[
+                interval(by[g, c][stem], by[g, c][lo], by[g, c][hi], fmt) if (g, c) in by else "n/a"
+                for c in cols
+            ],
+        )
+        for g in labels
+    ]
+
+
 def pct(level: float) -> str:
     value = 100 * float(level)
     return f"{value:.0f}%" if value.is_integer() else f"{value:g}%"
@@ -324,10 +352,7 @@ def coefficients_section(doc: Mapping[str, Any]) -> Section:
         (p, interval(by[head, p]["mean"], by[head, p]["lo"], by[head, p]["hi"])) for p in params
     ]
     shown = ["nu", "sigma", *[p for p in params if p.startswith("beta[")]]
-    seg_rows = [
-        (s, *[interval(by[s, p]["mean"], by[s, p]["lo"], by[s, p]["hi"]) for p in shown])
-        for s in scopes
-    ]
+    seg_rows = interval_grid(rows, "scope", "parameter", shown, "mean")
     per_segment: list[Block] = []
     if doc["data"]["segment_columns"]:
         per_segment.append(
@@ -434,26 +459,10 @@ def weights_section(doc: Mapping[str, Any]) -> Section:
     ]
     if seg and doc["data"]["segment_columns"]:
         proxies = [r["proxy"] for r in glob]
-        scopes = list(dict.fromkeys(r["scope"] for r in seg))
-        by = {(r["scope"], r["proxy"]): r for r in seg}
         blocks.append(
             _table(
                 ("Segment", *[f"{p} [{level}]" for p in proxies]),
-                [
-                    (
-                        s,
-                        *[
-                            interval(
-                                by[s, p]["weight"],
-                                by[s, p]["weight_lo"],
-                                by[s, p]["weight_hi"],
-                                prob,
-                            )
-                            for p in proxies
-                        ],
-                    )
-                    for s in scopes
-                ],
+                interval_grid(seg, "scope", "proxy", proxies, "weight", prob),
                 caption="Weights per segment.",
             )
         )
@@ -491,24 +500,11 @@ def surrogacy_section(doc: Mapping[str, Any]) -> Section:
         ),
     ]
     if seg and doc["data"]["segment_columns"]:
-        segments = list(dict.fromkeys(r["segment"] for r in seg))
         proxies = list(dict.fromkeys(r["proxy"] for r in seg))
-        by = {(r["segment"], r["proxy"]): r for r in seg}
         blocks.append(
             _table(
                 ("Segment", *[f"R^2 {'all' if p == 'all' else p} [{level}]" for p in proxies]),
-                [
-                    (
-                        g,
-                        *[
-                            interval(by[g, p]["r2"], by[g, p]["r2_lo"], by[g, p]["r2_hi"], prob)
-                            if (g, p) in by
-                            else "n/a"
-                            for p in proxies
-                        ],
-                    )
-                    for g in segments
-                ],
+                interval_grid(seg, "segment", "proxy", proxies, "r2", prob),
                 caption="Per segment.",
             )
         )
