@@ -119,6 +119,22 @@ class Comparison:
         return f"<Comparison ({self.kind})>\n{self.table.to_string()}\n{self.reading()}"
 
 
+#: Columns of :attr:`Comparison.table`, in order (az.compare's plus the Pareto-k summary).
+TABLE_COLUMNS = (
+    "rank",
+    "elpd_loo",
+    "p_loo",
+    "elpd_diff",
+    "weight",
+    "se",
+    "dse",
+    "warning",
+    "n_high_k",
+    "max_pareto_k",
+    "n_refitted",
+)
+
+
 def compare(
     fits: Mapping[str, ProxyFit],
     kind: str = "experiment",
@@ -195,20 +211,7 @@ def compare(
         for n in table.index
     ]
     table["n_refitted"] = [len(refitted[n]) for n in table.index]
-    keep = [
-        "rank",
-        "elpd_loo",
-        "p_loo",
-        "elpd_diff",
-        "weight",
-        "se",
-        "dse",
-        "warning",
-        "n_high_k",
-        "max_pareto_k",
-        "n_refitted",
-    ]
-    table = table[[c for c in keep if c in table.columns]]
+    table = table[[c for c in TABLE_COLUMNS if c in table.columns]]
     return Comparison(table=table, kind=kind, refitted=refitted, elpd=elpds, refit_folds=folds)
 
 

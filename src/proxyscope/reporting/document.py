@@ -281,23 +281,14 @@ def transport_section(res: TransportResult, ci: float) -> dict[str, Any]:
 
 
 def compare_section(cmp: Comparison) -> dict[str, Any]:
+    # Imported here: a Comparison exists, so its module is loaded already.
+    from proxyscope.analyses.compare import TABLE_COLUMNS
+
     table = cmp.table
     rows = []
     for name, r in table.iterrows():
         row: dict[str, Any] = {"model": str(name)}
-        for col in (
-            "rank",
-            "elpd_loo",
-            "p_loo",
-            "elpd_diff",
-            "weight",
-            "se",
-            "dse",
-            "warning",
-            "n_high_k",
-            "max_pareto_k",
-            "n_refitted",
-        ):
+        for col in TABLE_COLUMNS:
             value = r[col] if col in table.columns else None
             row[col] = jsonable(value)
         row["rank"] = None if row["rank"] is None else int(row["rank"])
