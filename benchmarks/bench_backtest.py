@@ -35,17 +35,12 @@ import pandas as pd
 
 import proxyscope as ps
 from proxyscope import simulate
+from proxyscope._io import write_atomic
+from proxyscope.simulate import column_roles
 
 RESULTS = Path(__file__).parent / "_results" / "backtest.csv"
 USERS_PER_EXPERIMENT = 5_000
-ROLES: dict[str, Any] = {
-    "experiment": "exp_id",
-    "treatment": "treatment",
-    "outcome": "long_retained",
-    "proxies": ["early_watch_min", "early_starts", "early_ctr", "rebuffer_rate"],
-    "segments": ["region", "device", "tenure"],
-    "directions": {"rebuffer_rate": "lower"},
-}
+ROLES: dict[str, Any] = column_roles()
 
 
 def one_seed(
@@ -143,9 +138,7 @@ def main() -> None:
             flush=True,
         )
         done = pd.concat([done, table], ignore_index=True)
-        tmp = args.out.with_suffix(".tmp")
-        done.to_csv(tmp, index=False)
-        tmp.replace(args.out)
+        write_atomic(args.out, lambda path, frame=done: frame.to_csv(path, index=False))
     mine = done[
         (done.n_experiments == args.n_experiments) & (done.n_train == args.n_train)
     ].reset_index(drop=True)

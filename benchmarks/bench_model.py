@@ -35,15 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from proxyscope._io import write_atomic
+from proxyscope.simulate import column_roles
+
 RESULTS = Path(__file__).parent / "_results" / "model.json"
-ROLES: dict[str, Any] = {
-    "experiment": "exp_id",
-    "treatment": "treatment",
-    "outcome": "long_retained",
-    "proxies": ["early_watch_min", "early_starts", "early_ctr", "rebuffer_rate"],
-    "segments": ["region", "device", "tenure"],
-    "directions": {"rebuffer_rate": "lower"},
-}
+ROLES: dict[str, Any] = column_roles()
 USERS_PER_EXPERIMENT = 5_000
 SEED = 7
 
@@ -204,9 +200,8 @@ def main() -> None:
     for case in args.cases.split(","):
         print(f"running {case} ...", flush=True)
         results[case] = run_child(case, args, env)
-        tmp = RESULTS.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2, default=float))
-        tmp.replace(RESULTS)
+        text = json.dumps(results, indent=2, default=float)
+        write_atomic(RESULTS, lambda path, text=text: Path(path).write_text(text))
         print(json.dumps(results[case], indent=2, default=float), flush=True)
     print_table(results)
 

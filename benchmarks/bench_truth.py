@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 import proxyscope as ps
+from proxyscope._io import write_atomic
 from proxyscope.analyses.backtest import mix_effects
 from proxyscope.analyses.baseline import (
     SEED_MIN_COUNT,
@@ -48,22 +49,11 @@ from proxyscope.analyses.baseline import (
     reliability_scores,
     sign_counting,
 )
-from proxyscope.simulate import FailureCohort, SegmentMix
+from proxyscope.simulate import FailureCohort, SegmentMix, column_roles
+from proxyscope.simulate.scenario import LEVELS
 
-ROLES: dict[str, Any] = {
-    "experiment": "exp_id",
-    "treatment": "treatment",
-    "outcome": "long_retained",
-    "proxies": ["early_watch_min", "early_starts", "early_ctr", "rebuffer_rate"],
-    "segments": ["region", "device", "tenure"],
-    "directions": {"rebuffer_rate": "lower"},
-}
+ROLES: dict[str, Any] = column_roles()
 PROXIES = ("early_watch_min", "early_starts")
-LEVELS = {
-    "region": ("NA", "LATAM", "EU", "IN"),
-    "device": ("TV", "Mobile", "Desktop"),
-    "tenure": ("New", "Existing"),
-}
 RESULTS = Path(__file__).parent / "_results" / "truth.csv"
 TARGET_SHARE = 0.6
 
@@ -272,9 +262,7 @@ def main() -> None:
             flush=True,
         )
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
-        tmp = args.out.with_suffix(".tmp")
-        done.to_csv(tmp, index=False)
-        tmp.replace(args.out)
+        write_atomic(args.out, lambda path, frame=done: frame.to_csv(path, index=False))
     print(summarize_results(done).to_markdown() if _has_tabulate() else summarize_results(done))
 
 

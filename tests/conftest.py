@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from proxyscope.simulate import column_roles
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,14 +112,7 @@ def asos_path() -> Path:
 # cached under .cache/test-fits (keyed by a hash of the package source and the
 # fit's settings); a file lock lets parallel workers share it.
 
-STREAMING_ROLES: dict[str, Any] = {
-    "experiment": "exp_id",
-    "treatment": "treatment",
-    "outcome": "long_retained",
-    "proxies": ["early_watch_min", "early_starts", "early_ctr", "rebuffer_rate"],
-    "segments": ["region", "device", "tenure"],
-    "directions": {"rebuffer_rate": "lower"},
-}
+STREAMING_ROLES: dict[str, Any] = column_roles()
 
 
 def _source_hash() -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from proxyscope.simulate.config import FailureCohort, SegmentMix, StreamingConfig
 from proxyscope.simulate.model_world import ModelTruth, from_model
-from proxyscope.simulate.scenario import METRICS, OUTCOME, PROXIES
+from proxyscope.simulate.scenario import METRICS, OUTCOME, PROXIES, column_roles
 from proxyscope.simulate.world import World, shifted, streaming
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "SegmentMix",
     "StreamingConfig",
     "World",
+    "column_roles",
     "from_model",
     "shifted",
     "streaming",

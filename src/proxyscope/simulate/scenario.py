@@ -12,6 +12,8 @@ them by cell gives the seed's per-user values bit for bit.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -32,6 +34,23 @@ PROXIES: tuple[str, ...] = ("early_watch_min", "early_starts", "early_ctr", "reb
 METRICS: tuple[str, ...] = (OUTCOME, *PROXIES)
 #: Proxies where lower is better; their effects are negated in every truth quantity.
 LOWER_IS_BETTER: frozenset[str] = frozenset({"rebuffer_rate"})
+
+
+def column_roles() -> dict[str, Any]:
+    """Column roles of a streaming world's ``users`` for :func:`proxyscope.summarize`.
+
+    Use as ``ps.summarize(world.users, **simulate.column_roles())``. A new dict
+    on every call, so a caller may change it freely.
+    """
+    return {
+        "experiment": "exp_id",
+        "treatment": "treatment",
+        "outcome": OUTCOME,
+        "proxies": list(PROXIES),
+        "segments": list(SEGMENT_COLUMNS),
+        "directions": dict.fromkeys(sorted(LOWER_IS_BETTER), "lower"),
+    }
+
 
 # The seed's segment "embeddings" (user_sat and user_eng shifts).
 REGION_W = np.array([0.2, -0.1, 0.05, -0.15])
