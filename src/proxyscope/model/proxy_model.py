@@ -16,7 +16,12 @@ from proxyscope import dims
 from proxyscope._version import __version__
 from proxyscope.data.cells import META_ATTR, CellEffects
 from proxyscope.data.noise import NOISE_MODES
-from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
+from proxyscope.errors import (
+    ConvergenceWarning,
+    DataTypeError,
+    ParameterError,
+    check_one_of,
+)
 from proxyscope.model import recover, sampling
 from proxyscope.model.builder import CELL_CORRELATIONS, BuiltModel, build_model
 from proxyscope.model.fit import FILE_FORMAT, SAMPLED_GROUP, ProxyFit
@@ -95,24 +100,14 @@ class ProxyModel:
         noise: str = "moderated",
     ) -> None:
         self.pooling = check_pooling(pooling)
-        if noise not in NOISE_MODES:
-            from proxyscope.errors import check_one_of
-
-            check_one_of(noise, NOISE_MODES, param="noise", owner="ProxyModel")
-        self.noise = noise
-        if cell_correlation not in CELL_CORRELATIONS:
-            from proxyscope.errors import check_one_of
-
-            check_one_of(
-                cell_correlation, CELL_CORRELATIONS, param="cell_correlation", owner="ProxyModel"
-            )
-        self.cell_correlation = cell_correlation
+        self.noise = check_one_of(noise, NOISE_MODES, param="noise", owner="ProxyModel")
+        self.cell_correlation = check_one_of(
+            cell_correlation, CELL_CORRELATIONS, param="cell_correlation", owner="ProxyModel"
+        )
         self.priors = Priors.from_overrides(priors)
-        if sampler not in (*sampling.SAMPLERS, "auto"):
-            from proxyscope.errors import check_one_of
-
-            check_one_of(sampler, (*sampling.SAMPLERS, "auto"), param="sampler", owner="ProxyModel")
-        self.sampler = sampler
+        self.sampler = check_one_of(
+            sampler, (*sampling.SAMPLERS, "auto"), param="sampler", owner="ProxyModel"
+        )
         if sampler_settings is not None and not isinstance(sampler_settings, Mapping):
             raise ParameterError(
                 "The 'sampler_settings' parameter of ProxyModel must be a mapping; got "

@@ -17,7 +17,7 @@ import pandas as pd
 from proxyscope import dims
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.noise import moderate_noise
-from proxyscope.errors import DataError, ParameterError
+from proxyscope.errors import DataError, ParameterError, check_one_of
 
 
 def sum_to_zero_basis(n_levels: int) -> np.ndarray:
@@ -277,11 +277,7 @@ POOLINGS = ("additive", "exchangeable", "complete", "none")
 
 
 def check_pooling(pooling: Any) -> str:
-    if pooling not in POOLINGS:
-        from proxyscope.errors import check_one_of
-
-        check_one_of(pooling, POOLINGS, param="pooling", owner="ProxyModel")
-    return str(pooling)
+    return str(check_one_of(pooling, POOLINGS, param="pooling", owner="ProxyModel"))
 
 
 def require(condition: bool, message: str) -> None:
