@@ -739,6 +739,23 @@ def test_extrapolated_prediction_is_reproducible(holes_fit: Any) -> None:
     )
 
 
+def test_extrapolated_analyses_default_to_the_fits_seed(holes_fit: Any) -> None:
+    """Without random_seed, asking twice gives the same answer (the fit's seed is used)."""
+    target = {HOLE: 1}
+    first = ps.transport(holes_fit, target).draws
+    np.testing.assert_array_equal(first, ps.transport(holes_fit, target).draws)
+    own = holes_fit.sampler["random_seed"]
+    np.testing.assert_array_equal(first, ps.transport(holes_fit, target, random_seed=own).draws)
+    # The draws do depend on the seed: the check above has power.
+    assert not np.array_equal(first, ps.transport(holes_fit, target, random_seed=own + 1).draws)
+    pd.testing.assert_frame_equal(
+        ps.recommend(holes_fit, target=target), ps.recommend(holes_fit, target=target)
+    )
+    pd.testing.assert_frame_equal(
+        ps.weights(holes_fit, target=target), ps.weights(holes_fit, target=target)
+    )
+
+
 # -- surrogacy -----------------------------------------------------------------------
 
 

@@ -120,6 +120,17 @@ def fitted_segments(fit: ProxyFit) -> SegmentDraws:
     )
 
 
+def analysis_seed(fit: ProxyFit, random_seed: int | None) -> int:
+    """The seed of an analysis's random draws: ``random_seed``, or the fit's own.
+
+    Defaulting to the seed the fit was sampled with makes every analysis of
+    one fit reproducible: asking twice gives the same numbers.
+    """
+    if random_seed is not None:
+        return int(random_seed)
+    return int(fit.sampler.get("random_seed", 0))
+
+
 def segments_for(
     fit: ProxyFit, combos: pd.DataFrame, random_seed: int | None = None
 ) -> SegmentDraws:
@@ -129,7 +140,9 @@ def segments_for(
     predicted from the pooled structure: global + main effects + a fresh
     interaction drawn from the posterior interaction scale (additive), global
     + fresh interaction (exchangeable), or the global value (complete). With
-    ``pooling="none"`` unseen combinations cannot be predicted.
+    ``pooling="none"`` unseen combinations cannot be predicted. The fresh
+    interactions are drawn with :func:`analysis_seed` (the fit's seed unless
+    ``random_seed`` is given), so the same call gives the same draws.
     """
     structure = fit.structure
     base = fitted_segments(fit)
@@ -157,7 +170,7 @@ def segments_for(
     mu = np.empty((n, len(combos), k))
     beta = np.empty((n, len(combos), k))
     sigma2 = np.empty((n, len(combos)))
-    rng = np.random.default_rng(random_seed)
+    rng = np.random.default_rng(analysis_seed(fit, random_seed))
     extrapolated = np.array([i is None for i in seen])
     if extrapolated.any() and fit.pooling == "none":
         missing = [labels[i] for i in np.flatnonzero(extrapolated)]

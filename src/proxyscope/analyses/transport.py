@@ -23,6 +23,7 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.analyses.implied import (
+    analysis_seed,
     check_ci,
     fitted_segments,
     historical_mix,
@@ -138,12 +139,13 @@ def transport(
     ci : float
         Interval width.
     random_seed : int, optional
-        For the predictive draws (and interactions of unseen segments).
+        For the predictive draws (and interactions of unseen segments); by
+        default the fit's sampling seed, so the same call gives the same draws.
     """
     ci = check_ci(ci)
     fit.warn_if_untrustworthy("transport")
     combos, shares = resolve_mix(fit, target)
-    rng = np.random.default_rng(random_seed)
+    rng = np.random.default_rng(analysis_seed(fit, random_seed))
     seg = segments_for(fit, combos, random_seed=int(rng.integers(2**31)))
     mom = seg.mix_moments(shares)
     hist_seg = fitted_segments(fit)
