@@ -49,6 +49,7 @@ from proxyscope.analyses.baseline import (
     reliability_scores,
     sign_counting,
 )
+from proxyscope.errors import DataWarning
 from proxyscope.simulate import FailureCohort, SegmentMix, column_roles
 from proxyscope.simulate.scenario import LEVELS
 
@@ -104,7 +105,11 @@ def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict
     base0 = sign_counting(effects, min_count=0).merge(
         truth, on=["region", "device", "tenure", "proxy"]
     )
-    base_f = sign_counting(effects, min_count=SEED_MIN_COUNT)
+    with warnings.catch_warnings():
+        # The seed's filter hides small segments (the cohort among them); the
+        # columns *_base_filter_shown record exactly that, so no warning here.
+        warnings.simplefilter("ignore", DataWarning)
+        base_f = sign_counting(effects, min_count=SEED_MIN_COUNT)
     for proxy in PROXIES:
         q = frag[frag.proxy == proxy]
         worst = q.loc[q.pop_flip_prob.idxmax(), "segment"]

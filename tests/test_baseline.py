@@ -11,7 +11,7 @@ from conftest import ROLES, make_users
 
 import proxyscope as ps
 from proxyscope.analyses.baseline import experiment_effects, reliability_scores, sign_counting
-from proxyscope.errors import ParameterError
+from proxyscope.errors import DataWarning, ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,16 @@ def test_sign_counting_filter_and_bad_arguments(data: tuple[pd.DataFrame, Any]) 
     cut = int(sizes.median())
     kept = sign_counting(effects, min_count=cut)
     assert kept.query("proxy == 'watch_min'")["n_cells"].sum() == int((sizes >= cut).sum())
-    assert sign_counting(effects, min_count=10**9).empty
+    # A filter that hides whole segments says which.
+    seg_max = sizes.groupby(["region", "device"]).max()
+    small = seg_max.idxmin()
+    between = int(seg_max.min()) + 1
+    assert between <= int(seg_max.max())  # some segments stay, one goes
+    with pytest.warns(DataWarning, match=f"left no cell in 1 segment.*{small[0]} / {small[1]}"):
+        partial = sign_counting(effects, min_count=between)
+    assert f"{small[0]} / {small[1]}" not in set(partial["segment"])
+    with pytest.warns(DataWarning, match="min_count=1000000000 left no cell"):
+        assert sign_counting(effects, min_count=10**9).empty
     with pytest.raises(ParameterError, match="reference"):
         sign_counting(effects, reference="segment")
     with pytest.raises(ParameterError, match="min_count"):

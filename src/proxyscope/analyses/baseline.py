@@ -21,12 +21,14 @@ shows what those cost.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from proxyscope import dims
 from proxyscope.data.cells import CellEffects
-from proxyscope.errors import ParameterError, check_one_of
+from proxyscope.errors import DataWarning, ParameterError, check_one_of
 
 
 def experiment_effects(effects: CellEffects) -> pd.DataFrame:
@@ -96,7 +98,9 @@ def sign_counting(
     -------
     DataFrame
         The segment columns, ``segment``, ``proxy``, ``flip_rate``,
-        ``n_cells``; most fragile first.
+        ``n_cells``; most fragile first. A segment none of whose cells reaches
+        ``min_count`` is absent, with a :class:`~proxyscope.errors.DataWarning`
+        naming it (the filter hides small segments, however fragile).
     """
     check_one_of(reference, ("experiment", "cell"), param="reference", owner="sign_counting")
     if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
@@ -108,6 +112,15 @@ def sign_counting(
     else:
         long_sign = np.sign(frame[f"effect_{effects.outcome}"])
     keep = frame["n_treat"] + frame["n_control"] >= min_count
+    hidden = sorted(set(frame[dims.SEGMENT_LABEL]) - set(frame.loc[keep, dims.SEGMENT_LABEL]))
+    if hidden:
+        shown = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
+        warnings.warn(
+            f"sign_counting: min_count={min_count} left no cell in {len(hidden)} segment(s), "
+            f"which are missing from the table: {shown}.",
+            DataWarning,
+            stacklevel=2,
+        )
     frame, long_sign = frame[keep], long_sign[keep]
     rows = []
     for proxy in effects.proxies:
