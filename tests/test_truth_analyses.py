@@ -1,0 +1,192 @@
+"""Fragility, recommendations and transport judged against the simulator's exact truth.
+
+Real sampling (slow; run in CI): the default world (250k users, 50
+experiments, seed 7, the fit shared with ``test_recovery``) and a world whose
+failure cohort sits in another cell (chosen by a seeded draw; nothing here
+names it). The truth is the world's population structure:
+``pop_flip_prob`` (a new experiment's flip probability per cell),
+``pop_decision_accuracy`` and new experiments drawn from the world.
+
+Thresholds and why a wrong implementation fails them:
+
+- ranking: the cohort cell must come first among 24 for both engagement
+  proxies; a sign error or a mix-up of segments puts it anywhere else.
+- flip probabilities: correlation with the truth across the 24 cells >= 0.6
+  (measured 0.88-0.93 here; reading P(same sign) instead gives about -0.9) and
+  mean absolute error below the seed's sign-counting baseline and <= 0.22
+  (measured 0.09-0.10 on these two fits, baseline 0.23-0.32). The posterior
+  mean of a probability whose truth is near 0 sits above it when the
+  long-term effects are this noisy (measured over 7 seeds of
+  ``benchmarks/bench_truth.py``: MAE 0.13-0.18), so the bound is not the
+  issue's 0.10 target; reading P(same sign) instead of P(flip) gives MAE 0.71-0.74.
+- decision accuracy: the proxy with the best true accuracy ranked first, the
+  estimates within 0.10 of the truth (measured 0.00-0.05; a flip in the sign
+  convention gives errors of 0.8-0.9).
+- transport: the 90% predictive interval holds 80-97% of 2,000 new
+  experiments' true long-term effects in a mix with 60% of users in the
+  cohort cell (measured 0.86 and 0.88; binomial noise at 2,000 draws is about
+  0.007); the prediction for the historical mix covers fewer (0.47 and 0.82).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import STREAMING_ROLES, cached_fit
+
+import proxyscope as ps
+from proxyscope.analyses.baseline import SEED_MIN_COUNT, sign_counting
+from proxyscope.errors import DataWarning
+from proxyscope.simulate import FailureCohort, SegmentMix
+from proxyscope.simulate.scenario import LEVELS
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::proxyscope.errors.ConvergenceWarning"),
+]
+PROXIES = ("early_watch_min", "early_starts")
+KEYS = ["region", "device", "tenure"]
+TARGET_SHARE = 0.6
+
+
+def _label(cell: tuple[str, str, str]) -> str:
+    return " / ".join(cell)
+
+
+def _cohort_cell(world: Any) -> tuple[str, str, str]:
+    c = world.config.cohort
+    return (str(c.region), str(c.device), str(c.tenure))
+
+
+def _target(world: Any, cell: tuple[str, str, str]) -> SegmentMix:
+    """60% of users in ``cell``, the rest spread as in the world's own mix."""
+    share = world.truth["mix_share"]
+    joint = {}
+    for r in LEVELS["region"]:
+        for d in LEVELS["device"]:
+            for t in LEVELS["tenure"]:
+                base = (1 - TARGET_SHARE) * float(share.sel(region=r, device=d, tenure=t))
+                joint[(r, d, t)] = base + (TARGET_SHARE if (r, d, t) == cell else 0.0)
+    return SegmentMix.from_joint(joint)
+
+
+def _flip_table(fit: Any, world: Any) -> pd.DataFrame:
+    truth = world.truth["pop_flip_prob"].to_dataframe().reset_index()
+    return ps.fragility(fit, warn=False).merge(truth, on=[*KEYS, "proxy"])
+
+
+@pytest.fixture(scope="module")
+def moved_world() -> Any:
+    """The default world's size with the cohort in a cell drawn from a seeded RNG."""
+    rng = np.random.default_rng(2026)
+    cells = [
+        (r, d, t) for r in LEVELS["region"] for d in LEVELS["device"] for t in LEVELS["tenure"]
+    ]
+    default = _cohort_cell(ps.simulate.streaming(n_users=1_000, n_experiments=2, seed=0))
+    choices = [c for c in cells if c != default]
+    cell = choices[int(rng.integers(len(choices)))]
+    cohort = FailureCohort(region=cell[0], device=cell[1], tenure=cell[2])
+    return ps.simulate.streaming(n_users=250_000, n_experiments=50, seed=23, cohort=cohort)
+
+
+@pytest.fixture(scope="module")
+def moved_fit(moved_world: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # a few small cells are dropped
+        effects = ps.summarize(moved_world.users, engine="duckdb", **STREAMING_ROLES)
+    return cached_fit(
+        "truth-moved-cohort",
+        lambda: ps.ProxyModel().fit(
+            effects, draws=400, tune=400, chains=4, random_seed=23, progress=False
+        ),
+    )
+
+
+@pytest.fixture(params=["default", "moved"])
+def world_fit(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    if request.param == "default":
+        return request.getfixturevalue("sim_world"), request.getfixturevalue("sim_fit")
+    return request.getfixturevalue("moved_world"), request.getfixturevalue("moved_fit")
+
+
+def test_moved_cohort_is_elsewhere(moved_world: Any, sim_world: Any) -> None:
+    assert _cohort_cell(moved_world) != _cohort_cell(sim_world)
+
+
+def test_the_cohort_is_the_most_fragile_segment(world_fit: tuple[Any, Any]) -> None:
+    world, fit = world_fit
+    cohort = _label(_cohort_cell(world))
+    table = _flip_table(fit, world)
+    for proxy in PROXIES:
+        rows = table[table.proxy == proxy]
+        # The truth agrees that the cohort is where this proxy breaks ...
+        assert rows.loc[rows.pop_flip_prob.idxmax(), "segment"] == cohort
+        # ... and the posterior ranks it first and flags it.
+        top = rows.sort_values("flip_prob", ascending=False).iloc[0]
+        assert top.segment == cohort, (
+            proxy,
+            rows.nlargest(3, "flip_prob")[["segment", "flip_prob"]],
+        )
+        assert bool(top.flagged)
+
+
+def test_the_seed_baseline_filter_hides_the_default_cohort(sim_world: Any, sim_fit: Any) -> None:
+    """The comparator: the seed's sign counting at its 400-user filter does not list it."""
+    cohort = _label(_cohort_cell(sim_world))
+    with pytest.warns(DataWarning, match="left no cell"):
+        filtered = sign_counting(sim_fit.effects, min_count=SEED_MIN_COUNT)
+    assert cohort not in set(filtered.segment)
+
+
+def test_flip_probabilities_track_the_population_truth(world_fit: tuple[Any, Any]) -> None:
+    world, fit = world_fit
+    table = _flip_table(fit, world)
+    baseline = sign_counting(fit.effects).merge(
+        world.truth["pop_flip_prob"].to_dataframe().reset_index(), on=[*KEYS, "proxy"]
+    )
+    for proxy in PROXIES:
+        rows = table[table.proxy == proxy]
+        mae = float((rows.flip_prob - rows.pop_flip_prob).abs().mean())
+        base = baseline[baseline.proxy == proxy]
+        base_mae = float((base.flip_rate - base.pop_flip_prob).abs().mean())
+        corr = rows[["flip_prob", "pop_flip_prob"]].corr().iloc[0, 1]
+        assert corr >= 0.6, (proxy, corr)
+        assert mae <= 0.22, (proxy, mae)
+        assert mae < base_mae, (proxy, mae, base_mae)
+        assert np.all(rows.flip_lo <= rows.flip_prob) and np.all(rows.flip_prob <= rows.flip_hi)
+
+
+def test_best_proxy_is_ranked_first_and_accuracy_is_close(world_fit: tuple[Any, Any]) -> None:
+    world, fit = world_fit
+    truth = world.truth["pop_decision_accuracy"].to_series()
+    rec = ps.recommend(fit)
+    singles = rec[rec.proxy.isin(list(truth.index))].reset_index(drop=True)
+    assert singles.iloc[0].proxy == truth.idxmax()
+    est = singles.set_index("proxy")["decision_accuracy"]
+    for proxy in PROXIES:
+        assert abs(est[proxy] - truth[proxy]) <= 0.10, (proxy, est[proxy], truth[proxy])
+
+
+def test_transport_interval_holds_new_experiments_of_a_shifted_mix(
+    world_fit: tuple[Any, Any],
+) -> None:
+    world, fit = world_fit
+    mix = _target(world, _cohort_cell(world))
+    cells = [
+        (r, d, t) for r in LEVELS["region"] for d in LEVELS["device"] for t in LEVELS["tenure"]
+    ]
+    target = dict(zip(cells, mix.cell_probabilities().ravel().tolist(), strict=True))
+    result = ps.transport(fit, target, random_seed=1)
+    lo, hi = np.quantile(result.draws, [0.05, 0.95])
+    new = world.new_experiment_effects(2000, mix, seed=5)
+    true_long = new.loc[new.scope == "mix", "long_retained"].to_numpy()
+    cover = float(np.mean((true_long >= lo) & (true_long <= hi)))
+    assert 0.80 <= cover <= 0.97, cover
+    # The historical-mix prediction is a different answer: the target matters.
+    hist = ps.transport(fit, None, random_seed=1).draws
+    h_lo, h_hi = np.quantile(hist, [0.05, 0.95])
+    assert np.mean((true_long >= h_lo) & (true_long <= h_hi)) < cover
