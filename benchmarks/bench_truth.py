@@ -50,8 +50,8 @@ from proxyscope.analyses.baseline import (
     sign_counting,
 )
 from proxyscope.errors import DataWarning
-from proxyscope.simulate import FailureCohort, SegmentMix, column_roles
-from proxyscope.simulate.scenario import LEVELS
+from proxyscope.simulate import FailureCohort, column_roles
+from proxyscope.simulate.scenario import LEVELS, cell_labels
 
 ROLES: dict[str, Any] = column_roles()
 PROXIES = ("early_watch_min", "early_starts")
@@ -66,18 +66,6 @@ def moved_cohort(seed: int) -> FailureCohort:
         cell = {c: str(rng.choice(levels)) for c, levels in LEVELS.items()}
         if (cell["region"], cell["device"], cell["tenure"]) != ("IN", "Mobile", "New"):
             return FailureCohort(**cell)
-
-
-def target_mix(world: Any, cell: tuple[str, str, str]) -> SegmentMix:
-    """60% of users in ``cell``, the rest spread as in the world's mix."""
-    share = world.truth["mix_share"]
-    joint = {}
-    for r in LEVELS["region"]:
-        for d in LEVELS["device"]:
-            for t in LEVELS["tenure"]:
-                base = (1 - TARGET_SHARE) * float(share.sel(region=r, device=d, tenure=t))
-                joint[(r, d, t)] = base + (TARGET_SHARE if (r, d, t) == cell else 0.0)
-    return SegmentMix.from_joint(joint)
 
 
 def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict[str, Any]:
@@ -146,8 +134,9 @@ def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict
 
     # transport to a mix concentrated in the cohort cell
     cell = (str(cohort.region), str(cohort.device), str(cohort.tenure))
-    mix = target_mix(world, cell)
-    target = {c: float(v) for c, v in zip(_cells(), mix.cell_probabilities().ravel(), strict=True)}
+    mix = world.config.mix.concentrated(cell, TARGET_SHARE)
+    shares = mix.cell_probabilities().tolist()
+    target = dict(zip(cell_labels(), shares, strict=True))
     result = ps.transport(fit, target, random_seed=seed)
     lo, hi = np.quantile(result.draws, [0.05, 0.95])
     new = world.new_experiment_effects(2000, mix, seed=seed + 1)
@@ -188,10 +177,6 @@ def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict
     row["rmse_ratio_watch"] = row["cond_rmse"] / row["naive_watch_rmse"]
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
-
-
-def _cells() -> list[tuple[str, str, str]]:
-    return [(r, d, t) for r in LEVELS["region"] for d in LEVELS["device"] for t in LEVELS["tenure"]]
 
 
 def summarize_results(frame: pd.DataFrame) -> pd.DataFrame:

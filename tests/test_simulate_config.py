@@ -124,6 +124,25 @@ def test_joint_mix_bad_cells(cells: dict[tuple[str, ...], float], message: str) 
         SegmentMix.from_joint(cells)  # type: ignore[arg-type]
 
 
+def test_concentrated_mix_moves_a_share_into_one_cell() -> None:
+    base = SegmentMix.from_joint({("IN", "Mobile", "New"): 0.25, ("NA", "TV", "Existing"): 0.75})
+    mix = base.concentrated(("EU", "Desktop", "New"), 0.6)
+    table = mix.joint()
+    assert table.sel(region="EU", device="Desktop", tenure="New").item() == pytest.approx(0.6)
+    assert table.sel(region="IN", device="Mobile", tenure="New").item() == pytest.approx(0.1)
+    assert table.sel(region="NA", device="TV", tenure="Existing").item() == pytest.approx(0.3)
+    assert float(table.sum()) == pytest.approx(1.0)
+    # A cell that already has users keeps its own share on top.
+    same = base.concentrated(("IN", "Mobile", "New"), 0.5)
+    assert same.joint().sel(region="IN", device="Mobile", tenure="New").item() == pytest.approx(
+        0.5 + 0.5 * 0.25
+    )
+    with raises("'cell' parameter of SegmentMix.concentrated"):
+        base.concentrated(("IN", "Mobile"), 0.5)  # type: ignore[arg-type]
+    with raises("'share' parameter of SegmentMix.concentrated must be a number in [0, 1]; got 1.5"):
+        base.concentrated(("IN", "Mobile", "New"), 1.5)
+
+
 def test_joint_and_marginal_must_agree() -> None:
     with raises("SegmentMix.region: marginal"):
         SegmentMix(region={"NA": 1.0}, cells={("IN", "Mobile", "New"): 1.0})

@@ -41,8 +41,8 @@ from conftest import STREAMING_ROLES, cached_fit
 import proxyscope as ps
 from proxyscope.analyses.baseline import SEED_MIN_COUNT, sign_counting
 from proxyscope.errors import DataWarning
-from proxyscope.simulate import FailureCohort, SegmentMix
-from proxyscope.simulate.scenario import LEVELS
+from proxyscope.simulate import FailureCohort
+from proxyscope.simulate.scenario import cell_labels
 
 pytestmark = [
     pytest.mark.slow,
@@ -62,18 +62,6 @@ def _cohort_cell(world: Any) -> tuple[str, str, str]:
     return (str(c.region), str(c.device), str(c.tenure))
 
 
-def _target(world: Any, cell: tuple[str, str, str]) -> SegmentMix:
-    """60% of users in ``cell``, the rest spread as in the world's own mix."""
-    share = world.truth["mix_share"]
-    joint = {}
-    for r in LEVELS["region"]:
-        for d in LEVELS["device"]:
-            for t in LEVELS["tenure"]:
-                base = (1 - TARGET_SHARE) * float(share.sel(region=r, device=d, tenure=t))
-                joint[(r, d, t)] = base + (TARGET_SHARE if (r, d, t) == cell else 0.0)
-    return SegmentMix.from_joint(joint)
-
-
 def _flip_table(fit: Any, world: Any) -> pd.DataFrame:
     truth = world.truth["pop_flip_prob"].to_dataframe().reset_index()
     return ps.fragility(fit, warn=False).merge(truth, on=[*KEYS, "proxy"])
@@ -83,9 +71,7 @@ def _flip_table(fit: Any, world: Any) -> pd.DataFrame:
 def moved_world() -> Any:
     """The default world's size with the cohort in a cell drawn from a seeded RNG."""
     rng = np.random.default_rng(2026)
-    cells = [
-        (r, d, t) for r in LEVELS["region"] for d in LEVELS["device"] for t in LEVELS["tenure"]
-    ]
+    cells = cell_labels()
     default = _cohort_cell(ps.simulate.streaming(n_users=1_000, n_experiments=2, seed=0))
     choices = [c for c in cells if c != default]
     cell = choices[int(rng.integers(len(choices)))]
@@ -175,11 +161,8 @@ def test_transport_interval_holds_new_experiments_of_a_shifted_mix(
     world_fit: tuple[Any, Any],
 ) -> None:
     world, fit = world_fit
-    mix = _target(world, _cohort_cell(world))
-    cells = [
-        (r, d, t) for r in LEVELS["region"] for d in LEVELS["device"] for t in LEVELS["tenure"]
-    ]
-    target = dict(zip(cells, mix.cell_probabilities().ravel().tolist(), strict=True))
+    mix = world.config.mix.concentrated(_cohort_cell(world), TARGET_SHARE)
+    target = dict(zip(cell_labels(), mix.cell_probabilities().tolist(), strict=True))
     result = ps.transport(fit, target, random_seed=1)
     lo, hi = np.quantile(result.draws, [0.05, 0.95])
     new = world.new_experiment_effects(2000, mix, seed=5)

@@ -211,6 +211,32 @@ class SegmentMix:
         """
         return cls(cells=cells)
 
+    def concentrated(self, cell: tuple[str, str, str], share: float) -> SegmentMix:
+        """This mix with a share of all users put into one cell (a shifted target cohort).
+
+        Every cell keeps ``1 - share`` of its probability and ``cell`` gets
+        ``share`` on top: with ``share=0.6``, 60% of users are drawn into
+        ``cell`` and the other 40% follow this mix.
+        """
+        key = tuple(str(v) for v in cell)
+        labels = sc.cell_labels()
+        if key not in labels:
+            raise ParameterError(
+                f"The 'cell' parameter of SegmentMix.concentrated must be a (region, device, "
+                f"tenure) tuple of known levels; got {cell!r}."
+            )
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ParameterError(
+                "The 'share' parameter of SegmentMix.concentrated must be a number in [0, 1]; "
+                f"got {share!r}."
+            )
+        base = (1.0 - share) * self.cell_probabilities()
+        joint = {
+            lab: float(p) + (share if lab == key else 0.0)
+            for lab, p in zip(labels, base, strict=True)
+        }
+        return SegmentMix.from_joint(joint)
+
     @property
     def is_joint(self) -> bool:
         """Whether the mix is in the joint form (sampled over cells at once)."""
