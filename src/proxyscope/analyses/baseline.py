@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.analyses.backtest import mix_effects
 from proxyscope.data.cells import CellEffects
 from proxyscope.errors import DataWarning, ParameterError, check_one_of
 
@@ -36,17 +37,13 @@ def experiment_effects(effects: CellEffects) -> pd.DataFrame:
 
     The cells of an experiment partition its users, so the user-weighted
     average of the cell differences approximates the experiment's difference
-    in means (exact when arms are balanced within cells).
+    in means (exact when arms are balanced within cells). The same numbers as
+    :func:`proxyscope.analyses.backtest.mix_effects`, as a table: one row per
+    experiment (sorted by id), one column per metric.
     """
-    frame = effects.to_frame()
-    users = frame["n_treat"] + frame["n_control"]
-    cols = [f"effect_{m}" for m in effects.metrics]
-    weighted = frame[cols].mul(users, axis=0)
-    sums = weighted.groupby(frame[dims.EXPERIMENT]).sum()
-    totals = users.groupby(frame[dims.EXPERIMENT]).sum()
-    out = sums.div(totals, axis=0)
-    out.columns = list(effects.metrics)
-    return out
+    mixed = mix_effects(effects)
+    index = pd.Index(mixed.experiments, name=dims.EXPERIMENT)
+    return pd.DataFrame(mixed.effect, index=index, columns=list(effects.metrics)).sort_index()
 
 
 def reliability_scores(effects: CellEffects) -> pd.DataFrame:
