@@ -69,7 +69,7 @@ class Priors:
         lock-step across experiments (correlation near 1) are therefore pulled
         below it when the data are noisy, which lowers the model's surrogacy
         and raises its flip probabilities; lowering it (1: P(|r| > 0.95) about
-        0.004 for K = 4; 0.5: about 0.02) loosens that pull, at the price of
+        0.004 for K = 4; 0.5: about 0.013) loosens that pull, at the price of
         less regularisation of weakly identified correlations.
     min_levels_learned_scale : int
         Segment columns with at least this many levels get a learned main
