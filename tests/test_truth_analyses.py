@@ -16,8 +16,8 @@ Thresholds and why a wrong implementation fails them:
   mean absolute error below the seed's sign-counting baseline and <= 0.22
   (measured 0.09-0.10 on these two fits, baseline 0.23-0.32). The posterior
   mean of a probability whose truth is near 0 sits above it when the
-  long-term effects are this noisy (measured over 7 seeds of
-  ``benchmarks/bench_truth.py``: MAE 0.13-0.18), so the bound is not the
+  long-term effects are this noisy (measured over 30 seeds of
+  ``benchmarks/bench_truth.py``: MAE 0.07-0.18 per seed), so the bound is not the
   issue's 0.10 target; reading P(same sign) instead of P(flip) gives MAE 0.71-0.74.
 - decision accuracy: the proxy with the best true accuracy ranked first, the
   estimates within 0.10 of the truth (measured 0.00-0.05; a flip in the sign
