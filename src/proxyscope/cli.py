@@ -750,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_nonnegative, help="simulation seed (default 7)")
     p.add_argument("--draws", type=_positive, help="posterior draws per chain (default 1000)")
     p.add_argument("--tune", type=_nonnegative, help="tuning steps per chain (default 1000)")
-    p.add_argument("--chains", type=_positive, help="chains (default 2)")
+    p.add_argument("--chains", type=_positive, help="chains (default 4)")
     p.add_argument(
         "--compare",
         action="store_true",

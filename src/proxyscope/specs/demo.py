@@ -54,7 +54,7 @@ noise = "moderated"
 name = "auto"
 draws = 1000
 tune = 1000
-chains = 2
+chains = 4
 seed = 1
 
 [analysis]
