@@ -95,11 +95,13 @@ def sample(
             _COMPILED[key] = compiled
             timings["compile_reused"] = False
         else:
-            # Shared data the log density never reads (e.g. centring flags of a model
-            # without interactions) is not part of the compiled model.
-            known = compiled.shared_data
-            compiled = compiled.with_data(**{k: v for k, v in shared.items() if k in known})
             timings["compile_reused"] = True
+        # Every fit, first or reused, samples a with_data copy: measured, the object
+        # fresh from compile_pymc_model and its with_data copy gave different draws
+        # for the same seed. Shared data the log density never reads (e.g. centring
+        # flags of a model without interactions) is not part of the compiled model.
+        known = compiled.shared_data
+        compiled = compiled.with_data(**{k: v for k, v in shared.items() if k in known})
         timings["compile_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         idata = nutpie.sample(
