@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from proxyscope import spec as specdef
 from proxyscope._version import __version__
 from proxyscope.errors import ProxyscopeError, ProxyscopeWarning
 
@@ -707,7 +708,7 @@ def _role_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--direction", action="append", metavar="PROXY=lower", help="good direction of a proxy"
     )
-    g.add_argument("--engine", choices=("duckdb", "pandas", "spark"), help="summarize engine")
+    g.add_argument("--engine", choices=specdef.ENGINES, help="summarize engine")
     g.add_argument("--min-users-per-arm", type=_positive, help="drop smaller cells")
     g.add_argument("--dropna", action="store_true", help="drop rows with missing values")
 
@@ -820,14 +821,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="fit.nc", help="fit file (default fit.nc)")
     p.add_argument("--spec", help="take [model] and [sampler] from this spec")
     _set_option(p)
-    p.add_argument("--pooling", choices=("additive", "exchangeable", "complete", "none"))
-    p.add_argument("--cell-correlation", choices=("shared", "free"))
+    p.add_argument("--pooling", choices=specdef.POOLINGS)
+    p.add_argument("--cell-correlation", choices=specdef.CELL_CORRELATIONS)
     p.add_argument(
         "--noise",
-        choices=("moderated", "as_given"),
+        choices=specdef.NOISE_MODES,
         help="moderate small cells' noise toward their segment's (default) or use it as given",
     )
-    p.add_argument("--sampler", choices=("auto", "nutpie", "pymc"))
+    p.add_argument("--sampler", choices=specdef.SAMPLERS)
     p.add_argument("--draws", type=_positive, help="draws per chain")
     p.add_argument("--tune", type=_nonnegative, help="tuning steps per chain")
     p.add_argument("--chains", type=_positive)
@@ -854,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare", action="append", metavar="[NAME=]FIT", help="another fit to compare with"
     )
-    p.add_argument("--kind", choices=("experiment", "cell", "outcome"), default="experiment")
+    p.add_argument("--kind", choices=specdef.COMPARE_KINDS, default="experiment")
     p.add_argument("--no-refit", action="store_true", help="no exact refits for high Pareto k")
     p.add_argument("--title", help="report title")
     p.add_argument("--ci", type=_level, default=0.9, help="interval width (default 0.9)")
@@ -889,7 +890,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_compare,
     )
     p.add_argument("fits", nargs="+", metavar="[NAME=]FIT", help="two or more fit files")
-    p.add_argument("--kind", choices=("experiment", "cell", "outcome"), default="experiment")
+    p.add_argument("--kind", choices=specdef.COMPARE_KINDS, default="experiment")
     p.add_argument("--no-refit", action="store_true", help="no exact refits for high Pareto k")
     p.add_argument("--max-refits", type=_positive, default=5)
     p.add_argument("--seed", type=_nonnegative, help="random seed of refits")
