@@ -14,7 +14,14 @@ Methods (all fitted on the training experiments only):
 ``adaptive``
     The posterior adaptive weights of :func:`proxyscope.weights` (global
     rows; w_k ∝ |beta_k| sd(theta_k), sign from the slope) applied to the
-    standardized proxy effects.
+    experiment's *denoised* readings: the posterior mean of its true
+    mix-level proxy effects given the readings and their sampling covariance,
+    centred and scaled by the posterior mean and sd(theta_k) of the true
+    effects. The weights are shares of sd(theta_k), the spread of the TRUE
+    effects, so this is the input they are defined on: the score is then
+    proportional to sum_k beta_k theta_k. Applied to raw readings standardized
+    by their observed spread, a proxy whose true effect hardly varies
+    (rebuffering, CTR) would be scored on its noise.
 ``equal``
     Weight 1/K on every standardized proxy, read in its good direction.
 ``single_best``
@@ -34,14 +41,17 @@ Methods (all fitted on the training experiments only):
     experiment's noisy proxy readings and their sampling covariance (what
     :func:`proxyscope.transport` computes for one experiment).
 
-The four weightings give a score z = sum_k w_k s_k (x_k - m_k) / sd_k, with
-m and sd the mean and standard deviation of the proxy's mix-level effect over
-the training experiments and s_k the sign (+1 except for ``adaptive``). Each
-score is mapped to the long-term scale by the same kind of calibration, an
-ordinary least-squares line of the observed long-term effect on the score
-over the training experiments, so every method is judged on the same scale
-with the same decision rule: ship when the predicted long-term effect is
-positive.
+The three fixed weightings (equal, single best, random forest) read, with
+``readings="raw"`` (the default, how a team without a noise model deploys
+them), the raw mix-level readings standardized by their training mean and sd;
+with ``readings="denoised"``, the same denoised and posterior-standardized
+readings as ``adaptive``, so that only the weights differ between the four.
+Each weighting gives a score z = sum_k w_k s_k z_k (s_k the sign: +1 except
+for ``adaptive``), mapped to the long-term scale by the same kind of
+calibration, an ordinary least-squares line of the observed long-term effect
+on the score over the training experiments, so every method is judged on the
+same scale with the same decision rule: ship when the predicted long-term
+effect is positive.
 
 Scores: decision accuracy, the share of held-out experiments where the
 prediction and the reference long-term effect are both positive or both not;
@@ -88,6 +98,8 @@ METHODS: tuple[str, ...] = (
 #: Methods whose prediction is a weighted score mapped to the long-term scale.
 WEIGHTED: tuple[str, ...] = ("adaptive", "equal", "single_best", "random_forest")
 RF_ROWS: tuple[str, ...] = ("experiment", "cell")
+#: What the fixed weightings read: raw readings or the posterior's denoised ones.
+READINGS: tuple[str, ...] = ("raw", "denoised")
 DEFAULT_HOLDOUT = 0.3
 #: Fewest training experiments a split may leave (calibration line + forest).
 MIN_TRAIN = 3
@@ -347,28 +359,83 @@ def rmse(prediction: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sqrt(np.mean((p - r) ** 2)))
 
 
-def _model_predictions(fit: ProxyFit, test: MixEffects) -> tuple[np.ndarray, np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class PosteriorMix:
+    """The fit's posterior moments of the historical mix, thinned (internal).
+
+    ``mean_tau`` (N,), ``mean_theta`` (N, K), ``cov_tau_theta`` (N, K) and
+    ``cov_theta`` (N, K, K): per draw, the mean and covariance of a new
+    experiment's true mix-level long-term and proxy effects.
+    """
+
+    mean_tau: np.ndarray
+    mean_theta: np.ndarray
+    cov_tau_theta: np.ndarray
+    cov_theta: np.ndarray
+
+    @classmethod
+    def of(cls, fit: ProxyFit) -> PosteriorMix:
+        from proxyscope.analyses.implied import resolve_mix, segments_for
+
+        combos, shares = resolve_mix(fit, None)
+        mom = segments_for(fit, combos).mix_moments(shares)
+        n = len(mom["mean_tau"])
+        take = np.unique(np.linspace(0, n - 1, min(n, MAX_PREDICTIVE_DRAWS)).astype(int))
+        return cls(
+            mean_tau=mom["mean_tau"][take],
+            mean_theta=mom["mean_theta"][take],
+            cov_tau_theta=mom["cov_tau_theta"][take],
+            cov_theta=mom["cov_theta"][take],
+        )
+
+    @property
+    def centre(self) -> np.ndarray:
+        """Posterior mean of the true proxy effects' mean (K,)."""
+        return np.asarray(self.mean_theta.mean(axis=0))
+
+    @property
+    def spread(self) -> np.ndarray:
+        """Posterior mean of sd(theta_k), the spread the adaptive weights use (K,)."""
+        return np.asarray(np.sqrt(np.einsum("nkk->nk", self.cov_theta)).mean(axis=0))
+
+    def _conditional(self, mix: MixEffects, rhs: np.ndarray) -> np.ndarray:
+        """Per draw (Sigma + S_e)^-1 (x_e - m) contracted with ``rhs`` (N, K, J): (N, E, J)."""
+        out = np.empty((len(self.mean_tau), len(mix.experiments), rhs.shape[-1]))
+        for lo in range(0, len(mix.experiments), 256):
+            part = slice(lo, lo + 256)
+            v = self.cov_theta[:, None] + mix.noise_cov[None, part, 1:, 1:]  # (N, e, K, K)
+            resid = mix.proxies[None, part] - self.mean_theta[:, None]  # (N, e, K)
+            solved = np.linalg.solve(v, resid[..., None])[..., 0]
+            out[:, part] = np.einsum("nek,nkj->nej", solved, rhs)
+        return out
+
+    def denoise(self, mix: MixEffects) -> np.ndarray:
+        """Posterior mean of each experiment's true mix-level proxy effects (E, K).
+
+        Per draw E[theta | x] = m + Sigma (Sigma + S_e)^-1 (x - m), with S_e the
+        readings' sampling covariance; averaged over draws.
+        """
+        cond = self.mean_theta[:, None] + self._conditional(mix, self.cov_theta)
+        return np.asarray(cond.mean(axis=0))
+
+    def predictive_mean(self, mix: MixEffects) -> np.ndarray:
+        """Posterior predictive mean of each experiment's long-term effect given its readings."""
+        gain = self._conditional(mix, self.cov_tau_theta[..., None])[..., 0]
+        cond = self.mean_tau[:, None] + gain
+        return np.asarray(cond.mean(axis=0))
+
+
+def _model_predictions(
+    fit: ProxyFit, test: MixEffects, post: PosteriorMix | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Surrogate index and posterior predictive mean for each held-out experiment."""
     from proxyscope.analyses.composite import mix_composite
     from proxyscope.analyses.implied import resolve_mix, segments_for
 
     combos, shares = resolve_mix(fit, None)
-    seg = segments_for(fit, combos)
-    index = np.asarray(mix_composite(seg, shares).value(test.proxies), dtype=float)
-    mom = seg.mix_moments(shares)
-    n = seg.n_draws
-    take = np.unique(np.linspace(0, n - 1, min(n, MAX_PREDICTIVE_DRAWS)).astype(int))
-    mean_tau = mom["mean_tau"][take]  # (N,)
-    mean_theta = mom["mean_theta"][take]  # (N, K)
-    cov_tt = mom["cov_tau_theta"][take]  # (N, K)
-    cov_theta = mom["cov_theta"][take]  # (N, K, K)
-    noise = test.noise_cov[:, 1:, 1:]  # (E, K, K)
-    v = cov_theta[:, None] + noise[None]  # (N, E, K, K)
-    rhs = np.broadcast_to(cov_tt[:, None, :, None], (*v.shape[:-1], 1))
-    gain = np.linalg.solve(v, rhs)[..., 0]  # (N, E, K)
-    resid = test.proxies[None] - mean_theta[:, None]  # (N, E, K)
-    cond = mean_tau[:, None] + np.einsum("nek,nek->ne", gain, resid)
-    return index, cond.mean(axis=0)
+    index = mix_composite(segments_for(fit, combos), shares).value(test.proxies)
+    post = PosteriorMix.of(fit) if post is None else post
+    return np.asarray(index, dtype=float), post.predictive_mean(test)
 
 
 # -- result ----------------------------------------------------------------------------
@@ -395,6 +462,9 @@ class BacktestResult:
         "truth" or "observed".
     trustworthy : list of bool
         Per fold, whether the fold's fit passed its diagnostics.
+    readings : str
+        What the fixed weightings read: "raw" or "denoised" (``adaptive``
+        always reads the denoised readings).
     """
 
     table: pd.DataFrame
@@ -404,6 +474,7 @@ class BacktestResult:
     reference: str
     trustworthy: list[bool]
     proxies: tuple[str, ...]
+    readings: str = "raw"
 
     def score(self, against: str = "reference") -> pd.DataFrame:
         """The table scored against ``"reference"``, ``"truth"`` or ``"observed"``."""
@@ -438,7 +509,8 @@ class BacktestResult:
         return (
             f"On {n} held-out experiments ({len(self.folds)} fold(s)), scored against the "
             f"{'true' if self.reference == 'truth' else 'observed'} long-term effect, the "
-            f"highest decision accuracy is {best} ({acc[best]:.3f}); {cmp}."
+            f"highest decision accuracy is {best} ({acc[best]:.3f}); {cmp} (adaptive reads "
+            f"the denoised readings, the fixed weightings the {self.readings} ones)."
         )
 
     def __repr__(self) -> str:
@@ -574,6 +646,7 @@ def backtest(
     random_state: int | None = 0,
     rf_rows: str = "experiment",
     n_estimators: int = 500,
+    readings: str = "raw",
     progress: bool = False,
 ) -> BacktestResult:
     """Backtest the weightings of a composite proxy on held-out experiments.
@@ -613,6 +686,12 @@ def backtest(
         (mix-level effects; default) or one per training cell.
     n_estimators : int
         Trees in the random forest.
+    readings : {"raw", "denoised"}
+        What the fixed weightings (equal, single best, random forest) read:
+        the raw readings standardized over the training experiments (default,
+        as they are deployed without a noise model), or the denoised,
+        posterior-standardized readings that ``adaptive`` reads, so that only
+        the weights differ. ``adaptive`` always reads the denoised ones.
     progress : bool
         Show the sampler's progress bar.
 
@@ -633,6 +712,7 @@ def backtest(
             f"{type(effects).__name__}."
         )
     check_one_of(rf_rows, RF_ROWS, param="rf_rows", owner="backtest")
+    check_one_of(readings, READINGS, param="readings", owner="backtest")
     n_estimators = _check_int("n_estimators", n_estimators, 1)
     if random_state is not None:
         random_state = _check_int("random_state", random_state, 0)
@@ -715,7 +795,7 @@ def backtest(
         trust.append(bool(fold_fit.trustworthy))
         test_effects = effects.subset(test_ids)
         frame, rows = _one_fold(
-            fold_fit, train_effects, test_effects, rf_rows, n_estimators, random_state
+            fold_fit, train_effects, test_effects, rf_rows, n_estimators, random_state, readings
         )
         frame.insert(1, "fold", i)
         pred_frames.append(frame)
@@ -751,6 +831,7 @@ def backtest(
         reference=reference,
         trustworthy=trust,
         proxies=proxies,
+        readings=readings,
     )
 
 
@@ -761,6 +842,7 @@ def _one_fold(
     rf_rows: str,
     n_estimators: int,
     random_state: int | None,
+    readings: str,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Predictions for one split's held-out experiments, and the weights used."""
     from proxyscope.analyses.weights import weights as adaptive_weights
@@ -769,14 +851,21 @@ def _one_fold(
     test = mix_effects(test_effects)
     proxies = tuple(train_effects.proxies)
     k = len(proxies)
-    scale = Standardizer.of(train.proxies)
-    z_train, z_test = scale(train.proxies), scale(test.proxies)
 
     with warnings.catch_warnings():
         # Untrustworthy fits are reported once, by backtest itself.
         warnings.simplefilter("ignore", ConvergenceWarning)
         w_table = adaptive_weights(fit, by_segment=False)
-        index, predictive = _model_predictions(fit, test)
+        post = PosteriorMix.of(fit)
+        index, predictive = _model_predictions(fit, test, post)
+    # Denoised readings, centred and scaled by the posterior's true-effect moments.
+    denoised = Standardizer(mean=post.centre, sd=post.spread)
+    den_train, den_test = denoised(post.denoise(train)), denoised(post.denoise(test))
+    if readings == "denoised":
+        z_train, z_test = den_train, den_test
+    else:
+        scale = Standardizer.of(train.proxies)
+        z_train, z_test = scale(train.proxies), scale(test.proxies)
     glob = w_table[w_table["scope"] == "global"].set_index("proxy").reindex(list(proxies))
     if rf_rows == "experiment":
         rf_x, rf_y = train.proxies, train.outcome
@@ -784,23 +873,27 @@ def _one_fold(
         rf_x, rf_y = train_effects.effect[:, 1:], train_effects.effect[:, 0]
     single = np.zeros(k)
     single[best_single_proxy(train.proxies, train.outcome)] = 1.0
-    chosen: dict[str, tuple[np.ndarray, np.ndarray]] = {
+    chosen: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {
         "adaptive": (
             glob["weight"].to_numpy(dtype=float),
             glob["direction"].to_numpy(dtype=float),
+            den_train,
+            den_test,
         ),
-        "equal": (equal_weights(k), np.ones(k)),
-        "single_best": (single, np.ones(k)),
+        "equal": (equal_weights(k), np.ones(k), z_train, z_test),
+        "single_best": (single, np.ones(k), z_train, z_test),
         "random_forest": (
             random_forest_weights(rf_x, rf_y, n_estimators=n_estimators, random_state=random_state),
             np.ones(k),
+            z_train,
+            z_test,
         ),
     }
     frame = pd.DataFrame({"experiment": test.experiments, "observed": test.outcome})
     rows: list[dict[str, Any]] = []
-    for method, (w, s) in chosen.items():
-        cal = Calibration.of(composite_score(z_train, w, s), train.outcome)
-        frame[method] = cal(composite_score(z_test, w, s))
+    for method, (w, s, x_train, x_test) in chosen.items():
+        cal = Calibration.of(composite_score(x_train, w, s), train.outcome)
+        frame[method] = cal(composite_score(x_test, w, s))
         for p, wk, sk in zip(proxies, w, s, strict=True):
             rows.append({"method": method, "proxy": p, "weight": float(wk), "sign": int(sk)})
     frame["surrogate_index"] = index
