@@ -152,8 +152,11 @@ class ProxyModel:
         draws, tune, chains : int
             Draws kept per chain, tuning steps per chain, number of chains.
         random_seed : int, optional
-            Makes the fit reproducible bit for bit on the same machine; when
-            None a seed is drawn and recorded in ``fit.sampler``.
+            Fixes the fit's draws on the same machine; when None a seed is
+            drawn and recorded in ``fit.sampler``. Known limit: with chains
+            running in parallel, nutpie's low-rank mass-matrix adaptation can
+            make two fits with the same seed differ in rounding (and then in
+            their draws) now and then; the statistics are unaffected.
         progress : bool
             Show the sampler's progress bar.
 
