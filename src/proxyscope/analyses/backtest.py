@@ -83,6 +83,7 @@ from proxyscope.errors import (
 )
 
 if TYPE_CHECKING:
+    from proxyscope.analyses.implied import SegmentDraws
     from proxyscope.model.fit import ProxyFit
     from proxyscope.model.proxy_model import ProxyModel
 
@@ -374,11 +375,9 @@ class PosteriorMix:
     cov_theta: np.ndarray
 
     @classmethod
-    def of(cls, fit: ProxyFit) -> PosteriorMix:
-        from proxyscope.analyses.implied import resolve_mix, segments_for
-
-        combos, shares = resolve_mix(fit, None)
-        mom = segments_for(fit, combos).mix_moments(shares)
+    def of(cls, seg: SegmentDraws, shares: np.ndarray) -> PosteriorMix:
+        """From segment draws and the mix's shares, thinned to MAX_PREDICTIVE_DRAWS."""
+        mom = seg.mix_moments(shares)
         n = len(mom["mean_tau"])
         take = np.unique(np.linspace(0, n - 1, min(n, MAX_PREDICTIVE_DRAWS)).astype(int))
         return cls(
@@ -423,19 +422,6 @@ class PosteriorMix:
         gain = self._conditional(mix, self.cov_tau_theta[..., None])[..., 0]
         cond = self.mean_tau[:, None] + gain
         return np.asarray(cond.mean(axis=0))
-
-
-def _model_predictions(
-    fit: ProxyFit, test: MixEffects, post: PosteriorMix | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Surrogate index and posterior predictive mean for each held-out experiment."""
-    from proxyscope.analyses.composite import mix_composite
-    from proxyscope.analyses.implied import resolve_mix, segments_for
-
-    combos, shares = resolve_mix(fit, None)
-    index = mix_composite(segments_for(fit, combos), shares).value(test.proxies)
-    post = PosteriorMix.of(fit) if post is None else post
-    return np.asarray(index, dtype=float), post.predictive_mean(test)
 
 
 # -- result ----------------------------------------------------------------------------
@@ -845,6 +831,8 @@ def _one_fold(
     readings: str,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Predictions for one split's held-out experiments, and the weights used."""
+    from proxyscope.analyses.composite import mix_composite
+    from proxyscope.analyses.implied import resolve_mix, segments_for
     from proxyscope.analyses.weights import weights as adaptive_weights
 
     train = mix_effects(train_effects)
@@ -856,8 +844,12 @@ def _one_fold(
         # Untrustworthy fits are reported once, by backtest itself.
         warnings.simplefilter("ignore", ConvergenceWarning)
         w_table = adaptive_weights(fit, by_segment=False)
-        post = PosteriorMix.of(fit)
-        index, predictive = _model_predictions(fit, test, post)
+        # One set of segment draws for the surrogate index and the posterior.
+        combos, shares = resolve_mix(fit, None)
+        seg = segments_for(fit, combos)
+    index = np.asarray(mix_composite(seg, shares).value(test.proxies), dtype=float)
+    post = PosteriorMix.of(seg, shares)
+    predictive = post.predictive_mean(test)
     # Denoised readings, centred and scaled by the posterior's true-effect moments.
     denoised = Standardizer(mean=post.centre, sd=post.spread)
     den_train, den_test = denoised(post.denoise(train)), denoised(post.denoise(test))

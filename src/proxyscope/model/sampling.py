@@ -96,16 +96,17 @@ def sample(
             timings["compile_reused"] = False
         else:
             timings["compile_reused"] = True
-        # Every fit, first or reused, samples a with_data copy: measured, the object
-        # fresh from compile_pymc_model and its with_data copy gave different draws
-        # for the same seed. Shared data the log density never reads (e.g. centring
-        # flags of a model without interactions) is not part of the compiled model.
+        # Every fit, first or reused, samples a with_data copy. The different draws
+        # once measured between the fresh object and its copy were most likely the
+        # thread race described in _nutpie_chains; the copy costs nothing and is
+        # kept. Shared data the log density never reads (e.g. centring flags of a
+        # model without interactions) is not part of the compiled model.
         known = compiled.shared_data
         compiled = compiled.with_data(**{k: v for k, v in shared.items() if k in known})
         timings["compile_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         posterior, stats = _nutpie_chains(
-            nutpie, compiled, draws, tune, chains, cores, random_seed, progress, kwargs
+            compiled, draws, tune, chains, cores, random_seed, progress, kwargs
         )
         timings["sample_seconds"] = time.perf_counter() - t0
         norm = {
@@ -176,7 +177,6 @@ _NUTPIE_STATS = ("diverging", "depth", "maxdepth_reached", "energy", "step_size"
 
 
 def _nutpie_chains(
-    nutpie: Any,
     compiled: Any,
     draws: int,
     tune: int,
@@ -202,6 +202,8 @@ def _nutpie_chains(
     shared state remains (open on issue 3).
     """
     from concurrent.futures import ThreadPoolExecutor
+
+    import nutpie
 
     def run(worker: int) -> list[tuple[int, Any]]:
         out = []
