@@ -30,8 +30,9 @@ import os
 from typing import Any
 
 # nutpie's mass-matrix adaptation runs on Rust's rayon pool, whose reductions
-# vary run to run with more than one thread: one thread keeps a seeded fit
-# bit-for-bit reproducible (and is faster on small machines). The pool reads
+# vary run to run with more than one thread: one thread removes that source of
+# difference between seeded fits (and is faster on small machines; the limit
+# that remains is described in proxyscope.model.sampling). The pool reads
 # this once, when it starts, so it is set as early as possible (see
 # proxyscope.model.sampling); a value the user set is kept.
 os.environ.setdefault("RAYON_NUM_THREADS", "1")

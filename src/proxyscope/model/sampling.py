@@ -21,8 +21,8 @@ SAMPLERS = ("nutpie", "pymc")
 # thread pool. With more than one thread its floating-point reductions vary
 # from run to run, so the same seed gave different draws — and on a 2-core
 # machine the extra threads also compete with the chains (measured: one
-# thread was both reproducible and ~1.5x faster). Must be set before the pool
-# starts; a value the user set is kept.
+# thread removed that difference and was ~1.5x faster; see _nutpie_chains for
+# the rest). Must be set before the pool starts; a value the user set is kept.
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
 #: nutpie settings that make this model's posterior easy to explore: the
