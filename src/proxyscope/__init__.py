@@ -29,10 +29,8 @@ import importlib
 import os
 from typing import Any
 
-# nutpie's mass-matrix adaptation runs on Rust's rayon pool, whose reductions
-# vary run to run with more than one thread: one thread removes that source of
-# difference between seeded fits (and is faster on small machines; the limit
-# that remains is described in proxyscope.model.sampling). The pool reads
+# nutpie may run linear algebra on Rust's rayon pool; one thread is faster on
+# small machines, where extra threads compete with the chains. The pool reads
 # this once, when it starts, so it is set as early as possible (see
 # proxyscope.model.sampling); a value the user set is kept.
 os.environ.setdefault("RAYON_NUM_THREADS", "1")

@@ -68,7 +68,9 @@ class ProxyModel:
     sampler : {"auto", "nutpie", "pymc"}
         "auto" uses nutpie when installed.
     sampler_settings : mapping, optional
-        Passed to the sampler (e.g. ``{"target_accept": 0.95}``).
+        Passed to the sampler (e.g. ``{"target_accept": 0.95}``;
+        ``{"low_rank_modified_mass_matrix": False}`` makes nutpie fits
+        reproducible bit for bit, see :meth:`fit`).
     cell_correlation : {"shared", "free"}
         Correlation of the within-cell deviations zeta_c: "shared" (default)
         uses the experiment effects' correlation matrix with separate scales;
@@ -152,11 +154,19 @@ class ProxyModel:
         draws, tune, chains : int
             Draws kept per chain, tuning steps per chain, number of chains.
         random_seed : int, optional
-            Fixes the fit's draws on the same machine; when None a seed is
-            drawn and recorded in ``fit.sampler``. Known limit: with chains
-            running in parallel, nutpie's low-rank mass-matrix adaptation can
-            make two fits with the same seed differ in rounding (and then in
-            their draws) now and then; the statistics are unaffected.
+            Seeds the fit; when None a seed is drawn and recorded in
+            ``fit.sampler``. Bit for bit on the same machine with
+            ``ProxyModel(sampler_settings={"low_rank_modified_mass_matrix":
+            False})`` (nutpie's diagonal mass matrix).
+            With the default low-rank mass matrix, two fits with the same seed
+            can differ in rounding, and from there in their draws: nutpie's
+            adaptation rounds its sums according to where its buffers lie in
+            memory. They are draws from the same posterior, so the statistics
+            agree within Monte Carlo error. The low-rank default is kept
+            because it mixes better on this model (default world, 4 x (1000
+            + 1000): low-rank passed the diagnostics, R-hat 1.007 and bulk
+            ESS 681, in 139 s; diagonal passed in 1 of 4 runs, worst R-hat
+            1.018, in about 75 s).
         progress : bool
             Show the sampler's progress bar.
 

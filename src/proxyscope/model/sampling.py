@@ -17,12 +17,10 @@ from proxyscope.errors import ParameterError
 
 SAMPLERS = ("nutpie", "pymc")
 
-# nutpie's low-rank mass-matrix adaptation runs linear algebra on Rust's rayon
-# thread pool. With more than one thread its floating-point reductions vary
-# from run to run, so the same seed gave different draws — and on a 2-core
-# machine the extra threads also compete with the chains (measured: one
-# thread removed that difference and was ~1.5x faster; see _nutpie_chains for
-# the rest). Must be set before the pool starts; a value the user set is kept.
+# nutpie's linear algebra may use Rust's rayon thread pool; on a 2-core
+# machine extra threads only compete with the chains (measured: one thread
+# was ~1.5x faster). Must be set before the pool starts; a value the user set
+# is kept. Reproducibility: see _nutpie_chains.
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
 #: nutpie settings that make this model's posterior easy to explore: the
@@ -188,18 +186,27 @@ def _nutpie_chains(
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Run each chain as its own one-chain nutpie sampler, ``cores`` at a time.
 
-    Why not one nutpie call with ``cores`` threads: the low-rank mass-matrix
-    adaptation runs its linear algebra on the sampler's thread pool, and a
-    thread idle between its own chain's steps can steal part of another
-    chain's reduction, so the same seed gave different draws from run to run
-    (measured: 7 of 7 repeats differed with 2 threads, 0 of 7 with one). A
-    one-chain sampler has a one-thread pool; the chains run side by side in
-    Python threads (nutpie releases the GIL), as fast as nutpie's own pool
+    Why not one nutpie call with ``cores`` threads: there, a thread idle
+    between its own chain's steps could take part of another chain's
+    low-rank adaptation, so rounding depended on timing (measured: 7 of 7
+    same-seed repeats differed with 2 threads, 0 of 7 with one). A one-chain
+    sampler has a one-thread pool; the chains run side by side in Python
+    threads (nutpie releases the GIL), as fast as nutpie's own pool
     (measured: 38.9 s against 38.8 s for 4 x 600 iterations of the default
     world). Worker w runs chains w, w + cores, ...; only worker 0 shows its
-    progress bars. This removed the difference at the nutpie level, but the
-    bit-for-bit test still failed 1 run in 2 in a loaded test run, so some
-    shared state remains (open on issue 3).
+    progress bars.
+
+    What remains is not a race: the low-rank adaptation's vectorised linear
+    algebra splits each buffer into an unaligned head, an aligned body and a
+    tail by the buffer's address, so its sums round differently depending on
+    where the allocator placed the buffers, i.e. on what the process did
+    before (measured in one process, one chain, one thread: 2 of 3 same-seed
+    repeats differed; with every allocation of 1 KiB or more served from
+    fresh pages, 0 of 6 — far too slow to ship, about 4x the fit time). The
+    diagonal mass matrix does not have this step: 8 of 8 same-seed fits, two
+    chains, a churned heap and another model's fit in between, were equal.
+    Hence ``low_rank_modified_mass_matrix=False`` is the bit-for-bit setting
+    (see ProxyModel.fit); the low-rank default mixes better on this model.
     """
     from concurrent.futures import ThreadPoolExecutor
 
