@@ -94,11 +94,12 @@ def sample(
             timings["compile_reused"] = False
         else:
             timings["compile_reused"] = True
-        # Every fit, first or reused, samples a with_data copy. The different draws
-        # once measured between the fresh object and its copy were most likely the
-        # thread race described in _nutpie_chains; the copy costs nothing and is
-        # kept. Shared data the log density never reads (e.g. centring flags of a
-        # model without interactions) is not part of the compiled model.
+        # Every fit, first or reused, samples a with_data copy, so both paths are
+        # the same code. (The different draws once seen between the fresh object
+        # and its copy were the low-rank adaptation's address-dependent rounding
+        # described in _nutpie_chains, not the copy.) Shared data the log density
+        # never reads (e.g. centring flags of a model without interactions) is not
+        # part of the compiled model.
         known = compiled.shared_data
         compiled = compiled.with_data(**{k: v for k, v in shared.items() if k in known})
         timings["compile_seconds"] = time.perf_counter() - t0
