@@ -12,7 +12,10 @@ Parameter names (standardized units, see :mod:`proxyscope.model.structure`):
 ``loc_*``        locations: row 0 the long-term mean nu_s, rows 1..K the proxy means mu_s
 ``slope_*``      slopes beta_s
 ``log_sigma_*``  log of the residual scale sigma_s
-``*_global``, ``*_main__<column>``, ``*_main_sd__<column>``, ``*_int_sd``, ``*_int_raw``
+``*_global``, ``*_main__<column>``, ``*_main_sd__<column>``, ``*_int_sd``,
+``*_int_raw``    interactions: Student-t for the locations (centred entries hold
+                 the value itself, the others a standard variate to be scaled),
+                 standard normals to be scaled for the slopes and log sigma
 ``sd_e``, ``cpc_e``, ``sd_c``, ``cpc_c``  scales and canonical partial correlations
                  (shifted to (0, 1)) of the LKJ covariances Omega_E and Omega_C.
 """
@@ -152,7 +155,11 @@ def build_model(
     learned = tuple(len(lv) >= priors.min_levels_learned_scale for lv in structure.levels)
     additive = pooling == "additive" and bool(structure.columns)
     interactions = pooling in ("additive", "exchangeable") and n_seg >= 2
-    centred = centre_locations(data, structure, pooling) if interactions else np.zeros(m, bool)
+    centred = (
+        centre_locations(data, structure, pooling)
+        if interactions
+        else np.zeros((m, n_seg), dtype=bool)
+    )
 
     coords: dict[str, Any] = {
         dims.METRIC: list(metrics),
@@ -171,8 +178,8 @@ def build_model(
             pm.Data(f"design__{col}", designs[j]) for j, col in enumerate(structure.columns)
         ]
         centred_data = pm.Data("centred_locations", centred.astype(float))
-        zeros_k = np.zeros(k)
-        zeros_1 = np.zeros(1)
+        zeros_k = np.zeros((k, n_seg))
+        zeros_1 = np.zeros((1, n_seg))
 
         def family(
             prefix: str,
@@ -219,14 +226,23 @@ def build_model(
             if interactions:
                 int_scale = pm.HalfNormal(f"{prefix}_int_sd", int_sd, dims=row_dims or None)
                 int_scale = int_scale if row_dim else int_scale[None]
-                prior_sd = pt.where(pt.gt(centred_rows, 0.5), int_scale, 1.0)
-                int_raw = pm.StudentT(
-                    f"{prefix}_int_raw",
-                    nu=priors.interaction_df,
-                    mu=0.0,
-                    sigma=prior_sd[:, None] if row_dim else prior_sd[0],
-                    dims=(*row_dims, dims.SEGMENT),
-                )
+                if prefix == "loc":
+                    prior_sd = pt.where(pt.gt(centred_rows, 0.5), int_scale[:, None], 1.0)
+                    int_raw = pm.StudentT(
+                        f"{prefix}_int_raw",
+                        nu=priors.interaction_df,
+                        mu=0.0,
+                        sigma=prior_sd,
+                        dims=(*row_dims, dims.SEGMENT),
+                    )
+                else:
+                    # Slopes and log sigma: normal interactions, non-centred.
+                    # Most segments' slopes are weakly identified, and a
+                    # Student-t's heavy tails sampled there cost most of the
+                    # sampler's effort; a failure cohort shows in the locations.
+                    int_raw = pm.Normal(
+                        f"{prefix}_int_raw", 0.0, 1.0, dims=(*row_dims, dims.SEGMENT)
+                    )
                 int_raw = int_raw if row_dim else int_raw[None, :]
             values = families.combine(
                 lambda c, a, b: pt.where(pt.gt(c, 0.5), a, b),

@@ -38,17 +38,17 @@ def combine(
         (already multiplied by their scale).
     designs : per segment column, (S, L - 1) rows of the sum-to-zero basis
         (numpy arrays, or shared tensors in the PyMC graph).
-    interaction_raw : (..., R, S) or None. Centred rows hold the interaction
-        itself; non-centred rows hold standard normals to be scaled.
+    interaction_raw : (..., R, S) or None. Centred entries hold the interaction
+        itself; non-centred entries hold standard variates to be scaled.
     interaction_sd : (..., R) interaction scales, or None.
-    centred : (R,) which rows are centred (bool array, or a 0/1 tensor).
+    centred : (R, S) which entries are centred (bool array, or a 0/1 tensor).
     """
     out = global_[..., None]
     for main, design in zip(mains, designs, strict=True):
         out = out + main @ design.T
-    if interaction_raw is not None:
-        scale = where(centred, 1.0, interaction_sd)
-        out = out + interaction_raw * scale[..., None]
+    if interaction_raw is not None and interaction_sd is not None:
+        scale = where(centred, 1.0, interaction_sd[..., None])
+        out = out + interaction_raw * scale
     return out
 
 

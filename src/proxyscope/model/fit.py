@@ -25,7 +25,7 @@ from proxyscope.model.posterior import ModelInfo, StdParameters, config_hash, st
 from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
 
 #: Version of the saved-file layout; a file with another one is refused.
-FILE_FORMAT = 1
+FILE_FORMAT = 2
 SAMPLED_GROUP = "sampled"
 
 

@@ -34,7 +34,7 @@ class ModelInfo:
     directions: dict[str, str]
     structure: SegmentStructure
     scales: tuple[float, ...]
-    centred: tuple[bool, ...]
+    centred: tuple[tuple[bool, ...], ...]
     learned_main: tuple[bool, ...]
     experiments: tuple[Any, ...]
     order: tuple[int, ...]
@@ -71,7 +71,7 @@ class ModelInfo:
             "directions": self.directions,
             "structure": json.loads(self.structure.to_json()),
             "scales": list(self.scales),
-            "centred": list(self.centred),
+            "centred": [list(row) for row in self.centred],
             "learned_main": list(self.learned_main),
             "experiments": [_plain(e) for e in self.experiments],
             "order": list(self.order),
@@ -91,7 +91,7 @@ class ModelInfo:
             directions=raw["directions"],
             structure=SegmentStructure.from_json(json.dumps(raw["structure"])),
             scales=tuple(float(x) for x in raw["scales"]),
-            centred=tuple(bool(x) for x in raw["centred"]),
+            centred=tuple(tuple(bool(x) for x in row) for row in raw["centred"]),
             learned_main=tuple(bool(x) for x in raw["learned_main"]),
             experiments=tuple(raw["experiments"]),
             order=tuple(int(x) for x in raw["order"]),
@@ -127,7 +127,7 @@ def family_values(raw: xr.Dataset, info: ModelInfo, prefix: str) -> np.ndarray:
     if prefix == "loc":
         centred = np.asarray(info.centred, dtype=bool)
     else:
-        centred = np.zeros(1 if scalar else info.n_proxies, dtype=bool)
+        centred = np.zeros((1 if scalar else info.n_proxies, n_seg), dtype=bool)
 
     def rows(name: str) -> np.ndarray:
         arr = _rows(raw, name)

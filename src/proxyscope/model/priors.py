@@ -50,9 +50,12 @@ class Priors:
         all segment cells, so interactions are shrunk toward zero unless the
         data insist.
     interaction_df : float
-        Degrees of freedom of the Student-t distribution of the interactions.
-        Heavy tails let one cohort stand far out (a failure cohort) without
-        inflating the scale that shrinks every other segment.
+        Degrees of freedom of the Student-t distribution of the location
+        interactions. Heavy tails let one cohort stand far out (a failure
+        cohort) without inflating the scale that shrinks every other segment.
+        Slope and log-sigma interactions are normal: most segments' slopes are
+        weakly identified, and sampling Student-t tails there is what slowed
+        the sampler most.
     none_location_sd, none_slope_sd, none_log_sigma_sd : float
         With ``pooling="none"``: independent Normal(0, sd) priors per segment
         (for log sigma: HalfNormal(sd) on sigma).

@@ -230,22 +230,28 @@ def fit_data(effects: CellEffects, cell_segment: np.ndarray) -> FitData:
 
 
 def centre_locations(data: FitData, structure: SegmentStructure, pooling: str) -> np.ndarray:
-    """Which location interactions to sample centred (one flag per metric).
+    """Which location interactions to sample centred: (metrics, segments) flags.
 
-    A centred interaction is efficient when the data pin each segment's value
-    down much better than the interaction scale lets it vary; otherwise the
-    non-centred form is (each makes a funnel where the other does not). A
-    pilot decides, per metric: the precision-weighted segment means are
+    A centred interaction is efficient when the data pin its value down much
+    better than the interaction scale lets it vary; otherwise the non-centred
+    form is (each makes a funnel where the other does not). A row with a
+    failure cohort has both kinds: the cohort's deviation is large and pinned
+    by its data, while the other segments' deviations are consistent with
+    zero and set by the (then small) scale. So the choice is made per
+    segment. A pilot, per metric: the precision-weighted segment means are
     regressed on the main effects (additive) or the grand mean
     (exchangeable), and the residuals' weighted mean square
     ``sum(resid^2 / se^2) / (S - p)`` — about 1 when there is no interaction —
     is compared with :data:`CENTRE_THRESHOLD`. On the simulated world it is
     0.5-2 for metrics without interactions and 15-250 for those with a cohort,
-    so the threshold sits well away from both.
+    so the threshold sits well away from both. While a row is above it, the
+    segment with the largest ``resid^2 / se^2`` is centred and left out of the
+    regression, which is then refitted: one outlier does not make its
+    neighbours look like outliers through the main effects it distorts.
     """
     m = data.d.shape[0]
     n_seg = structure.n_segments
-    flags = np.zeros(m, dtype=bool)
+    flags = np.zeros((m, n_seg), dtype=bool)
     if pooling not in ("additive", "exchangeable") or n_seg < 3:
         return flags
     for j in range(m):
@@ -262,10 +268,17 @@ def centre_locations(data: FitData, structure: SegmentStructure, pooling: str) -
         if n_seg <= p:
             continue
         sw = np.sqrt(1.0 / se2)
-        coef, *_ = np.linalg.lstsq(x * sw[:, None], ybar * sw, rcond=None)
-        resid = ybar - x @ coef
-        ratio = float(np.sum(resid**2 / se2) / (n_seg - p))
-        flags[j] = ratio > CENTRE_THRESHOLD
+        active = np.ones(n_seg, dtype=bool)
+        while active.sum() > p:
+            coef, *_ = np.linalg.lstsq(
+                x[active] * sw[active, None], ybar[active] * sw[active], rcond=None
+            )
+            z2 = (ybar - x @ coef) ** 2 / se2
+            if float(np.sum(z2[active]) / (active.sum() - p)) <= CENTRE_THRESHOLD:
+                break
+            worst = int(np.argmax(np.where(active, z2, -np.inf)))
+            flags[j, worst] = True
+            active[worst] = False
     return flags
 
 
