@@ -302,11 +302,16 @@ def test_centring_pilot_centres_only_metrics_with_a_planted_interaction() -> Non
 
 @pytest.mark.parametrize(
     "cohort",
-    [ps.simulate.FailureCohort(), ps.simulate.FailureCohort("LATAM", "TV", "Existing")],
-    ids=["default-cohort", "moved-cohort"],
+    [
+        ps.simulate.FailureCohort(),
+        ps.simulate.FailureCohort("LATAM", "TV", "Existing"),
+        # a small Desktop cell: one outlier that barely moves its row's average
+        ps.simulate.FailureCohort("LATAM", "Desktop", "New"),
+    ],
+    ids=["default-cohort", "moved-cohort", "small-cell-cohort"],
 )
 def test_centring_pilot_centres_the_cohort_and_nothing_else(cohort: Any) -> None:
-    world = ps.simulate.streaming(n_users=120_000, n_experiments=30, seed=4, cohort=cohort)
+    world = ps.simulate.streaming(n_users=250_000, n_experiments=50, seed=4, cohort=cohort)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         cells = ps.summarize(world.users, engine="duckdb", **ps.simulate.column_roles())

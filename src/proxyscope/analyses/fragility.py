@@ -26,7 +26,7 @@ interval whose lower end stays above 0. The ranking of segments and the
 ``flagged`` rule (relative to the overall rate) are what carry over; against
 the simulator's truth (``benchmarks/bench_truth.py``, 30 seeds) the failure
 cohort is ranked first in every seed, while the mean absolute error of the
-levels is 0.12 (0.08-0.18 per seed) and the 90% intervals hold the truth in
+levels is 0.12 (0.07-0.18 per seed) and the 90% intervals hold the truth in
 about 60% of the cells.
 
 The threshold: a segment is ``flagged`` when its flip probability is at least

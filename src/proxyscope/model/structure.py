@@ -244,10 +244,12 @@ def centre_locations(data: FitData, structure: SegmentStructure, pooling: str) -
     ``sum(resid^2 / se^2) / (S - p)`` — about 1 when there is no interaction —
     is compared with :data:`CENTRE_THRESHOLD`. On the simulated world it is
     0.5-2 for metrics without interactions and 15-250 for those with a cohort,
-    so the threshold sits well away from both. While a row is above it, the
-    segment with the largest ``resid^2 / se^2`` is centred and left out of the
-    regression, which is then refitted: one outlier does not make its
-    neighbours look like outliers through the main effects it distorts.
+    so the threshold sits well away from both. While a row is above it, or
+    its largest ``resid^2 / se^2`` is above :data:`OUTLIER_THRESHOLD` (a
+    lone cohort in a small segment barely moves the row's average), that
+    segment is centred and left out of the regression, which is then
+    refitted: one outlier does not make its neighbours look like outliers
+    through the main effects it distorts.
     """
     m = data.d.shape[0]
     n_seg = structure.n_segments
@@ -274,9 +276,10 @@ def centre_locations(data: FitData, structure: SegmentStructure, pooling: str) -
                 x[active] * sw[active, None], ybar[active] * sw[active], rcond=None
             )
             z2 = (ybar - x @ coef) ** 2 / se2
-            if float(np.sum(z2[active]) / (active.sum() - p)) <= CENTRE_THRESHOLD:
-                break
             worst = int(np.argmax(np.where(active, z2, -np.inf)))
+            ratio = float(np.sum(z2[active]) / (active.sum() - p))
+            if ratio <= CENTRE_THRESHOLD and z2[worst] <= OUTLIER_THRESHOLD:
+                break
             flags[j, worst] = True
             active[worst] = False
     return flags
@@ -284,6 +287,10 @@ def centre_locations(data: FitData, structure: SegmentStructure, pooling: str) -
 
 #: Weighted residual mean square above which location interactions are centred.
 CENTRE_THRESHOLD = 4.0
+#: A single segment this many squared standard errors from the main effects is
+#: centred even when the rest of its row shows no interaction (|z| > 4: about
+#: 1 in 16,000 by chance per segment and metric).
+OUTLIER_THRESHOLD = 16.0
 
 
 POOLINGS = ("additive", "exchangeable", "complete", "none")
