@@ -256,19 +256,19 @@ def centre_locations(data: FitData, structure: SegmentStructure, pooling: str) -
     flags = np.zeros((m, n_seg), dtype=bool)
     if pooling not in ("additive", "exchangeable") or n_seg < 3:
         return flags
+    if pooling == "additive" and structure.columns:
+        x = np.column_stack([np.ones(n_seg), *structure.design()])
+    else:
+        x = np.ones((n_seg, 1))
+    p = x.shape[1]
+    if n_seg <= p:
+        return flags
     for j in range(m):
         w = 1.0 / np.maximum(data.s_cov[j, j], 1e-300)
         num = np.bincount(data.cell_segment, weights=w * data.d[j], minlength=n_seg)
         den = np.bincount(data.cell_segment, weights=w, minlength=n_seg)
         ybar = num / den
         se2 = 1.0 / den
-        if pooling == "additive" and structure.columns:
-            x = np.column_stack([np.ones(n_seg), *structure.design()])
-        else:
-            x = np.ones((n_seg, 1))
-        p = x.shape[1]
-        if n_seg <= p:
-            continue
         sw = np.sqrt(1.0 / se2)
         active = np.ones(n_seg, dtype=bool)
         while active.sum() > p:
