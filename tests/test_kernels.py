@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from proxyscope.core.codegen import generate_source, kernel_digest, layout
-from proxyscope.core.kernels import cell_logp, pack_cells, proxy_model_logp
+from proxyscope.core.kernels import LANES, cell_logp, pack_cells, proxy_model_logp
 
 
 def _problem(k: int, n_exp: int, n_seg: int, n_cells: int, seed: int) -> dict:
@@ -89,7 +89,7 @@ def _kernel(p: dict, **over) -> tuple:
     )
 
 
-@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_log_likelihood_equals_dense_gaussian(k: int) -> None:
     p = _problem(k, n_exp=4, n_seg=3, n_cells=13, seed=k)
     lp = _kernel(p)[0]
@@ -97,7 +97,7 @@ def test_log_likelihood_equals_dense_gaussian(k: int) -> None:
     np.testing.assert_allclose(lp, ref, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("k", [1, 3, 4])
 def test_gradients_equal_finite_differences(k: int) -> None:
     p = _problem(k, n_exp=3, n_seg=3, n_cells=9, seed=10 + k)
     names = ["loc", "beta", "sig2", "chol_c", "chol_e"]
@@ -148,13 +148,17 @@ def test_cell_logp_matches_scipy() -> None:
 def test_pack_cells_layout_matches_codegen() -> None:
     k = 2
     lay = layout(k)
-    d = np.arange(3 * 5, dtype=float).reshape(3, 5)
-    s = np.arange(9 * 5, dtype=float).reshape(3, 3, 5)
+    n = 5  # two blocks of LANES = 4, the second padded with three identity cells
+    d = np.arange(3 * n, dtype=float).reshape(3, n)
+    s = np.arange(9 * n, dtype=float).reshape(3, 3, n)
     packed = pack_cells(d, s)
-    assert packed.shape == (lay["dat_rows"], 5)
-    np.testing.assert_array_equal(packed[lay["nw"] :], d)
-    np.testing.assert_array_equal(packed[1], s[1, 0])  # entry (1, 0) of the lower triangle
-    np.testing.assert_array_equal(packed[5], s[2, 2])
+    assert packed.shape == (2, lay["dat_rows"], LANES)
+    flat = packed.transpose(1, 0, 2).reshape(lay["dat_rows"], -1)
+    np.testing.assert_array_equal(flat[lay["nw"] :, :n], d)
+    np.testing.assert_array_equal(flat[1, :n], s[1, 0])  # entry (1, 0) of the lower triangle
+    np.testing.assert_array_equal(flat[5, :n], s[2, 2])
+    np.testing.assert_array_equal(flat[[0, 2, 5], n:], 1.0)  # padding: identity S
+    np.testing.assert_array_equal(flat[[1, 3, 4, 6, 7, 8], n:], 0.0)  # zero d
 
 
 def test_generated_code_identity_tracks_source() -> None:

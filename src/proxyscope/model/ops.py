@@ -29,7 +29,7 @@ N_DATA_INPUTS = 3  # dat, seg, cexp
 class ProxyModelLogp(Op):
     """Total log likelihood of the cells, the latent effects integrated out.
 
-    Inputs: data ``dat`` (from :func:`proxyscope.core.kernels.pack_cells`),
+    Inputs: data ``dat`` (blocks, rows, lanes) from :func:`proxyscope.core.kernels.pack_cells`,
     ``seg[C]``, ``cexp[C]`` (int64, cells sorted by experiment), then
     parameters ``loc[M, S]``,
     ``beta[K, S]``, ``sig2[S]``, ``chol_c[K, K]``, ``chol_e[K, K]``.

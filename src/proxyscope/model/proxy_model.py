@@ -272,8 +272,7 @@ def assemble(
     lp_e, eta_mean, eta_cov = recover.experiment_conditionals(params, data)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     eta = recover.draw_gaussian(eta_mean, eta_cov, rng)
-    cell_ll = recover.cell_loglik(params, data, eta)
-    outcome_ll = recover.outcome_loglik(params, data, eta)
+    cell_ll, outcome_ll = recover.logliks(params, data, eta)
     # Per-experiment marginal density in original units.
     cells_per_exp = np.bincount(data.cell_experiment, minlength=data.n_experiments)
     lp_e = lp_e - cells_per_exp * float(np.sum(np.log(data.scales)))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from proxyscope.core.codegen import load_kernel_module
-from proxyscope.core.kernels import cell_logp, pack_cells, segment_covariances
+from proxyscope.core.kernels import cell_logliks, pack_cells, segment_covariances
 from proxyscope.model.posterior import StdParameters
 from proxyscope.model.structure import FitData
 
@@ -77,47 +77,32 @@ def _cell_prior(
     return mean, v_seg[:, :, seg]
 
 
-def cell_loglik(params: StdParameters, data: FitData, eta: np.ndarray) -> np.ndarray:
-    """log N(d_c; m_c, V_s + S_c) per draw and cell (N, C), given eta (N, E, K).
+def logliks(params: StdParameters, data: FitData, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both per-cell log likelihoods, per draw and cell (N, C), original units.
 
-    In standardized units the density differs from the original-units one by
-    the constant log |diag(scales)|, which is added so values are comparable
-    across fits of the same data.
+    First log N(d_c; m_c, V_s + S_c) given eta (N, E, K); second the long-term
+    estimate's density given the cell's proxy estimates, log p(d^y_c | d^theta_c),
+    the conditional of the same Gaussian: it scores how well the proxies
+    predict the long-term effect, so it is comparable across models with
+    different proxy sets. In standardized units the densities differ from the
+    original-units ones by the constants log |diag(scales)| and log(scale_y),
+    which are added so values are comparable across fits of the same data.
+    One compiled pass over draws and cells (:func:`cell_logliks`).
     """
-    n = params.n_draws
-    out = np.empty((n, data.d.shape[1]))
-    log_jac = float(np.sum(np.log(data.scales)))
-    for i in range(n):
-        mean, v = _cell_prior(params, i, data, eta[i])
-        out[i] = cell_logp(
-            np.ascontiguousarray(data.d - mean), np.ascontiguousarray(v + data.s_cov)
-        )
-    return out - log_jac
-
-
-def outcome_loglik(params: StdParameters, data: FitData, eta: np.ndarray) -> np.ndarray:
-    """log p(d^y_c | d^theta_c) per draw and cell (N, C), original units.
-
-    The long-term estimate's density given the cell's proxy estimates (and
-    eta_e, the parameters): the conditional of the cell's Gaussian. It scores
-    how well the proxies predict the long-term effect, so it is comparable
-    across models with different proxy sets.
-    """
-    n = params.n_draws
-    out = np.empty((n, data.d.shape[1]))
-    log_scale_y = float(np.log(data.scales[0]))
-    for i in range(n):
-        mean, v = _cell_prior(params, i, data, eta[i])
-        total = np.moveaxis(v + data.s_cov, -1, 0)  # (C, M, M)
-        resid = (data.d - mean).T
-        a11 = total[:, 1:, 1:]
-        a10 = total[:, 1:, 0]
-        gain = np.linalg.solve(a11, a10[..., None])[..., 0]
-        cond_mean = np.einsum("ck,ck->c", gain, resid[:, 1:])
-        cond_var = total[:, 0, 0] - np.einsum("ck,ck->c", gain, a10)
-        z = resid[:, 0] - cond_mean
-        out[i] = -0.5 * (np.log(2 * np.pi * cond_var) + z**2 / cond_var)
-    return out - log_scale_y
+    full, outcome = cell_logliks(
+        np.ascontiguousarray(data.d, dtype=np.float64),
+        np.ascontiguousarray(data.s_cov, dtype=np.float64),
+        np.ascontiguousarray(data.cell_segment, dtype=np.int64),
+        np.ascontiguousarray(data.cell_experiment, dtype=np.int64),
+        np.ascontiguousarray(params.loc, dtype=np.float64),
+        np.ascontiguousarray(params.slope, dtype=np.float64),
+        np.ascontiguousarray(params.sig2, dtype=np.float64),
+        np.ascontiguousarray(params.chol_c, dtype=np.float64),
+        np.ascontiguousarray(eta, dtype=np.float64),
+    )
+    full -= float(np.sum(np.log(data.scales)))
+    outcome -= float(np.log(data.scales[0]))
+    return full, outcome
 
 
 def latent_moments(
