@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
+from proxyscope.model import _convergence as convergence
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -147,17 +146,20 @@ def compute(
     ess_min: float = ESS_MIN,
 ) -> Diagnostics:
     """Diagnostics of a fit from its groups."""
-    rows = []
     entries = _flat(posterior, "posterior") + _flat(sampled, "sampled")
-    for name, group, draws in entries:
-        if np.ptp(draws) == 0:  # a constant (e.g. a correlation's diagonal)
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            r = float(az.rhat(draws, method="rank"))
-            eb = float(az.ess(draws, method="bulk"))
-            et = float(az.ess(draws, method="tail"))
-        rows.append((name, group, r, eb, et))
+    rows: list[tuple[str, str, float, float, float]] = []
+    if entries:
+        draws = np.stack([np.asarray(d, dtype=np.float64) for _, _, d in entries])
+        with np.errstate(invalid="ignore"):  # inf - inf is NaN: kept, as before
+            varies = np.ptp(draws, axis=(1, 2)) != 0  # skip constants (a correlation's diagonal)
+        r_hat, ess_bulk, ess_tail = convergence.diagnose(draws[varies])
+        kept = [(name, group) for (name, group, _), v in zip(entries, varies, strict=True) if v]
+        rows = [
+            (name, group, r, eb, et)
+            for (name, group), r, eb, et in zip(
+                kept, r_hat.tolist(), ess_bulk.tolist(), ess_tail.tolist(), strict=True
+            )
+        ]
     table = pd.DataFrame(rows, columns=["parameter", "group", "r_hat", "ess_bulk", "ess_tail"])
     table["ok"] = (table["r_hat"] <= rhat_max) & (table["ess_bulk"] >= ess_min)
     diverging = int(np.asarray(stats["diverging"].values).sum())
