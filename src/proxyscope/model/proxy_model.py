@@ -69,8 +69,9 @@ class ProxyModel:
         "auto" uses nutpie when installed.
     sampler_settings : mapping, optional
         Passed to the sampler (e.g. ``{"target_accept": 0.95}``;
-        ``{"low_rank_modified_mass_matrix": False}`` makes nutpie fits
-        reproducible bit for bit, see :meth:`fit`).
+        ``{"low_rank_modified_mass_matrix": True}`` switches nutpie to its
+        low-rank mass matrix, which does not repeat bit for bit, see
+        :meth:`fit`).
     cell_correlation : {"shared", "free"}
         Correlation of the within-cell deviations zeta_c: "shared" (default)
         uses the experiment effects' correlation matrix with separate scales;
@@ -155,22 +156,21 @@ class ProxyModel:
             Draws kept per chain, tuning steps per chain, number of chains.
         random_seed : int, optional
             Seeds the fit; when None a seed is drawn and recorded in
-            ``fit.sampler``. Bit for bit on the same machine with
-            ``ProxyModel(sampler_settings={"low_rank_modified_mass_matrix":
-            False})`` (nutpie's diagonal mass matrix).
-            With the default low-rank mass matrix, two fits with the same seed
-            can differ in rounding, and from there in their draws: nutpie's
-            adaptation rounds its sums according to where its buffers lie in
-            memory. They are draws from the same posterior, so the statistics
-            agree within Monte Carlo error. The low-rank default is kept
-            because it mixes better on this model. Measured on the default
-            world, 4 x (1000 + 1000), the same three world / seed pairs
-            each, in one process (the first fit also loads the compiled
-            model): low-rank passed the diagnostics in 3 of 3 (max R-hat
-            1.006-1.008, min bulk ESS 619-777, 68-85 s); diagonal in 1 of 3
-            (max R-hat 1.008-1.011, min bulk ESS 873-1018, 55-93 s), its
-            misses being R-hat 1.0105 and 1.011 on parameters with bulk ESS
-            above 5,000.
+            ``fit.sampler``. Two fits with the same seed, data and settings
+            are equal bit for bit on the same machine (nutpie with its
+            default diagonal mass matrix, or PyMC). nutpie's low-rank mass
+            matrix (``sampler_settings={"low_rank_modified_mass_matrix":
+            True}``) is not: its adaptation rounds its sums according to
+            where its buffers lie in memory, so same-seed fits can differ in
+            rounding and from there in their draws (draws from the same
+            posterior, equal within Monte Carlo error). It is not the
+            default because it did not mix better: on the default world, 4 x
+            (1000 + 1000), in one process, diagonal passed the diagnostics
+            for 5 of 5 world / seed pairs (7:1, 7:2, 7:3, 8:1, 9:1; max
+            R-hat 1.008-1.010, min bulk ESS 657-1031, 0 divergences),
+            low-rank for 2 of 3 (8:1, 9:1, 7:1; 8:1 failed with R-hat 1.019
+            and bulk ESS 358 on the rebuffer experiment-effect scale; min
+            bulk ESS 358-631).
         progress : bool
             Show the sampler's progress bar.
 
