@@ -156,11 +156,14 @@ class ProxyModel:
             Draws kept per chain, tuning steps per chain, number of chains.
         random_seed : int, optional
             Seeds the fit; when None a seed is drawn and recorded in
-            ``fit.sampler``. Two fits with the same seed, data and settings
-            are equal bit for bit on the same machine (nutpie with its
-            default diagonal mass matrix, or PyMC). nutpie's low-rank mass
-            matrix (``sampler_settings={"low_rank_modified_mass_matrix":
-            True}``) is not: its adaptation rounds its sums according to
+            ``fit.sampler``. Two fits with the same seed, the same
+            CellEffects and settings are equal bit for bit on the same
+            machine (nutpie with its default diagonal mass matrix, or PyMC).
+            From a user table, summarize with ``threads=1`` for that:
+            DuckDB's parallel sums can differ in their last bits between runs.
+            nutpie's low-rank mass matrix
+            (``sampler_settings={"low_rank_modified_mass_matrix": True}``)
+            is not: its adaptation rounds its sums according to
             where its buffers lie in memory, so same-seed fits can differ in
             rounding and from there in their draws (draws from the same
             posterior, equal within Monte Carlo error). It is not the
