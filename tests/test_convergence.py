@@ -225,3 +225,54 @@ def test_compute_matches_the_per_parameter_arviz_table(n_chain: int) -> None:
         _assert_matches(got[col].to_numpy(), want[col].to_numpy())
     if n_chain > 1:
         assert not got.set_index("parameter").loc["tau[orders]", "ok"]
+
+
+def _stats(
+    n_chain: int, n_draw: int, diverging: np.ndarray, rng: np.random.Generator
+) -> xr.Dataset:
+    return xr.Dataset(
+        {
+            "diverging": ((dims.CHAIN, dims.DRAW), diverging),
+            "reached_max_treedepth": ((dims.CHAIN, dims.DRAW), np.zeros((n_chain, n_draw), bool)),
+            "energy": ((dims.CHAIN, dims.DRAW), rng.normal(size=(n_chain, n_draw))),
+        }
+    )
+
+
+def test_a_stuck_chain_is_named_with_its_parameter_and_divergences() -> None:
+    rng = np.random.default_rng(11)
+    draws = rng.normal(size=(4, 500, 30))
+    draws[3, :, 17] += 2.5  # chain 3 sits elsewhere on one parameter only
+    posterior = xr.Dataset(
+        {"b": ((dims.CHAIN, dims.DRAW, "k"), draws)}, coords={"k": np.arange(30)}
+    )
+    diverging = np.zeros((4, 500), dtype=bool)
+    diverging[3, ::10] = True
+    diverging[0, 0] = True
+    d = diagnostics.compute(posterior, xr.Dataset(), _stats(4, 500, diverging, rng))
+
+    assert d.chain_divergences == [1, 0, 0, 50]
+    assert [(c, p) for c, p, _ in d.stray_chains] == [(3, "b[17]")]
+    assert d.stray_chains[0][2] == pytest.approx(2.5, abs=0.3)
+    assert "(per chain: 1, 0, 0, 50)" in d.summary()
+    assert "chain 3 disagrees with the other chains" in d.summary()
+    assert "50 of the 51 divergences" in d.advice()[0]
+    assert not d.passed
+
+
+def test_chains_of_one_posterior_are_not_called_stray() -> None:
+    rng = np.random.default_rng(12)
+    # AR(1) chains with few effective draws each: chain means scatter, but by
+    # far less than a within-chain sd.
+    eps = rng.normal(size=(4, 400, 200))
+    draws = np.empty_like(eps)
+    draws[:, 0] = eps[:, 0]
+    for t in range(1, 400):
+        draws[:, t] = 0.9 * draws[:, t - 1] + np.sqrt(1 - 0.81) * eps[:, t]
+    assert diagnostics.stray_chains(draws.transpose(2, 0, 1), [f"x{i}" for i in range(200)]) == []
+    # Two chains cannot say which of them strays; constants are ignored.
+    two = rng.normal(size=(3, 2, 100))
+    two[0, 1] += 5
+    assert diagnostics.stray_chains(two, ["a", "b", "c"]) == []
+    const = np.zeros((1, 4, 100))
+    assert diagnostics.stray_chains(const, ["c"]) == []

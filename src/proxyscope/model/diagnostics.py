@@ -15,6 +15,11 @@ from proxyscope.model import _convergence as convergence
 RHAT_MAX = 1.01
 ESS_MIN = 400
 EBFMI_MIN = 0.3
+#: A chain whose mean of some parameter is this many within-chain sds from the
+#: median of the other chains' means is reported as stray. Chains that sample
+#: the same posterior differ by about sd / sqrt(ESS per chain): 0.1 sd or less
+#: at a few hundred effective draws, so 1 leaves a wide margin.
+STRAY_DISTANCE = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +41,16 @@ class Diagnostics:
     passed : bool
         R-hat <= ``rhat_max`` and bulk ESS >= ``ess_min`` for every parameter,
         and no divergences.
+    chain_divergences : list of int
+        Divergent transitions per chain.
+    stray_chains : list of tuple
+        Chains that disagree with all the others, as (chain index, parameter,
+        distance): the parameter on which the chain's mean is farthest from
+        the median of the other chains' means, and that distance in the other
+        chains' within-chain standard deviations (flagged above
+        ``STRAY_DISTANCE``; needs at least 3 chains). A stray chain is most
+        often one stuck in a region the sampler cannot explore (its
+        divergences say so) rather than a second mode of the posterior.
     """
 
     table: pd.DataFrame
@@ -46,6 +61,8 @@ class Diagnostics:
     rhat_max: float
     ess_min: float
     passed: bool
+    chain_divergences: list[int] = dataclasses.field(default_factory=list)
+    stray_chains: list[tuple[int, str, float]] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -55,6 +72,18 @@ class Diagnostics:
     def advice(self) -> list[str]:
         """What to try when the fit failed."""
         tips = []
+        for chain, parameter, distance in self.stray_chains:
+            share = ""
+            if self.divergences and len(self.chain_divergences) > chain:
+                share = (
+                    f", with {self.chain_divergences[chain]} of the {self.divergences} divergences"
+                )
+            tips.append(
+                f"chain {chain} disagrees with the other chains (its mean of {parameter} is "
+                f"{distance:.1f} within-chain sds from theirs{share}): it is likely stuck; "
+                "refit with another random_seed and compare, and if chains keep disagreeing "
+                "the data do not pin the segment structure down (try simpler pooling)"
+            )
         if self.divergences:
             tips.append(
                 "divergences: raise target_accept (e.g. sampler_settings={'target_accept': 0.95}) "
@@ -83,7 +112,8 @@ class Diagnostics:
         text = (
             f"Convergence {head}: {n} parameters, max R-hat {worst_r:.3f} "
             f"(limit {self.rhat_max}), min bulk ESS {worst_e:.0f} (limit {self.ess_min:.0f}), "
-            f"{self.divergences} divergences in {self.n_draws} draws, tree depth saturated "
+            f"{self.divergences} divergences in {self.n_draws} draws{self._per_chain()}, "
+            "tree depth saturated "
             f"in {100 * self.treedepth_saturation:.1f}% of draws, E-BFMI {ebfmi}."
         )
         if not self.passed:
@@ -109,6 +139,11 @@ class Diagnostics:
             "failed_parameters": list(self.failed["parameter"]),
             "advice": self.advice(),
         }
+
+    def _per_chain(self) -> str:
+        if not self.divergences or len(self.chain_divergences) < 2:
+            return ""
+        return " (per chain: " + ", ".join(str(d) for d in self.chain_divergences) + ")"
 
     def __repr__(self) -> str:
         return f"<Diagnostics: {self.summary()}>"
@@ -148,6 +183,7 @@ def compute(
     """Diagnostics of a fit from its groups."""
     entries = _flat(posterior, "posterior") + _flat(sampled, "sampled")
     rows: list[tuple[str, str, float, float, float]] = []
+    stray: list[tuple[int, str, float]] = []
     if entries:
         draws = np.stack([np.asarray(d, dtype=np.float64) for _, _, d in entries])
         with np.errstate(invalid="ignore"):  # inf - inf is NaN: kept, as before
@@ -160,9 +196,12 @@ def compute(
                 kept, r_hat.tolist(), ess_bulk.tolist(), ess_tail.tolist(), strict=True
             )
         ]
+        stray = stray_chains(draws[varies], [name for name, _ in kept])
     table = pd.DataFrame(rows, columns=["parameter", "group", "r_hat", "ess_bulk", "ess_tail"])
     table["ok"] = (table["r_hat"] <= rhat_max) & (table["ess_bulk"] >= ess_min)
-    diverging = int(np.asarray(stats["diverging"].values).sum())
+    per_chain = np.asarray(stats["diverging"].values)
+    per_chain = per_chain.reshape(per_chain.shape[0], -1).sum(axis=1)
+    diverging = int(per_chain.sum())
     sat = float(np.asarray(stats["reached_max_treedepth"].values).mean())
     energy = np.asarray(stats["energy"].values, dtype=float)
     ebfmi = [
@@ -179,4 +218,35 @@ def compute(
         rhat_max=rhat_max,
         ess_min=ess_min,
         passed=passed,
+        chain_divergences=[int(d) for d in per_chain],
+        stray_chains=stray,
     )
+
+
+def stray_chains(
+    draws: np.ndarray, names: list[str], distance: float = STRAY_DISTANCE
+) -> list[tuple[int, str, float]]:
+    """Chains whose mean of some parameter sits far from every other chain's.
+
+    ``draws`` is (parameters, chains, draws). For chain c and each parameter:
+    |mean_c - median of the other chains' means| / (mean within-chain sd of
+    the other chains); a chain is stray when its largest such distance is
+    above ``distance``. Returns (chain, parameter, distance) per stray chain.
+    """
+    n_chains = draws.shape[1] if draws.ndim == 3 else 0
+    if n_chains < 3 or draws.shape[2] < 2:
+        return []
+    with np.errstate(invalid="ignore"):
+        means = draws.mean(axis=2)
+        sds = draws.std(axis=2, ddof=1)
+    out = []
+    for c in range(n_chains):
+        others = np.delete(np.arange(n_chains), c)
+        scale = sds[:, others].mean(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = np.abs(means[:, c] - np.median(means[:, others], axis=1)) / scale
+        gap = np.where(np.isfinite(gap) & (scale > 0), gap, 0.0)
+        worst = int(np.argmax(gap)) if gap.size else 0
+        if gap.size and gap[worst] > distance:
+            out.append((c, names[worst], float(gap[worst])))
+    return out
