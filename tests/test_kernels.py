@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import multivariate_normal
+from scipy.stats import multivariate_normal, norm
 
 from proxyscope.core.codegen import generate_source, kernel_digest, layout
-from proxyscope.core.kernels import LANES, cell_logp, pack_cells, proxy_model_logp
+from proxyscope.core.kernels import LANES, cell_logliks, pack_cells, proxy_model_logp
 
 
 def _problem(k: int, n_exp: int, n_seg: int, n_cells: int, seed: int) -> dict:
@@ -134,15 +134,49 @@ def test_a_cell_without_positive_definite_covariance_gives_minus_inf() -> None:
     assert all(np.all(np.isfinite(g)) for g in grads)
 
 
-def test_cell_logp_matches_scipy() -> None:
-    rng = np.random.default_rng(0)
-    m, n = 4, 7
-    x = rng.normal(size=(n, m, m))
-    a = x @ x.transpose(0, 2, 1) + np.eye(m)
-    r = rng.normal(size=(n, m))
-    got = cell_logp(np.ascontiguousarray(r.T), np.ascontiguousarray(a.transpose(1, 2, 0)))
-    ref = [multivariate_normal(np.zeros(m), a[c]).logpdf(r[c]) for c in range(n)]
-    np.testing.assert_allclose(got, ref, atol=1e-12)
+def test_cell_logliks_match_scipy() -> None:
+    """Both per-cell log densities, per draw, against scipy on the model written out."""
+    k, n_draw = 3, 2
+    draws = [_problem(k, n_exp=3, n_seg=2, n_cells=7, seed=20 + t) for t in range(n_draw)]
+    p = draws[0]  # data (and cell layout, same for every seed) from the first
+    eta = np.random.default_rng(9).normal(size=(n_draw, p["n_exp"], k))
+    s_cov = p["s_cov"].copy()
+    s_cov[:, :, 4] = -np.eye(k + 1)  # not positive definite: -inf in both
+    stacked = {name: np.stack([q[name] for q in draws]) for name in ("loc", "beta", "sig2")}
+    full, outcome = cell_logliks(
+        p["d"],
+        s_cov,
+        p["seg"],
+        p["cexp"],
+        stacked["loc"],
+        stacked["beta"],
+        stacked["sig2"],
+        np.stack([q["chol_c"] for q in draws]),
+        eta,
+    )
+    for t, q in enumerate(draws):
+        oc = q["chol_c"] @ q["chol_c"].T
+        for c in range(p["d"].shape[1]):
+            if c == 4:
+                assert full[t, c] == -np.inf and outcome[t, c] == -np.inf
+                continue
+            s, e = p["seg"][c], p["cexp"][c]
+            b = q["beta"][:, s]
+            # (tau, theta) = (nu_s + b'(eta + zeta) + eps, mu_s + eta + zeta)
+            mean = q["loc"][:, s] + np.r_[b @ eta[t, e], eta[t, e]]
+            v = np.zeros((k + 1, k + 1))
+            v[0, 0] = b @ oc @ b + q["sig2"][s]
+            v[0, 1:] = v[1:, 0] = oc @ b
+            v[1:, 1:] = oc
+            total = v + s_cov[:, :, c]
+            y = p["d"][:, c]
+            ref = multivariate_normal(mean, total).logpdf(y)
+            gain = np.linalg.solve(total[1:, 1:], total[1:, 0])
+            cond_mean = mean[0] + gain @ (y[1:] - mean[1:])
+            cond_var = total[0, 0] - gain @ total[1:, 0]
+            ref_y = norm(cond_mean, np.sqrt(cond_var)).logpdf(y[0])
+            assert full[t, c] == pytest.approx(ref, abs=1e-10)
+            assert outcome[t, c] == pytest.approx(ref_y, abs=1e-10)
 
 
 def test_pack_cells_layout_matches_codegen() -> None:

@@ -95,40 +95,6 @@ def lanes_jit(signature: str) -> Any:
 
 
 @_jit
-def _factor_all(a: np.ndarray, low: np.ndarray, inv_diag: np.ndarray, bad: np.ndarray) -> None:
-    """Lower Cholesky factors of every cell's matrix (cells last).
-
-    Cells whose matrix is not positive definite are flagged in ``bad`` and
-    factored as if their failing pivot were 1, so the loops stay branch-free.
-    """
-    m = a.shape[0]
-    n = a.shape[2]
-    s = np.empty(n)
-    for j in range(m):
-        for c in range(n):
-            s[c] = a[j, j, c]
-        for k in range(j):
-            for c in range(n):
-                s[c] -= low[j, k, c] * low[j, k, c]
-        for c in range(n):
-            v = s[c]
-            if not v > 0.0:  # also catches NaN
-                bad[c] = True
-                v = 1.0
-            d = math.sqrt(v)
-            low[j, j, c] = d
-            inv_diag[j, c] = 1.0 / d
-        for i in range(j + 1, m):
-            for c in range(n):
-                s[c] = a[i, j, c]
-            for k in range(j):
-                for c in range(n):
-                    s[c] -= low[i, k, c] * low[j, k, c]
-            for c in range(n):
-                low[i, j, c] = s[c] * inv_diag[j, c]
-
-
-@_jit
 def _small_cholesky(a: np.ndarray, out: np.ndarray) -> bool:
     n = a.shape[0]
     for j in range(n):
@@ -283,34 +249,6 @@ def logp_kernel(k: int) -> Any:
     from proxyscope.core.codegen import load_kernel_module
 
     return load_kernel_module(k).logp
-
-
-@_jit
-def cell_logp(r: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """log N(r_c; 0, a_c) for every cell; ``r[M, C]``, ``a[M, M, C]``.
-
-    ``-inf`` where a cell's matrix is not positive definite.
-    """
-    m, n = r.shape
-    low = np.empty((m, m, n))
-    inv_diag = np.empty((m, n))
-    bad = np.zeros(n, dtype=np.bool_)
-    _factor_all(a, low, inv_diag, bad)
-    out = np.full(n, -0.5 * m * LOG_2PI)
-    zz = np.empty((m, n))
-    for i in range(m):
-        for c in range(n):
-            zz[i, c] = r[i, c]
-        for s in range(i):
-            for c in range(n):
-                zz[i, c] -= low[i, s, c] * zz[s, c]
-        for c in range(n):
-            zz[i, c] *= inv_diag[i, c]
-            out[c] += -0.5 * zz[i, c] * zz[i, c] + math.log(inv_diag[i, c])
-    for c in range(n):
-        if bad[c]:
-            out[c] = -np.inf
-    return out
 
 
 @_jit
