@@ -80,6 +80,7 @@ def one_seed(seed: int, draws: int, replicates: int, n_post: int) -> list[dict[s
     order = [list(fit.structure.labels).index(lab) for lab in labels]
     mom = fitted_segments(fit).segment_moments()
     z_tau = mom["mean_tau"][:, order] / np.sqrt(mom["var_tau"][:, order])
+    var_theta = np.einsum("nskk->nsk", mom["cov_theta"])
     frag = ps.fragility(fit, warn=False).set_index(["segment", "proxy"])
     model_flips = segment_flip_draws(fit)[0][:, order]
     mean_true, sd_true = Mechanism.of(world.config).moments()
@@ -88,7 +89,6 @@ def one_seed(seed: int, draws: int, replicates: int, n_post: int) -> list[dict[s
     for proxy in SCORED:
         k = list(fit.posterior["proxy"].values).index(proxy)
         j = 1 + list(PROXIES).index(proxy)
-        var_theta = np.einsum("nskk->nsk", mom["cov_theta"])
         z_theta = mom["mean_theta"][:, order, k] / np.sqrt(var_theta[:, order, k])
         zt, zh = mean_true[:, 0] / sd_true[:, 0], mean_true[:, j] / sd_true[:, j]
         lockstep = np.abs(ndtr(zt) - ndtr(zh))

@@ -188,7 +188,8 @@ def compute(
         draws = np.stack([np.asarray(d, dtype=np.float64) for _, _, d in entries])
         with np.errstate(invalid="ignore"):  # inf - inf is NaN: kept, as before
             varies = np.ptp(draws, axis=(1, 2)) != 0  # skip constants (a correlation's diagonal)
-        r_hat, ess_bulk, ess_tail = convergence.diagnose(draws[varies])
+        draws = draws[varies]
+        r_hat, ess_bulk, ess_tail = convergence.diagnose(draws)
         kept = [(name, group) for (name, group, _), v in zip(entries, varies, strict=True) if v]
         rows = [
             (name, group, r, eb, et)
@@ -196,7 +197,7 @@ def compute(
                 kept, r_hat.tolist(), ess_bulk.tolist(), ess_tail.tolist(), strict=True
             )
         ]
-        stray = stray_chains(draws[varies], [name for name, _ in kept])
+        stray = stray_chains(draws, [name for name, _ in kept])
     table = pd.DataFrame(rows, columns=["parameter", "group", "r_hat", "ess_bulk", "ess_tail"])
     table["ok"] = (table["r_hat"] <= rhat_max) & (table["ess_bulk"] >= ess_min)
     per_chain = np.asarray(stats["diverging"].values)
