@@ -399,6 +399,36 @@ def test_a_file_that_is_not_duckdb_is_refused_and_left_alone(tmp_path: Path) -> 
     assert empty.stat().st_size == 0
 
 
+def test_a_ledger_caught_while_another_process_writes_its_header_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB found the file empty, but by the time the ledger looks it has a header."""
+    path = tmp_path / "l.duckdb"
+    record_weights(path, computed_table())
+    real = duckdb.connect
+    calls = []
+
+    def connect_mid_creation(target: str, **kwargs: Any) -> Any:
+        calls.append(target)
+        if len(calls) == 1:
+            raise duckdb.IOException(
+                f'IO Error: The file "{target}" exists, but it is not a valid DuckDB database file!'
+            )
+        return real(target, **kwargs)
+
+    monkeypatch.setattr(ledger.duckdb, "connect", connect_mid_creation)
+    history = weights_history(path)
+    assert len(calls) == 2
+    assert history["entry_id"].nunique() == 1
+    # A file that is not DuckDB's is still refused at the first attempt.
+    calls.clear()
+    other = tmp_path / "notes.txt"
+    other.write_text("not a database\n" * 50)
+    with pytest.raises(IncompatibleFileError, match=r"not a DuckDB database"):
+        weights_history(other)
+    assert len(calls) == 1
+
+
 def test_an_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "l.duckdb"
     record_weights(path, computed_table())

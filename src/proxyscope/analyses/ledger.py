@@ -143,8 +143,12 @@ _HISTORY_SQL = """
 """
 
 # A fresh file is empty for an instant while the process that creates it writes
-# its header; another process that opens it then sees "not a valid database".
+# its header; another process that opens it then sees "not a valid database",
+# and by the time it looks at the file the header may be there. So that error
+# is retried for this long while the file is empty or starts like a DuckDB
+# file; any other file is refused at once.
 _EMPTY_FILE_GRACE = 2.0
+_DUCKDB_MAGIC = (8, b"DUCK")  # offset and bytes of the magic in a DuckDB file's header
 _FIRST_DELAY = 0.005
 _MAX_DELAY = 0.25
 
@@ -658,6 +662,17 @@ def _is_config_clash(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.ConnectionException) and "different configuration" in str(exc)
 
 
+def _file_kind(target: Path) -> tuple[bool, bool]:
+    """(the file is empty, it starts with DuckDB's magic); False for a missing file."""
+    offset, magic = _DUCKDB_MAGIC
+    try:
+        with open(target, "rb") as fh:
+            head = fh.read(offset + len(magic))
+    except OSError:
+        return False, False
+    return len(head) == 0, head[offset:] == magic
+
+
 def _sleep(seconds: float) -> None:
     """Wait between attempts (a seam the tests use to count retries)."""
     time.sleep(seconds)
@@ -694,8 +709,9 @@ def _connection(target: Path, *, read_only: bool, timeout: float) -> Iterator[An
                         "(read-only, say). Close that connection first."
                     ) from exc
                 if "not a valid DuckDB database" in str(exc):
-                    empty = target.exists() and target.stat().st_size == 0
-                    if not (empty and waited < min(timeout, _EMPTY_FILE_GRACE)):
+                    empty, duckdb_file = _file_kind(target)
+                    being_created = empty or duckdb_file
+                    if not (being_created and waited < min(timeout, _EMPTY_FILE_GRACE)):
                         raise IncompatibleFileError(
                             f"The file {str(target)!r} is not a proxyscope weights ledger: "
                             f"it is not a DuckDB database"
