@@ -21,6 +21,7 @@ FULL: list[list[str]] = [
     ["bench_summarize.py"],
     ["bench_simulate.py"],
     ["bench_model.py"],
+    ["bench_kernel.py"],
     ["bench_backtest.py"],
     ["bench_asos_loo.py"],
     ["bench_truth.py", "--seeds", "30", "--moved", "6"],
@@ -30,6 +31,7 @@ QUICK: list[list[str]] = [
     ["bench_summarize.py", "--rows", "1000000"],
     ["bench_simulate.py", "--n-users", "500000"],
     ["bench_model.py", "--cases", "warm", "--draws", "300", "--tune", "300"],
+    ["bench_kernel.py", "--repeats", "2", "--calls", "200"],
     ["bench_truth.py", "--seeds", "1", "--moved", "0", "--draws", "200", "--tune", "200"],
     ["bench_flip_floor.py", "--seeds", "1", "--draws", "200", "--replicates", "20"],
 ]
