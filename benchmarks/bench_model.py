@@ -125,11 +125,10 @@ def _latent_case(draws: int, tune: int, chains: int) -> dict[str, Any]:
         posterior = trace.posterior
         shared = [v for v in posterior.data_vars if not str(v).startswith("latent_")]
         ess = az.ess(posterior[shared], method="bulk")
-        ess_min = float(min(float(ess[v].min()) for v in shared))
         # Which parameter sets the minimum (the ratio below is of minima).
         slowest = min(shared, key=lambda v: float(ess[v].min()))
-        flat = ess[slowest].values.reshape(-1)
-        index = np.unravel_index(int(np.argmin(flat)), ess[slowest].shape)
+        ess_min = float(ess[slowest].min())
+        index = np.unravel_index(int(np.argmin(ess[slowest].values)), ess[slowest].shape)
         # Tuning and draws both took sampling time (nutpie saves the warmup).
         n_steps = float(trace.sample_stats["n_steps"].sum())
         n_steps += float(trace.warmup_sample_stats["n_steps"].sum())
