@@ -255,3 +255,30 @@ def test_pymc_sampler_path(small_effects) -> None:
     assert fit.sampler["name"] == "pymc"
     assert fit.posterior["beta"].shape == (2, 60, len(fit.structure.labels), 1)
     assert np.isfinite(fit.idata.log_likelihood["experiment_effect"].values).all()
+
+
+@pytest.mark.slow
+def test_a_reused_compile_samples_along_the_new_datasets_axes(small_effects) -> None:
+    # The compiled model is shared by datasets of one structure; the rotation
+    # the slopes are sampled in is data and must follow the new dataset, in
+    # the log density and in the stored deterministics alike.
+    from proxyscope.model.structure import principal_axes
+
+    world = ps.simulate.streaming(n_users=60_000, n_experiments=20, seed=12)
+    roles = {**ps.simulate.column_roles(), "segments": ["region", "device"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = ps.summarize(world.users, engine="pandas", **roles)
+        fits = [
+            ps.ProxyModel().fit(cells, draws=20, tune=20, chains=2, random_seed=1, progress=False)
+            for cells in (small_effects, other)
+        ]
+    assert fits[1].sampler["timings"]["compile_reused"]
+    bases = []
+    for fit in fits:
+        raw = fit.idata["sampled"]
+        basis = principal_axes(fit.data, slice(1, None))
+        expected = np.einsum("ij,cdj->cdi", basis, raw["slope_global_axes"].values)
+        np.testing.assert_allclose(raw["slope_global"].values, expected, atol=1e-12)
+        bases.append(basis)
+    assert not np.allclose(bases[0], bases[1])  # the two datasets' axes differ

@@ -14,7 +14,12 @@ import proxyscope as ps
 from proxyscope.errors import DataTypeError, DataWarning, ParameterError
 from proxyscope.model.builder import build_model, corr_cholesky, cpc_shapes
 from proxyscope.model.priors import Priors
-from proxyscope.model.structure import SegmentStructure, centre_locations, fit_data
+from proxyscope.model.structure import (
+    SegmentStructure,
+    centre_locations,
+    fit_data,
+    principal_axes,
+)
 
 
 def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffects:
@@ -66,11 +71,11 @@ def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffect
                 "loc_main__device",
                 "loc_int_sd",
                 "loc_int_raw",
-                "slope_global",
-                "slope_main__region",
-                "slope_main__device",
+                "slope_global_axes",
+                "slope_main__region_axes",
+                "slope_main__device_axes",
                 "slope_int_sd",
-                "slope_int_raw",
+                "slope_int_raw_axes",
                 "sigma_global",
                 "log_sigma_main__region",
                 "log_sigma_main__device",
@@ -87,9 +92,9 @@ def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffect
                 "loc_global",
                 "loc_int_sd",
                 "loc_int_raw",
-                "slope_global",
+                "slope_global_axes",
                 "slope_int_sd",
-                "slope_int_raw",
+                "slope_int_raw_axes",
                 "sigma_global",
                 "log_sigma_int_sd",
                 "log_sigma_int_raw",
@@ -98,17 +103,24 @@ def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffect
                 "sd_c",
             },
         ),
-        ("complete", {"loc_global", "slope_global", "sigma_global", "sd_e", "cpc_e", "sd_c"}),
-        ("none", {"loc_seg", "slope_seg", "sigma_seg", "sd_e", "cpc_e", "sd_c"}),
+        (
+            "complete",
+            {"loc_global", "slope_global_axes", "sigma_global", "sd_e", "cpc_e", "sd_c"},
+        ),
+        ("none", {"loc_seg", "slope_seg_axes", "sigma_seg", "sd_e", "cpc_e", "sd_c"}),
     ],
 )
 def test_free_parameters_follow_the_pooling(pooling: str, expected: set[str]) -> None:
     built = build_model(_cells(), pooling, Priors())
     names = {rv.name for rv in built.model.free_RVs}
     assert names == expected
+    # Every piece sampled along principal axes is also there under its own
+    # name and dims (a deterministic: what the draws are read from).
+    rotated = {n.removesuffix("_axes") for n in names if n.endswith("_axes")}
+    assert rotated == {v.name for v in built.model.deterministics}
     # Named dims everywhere, never ArviZ's automatic *_dim_0.
-    for rv in built.model.free_RVs:
-        for dim in built.model.named_vars_to_dims.get(rv.name, ()):
+    for var in [*built.model.free_RVs, *built.model.deterministics]:
+        for dim in built.model.named_vars_to_dims.get(var.name, ()):
             assert not dim.endswith("_dim_0")
 
 
@@ -145,6 +157,7 @@ def test_no_segments_and_one_proxy_build() -> None:
     )
     built = build_model(merged, "additive", Priors())
     assert built.structure.labels == ("all",)
+    # One proxy: nothing to rotate.
     assert {rv.name for rv in built.model.free_RVs} == {
         "loc_global",
         "slope_global",
@@ -171,6 +184,23 @@ def _constrained_point(built, rng: np.random.Generator) -> dict[str, np.ndarray]
     return point
 
 
+def _rotate(built, c: dict[str, np.ndarray], data) -> None:
+    """Add the pieces sampled along principal axes to ``c`` under their own names.
+
+    Written out here from the definition (``rotation @ coordinates``, the
+    rotation from the data), then checked against the model's deterministics.
+    """
+    basis = principal_axes(data, slice(1, None))
+    for name in [n for n in c if n.endswith("_axes")]:
+        c[name.removesuffix("_axes")] = basis @ c[name]
+    model = built.model
+    values = _value_point(built, c)
+    outputs = model.replace_rvs_by_values(model.deterministics)
+    got = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")(values)
+    for var, value in zip(model.deterministics, got, strict=True):
+        np.testing.assert_allclose(value, c[var.name], rtol=0, atol=1e-12)
+
+
 def _value_point(built, constrained: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The sampler's (transformed) values for given constrained values."""
     model = built.model
@@ -194,10 +224,11 @@ def test_model_density_equals_an_independent_computation() -> None:
     c = _constrained_point(built, rng)
     model = built.model
     values = _value_point(built, c)
-
-    # -- the likelihood, written out with loops and a dense Gaussian -------------
     structure, cell_segment = SegmentStructure.from_effects(cells)
     data = fit_data(cells, cell_segment)
+    _rotate(built, c, data)
+
+    # -- the likelihood, written out with loops and a dense Gaussian -------------
     k, m, n_seg = 2, 3, structure.n_segments
     centred = built.centred
     basis = [structure.basis(j) for j in range(2)]
@@ -356,3 +387,33 @@ def test_configuration_errors_name_the_parameter_and_the_choices() -> None:
     with pytest.raises(ParameterError, match="'random_seed'"):
         model.fit(_cells(), random_seed=-3)
     assert model.get_config()["pooling"] == "additive"  # the constructor stores, never samples
+
+
+def test_principal_axes_decorrelate_the_experiment_level_effects() -> None:
+    cells = _cells(seed=2, k=3)
+    _structure, cell_segment = SegmentStructure.from_effects(cells)
+    data = fit_data(cells, cell_segment)
+    basis = principal_axes(data, slice(1, None))
+    np.testing.assert_allclose(basis.T @ basis, np.eye(3), atol=1e-12)
+    # Each axis is signed so that its largest entry is positive.
+    assert all(col[np.argmax(np.abs(col))] > 0 for col in basis.T)
+    # The experiment-level means, computed here from the table: precision-
+    # weighted over each experiment's cells, in the model's standardized units.
+    experiment = np.asarray(cells.experiment)
+    means = []
+    for j in range(len(cells.proxies)):
+        w = 1.0 / cells.noise_cov[:, j + 1, j + 1]
+        x = cells.effect[:, j + 1] / data.scales[j + 1]
+        num = pd.Series(w * x).groupby(experiment).sum()
+        den = pd.Series(w).groupby(experiment).sum()
+        means.append((num / den).to_numpy())
+    cov = np.cov(np.column_stack(means), rowvar=False)
+    rotated = basis.T @ cov @ basis
+    off = rotated - np.diag(np.diag(rotated))
+    assert np.abs(off).max() < 1e-9 * np.abs(rotated).max()
+    assert np.all(np.diff(np.diag(rotated)) <= 0)  # largest variance first
+    # The proxies move together (all shift with the experiment): the first
+    # axis weighs them all with the same sign.
+    assert np.all(basis[:, 0] > 0)
+    # One metric: nothing to rotate.
+    np.testing.assert_array_equal(principal_axes(data, slice(0, 1)), np.eye(1))

@@ -18,6 +18,12 @@ Parameter names (standardized units, see :mod:`proxyscope.model.structure`):
                  standard normals to be scaled for the slopes and log sigma
 ``sd_e``, ``cpc_e``, ``sd_c``, ``cpc_c``  scales and canonical partial correlations
                  (shifted to (0, 1)) of the LKJ covariances Omega_E and Omega_C.
+``slope_*_axes``  what the sampler moves for the slopes' global, main effects
+                 and interaction variates: their coordinates along the
+                 principal axes of the proxies' co-movement across experiments
+                 (:func:`proxyscope.model.structure.principal_axes`); the
+                 ``slope_*`` pieces are deterministic rotations of them,
+                 stored with the draws.
 """
 
 from __future__ import annotations
@@ -41,10 +47,18 @@ from proxyscope.model.structure import (
     centre_locations,
     fit_data,
     model_effects,
+    principal_axes,
 )
 
 #: Name of the PyMC potential holding the marginal log likelihood.
 LIKELIHOOD = "loglik"
+#: Name suffix of the variables sampled in rotated coordinates (structure.principal_axes).
+AXES_SUFFIX = "_axes"
+
+
+def axis_dim(prefix: str) -> str:
+    """Dim of a family's rotated coordinates (``slope_axis``)."""
+    return f"{prefix}_axis"
 
 
 @dataclasses.dataclass
@@ -161,11 +175,13 @@ def build_model(
         else np.zeros((m, n_seg), dtype=bool)
     )
 
+    slope_axes = principal_axes(data, slice(1, None))
     coords: dict[str, Any] = {
         dims.METRIC: list(metrics),
         dims.PROXY: list(proxies),
         dims.SEGMENT: list(structure.labels),
         "cpc": list(range(cpc_count(k))),
+        axis_dim("slope"): list(range(k)),
     }
     for j, col in enumerate(structure.columns):
         coords[contrast_dim(col)] = list(range(len(structure.levels[j]) - 1))
@@ -178,6 +194,8 @@ def build_model(
             pm.Data(f"design__{col}", designs[j]) for j, col in enumerate(structure.columns)
         ]
         centred_data = pm.Data("centred_locations", centred.astype(float))
+        # The slopes' rotation is shared data too; with one proxy there is none.
+        slope_rotation = pm.Data("slope_rotation", slope_axes) if k > 1 else None
         zeros_k = np.zeros((k, n_seg))
         zeros_1 = np.zeros((1, n_seg))
 
@@ -191,20 +209,31 @@ def build_model(
             none_mu: float,
             none_sd: float,
             centred_rows: Any,
+            rotation: Any = None,
         ) -> Any:
             row_dims: tuple[str, ...] = (row_dim,) if row_dim else ()
+
+            def normal(name: str, mu: float, sd: float, dims_: tuple[str, ...]) -> Any:
+                """i.i.d. N(mu, sd) rows; with ``rotation``, sampled along its axes.
+
+                The variable itself is then a deterministic ``rotation @ z`` of
+                i.i.d. N(0, sd) coordinates ``z``: the same prior (the map is
+                orthogonal), other coordinates for the sampler.
+                """
+                if rotation is None:
+                    return pm.Normal(name, mu, sd, dims=dims_)
+                z = pm.Normal(f"{name}{AXES_SUFFIX}", 0.0, sd, dims=(axis_dim(prefix), *dims_[1:]))
+                return pm.Deterministic(name, mu + pt.dot(rotation, z), dims=dims_)
+
             if pooling == "none":
                 if prefix == "log_sigma":
                     sig = pm.HalfNormal("sigma_seg", none_sd, dims=dims.SEGMENT)
                     return pt.log(sig)[None, :]
-                values = pm.Normal(
-                    f"{prefix}_seg", none_mu, none_sd, dims=(*row_dims, dims.SEGMENT)
-                )
-                return values
+                return normal(f"{prefix}_seg", none_mu, none_sd, (*row_dims, dims.SEGMENT))
             if prefix == "log_sigma":
                 g = pt.log(pm.HalfNormal("sigma_global", global_sd))[None]
             else:
-                g = pm.Normal(f"{prefix}_global", global_mu, global_sd, dims=row_dims or None)
+                g = normal(f"{prefix}_global", global_mu, global_sd, row_dims)
             mains = []
             if additive:
                 for j, col in enumerate(structure.columns):
@@ -214,13 +243,11 @@ def build_model(
                             f"{prefix}_main_sd__{col}", main_sd, dims=row_dims or None
                         )
                         sd = sd if row_dim else sd[None]
-                        raw = pm.Normal(f"{prefix}_main__{col}", 0.0, 1.0, dims=(*row_dims, cdim))
+                        raw = normal(f"{prefix}_main__{col}", 0.0, 1.0, (*row_dims, cdim))
                         raw = raw if row_dim else raw[None, :]
                         mains.append(raw * sd[:, None])
                     else:
-                        raw = pm.Normal(
-                            f"{prefix}_main__{col}", 0.0, main_sd, dims=(*row_dims, cdim)
-                        )
+                        raw = normal(f"{prefix}_main__{col}", 0.0, main_sd, (*row_dims, cdim))
                         mains.append(raw if row_dim else raw[None, :])
             int_raw = int_scale = None
             if interactions:
@@ -240,9 +267,7 @@ def build_model(
                     # Most segments' slopes are weakly identified, and a
                     # Student-t's heavy tails sampled there cost most of the
                     # sampler's effort; a failure cohort shows in the locations.
-                    int_raw = pm.Normal(
-                        f"{prefix}_int_raw", 0.0, 1.0, dims=(*row_dims, dims.SEGMENT)
-                    )
+                    int_raw = normal(f"{prefix}_int_raw", 0.0, 1.0, (*row_dims, dims.SEGMENT))
                 int_raw = int_raw if row_dim else int_raw[None, :]
             values = families.combine(
                 lambda c, a, b: pt.where(pt.gt(c, 0.5), a, b),
@@ -276,6 +301,7 @@ def build_model(
             0.0,
             priors.none_slope_sd,
             zeros_k,
+            slope_rotation,
         )
         log_sigma = family(
             "log_sigma",

@@ -72,11 +72,12 @@ def sample(
     """Sample ``model``; returns (sampled draws, normalised sample stats, timings).
 
     The draws are the model's free random variables on their constrained
-    scale (no transformed copies); the stats use one naming for both samplers:
+    scale (no transformed copies) and its deterministics (the slopes, when
+    they are sampled in rotated coordinates); the stats use one naming for both samplers:
     ``diverging``, ``tree_depth``, ``reached_max_treedepth``, ``energy``,
     ``step_size``, ``n_steps``.
     """
-    names = [rv.name for rv in model.free_RVs]
+    names = [rv.name for rv in model.free_RVs] + [v.name for v in model.deterministics]
     cores = max(1, min(chains, os.cpu_count() or 1))
     timings: dict[str, Any] = {}
     if sampler == "nutpie":

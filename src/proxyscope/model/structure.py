@@ -285,6 +285,49 @@ def centre_locations(data: FitData, structure: SegmentStructure, pooling: str) -
     return flags
 
 
+def principal_axes(data: FitData, rows: slice) -> np.ndarray:
+    """An orthogonal basis in which to sample a family's i.i.d. pieces: the
+    principal axes of the experiment-level effects of the metrics in ``rows``.
+
+    Metrics that move together across experiments (watch time and starts both
+    follow how engaging a change is) leave only combinations of their
+    parameters well identified. The posterior of, e.g., (beta_watch,
+    beta_starts) is then a long thin ridge that a diagonal mass matrix
+    crosses in tiny steps, and the ridge narrows as experiments accumulate
+    (measured on 1,000 experiments: min bulk ESS 28 of 1,200 draws, on the
+    watch and starts slopes). Sampled along the principal axes of the
+    metrics' co-movement, these parameters are nearly uncorrelated and the
+    diagonal mass matrix adapts to each axis. The map is orthogonal and the
+    pieces it is applied to have i.i.d. zero-mean normal priors across the
+    rows (globals, fixed-scale main effects, standard-normal variates), so the
+    model is exactly the same; only the coordinates the sampler moves in
+    change.
+
+    Pilot: per experiment, the precision-weighted mean of each metric over its
+    cells (standardized units); the eigenvectors of their covariance across
+    experiments, largest variance first, each signed so that its largest
+    entry is positive: a function of the data alone.
+    """
+    idx = np.arange(data.d.shape[0])[rows]
+    n = len(idx)
+    if n == 1 or data.n_experiments < 3:
+        return np.eye(n)
+    means = np.empty((data.n_experiments, n))
+    for col, j in enumerate(idx):
+        w = 1.0 / np.maximum(data.s_cov[j, j], 1e-300)
+        num = np.bincount(data.cell_experiment, weights=w * data.d[j], minlength=len(means))
+        den = np.bincount(data.cell_experiment, weights=w, minlength=len(means))
+        means[:, col] = num / den
+    cov = np.cov(means, rowvar=False)
+    if not np.all(np.isfinite(cov)):
+        return np.eye(n)
+    values, vectors = np.linalg.eigh(cov)
+    vectors = vectors[:, np.argsort(-values, kind="stable")]
+    big = np.argmax(np.abs(vectors), axis=0)
+    vectors = vectors * np.sign(vectors[big, np.arange(n)])[None, :]
+    return np.ascontiguousarray(vectors)
+
+
 #: Weighted residual mean square above which location interactions are centred.
 CENTRE_THRESHOLD = 4.0
 #: A single segment this many squared standard errors from the main effects is
