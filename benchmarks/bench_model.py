@@ -146,7 +146,10 @@ def _latent_case(draws: int, tune: int, chains: int) -> dict[str, Any]:
             "ess_per_draw": ess_min / (chains * draws),
             "slowest_parameter": f"{slowest}{list(map(int, index)) if index else ''}",
             "divergences": int(trace.sample_stats["diverging"].sum()),
-            "parameters": int(sum(posterior[v].isel(chain=0, draw=0).size for v in posterior)),
+            # What the sampler moves (the draws also hold deterministic copies).
+            "parameters": int(
+                sum(posterior[rv.name].isel(chain=0, draw=0).size for rv in built.model.free_RVs)
+            ),
         }
     # Two ratios: per second of sampling (what the marginalization itself buys,
     # whatever is in the compile caches) and per second of wall time including

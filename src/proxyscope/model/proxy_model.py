@@ -56,6 +56,13 @@ class ProxyModel:
     - ``"complete"``: one value for all segments;
     - ``"none"``: independent wide priors per segment.
 
+    The sampler moves the slopes' normal pieces along the principal axes of the
+    proxies' co-movement across experiments (an orthogonal change of
+    coordinates, the same model; see
+    :func:`proxyscope.model.structure.principal_axes`): proxies that move
+    together otherwise make their slopes a ridge that narrows as experiments
+    accumulate.
+
     Inputs are standardized (each metric divided by the standard deviation of
     its cell effects); every output is in original units.
 
