@@ -190,7 +190,7 @@ def _rotate(built, c: dict[str, np.ndarray], data) -> None:
     Written out here from the definition (``rotation @ coordinates``, the
     rotation from the data), then checked against the model's deterministics.
     """
-    basis = principal_axes(data, slice(1, None))
+    basis = principal_axes(data)
     for name in [n for n in c if n.endswith("_axes")]:
         c[name.removesuffix("_axes")] = basis @ c[name]
     model = built.model
@@ -393,7 +393,7 @@ def test_principal_axes_decorrelate_the_experiment_level_effects() -> None:
     cells = _cells(seed=2, k=3)
     _structure, cell_segment = SegmentStructure.from_effects(cells)
     data = fit_data(cells, cell_segment)
-    basis = principal_axes(data, slice(1, None))
+    basis = principal_axes(data)
     np.testing.assert_allclose(basis.T @ basis, np.eye(3), atol=1e-12)
     # Each axis is signed so that its largest entry is positive.
     assert all(col[np.argmax(np.abs(col))] > 0 for col in basis.T)
@@ -415,5 +415,7 @@ def test_principal_axes_decorrelate_the_experiment_level_effects() -> None:
     # The proxies move together (all shift with the experiment): the first
     # axis weighs them all with the same sign.
     assert np.all(basis[:, 0] > 0)
-    # One metric: nothing to rotate.
-    np.testing.assert_array_equal(principal_axes(data, slice(0, 1)), np.eye(1))
+    # One proxy: nothing to rotate.
+    one = _cells(seed=2, k=1)
+    _structure, one_segment = SegmentStructure.from_effects(one)
+    np.testing.assert_array_equal(principal_axes(fit_data(one, one_segment)), np.eye(1))

@@ -52,13 +52,10 @@ from proxyscope.model.structure import (
 
 #: Name of the PyMC potential holding the marginal log likelihood.
 LIKELIHOOD = "loglik"
-#: Name suffix of the variables sampled in rotated coordinates (structure.principal_axes).
+#: Name suffix and dim of the slopes' pieces sampled along principal axes
+#: (structure.principal_axes).
 AXES_SUFFIX = "_axes"
-
-
-def axis_dim(prefix: str) -> str:
-    """Dim of a family's rotated coordinates (``slope_axis``)."""
-    return f"{prefix}_axis"
+SLOPE_AXIS = "slope_axis"
 
 
 @dataclasses.dataclass
@@ -175,13 +172,13 @@ def build_model(
         else np.zeros((m, n_seg), dtype=bool)
     )
 
-    slope_axes = principal_axes(data, slice(1, None))
+    slope_axes = principal_axes(data)
     coords: dict[str, Any] = {
         dims.METRIC: list(metrics),
         dims.PROXY: list(proxies),
         dims.SEGMENT: list(structure.labels),
         "cpc": list(range(cpc_count(k))),
-        axis_dim("slope"): list(range(k)),
+        SLOPE_AXIS: list(range(k)),
     }
     for j, col in enumerate(structure.columns):
         coords[contrast_dim(col)] = list(range(len(structure.levels[j]) - 1))
@@ -222,7 +219,7 @@ def build_model(
                 """
                 if rotation is None:
                     return pm.Normal(name, mu, sd, dims=dims_)
-                z = pm.Normal(f"{name}{AXES_SUFFIX}", 0.0, sd, dims=(axis_dim(prefix), *dims_[1:]))
+                z = pm.Normal(f"{name}{AXES_SUFFIX}", 0.0, sd, dims=(SLOPE_AXIS, *dims_[1:]))
                 return pm.Deterministic(name, mu + pt.dot(rotation, z), dims=dims_)
 
             if pooling == "none":

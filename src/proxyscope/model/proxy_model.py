@@ -358,8 +358,7 @@ def prior_predictive(
     built = build_model(
         fit.effects, fit.pooling, Priors(**fit.info.priors), fit.info.cell_correlation
     )
-    model = built.model
-    names = [rv.name for rv in model.free_RVs] + [v.name for v in model.deterministics]
+    names = sampling.draw_names(built.model)
     with built.model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Potential.*")
         prior = pm.sample_prior_predictive(

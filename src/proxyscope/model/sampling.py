@@ -72,12 +72,12 @@ def sample(
     """Sample ``model``; returns (sampled draws, normalised sample stats, timings).
 
     The draws are the model's free random variables on their constrained
-    scale (no transformed copies) and its deterministics (the slopes, when
-    they are sampled in rotated coordinates); the stats use one naming for both samplers:
+    scale (no transformed copies) and its deterministics (:func:`draw_names`);
+    the stats use one naming for both samplers:
     ``diverging``, ``tree_depth``, ``reached_max_treedepth``, ``energy``,
     ``step_size``, ``n_steps``.
     """
-    names = [rv.name for rv in model.free_RVs] + [v.name for v in model.deterministics]
+    names = draw_names(model)
     cores = max(1, min(chains, os.cpu_count() or 1))
     timings: dict[str, Any] = {}
     if sampler == "nutpie":
@@ -167,6 +167,12 @@ def sample(
     settings_used = {**kwargs, "cores": cores}
     timings["settings"] = settings_used
     return raw.load(), stats_ds, timings
+
+
+def draw_names(model: pm.Model) -> list[str]:
+    """What a fit keeps of each draw: the free random variables and the
+    deterministics (the slopes, which are sampled in rotated coordinates)."""
+    return [rv.name for rv in model.free_RVs] + [v.name for v in model.deterministics]
 
 
 def chain_seed(random_seed: int, chain: int) -> int:
