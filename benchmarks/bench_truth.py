@@ -7,7 +7,12 @@ early_watch_min and early_starts:
 - fragility: is the truly most fragile segment (largest population flip rate
   of a new experiment) ranked first? mean absolute error of ``flip_prob``
   against the population flip rate, and the share of the 24 cells whose 90%
-  interval holds it;
+  interval holds it; that share again over the cells whose truth is above 0,
+  and how many cells have a truth of exactly 0 (a segment whose long-term and
+  proxy effects cross zero at the same experiment strength never flips: the
+  lower end of an equal-tailed interval of a posterior with no point mass at
+  0 is above 0, so such a cell is never held, and with z of the 24 cells at 0
+  no such interval can hold more than (24 - z) / 24 of them);
 - the seed's baseline on the same data: sign counting (cell proxy sign vs the
   experiment's long-term sign) at the seed's filter (cells >= 400 users) and
   without it: is the most fragile segment shown, ranked first; its MAE;
@@ -107,9 +112,12 @@ def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict
         row[f"{key}_top_ok"] = bool(top.segment == worst)
         row[f"{key}_flagged_ok"] = bool(q.loc[q.segment == worst, "flagged"].iloc[0])
         row[f"{key}_mae"] = float((q.flip_prob - q.pop_flip_prob).abs().mean())
-        row[f"{key}_cover90"] = float(
-            ((q.flip_lo <= q.pop_flip_prob) & (q.pop_flip_prob <= q.flip_hi)).mean()
-        )
+        held = (q.flip_lo <= q.pop_flip_prob) & (q.pop_flip_prob <= q.flip_hi)
+        positive = q.pop_flip_prob > 0
+        row[f"{key}_cover90"] = float(held.mean())
+        row[f"{key}_cover90_positive"] = float(held[positive].mean())
+        row[f"{key}_zero_truth_cells"] = int((~positive).sum())
+        row[f"{key}_zero_truth_held"] = int(held[~positive].sum())
         b = base0[base0.proxy == proxy].sort_values("flip_rate", ascending=False)
         row[f"{key}_base_top_ok"] = bool(b.iloc[0].segment == worst)
         row[f"{key}_base_mae"] = float((b.flip_rate - b.pop_flip_prob).abs().mean())
@@ -203,6 +211,13 @@ def summarize_results(frame: pd.DataFrame) -> pd.DataFrame:
             col[f"{key}: flip MAE (proxyscope)"] = f"{group[f'{key}_mae'].mean():.3f}"
             col[f"{key}: flip MAE (baseline)"] = f"{group[f'{key}_base_mae'].mean():.3f}"
             col[f"{key}: 90% interval coverage"] = f"{group[f'{key}_cover90'].mean():.2f}"
+            col[f"{key}: ... over cells with truth > 0"] = (
+                f"{group[f'{key}_cover90_positive'].mean():.2f}"
+            )
+            col[f"{key}: cells with truth exactly 0 (held)"] = (
+                f"{group[f'{key}_zero_truth_cells'].mean():.1f} "
+                f"({group[f'{key}_zero_truth_held'].mean():.1f})"
+            )
             col[f"{key}: decision-accuracy error (mean |err|)"] = (
                 f"{group[f'{key}_acc_err'].abs().mean():.3f}"
             )
