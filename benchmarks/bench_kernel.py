@@ -75,7 +75,7 @@ def main() -> None:
     from bench_model import _effects
 
     from proxyscope.core import kernels
-    from proxyscope.core.codegen import layout, load_kernel_module
+    from proxyscope.core.codegen import layout, load_kernel_module, packed
     from proxyscope.model.builder import build_model
     from proxyscope.model.ops import ProxyModelLogp
     from proxyscope.model.priors import Priors
@@ -127,7 +127,7 @@ def main() -> None:
     v_packed = np.empty((lay["nw"], n_seg))
     for i in range(lay["m"]):
         for j in range(i + 1):
-            v_packed[i * (i + 1) // 2 + j] = v_seg[i, j]
+            v_packed[packed(i, j)] = v_seg[i, j]
     seg_b = gen.blocked_index(seg, dat.shape[0])
     cexp_b = gen.blocked_index(cexp, dat.shape[0])
     o1 = np.empty((dat.shape[0], lay["out1_rows"], kernels.LANES))
