@@ -16,11 +16,16 @@ Cases (each in its own subprocess, so compile caches and peak memory are its own
             nutpie at the same settings in one process; the ratio of their
             effective samples per second (worst parameter of those they share)
             is what the marginalization buys: reported per second of sampling
-            and per second of wall time including compilation.
+            and per second of wall time including compilation;
+``latent200`` the same comparison on 200 experiments (about 4,800 cells), to
+            show how the ratio moves with the size of the history (runs only
+            when listed).
 
-Run ``python benchmarks/bench_model.py [--cases cold,warm,lowrank,latent,e200,e1000]
-[--draws N --tune N --chains N] [--latent-draws N]`` (``lowrank`` runs only when
-listed); results go to ``benchmarks/_results/model.json`` and a table is printed.
+Run ``python benchmarks/bench_model.py
+[--cases cold,warm,lowrank,latent,latent200,e200,e1000] [--draws N --tune N
+--chains N] [--latent-draws N]`` (``lowrank`` and ``latent200`` run only when
+listed); results go to ``benchmarks/_results/model.json`` and a table is
+printed.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ def _fit_case(
     }
 
 
-def _latent_case(draws: int, tune: int, chains: int) -> dict[str, Any]:
+def _latent_case(draws: int, tune: int, chains: int, n_experiments: int = 50) -> dict[str, Any]:
     """Marginalized vs explicit-latent form of the same model, same sampler settings."""
     import arviz as az
     import nutpie
@@ -101,8 +106,14 @@ def _latent_case(draws: int, tune: int, chains: int) -> dict[str, Any]:
     from proxyscope.model.priors import Priors
     from proxyscope.model.sampling import NUTPIE_DEFAULTS
 
-    effects = _effects(50)
-    out: dict[str, Any] = {"chains": chains, "draws": draws, "tune": tune}
+    effects = _effects(n_experiments)
+    out: dict[str, Any] = {
+        "experiments": n_experiments,
+        "cells": effects.n_cells,
+        "chains": chains,
+        "draws": draws,
+        "tune": tune,
+    }
     posteriors = {}
     for form in ("marginal", "latent"):
         built = build_model(effects, "additive", Priors(), form=form)
@@ -189,6 +200,8 @@ def child(case: str, args: argparse.Namespace) -> dict[str, Any]:
         return _fit_case(1000, args.big_draws, args.big_draws, args.chains)
     if case == "latent":
         return _latent_case(args.latent_draws, args.latent_draws, args.chains)
+    if case == "latent200":
+        return _latent_case(args.latent_draws, args.latent_draws, args.chains, 200)
     raise SystemExit(f"unknown case {case!r}")
 
 
@@ -259,25 +272,31 @@ def print_table(results: dict[str, Any]) -> None:
         )
         print("|---" * 12 + "|")
         print("\n".join(rows))
-    lat = results.get("latent")
-    if lat:
-        m, la = lat["marginal"], lat["latent"]
+    for case in ("latent", "latent200"):
+        lat = results.get(case)
+        if lat:
+            print_latent(lat)
+
+
+def print_latent(lat: dict[str, Any]) -> None:
+    m, la = lat["marginal"], lat["latent"]
+    print(
+        f"\nlatent form, {lat.get('experiments', 50)} experiments "
+        f"({lat['chains']}x({lat['tune']}+{lat['draws']})): marginal "
+        f"{m['ess_per_second']:.2f} ESS/s ({m['parameters']} parameters, "
+        f"{m['steps_per_draw']:.0f} steps/draw), latent {la['ess_per_second']:.3f} ESS/s "
+        f"({la['parameters']} parameters, {la['steps_per_draw']:.0f} steps/draw): "
+        f"ratio {lat['ratio_ess_per_second']:.0f}x with compile time; per second of "
+        f"sampling {m['ess_per_sampling_second']:.2f} vs {la['ess_per_sampling_second']:.3f}: "
+        f"ratio {lat['ratio_ess_per_sampling_second']:.1f}x; posterior-mean gaps (in sds) "
+        f"{lat['max_mean_gap_in_posterior_sds']}"
+    )
+    for form, r in (("marginal", m), ("latent", la)):
         print(
-            f"\nlatent form ({lat['chains']}x({lat['tune']}+{lat['draws']})): marginal "
-            f"{m['ess_per_second']:.2f} ESS/s ({m['parameters']} parameters, "
-            f"{m['steps_per_draw']:.0f} steps/draw), latent {la['ess_per_second']:.3f} ESS/s "
-            f"({la['parameters']} parameters, {la['steps_per_draw']:.0f} steps/draw): "
-            f"ratio {lat['ratio_ess_per_second']:.0f}x with compile time; per second of "
-            f"sampling {m['ess_per_sampling_second']:.2f} vs {la['ess_per_sampling_second']:.3f}: "
-            f"ratio {lat['ratio_ess_per_sampling_second']:.1f}x; posterior-mean gaps (in sds) "
-            f"{lat['max_mean_gap_in_posterior_sds']}"
+            f"  {form}: {r['us_per_gradient']:.0f} us per gradient, "
+            f"{r['steps_per_draw']:.0f} steps/draw, min bulk ESS per draw "
+            f"{r['ess_per_draw']:.3f} ({r['slowest_parameter']})"
         )
-        for form, r in (("marginal", m), ("latent", la)):
-            print(
-                f"  {form}: {r['us_per_gradient']:.0f} us per gradient, "
-                f"{r['steps_per_draw']:.0f} steps/draw, min bulk ESS per draw "
-                f"{r['ess_per_draw']:.3f} ({r['slowest_parameter']})"
-            )
 
 
 if __name__ == "__main__":
