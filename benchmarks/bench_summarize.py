@@ -8,7 +8,10 @@ Writes a user-level Parquet file once (experiment, 3 segment columns,
 treatment, an outcome and 4 proxies; cached under ``benchmarks/_data/``),
 then times, each in a fresh subprocess so that each peak RSS is its own:
 
-- ``duckdb``: ``proxyscope.summarize(path, engine="duckdb")`` (the default);
+- ``duckdb``: ``proxyscope.summarize(path, engine="duckdb")`` (the default:
+  one DuckDB thread, so the result repeats bit for bit);
+- ``duckdb_all``: the same with ``threads`` = every core (faster, last bits
+  may vary between runs);
 - ``pandas``: ``proxyscope.summarize(path, engine="pandas")``;
 - ``groupby``: the seed baseline — ``pd.read_parquet`` then, per metric,
   ``groupby([exp_id, *segments, treatment])[metric].mean().unstack()``
@@ -133,11 +136,13 @@ def dataset(rows: int) -> str:
 def _child(mode: str, path: str) -> dict[str, Any]:
     import pandas as pd
 
-    if mode in ("duckdb", "pandas"):
+    if mode in ("duckdb", "duckdb_all", "pandas"):
         import proxyscope.data as psd
     start = time.perf_counter()
     if mode in ("duckdb", "pandas"):
         cells = psd.summarize(path, engine=mode, **ROLES).n_cells
+    elif mode == "duckdb_all":
+        cells = psd.summarize(path, engine="duckdb", threads=os.cpu_count(), **ROLES).n_cells
     elif mode == "groupby":
         df = pd.read_parquet(path)
         effects = {}
@@ -172,6 +177,7 @@ def table(results: list[dict[str, Any]], rows: int) -> str:
     for r in results:
         label = {
             "duckdb": "proxyscope duckdb",
+            "duckdb_all": f"proxyscope duckdb, {os.cpu_count()} thr",
             "pandas": "proxyscope pandas",
             "groupby": "per-metric groupby (seed)",
         }[r["mode"]]
@@ -196,7 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     path = dataset(args.rows)
     print(f"data: {path} (ready in {time.perf_counter() - t0:.1f} s)")
-    results = [run_child(mode, path) for mode in ("duckdb", "pandas", "groupby")]
+    modes = ("duckdb", "duckdb_all", "pandas", "groupby")
+    results = [run_child(mode, path) for mode in modes]
     report: dict[str, Any] = {"rows": args.rows, "results": results}
     print(table(results, args.rows))
     if args.big:

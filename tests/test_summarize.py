@@ -364,6 +364,48 @@ def test_duckdb_out_of_core_on_a_file_larger_than_its_memory_limit(
     np.testing.assert_allclose(got.noise_cov, ref.noise_cov, rtol=1e-9, atol=1e-20)
 
 
+def test_duckdb_runs_on_one_thread_unless_told(users: pd.DataFrame) -> None:
+    from proxyscope.data.engines.duckdb_engine import DuckDBSource
+
+    def threads(source: DuckDBSource) -> int:
+        return int(source._fetch("SELECT current_setting('threads')")[0][0])
+
+    assert threads(DuckDBSource(users)) == 1
+    assert threads(DuckDBSource(users, threads=2)) == 2
+
+
+_CHILD = """
+import hashlib, warnings
+import numpy as np
+import proxyscope as ps
+from proxyscope.simulate import column_roles
+
+users = ps.simulate.streaming(n_users=250_000, n_experiments=50, seed=7).users
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    got = ps.summarize(users, **column_roles())
+digest = hashlib.sha256(np.ascontiguousarray(got.effect).tobytes())
+digest.update(np.ascontiguousarray(got.noise_cov).tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_default_summary_repeats_bit_for_bit_in_new_processes() -> None:
+    # What a user sees when a job is run again on the same rows. With DuckDB's
+    # parallel aggregation (2 threads here) 4 processes gave 2 or 3 different
+    # digests; with the default single thread they must all agree.
+    import subprocess
+    import sys
+
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _CHILD], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        for _ in range(4)
+    }
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
+
+
 def test_single_names_as_strings_and_save_load(users: pd.DataFrame, tmp_path: Path) -> None:
     got = summarize(
         users,

@@ -166,8 +166,9 @@ class ProxyModel:
             ``fit.sampler``. Two fits with the same seed, the same
             CellEffects and settings are equal bit for bit on the same
             machine (nutpie with its default diagonal mass matrix, or PyMC).
-            From a user table, summarize with ``threads=1`` for that:
-            DuckDB's parallel sums can differ in their last bits between runs.
+            From a user table that holds with ``summarize``'s default of
+            one DuckDB thread; DuckDB's parallel sums (``threads`` > 1) can
+            differ in their last bits between runs.
             nutpie's low-rank mass matrix
             (``sampler_settings={"low_rank_modified_mass_matrix": True}``)
             is not: its adaptation rounds its sums according to
