@@ -176,7 +176,7 @@ def small_fit(small_effects: Any) -> Any:
 
     return cached_fit(
         "small-additive",
-        lambda: ps.ProxyModel(pooling="additive").fit(
+        lambda: ps.ProxyModel(pooling="additive", followups=0).fit(
             small_effects, draws=200, tune=200, chains=2, random_seed=5, progress=False
         ),
     )
@@ -189,7 +189,7 @@ def small_fit_complete(small_effects: Any) -> Any:
 
     return cached_fit(
         "small-complete",
-        lambda: ps.ProxyModel(pooling="complete").fit(
+        lambda: ps.ProxyModel(pooling="complete", followups=0).fit(
             small_effects, draws=200, tune=200, chains=2, random_seed=5, progress=False
         ),
     )
@@ -221,7 +221,7 @@ def sim_fit(sim_effects: Any) -> Any:
 
     return cached_fit(
         "sim-additive",
-        lambda: ps.ProxyModel().fit(
+        lambda: ps.ProxyModel(followups=0).fit(
             sim_effects, draws=500, tune=500, chains=4, random_seed=11, progress=False
         ),
     )

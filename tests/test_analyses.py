@@ -266,7 +266,7 @@ def noseg_fit(noseg_effects: Any) -> Any:
     """All four proxies, no segment columns: 2 chains x 300 draws (cached on disk)."""
     return cached_fit(
         "analyses-no-segments",
-        lambda: ps.ProxyModel(pooling="additive").fit(
+        lambda: ps.ProxyModel(pooling="additive", followups=0).fit(
             noseg_effects, draws=300, tune=300, chains=2, random_seed=3, progress=False
         ),
     )
@@ -291,7 +291,7 @@ def holes_fit(holes_effects: Any) -> Any:
     """Additive pooling without IN / Mobile: 2 chains x 300 draws (cached on disk)."""
     return cached_fit(
         "analyses-holes",
-        lambda: ps.ProxyModel(pooling="additive").fit(
+        lambda: ps.ProxyModel(pooling="additive", followups=0).fit(
             holes_effects, draws=300, tune=300, chains=2, random_seed=3, progress=False
         ),
     )

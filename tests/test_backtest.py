@@ -347,7 +347,7 @@ def train_fit(sim_effects) -> Any:
     train = sim_effects.experiments[:N_TRAIN]
     return cached_fit(
         "backtest-train35",
-        lambda: ps.ProxyModel().fit(
+        lambda: ps.ProxyModel(followups=0).fit(
             sim_effects.subset(train), draws=500, tune=500, chains=4, random_seed=11, progress=False
         ),
     )

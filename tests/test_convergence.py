@@ -255,9 +255,32 @@ def test_a_stuck_chain_is_named_with_its_parameter_and_divergences() -> None:
     assert [(c, p) for c, p, _ in d.stray_chains] == [(3, "b[17]")]
     assert d.stray_chains[0][2] == pytest.approx(2.5, abs=0.3)
     assert "(per chain: 1, 0, 0, 50)" in d.summary()
-    assert "chain 3 disagrees with the other chains" in d.summary()
+    assert "chain 3 settles elsewhere than the others on b[17]" in d.summary()
     assert "50 of the 51 divergences" in d.advice()[0]
     assert not d.passed
+
+
+def test_a_chain_in_another_mode_fails_the_fit_in_every_later_run() -> None:
+    rng = np.random.default_rng(13)
+    draws = rng.normal(size=(4, 500, 6))
+    draws[1, :, 2] += 9.0  # chain 1 samples another mode, moving as freely as the rest
+    draws[2, :, 4] = 20.0 + 0.01 * rng.normal(size=500)  # chain 2 is stuck far out
+    posterior = xr.Dataset({"b": ((dims.CHAIN, dims.DRAW, "k"), draws)}, coords={"k": range(6)})
+    stats = _stats(4, 500, np.zeros((4, 500), dtype=bool), rng)
+    d = diagnostics.compute(posterior, xr.Dataset(), stats)
+    assert [(c, p) for c, p, _ in d.modes] == [(1, "b[2]")]  # not the stuck chain
+    # A later run whose chains all sit in one mode: its own table passes, but
+    # a fit that recorded the mode earlier does not.
+    calm = xr.Dataset(
+        {"b": ((dims.CHAIN, dims.DRAW, "k"), rng.normal(size=(4, 500, 6)))},
+        coords={"k": range(6)},
+    )
+    record = {"modes": [{"run": 1, "chain": 1, "parameter": "b[2]", "distance": 9.0}]}
+    later = diagnostics.compute(calm, xr.Dataset(), stats, sampler=record)
+    assert later.table["ok"].all() and later.divergences == 0
+    assert not later.passed
+    assert "Chains sampled separate modes (run 1, chain 1 on b[2]" in later.summary()
+    assert diagnostics.compute(calm, xr.Dataset(), stats).passed
 
 
 def test_chains_of_one_posterior_are_not_called_stray() -> None:

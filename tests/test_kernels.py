@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal, norm
 
-from proxyscope.core.codegen import generate_source, kernel_digest, layout
+from proxyscope.core.codegen import (
+    generate_source,
+    layout,
+    passes_source,
+    posterior_source,
+    reduce_source,
+)
 from proxyscope.core.kernels import LANES, cell_logliks, pack_cells, proxy_model_logp
 
 
@@ -196,6 +202,53 @@ def test_pack_cells_layout_matches_codegen() -> None:
 
 
 def test_generated_code_identity_tracks_source() -> None:
-    assert kernel_digest(3) == kernel_digest(3)
-    assert kernel_digest(3) != kernel_digest(4)
-    assert "def pass1" in generate_source(2) and "def logp" in generate_source(2)
+    from proxyscope.core.codegen import _module_path
+
+    for make in (passes_source, reduce_source, generate_source, posterior_source):
+        assert make(3) == make(3)
+        assert make(3) != make(4)
+    assert "def pass1" in passes_source(2) and "def reduce_segments_k" in reduce_source(2)
+    # The kernel imports the passes and sums by the names their sources give
+    # them, and the C entry point imports the kernel the same way, so an edit
+    # anywhere gives every module that depends on it a new name (numba's cache
+    # does not follow calls into other modules).
+    kernel = generate_source(2)
+    assert f"from {_module_path('passes', 2, passes_source(2))[0]} import" in kernel
+    assert f"from {_module_path('reduce', 2, reduce_source(2))[0]} import" in kernel
+    assert f"from {_module_path('kernel', 2, kernel)[0]} import logp" in posterior_source(2)
+
+
+@pytest.mark.slow
+def test_a_cold_compile_is_announced_shared_with_a_helper_and_cached(tmp_path) -> None:
+    # A fresh cache: the first process compiles (the passes in a helper
+    # process) and says so; the second finds everything compiled and is quiet.
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PROXYSCOPE_CACHE_DIR": str(tmp_path / "proxyscope"),
+        "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+    }
+    code = (
+        "from proxyscope.core import codegen as c\n"
+        "from proxyscope.model.native import load_density\n"
+        "print('before', c.is_compiled('posterior', 1))\n"
+        "load_density(1)\n"
+        "print('after', c.is_compiled('posterior', 1))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        for _ in range(2)
+    ]
+    first, second = runs
+    assert "before False" in first.stdout and "after True" in first.stdout
+    assert "compiling the sampler's code for 1 proxy" in first.stderr
+    assert "before True" in second.stdout
+    assert "compiling" not in second.stderr
+    kernels = tmp_path / "proxyscope" / "kernels"
+    for kind in ("passes", "reduce", "kernel", "posterior"):
+        assert list(kernels.glob(f"proxyscope_{kind}_k1_*.compiled-*")), kind

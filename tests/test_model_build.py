@@ -13,10 +13,10 @@ from scipy import stats
 import proxyscope as ps
 from proxyscope.errors import DataTypeError, DataWarning, ParameterError
 from proxyscope.model.builder import build_model, corr_cholesky, cpc_shapes
+from proxyscope.model.coordinates import location_weights
 from proxyscope.model.priors import Priors
 from proxyscope.model.structure import (
     SegmentStructure,
-    centre_locations,
     fit_data,
     principal_axes,
 )
@@ -70,17 +70,17 @@ def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffect
                 "loc_main__region",
                 "loc_main__device",
                 "loc_int_sd",
-                "loc_int_raw",
-                "slope_global_axes",
-                "slope_main__region_axes",
-                "slope_main__device_axes",
+                "loc_int_z",
+                "slope_global",
+                "slope_main__region",
+                "slope_main__device",
                 "slope_int_sd",
-                "slope_int_raw_axes",
+                "slope_int_z",
                 "sigma_global",
                 "log_sigma_main__region",
                 "log_sigma_main__device",
                 "log_sigma_int_sd",
-                "log_sigma_int_raw",
+                "log_sigma_int_z",
                 "sd_e",
                 "cpc_e",
                 "sd_c",
@@ -91,13 +91,13 @@ def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffect
             {
                 "loc_global",
                 "loc_int_sd",
-                "loc_int_raw",
-                "slope_global_axes",
+                "loc_int_z",
+                "slope_global",
                 "slope_int_sd",
-                "slope_int_raw_axes",
+                "slope_int_z",
                 "sigma_global",
                 "log_sigma_int_sd",
-                "log_sigma_int_raw",
+                "log_sigma_int_z",
                 "sd_e",
                 "cpc_e",
                 "sd_c",
@@ -105,19 +105,18 @@ def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffect
         ),
         (
             "complete",
-            {"loc_global", "slope_global_axes", "sigma_global", "sd_e", "cpc_e", "sd_c"},
+            {"loc_global", "slope_global", "sigma_global", "sd_e", "cpc_e", "sd_c"},
         ),
-        ("none", {"loc_seg", "slope_seg_axes", "sigma_seg", "sd_e", "cpc_e", "sd_c"}),
+        ("none", {"loc_seg", "slope_seg", "sigma_seg", "sd_e", "cpc_e", "sd_c"}),
     ],
 )
 def test_free_parameters_follow_the_pooling(pooling: str, expected: set[str]) -> None:
     built = build_model(_cells(), pooling, Priors())
     names = {rv.name for rv in built.model.free_RVs}
     assert names == expected
-    # Every piece sampled along principal axes is also there under its own
-    # name and dims (a deterministic: what the draws are read from).
-    rotated = {n.removesuffix("_axes") for n in names if n.endswith("_axes")}
-    assert rotated == {v.name for v in built.model.deterministics}
+    # The only derived variables: the segment deviations of the interactions.
+    derived = {n.replace("_int_z", "_int_raw") for n in names if n.endswith("_int_z")}
+    assert {v.name for v in built.model.deterministics} == derived
     # Named dims everywhere, never ArviZ's automatic *_dim_0.
     for var in [*built.model.free_RVs, *built.model.deterministics]:
         for dim in built.model.named_vars_to_dims.get(var.name, ()):
@@ -184,23 +183,6 @@ def _constrained_point(built, rng: np.random.Generator) -> dict[str, np.ndarray]
     return point
 
 
-def _rotate(built, c: dict[str, np.ndarray], data) -> None:
-    """Add the pieces sampled along principal axes to ``c`` under their own names.
-
-    Written out here from the definition (``rotation @ coordinates``, the
-    rotation from the data), then checked against the model's deterministics.
-    """
-    basis = principal_axes(data)
-    for name in [n for n in c if n.endswith("_axes")]:
-        c[name.removesuffix("_axes")] = basis @ c[name]
-    model = built.model
-    values = _value_point(built, c)
-    outputs = model.replace_rvs_by_values(model.deterministics)
-    got = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")(values)
-    for var, value in zip(model.deterministics, got, strict=True):
-        np.testing.assert_allclose(value, c[var.name], rtol=0, atol=1e-12)
-
-
 def _value_point(built, constrained: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The sampler's (transformed) values for given constrained values."""
     model = built.model
@@ -226,12 +208,16 @@ def test_model_density_equals_an_independent_computation() -> None:
     values = _value_point(built, c)
     structure, cell_segment = SegmentStructure.from_effects(cells)
     data = fit_data(cells, cell_segment)
-    _rotate(built, c, data)
 
     # -- the likelihood, written out with loops and a dense Gaussian -------------
     k, m, n_seg = 2, 3, structure.n_segments
-    centred = built.centred
     basis = [structure.basis(j) for j in range(2)]
+    # Interactions: scale x their coordinates along the axes of what the
+    # intercept and the main effects cannot express (tested in test_density).
+    axes = structure.interaction_basis("additive")
+    inter_loc = c["loc_int_sd"][:, None] * (c["loc_int_z"] @ axes.T)
+    inter_slope = c["slope_int_sd"][:, None] * (c["slope_int_z"] @ axes.T)
+    inter_sigma = c["log_sigma_int_sd"] * (axes @ c["log_sigma_int_z"])
     loc = np.zeros((m, n_seg))
     slope = np.zeros((k, n_seg))
     log_sig = np.zeros(n_seg)
@@ -241,18 +227,16 @@ def test_model_density_equals_an_independent_computation() -> None:
             v = c["loc_global"][r]
             for j, col in enumerate(("region", "device")):
                 v += basis[j][lev[j]] @ c[f"loc_main__{col}"][r]
-            raw = c["loc_int_raw"][r, s]
-            v += raw if centred[r, s] else raw * c["loc_int_sd"][r]
-            loc[r, s] = v
+            loc[r, s] = v + inter_loc[r, s]
         for r in range(k):
             v = c["slope_global"][r]
             for j, col in enumerate(("region", "device")):
                 v += basis[j][lev[j]] @ c[f"slope_main__{col}"][r]
-            slope[r, s] = v + c["slope_int_raw"][r, s] * c["slope_int_sd"][r]
+            slope[r, s] = v + inter_slope[r, s]
         v = np.log(c["sigma_global"])
         for j, col in enumerate(("region", "device")):
             v += basis[j][lev[j]] @ c[f"log_sigma_main__{col}"]
-        log_sig[s] = v + c["log_sigma_int_raw"][s] * c["log_sigma_int_sd"]
+        log_sig[s] = v + inter_sigma[s]
     z = 2 * c["cpc_e"] - 1
     corr = np.array([[1.0, 0.0], [z[0], np.sqrt(1 - z[0] ** 2)]])
     chol_e = c["sd_e"][:, None] * corr
@@ -291,20 +275,16 @@ def test_model_density_equals_an_independent_computation() -> None:
     prior += stats.halfnorm(scale=priors.interaction_location_sd).logpdf(c["loc_int_sd"]).sum()
     prior += stats.halfnorm(scale=priors.interaction_slope_sd).logpdf(c["slope_int_sd"]).sum()
     prior += stats.halfnorm(scale=priors.interaction_log_sigma_sd).logpdf(c["log_sigma_int_sd"])
-    t = stats.t(priors.interaction_df)
-    for r in range(m):
-        scale = np.where(centred[r], c["loc_int_sd"][r], 1.0)
-        prior += (t.logpdf(c["loc_int_raw"][r] / scale) - np.log(scale)).sum()
-    # Slope and log-sigma interactions: standard normals (scaled in the model).
-    prior += stats.norm().logpdf(c["slope_int_raw"]).sum()
-    prior += stats.norm().logpdf(c["log_sigma_int_raw"]).sum()
+    # Interactions: standard normal coordinates (scaled in the model).
+    for name in ("loc_int_z", "slope_int_z", "log_sigma_int_z"):
+        prior += stats.norm().logpdf(c[name]).sum()
     prior += stats.halfnorm(scale=priors.experiment_sd).logpdf(c["sd_e"]).sum()
     prior += stats.halfnorm(scale=priors.cell_sd).logpdf(c["sd_c"]).sum()
     b = cpc_shapes(2, priors.lkj_eta)
     prior += stats.beta(b, b).logpdf(c["cpc_e"]).sum()
     full = model.compile_logp(jacobian=False)(values)
-    # PyMC's Student-t and half-normal constants differ from SciPy's at ~1e-8 per
-    # value; a wrong prior (scale, family or wiring) would be off by O(1).
+    # PyMC's half-normal constant differs from SciPy's by ~2e-9 per value; a
+    # wrong prior (scale, family or wiring) would be off by O(1).
     assert float(full) == pytest.approx(total + prior, abs=1e-6)
 
 
@@ -317,18 +297,21 @@ def test_cpc_factor_is_a_valid_correlation_cholesky() -> None:
     assert np.all(np.linalg.eigvalsh(corr) > 0)
 
 
-def test_centring_pilot_centres_only_metrics_with_a_planted_interaction() -> None:
+def test_location_axes_are_centred_only_where_an_interaction_is_clearly_there() -> None:
     cells = _cells(seed=5, k=2, interaction=2.0)
     structure, cell_segment = SegmentStructure.from_effects(cells)
     data = fit_data(cells, cell_segment)
-    flags = centre_locations(data, structure, "additive")
-    # One entry of the first proxy's row (row 1) is centred, in the planted
-    # region. (In a 3 x 2 additive design a deviation of IN / Mobile is the
-    # same model as the opposite deviation of IN / TV, so either may be picked.)
-    assert flags[[0, 2]].sum() == 0
-    assert flags[1].sum() == 1
-    assert structure.labels[int(np.flatnonzero(flags[1])[0])].startswith("IN / ")
-    assert not centre_locations(data, structure, "complete").any()
+    basis = structure.interaction_basis("additive")
+    weights = location_weights(data, structure, basis)
+    assert weights.shape == (3, 2)
+    # The planted deviation of the first proxy (row 1) pins its axes down;
+    # the other rows show no interaction and stay non-centred.
+    assert weights[1].min() < 0.2
+    np.testing.assert_array_equal(weights[[0, 2]], 1.0)
+    no = _cells(seed=5, k=2, interaction=0.0)
+    structure, cell_segment = SegmentStructure.from_effects(no)
+    plain = location_weights(fit_data(no, cell_segment), structure, basis)
+    np.testing.assert_array_equal(plain, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -336,25 +319,29 @@ def test_centring_pilot_centres_only_metrics_with_a_planted_interaction() -> Non
     [
         ps.simulate.FailureCohort(),
         ps.simulate.FailureCohort("LATAM", "TV", "Existing"),
-        # a small Desktop cell: one outlier that barely moves its row's average
-        ps.simulate.FailureCohort("LATAM", "Desktop", "New"),
+        ps.simulate.FailureCohort.none(),
     ],
-    ids=["default-cohort", "moved-cohort", "small-cell-cohort"],
+    ids=["default-cohort", "moved-cohort", "no-cohort"],
 )
-def test_centring_pilot_centres_the_cohort_and_nothing_else(cohort: Any) -> None:
+def test_location_centring_follows_the_cohort(cohort: Any) -> None:
     world = ps.simulate.streaming(n_users=250_000, n_experiments=50, seed=4, cohort=cohort)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         cells = ps.summarize(world.users, engine="duckdb", **ps.simulate.column_roles())
     structure, cell_segment = SegmentStructure.from_effects(cells)
     data = fit_data(cells, cell_segment)
-    flags = centre_locations(data, structure, "additive")
-    at = structure.labels.index(f"{cohort.region} / {cohort.device} / {cohort.tenure}")
-    # The boosted proxies' rows: exactly the cohort. Other rows: nothing but
-    # (possibly, if its noisy data show it) the cohort's long-term shift.
-    for metric in ("early_watch_min", "early_starts"):
-        assert np.flatnonzero(flags[cells.metrics.index(metric)]).tolist() == [at]
-    assert set(np.flatnonzero(flags.any(axis=0)).tolist()) == {at}
+    weights = location_weights(data, structure, structure.interaction_basis("additive"))
+    rows = {metric: weights[cells.metrics.index(metric)] for metric in cells.metrics}
+    # The proxies the cohort boosts have a clear interaction: mostly centred.
+    # The ones it leaves alone are not (CTR and rebuffer rate have none).
+    boosted = ("early_watch_min", "early_starts")
+    for metric in ("early_ctr", "rebuffer_rate"):
+        np.testing.assert_array_equal(rows[metric], 1.0)
+    for metric in boosted:
+        if cohort.active:
+            assert rows[metric].mean() < 0.5, metric
+        else:
+            np.testing.assert_array_equal(rows[metric], 1.0)
 
 
 def test_standardisation_uses_the_spread_of_true_effects() -> None:

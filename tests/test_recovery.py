@@ -80,7 +80,7 @@ def watch_fits(sim_effects):
     def fit(pooling: str):
         return cached_fit(
             f"sim-watch-{pooling}",
-            lambda: ps.ProxyModel(pooling=pooling).fit(
+            lambda: ps.ProxyModel(pooling=pooling, followups=0).fit(
                 cells, draws=500, tune=500, chains=2, random_seed=3, progress=False
             ),
         )
@@ -160,7 +160,7 @@ def test_ignoring_the_noise_covariance_biases_the_slope_the_model_does_not() -> 
     def slope(c) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            fit = ps.ProxyModel().fit(
+            fit = ps.ProxyModel(followups=0).fit(
                 c, draws=600, tune=600, chains=2, random_seed=6, progress=False
             )
         return fit.posterior["beta"].values.reshape(-1)
@@ -177,7 +177,7 @@ def test_parameters_are_recovered_from_the_models_own_process() -> None:
     cells, truth = ps.simulate.from_model(n_experiments=80, seed=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fit = ps.ProxyModel().fit(
+        fit = ps.ProxyModel(followups=0).fit(
             cells, draws=600, tune=600, chains=2, random_seed=1, progress=False
         )
     seg = fitted_segments(fit)

@@ -481,7 +481,7 @@ def one_proxy_fit(small_world: Any) -> Any:
 
     def build() -> Any:
         effects = ps.summarize(small_world.users, engine="pandas", **roles)
-        return ps.ProxyModel(pooling="additive").fit(
+        return ps.ProxyModel(pooling="additive", followups=0).fit(
             effects, draws=100, tune=100, chains=2, random_seed=5, progress=False
         )
 
@@ -515,7 +515,7 @@ def one_proxy_segmented_fit(small_world: Any) -> Any:
 
     def build() -> Any:
         effects = ps.summarize(small_world.users, engine="pandas", **roles)
-        return ps.ProxyModel(pooling="additive").fit(
+        return ps.ProxyModel(pooling="additive", followups=0).fit(
             effects, draws=100, tune=100, chains=2, random_seed=5, progress=False
         )
 

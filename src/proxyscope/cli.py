@@ -404,7 +404,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     model = dataclasses.replace(model, **model_changes)
     sampler_changes: dict[str, Any] = {
         k: getattr(args, k)
-        for k in ("draws", "tune", "chains", "seed")
+        for k in ("draws", "tune", "chains", "seed", "followups", "followup_budget")
         if getattr(args, k) is not None
     }
     if args.sampler is not None:
@@ -421,7 +421,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     fit = fit_model(model, sampler, effects, progress=not console.quiet, log=console.log)
     path = fit.save(args.output)
     console.print(repr(fit))
-    console.print("Diagnostics: " + fit.diagnostics().summary())
+    console.print("Diagnostics: " + fit.diagnostics().summary(surface="cli"))
     console.print("")
     console.print("Coefficients, all segments (historical mix), 90% intervals:")
     console.print(text_table(coefficient_rows(fit.summary())))
@@ -472,6 +472,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         title=args.title,
         ci=args.ci,
         log=console.log,
+        surface="cli",
     )
     console.print(f"Report: {where / 'report.html'} (and report.md, report.json)")
     if not fit.trustworthy:
@@ -833,6 +834,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", type=_nonnegative, help="tuning steps per chain")
     p.add_argument("--chains", type=_positive)
     p.add_argument("--seed", type=_nonnegative, help="random seed")
+    p.add_argument(
+        "--followups",
+        type=_nonnegative,
+        help="follow-up runs after a run fails its diagnostics (default 2; 0: none)",
+    )
+    p.add_argument(
+        "--followup-budget",
+        type=float,
+        help="follow-ups' time budget, as a multiple of the first run's (default 4)",
+    )
     p.add_argument("--prior", action="append", metavar="NAME=VALUE", help="override a prior")
     p.add_argument(
         "--setting",

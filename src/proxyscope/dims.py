@@ -16,6 +16,7 @@ PROXY_ = "proxy_"  # second axis of a proxy × proxy covariance
 CHAIN = "chain"
 DRAW = "draw"
 SAMPLE = "sample"  # stacked (chain, draw)
+INTERACTION_AXIS = "interaction_axis"  # axes of the segment interactions' space
 
 # Variables of a CellEffects dataset.
 EFFECT = "effect"

@@ -82,7 +82,6 @@ PRIOR_NAMES = (
     "interaction_location_sd",
     "interaction_slope_sd",
     "interaction_log_sigma_sd",
-    "interaction_df",
     "none_location_sd",
     "none_slope_sd",
     "none_log_sigma_sd",
@@ -190,6 +189,8 @@ class SamplerSpec:
     chains: int = 4
     seed: int | None = None
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    followups: int = 2
+    followup_budget: float = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -704,7 +705,13 @@ def _sampler(top: Table) -> SamplerSpec:
         chains=t.take_int("chains", SamplerSpec.chains, minimum=1),
         seed=t.take_int("seed", None, minimum=0),
         settings=t.take_mapping("settings", setting),
+        followups=t.take_int("followups", SamplerSpec.followups, minimum=0),
+        followup_budget=t.take_float(
+            "followup_budget", SamplerSpec.followup_budget, low=0.0, open_low=True
+        ),
     )
+    if out.followups > 5:
+        raise SpecError(f"{t.origin}: followups must be at most 5; got {out.followups}.")
     t.done()
     return out
 
@@ -889,6 +896,11 @@ def to_dict(spec: ModelSpec) -> dict[str, Any]:
         "seed": s.seed,
         "settings": _nonempty(s.settings),
     }
+    # Only when changed, so the hash of every spec that leaves them alone stays.
+    if s.followups != SamplerSpec.followups:
+        out["sampler"]["followups"] = s.followups
+    if s.followup_budget != SamplerSpec.followup_budget:
+        out["sampler"]["followup_budget"] = s.followup_budget
     a = spec.analysis
     analysis: dict[str, Any] = {
         "ci": a.ci,

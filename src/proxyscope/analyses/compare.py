@@ -238,6 +238,8 @@ def _refit_high_k(
         sampler_settings={k: v for k, v in sampler["settings"].items() if k != "cores"},
         cell_correlation=config.get("cell_correlation", "shared"),
         noise=config.get("noise", "as_given"),
+        followups=int(sampler.get("followups", 0)),
+        followup_budget=float(sampler.get("followup_budget", 4.0)),
     )
     done: list[Any] = []
     for f, fold in enumerate(folds):

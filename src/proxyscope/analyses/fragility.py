@@ -32,9 +32,9 @@ lowers the mean error by 0.00-0.06 on three seeds, while dropping the segment in
 changes nothing). The ranking of segments and the ``flagged`` rule (relative
 to the overall rate) are what carry over; against the simulator's truth
 (``benchmarks/bench_truth.py``, 30 seeds) the failure cohort is ranked first
-in every seed, while the mean absolute error of the levels is 0.12 (0.07-0.18
-per seed) and the 90% intervals hold the truth in about 60% of the cells
-(71% of those whose truth is above 0: in 4 of the 24 cells the true flip
+in every seed, while the mean absolute error of the levels is 0.13 (0.09-0.20
+per seed) and the 90% intervals hold the truth in about 58% of the cells
+(70% of those whose truth is above 0: in 4 of the 24 cells the true flip
 probability is exactly 0, because the long-term and proxy effects there cross
 zero at the same experiment strength, and a posterior without a point mass at
 0 has an equal-tailed interval whose lower end is above 0).

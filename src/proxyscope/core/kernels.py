@@ -65,6 +65,11 @@ _FLAGS: dict[str, Any] = {
     "fastmath": False,
 }
 _jit = numba.njit(**_FLAGS)
+#: For the orchestration of the generated kernels: inlined into the caller's
+#: numba IR, so the one function a sampler calls links every compiled piece
+#: once (each separately compiled caller in a chain optimises and
+#: code-generates everything it links again).
+_inline_jit = numba.njit(inline="always", **_FLAGS)
 
 
 def lanes_jit(signature: str) -> Any:

@@ -1,11 +1,16 @@
-"""Translate a ProxyModel configuration and CellEffects into a PyMC model.
+"""The proxy model as a PyMC model: its declarative definition.
 
-The sampled parameters are the segment-level pieces (globals, sum-to-zero
-main effects, interactions), the scales and correlations of the experiment
+The parameters are the segment-level pieces (globals, sum-to-zero main
+effects, interactions), the scales and correlations of the experiment
 effects eta_e and of the within-cell effects zeta_c. Everything per cell and
 per experiment is integrated out inside one Op
-(:class:`proxyscope.model.ops.ProxyModelLogp`), so the graph stays small: it
-compiles in seconds and its gradient costs one pass over the cells.
+(:class:`proxyscope.model.ops.ProxyModelLogp`).
+
+This model is what the prior predictive draws from and what the compiled log
+posterior the samplers use (:mod:`proxyscope.core.density`,
+:mod:`proxyscope.model.native`) is tested against: the same density, in the
+natural non-centred coordinates written here (the samplers' coordinates
+differ by an exact change of variables, :mod:`proxyscope.model.coordinates`).
 
 Parameter names (standardized units, see :mod:`proxyscope.model.structure`):
 
@@ -13,17 +18,12 @@ Parameter names (standardized units, see :mod:`proxyscope.model.structure`):
 ``slope_*``      slopes beta_s
 ``log_sigma_*``  log of the residual scale sigma_s
 ``*_global``, ``*_main__<column>``, ``*_main_sd__<column>``, ``*_int_sd``,
-``*_int_raw``    interactions: Student-t for the locations (centred entries hold
-                 the value itself, the others a standard variate to be scaled),
-                 standard normals to be scaled for the slopes and log sigma
+``*_int_z``      interactions: standard normal coordinates along the orthonormal
+                 axes of what the global value and main effects cannot express
+                 (:meth:`~proxyscope.model.structure.SegmentStructure.interaction_basis`),
+                 to be scaled; ``*_int_raw`` the segment deviations they give
 ``sd_e``, ``cpc_e``, ``sd_c``, ``cpc_c``  scales and canonical partial correlations
                  (shifted to (0, 1)) of the LKJ covariances Omega_E and Omega_C.
-``slope_*_axes``  what the sampler moves for the slopes' global, main effects
-                 and interaction variates: their coordinates along the
-                 principal axes of the proxies' co-movement across experiments
-                 (:func:`proxyscope.model.structure.principal_axes`); the
-                 ``slope_*`` pieces are deterministic rotations of them,
-                 stored with the draws.
 """
 
 from __future__ import annotations
@@ -44,18 +44,13 @@ from proxyscope.model.priors import Priors
 from proxyscope.model.structure import (
     FitData,
     SegmentStructure,
-    centre_locations,
     fit_data,
     model_effects,
-    principal_axes,
 )
 
 #: Name of the PyMC potential holding the marginal log likelihood.
 LIKELIHOOD = "loglik"
-#: Name suffix and dim of the slopes' pieces sampled along principal axes
-#: (structure.principal_axes).
-AXES_SUFFIX = "_axes"
-SLOPE_AXIS = "slope_axis"
+INTERACTION_AXIS = dims.INTERACTION_AXIS
 
 
 @dataclasses.dataclass
@@ -136,6 +131,7 @@ def build_model(
     cell_correlation: str = "shared",
     form: str = "marginal",
     noise: str = "moderated",
+    interaction_basis: np.ndarray | None = None,
 ) -> BuiltModel:
     """The PyMC model of ``effects`` under ``pooling`` and ``priors``.
 
@@ -157,6 +153,12 @@ def build_model(
     ``noise="moderated"`` fits on :func:`proxyscope.data.noise.moderate_noise`
     of ``effects`` (small cells borrow their segment's noise level);
     ``"as_given"`` on ``noise_cov`` exactly.
+
+    Interactions are i.i.d. standard normal coordinates ``*_int_z`` along an
+    orthonormal basis of their space (``interaction_basis``, default
+    :meth:`~proxyscope.model.structure.SegmentStructure.interaction_basis`
+    unweighted), times their scale; any such basis gives the same prior for
+    the segment deviations ``*_int_raw``, stored as a deterministic.
     """
     structure, cell_segment = SegmentStructure.from_effects(effects)
     data = fit_data(model_effects(effects, noise), cell_segment)
@@ -165,20 +167,15 @@ def build_model(
     designs = structure.design()
     learned = tuple(len(lv) >= priors.min_levels_learned_scale for lv in structure.levels)
     additive = pooling == "additive" and bool(structure.columns)
-    interactions = pooling in ("additive", "exchangeable") and n_seg >= 2
-    centred = (
-        centre_locations(data, structure, pooling)
-        if interactions
-        else np.zeros((m, n_seg), dtype=bool)
-    )
-
-    slope_axes = principal_axes(data)
+    basis = structure.interaction_basis(pooling) if interaction_basis is None else interaction_basis
+    interactions = basis.shape[1] > 0
+    centred = np.zeros((m, n_seg), dtype=bool)
     coords: dict[str, Any] = {
         dims.METRIC: list(metrics),
         dims.PROXY: list(proxies),
         dims.SEGMENT: list(structure.labels),
         "cpc": list(range(cpc_count(k))),
-        SLOPE_AXIS: list(range(k)),
+        INTERACTION_AXIS: list(range(basis.shape[1])),
     }
     for j, col in enumerate(structure.columns):
         coords[contrast_dim(col)] = list(range(len(structure.levels[j]) - 1))
@@ -190,9 +187,8 @@ def build_model(
         design_data = [
             pm.Data(f"design__{col}", designs[j]) for j, col in enumerate(structure.columns)
         ]
-        centred_data = pm.Data("centred_locations", centred.astype(float))
-        # The slopes' rotation is shared data too; with one proxy there is none.
-        slope_rotation = pm.Data("slope_rotation", slope_axes) if k > 1 else None
+        centred_data = np.zeros((m, n_seg))
+        basis_data = pm.Data("interaction_basis", basis) if interactions else None
         zeros_k = np.zeros((k, n_seg))
         zeros_1 = np.zeros((1, n_seg))
 
@@ -206,21 +202,11 @@ def build_model(
             none_mu: float,
             none_sd: float,
             centred_rows: Any,
-            rotation: Any = None,
         ) -> Any:
             row_dims: tuple[str, ...] = (row_dim,) if row_dim else ()
 
             def normal(name: str, mu: float, sd: float, dims_: tuple[str, ...]) -> Any:
-                """i.i.d. N(mu, sd) rows; with ``rotation``, sampled along its axes.
-
-                The variable itself is then a deterministic ``rotation @ z`` of
-                i.i.d. N(0, sd) coordinates ``z``: the same prior (the map is
-                orthogonal), other coordinates for the sampler.
-                """
-                if rotation is None:
-                    return pm.Normal(name, mu, sd, dims=dims_)
-                z = pm.Normal(f"{name}{AXES_SUFFIX}", 0.0, sd, dims=(SLOPE_AXIS, *dims_[1:]))
-                return pm.Deterministic(name, mu + pt.dot(rotation, z), dims=dims_)
+                return pm.Normal(name, mu, sd, dims=dims_)
 
             if pooling == "none":
                 if prefix == "log_sigma":
@@ -250,21 +236,12 @@ def build_model(
             if interactions:
                 int_scale = pm.HalfNormal(f"{prefix}_int_sd", int_sd, dims=row_dims or None)
                 int_scale = int_scale if row_dim else int_scale[None]
-                if prefix == "loc":
-                    prior_sd = pt.where(pt.gt(centred_rows, 0.5), int_scale[:, None], 1.0)
-                    int_raw = pm.StudentT(
-                        f"{prefix}_int_raw",
-                        nu=priors.interaction_df,
-                        mu=0.0,
-                        sigma=prior_sd,
-                        dims=(*row_dims, dims.SEGMENT),
-                    )
-                else:
-                    # Slopes and log sigma: normal interactions, non-centred.
-                    # Most segments' slopes are weakly identified, and a
-                    # Student-t's heavy tails sampled there cost most of the
-                    # sampler's effort; a failure cohort shows in the locations.
-                    int_raw = normal(f"{prefix}_int_raw", 0.0, 1.0, (*row_dims, dims.SEGMENT))
+                z = normal(f"{prefix}_int_z", 0.0, 1.0, (*row_dims, INTERACTION_AXIS))
+                int_raw = pm.Deterministic(
+                    f"{prefix}_int_raw",
+                    pt.dot(z, cast(Any, basis_data).T),
+                    dims=(*row_dims, dims.SEGMENT),
+                )
                 int_raw = int_raw if row_dim else int_raw[None, :]
             values = families.combine(
                 lambda c, a, b: pt.where(pt.gt(c, 0.5), a, b),
@@ -298,7 +275,6 @@ def build_model(
             0.0,
             priors.none_slope_sd,
             zeros_k,
-            slope_rotation,
         )
         log_sigma = family(
             "log_sigma",

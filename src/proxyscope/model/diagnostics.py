@@ -20,6 +20,12 @@ EBFMI_MIN = 0.3
 #: the same posterior differ by about sd / sqrt(ESS per chain): 0.1 sd or less
 #: at a few hundred effective draws, so 1 leaves a wide margin.
 STRAY_DISTANCE = 1.0
+#: A stray chain this far from the others (in their within-chain sds) that
+#: moves as freely as they do (its own sd at least MODE_SPREAD of theirs) is
+#: sampling another mode, not stuck: a later run whose chains all land in one
+#: mode does not make the posterior unimodal.
+MODE_DISTANCE = 5.0
+MODE_SPREAD = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +54,20 @@ class Diagnostics:
         distance): the parameter on which the chain's mean is farthest from
         the median of the other chains' means, and that distance in the other
         chains' within-chain standard deviations (flagged above
-        ``STRAY_DISTANCE``; needs at least 3 chains). A stray chain is most
-        often one stuck in a region the sampler cannot explore (its
-        divergences say so) rather than a second mode of the posterior.
+        ``STRAY_DISTANCE``; needs at least 3 chains). A stray chain is a
+        chain stuck in a region the sampler cannot explore (its divergences
+        say so) or in a second mode of the posterior.
+    sampler : dict
+        The fit's sampler record (settings, draws, tune, and the runs it made,
+        ``attempts``): the advice never repeats what the fit already did.
+    surface : {"python", "cli", "spec"}
+        Whose syntax the advice uses by default (:meth:`for_surface`).
+    modes : list of tuple
+        Stray chains of this run that sample another mode (far from the
+        others and moving as freely, :data:`MODE_DISTANCE`). A fit any of
+        whose runs found one does not pass, whatever its last run shows:
+        its posterior has separate modes the chains need not all visit
+        (``sampler["modes"]`` lists them).
     """
 
     table: pd.DataFrame
@@ -63,15 +80,45 @@ class Diagnostics:
     passed: bool
     chain_divergences: list[int] = dataclasses.field(default_factory=list)
     stray_chains: list[tuple[int, str, float]] = dataclasses.field(default_factory=list)
+    sampler: dict[str, Any] = dataclasses.field(default_factory=dict)
+    surface: str = "python"
+    modes: list[tuple[int, str, float]] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> pd.DataFrame:
         """Parameters that failed R-hat or bulk ESS."""
         return self.table[~self.table["ok"]]
 
-    def advice(self) -> list[str]:
-        """What to try when the fit failed."""
+    @property
+    def attempts(self) -> list[dict[str, Any]]:
+        """The runs the fit made (the first, then its automatic follow-ups)."""
+        return list(self.sampler.get("attempts", []))
+
+    def families(self) -> list[str]:
+        """The failing parameter families, e.g. "slopes, interaction scale (early_ctr)"."""
+        return failed_families(self)
+
+    def for_surface(self, surface: str) -> Diagnostics:
+        """The same diagnostics, advising in the syntax of ``surface``
+        ("python": ProxyModel arguments, "cli": command-line flags, "spec": spec keys)."""
+        if surface not in _SYNTAX:
+            raise ValueError(f"surface must be one of {SURFACES}; got {surface!r}")
+        return dataclasses.replace(self, surface=surface)
+
+    def advice(self, surface: str | None = None) -> list[str]:
+        """What to try next, in the syntax of ``surface`` ("python", "cli" or "spec").
+
+        Nothing the fit already did is suggested again: the settings of its
+        last run (and its follow-up runs) are the starting point.
+        """
+        syntax = _SYNTAX[surface or self.surface]
         tips = []
+        settings = self.sampler.get("settings", {})
+        target = float(settings.get("target_accept", 0.9))
+        draws = int(self.sampler.get("draws", 1000))
+        tune = int(self.sampler.get("tune", 1000))
+        seed = self.sampler.get("random_seed")
+        next_seed = (int(seed) + 1) if seed is not None else 1
         for chain, parameter, distance in self.stray_chains:
             share = ""
             if self.divergences and len(self.chain_divergences) > chain:
@@ -79,36 +126,61 @@ class Diagnostics:
                     f", with {self.chain_divergences[chain]} of the {self.divergences} divergences"
                 )
             tips.append(
-                f"chain {chain} disagrees with the other chains (its mean of {parameter} is "
-                f"{distance:.1f} within-chain sds from theirs{share}): it is likely stuck; "
-                "refit with another random_seed and compare, and if chains keep disagreeing "
-                "the data do not pin the segment structure down (try simpler pooling)"
+                f"chain {chain} settles elsewhere than the others on {parameter} "
+                f"({describe(parameter)}; {distance:.1f} within-chain sds{share}): the "
+                "posterior has separate modes or that chain is stuck, and more draws will not "
+                "join them. Compare with another seed ("
+                + syntax["seed"].format(seed=next_seed)
+                + "); if the chains keep disagreeing, the data do not pin that family down: "
+                "a proxy that barely moves across experiments leaves the sign of its slope "
+                "open, so fit without it, or with simpler pooling ("
+                + syntax["pooling"].format(pooling="complete")
+                + ")"
             )
         if self.divergences:
-            tips.append(
-                "divergences: raise target_accept (e.g. sampler_settings={'target_accept': 0.95}) "
-                "or simplify pooling ('exchangeable' or 'complete')"
-            )
+            higher = [t for t in (0.95, 0.99) if t > target + 1e-9]
+            if higher:
+                tips.append(
+                    f"{self.divergences} divergences: raise target_accept from {target:g} to "
+                    f"{higher[0]:g} (" + syntax["target_accept"].format(value=higher[0]) + ")"
+                )
+            else:
+                tips.append(
+                    f"{self.divergences} divergences remain at target_accept {target:g}: the "
+                    "posterior has a boundary the sampler cannot follow (a scale near zero); "
+                    "simplify the pooling ("
+                    + syntax["pooling"].format(pooling="exchangeable")
+                    + " or "
+                    + syntax["pooling"].format(pooling="complete")
+                    + ")"
+                )
         failed = self.failed
-        if len(failed):
+        if len(failed) and not self.stray_chains:
+            worst = float(failed["ess_bulk"].min())
+            factor = max(2, int(np.ceil(self.ess_min / max(worst, 1.0))))
             tips.append(
-                "low ESS / high R-hat: run longer (more tune and draws) or more chains; "
-                "parameters with little information (interaction scales of proxies that never "
-                "move) mix slowest"
+                f"effective sample size short (min {worst:.0f} of {self.ess_min:.0f}): run "
+                f"longer ({syntax['length'].format(draws=factor * draws, tune=factor * tune)})"
             )
         if self.treedepth_saturation > 0.05:
-            tips.append("tree depth saturated: the posterior has long ridges; more tuning helps")
+            tips.append(
+                "tree depth saturated: the posterior has long ridges; more tuning helps ("
+                + syntax["length"].format(draws=draws, tune=2 * tune)
+                + ")"
+            )
         if any(b < EBFMI_MIN for b in self.ebfmi):
             tips.append("low E-BFMI: heavy-tailed scale parameters; tighter priors on scales help")
         return tips
 
-    def summary(self) -> str:
-        """One paragraph: the verdict and the worst parameters."""
+    def summary(self, surface: str | None = None) -> str:
+        """One paragraph: the verdict, the worst parameters, the runs made and
+        (if it failed) what to try, in the syntax of ``surface``."""
         n = len(self.table)
         worst_r = self.table["r_hat"].max()
         worst_e = self.table["ess_bulk"].min()
         head = "PASSED" if self.passed else "FAILED"
         ebfmi = ", ".join(f"{b:.2f}" for b in self.ebfmi)
+        earlier = self.sampler.get("modes", [])
         text = (
             f"Convergence {head}: {n} parameters, max R-hat {worst_r:.3f} "
             f"(limit {self.rhat_max}), min bulk ESS {worst_e:.0f} (limit {self.ess_min:.0f}), "
@@ -116,11 +188,34 @@ class Diagnostics:
             "tree depth saturated "
             f"in {100 * self.treedepth_saturation:.1f}% of draws, E-BFMI {ebfmi}."
         )
+        if earlier:
+            found = "; ".join(
+                f"run {m['run']}, chain {m['chain']} on {m['parameter']} "
+                f"({m['distance']:.0f} sds from the others)"
+                for m in earlier
+            )
+            text += (
+                f" Chains sampled separate modes ({found}): the posterior has more than one, "
+                "so no run that stays in one can be read."
+            )
+        runs = self.attempts
+        if len(runs) > 1:
+            text += f" The fit made {len(runs)} runs: " + " ".join(
+                f"{r['number']}. {r['action']} ({_verdict(r)})." for r in runs
+            )
+            if self.sampler.get("stopped"):
+                text += f" It {self.sampler['stopped']}."
         if not self.passed:
+            families = self.families()
+            if families:
+                text += " Failing families: " + "; ".join(families) + "."
             names = ", ".join(self.failed["parameter"].head(8))
             more = len(self.failed) - 8
-            text += f" Failed: {names}" + (f" and {more} more." if more > 0 else ".")
-            text += " Try: " + "; ".join(self.advice()) + "."
+            if names:
+                text += f" Failed: {names}" + (f" and {more} more." if more > 0 else ".")
+            tips = self.advice(surface)
+            if tips:
+                text += " Try: " + "; ".join(tips) + "."
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,7 +232,10 @@ class Diagnostics:
             "treedepth_saturation": self.treedepth_saturation,
             "ebfmi": self.ebfmi,
             "failed_parameters": list(self.failed["parameter"]),
+            "failed_families": self.families(),
             "advice": self.advice(),
+            "runs": self.attempts,
+            "separate_modes": list(self.sampler.get("modes", [])),
         }
 
     def _per_chain(self) -> str:
@@ -147,6 +245,89 @@ class Diagnostics:
 
     def __repr__(self) -> str:
         return f"<Diagnostics: {self.summary()}>"
+
+
+#: How each surface says the same thing.
+_SYNTAX: dict[str, dict[str, str]] = {
+    "python": {
+        "target_accept": "ProxyModel(sampler_settings={{'target_accept': {value}}})",
+        "length": "fit(..., draws={draws}, tune={tune})",
+        "seed": "fit(..., random_seed={seed})",
+        "pooling": "ProxyModel(pooling='{pooling}')",
+    },
+    "cli": {
+        "target_accept": "--setting target_accept={value}",
+        "length": "--draws {draws} --tune {tune}",
+        "seed": "--seed {seed}",
+        "pooling": "--pooling {pooling}",
+    },
+    "spec": {
+        "target_accept": "[sampler] settings = {{ target_accept = {value} }}",
+        "length": "[sampler] draws = {draws}, tune = {tune}",
+        "seed": "[sampler] seed = {seed}",
+        "pooling": '[model] pooling = "{pooling}"',
+    },
+}
+SURFACES = tuple(_SYNTAX)
+
+
+def _verdict(run: dict[str, Any]) -> str:
+    if run.get("passed"):
+        return "passed"
+    return (
+        f"failed: max R-hat {run.get('max_rhat', float('nan')):.3f}, min bulk ESS "
+        f"{run.get('min_ess_bulk', float('nan')):.0f}, {run.get('divergences', 0)} divergences"
+    )
+
+
+_FAMILY_NAMES = (
+    # (prefixes of a parameter's name, family)
+    (("loc_", "nu", "mu"), "locations (segment means of the long-term and proxy effects)"),
+    (("alpha",), "intercepts"),
+    (("slope_", "beta"), "slopes"),
+    (("log_sigma", "sigma"), "residual scale (what the proxies miss)"),
+    (("sd_e", "corr_e", "omega_e", "cpc_e"), "experiment-effect covariance"),
+    (("sd_c", "corr_c", "omega_c", "cpc_c"), "within-cell covariance"),
+    (("eta",), "experiment effects"),
+)
+
+
+def describe(parameter: str) -> str:
+    """The family and piece of a parameter, e.g. "slopes, interaction scale"."""
+    base = parameter.partition("[")[0]
+    family = next((name for prefixes, name in _FAMILY_NAMES if base.startswith(prefixes)), "other")
+    if "int_sd" in base or "interaction_sd" in base:
+        piece = "interaction scale"
+    elif "int_raw" in base or "int_z" in base:
+        piece = "interactions"
+    elif "_global" in base:
+        piece = "global value"
+    elif "_main" in base:
+        column = base.split("__")[-1] if "__" in base else base.split("_main_")[-1]
+        piece = ("main-effect scale of " if "main_sd" in base else "main effects of ") + column
+    elif base in ("sd_e", "sd_c", "corr_e", "corr_c", "omega_e", "omega_c", "cpc_e", "cpc_c"):
+        piece = "scales" if base.startswith("sd") else "correlations"
+    elif base == "eta":
+        piece = "per experiment"
+    else:
+        piece = "per segment"
+    return f"{family}, {piece}"
+
+
+def failed_families(diag: Diagnostics) -> list[str]:
+    """The failing parameters grouped by family and piece, with the metrics they concern."""
+    groups: dict[str, list[str]] = {}
+    for name in diag.failed["parameter"]:
+        key = describe(name)
+        inside = name.partition("[")[2].rstrip("]")
+        labels = groups.setdefault(key, [])
+        metric = inside.split(", ")[0] if inside else ""
+        if metric and not metric.isdigit() and metric not in labels:
+            labels.append(metric)
+    return [
+        f"{key} ({', '.join(labels[:4])}{', ...' if len(labels) > 4 else ''})" if labels else key
+        for key, labels in groups.items()
+    ]
 
 
 def _finite(x: Any) -> float | None:
@@ -179,11 +360,13 @@ def compute(
     *,
     rhat_max: float = RHAT_MAX,
     ess_min: float = ESS_MIN,
+    sampler: dict[str, Any] | None = None,
 ) -> Diagnostics:
     """Diagnostics of a fit from its groups."""
     entries = _flat(posterior, "posterior") + _flat(sampled, "sampled")
     rows: list[tuple[str, str, float, float, float]] = []
     stray: list[tuple[int, str, float]] = []
+    modes: list[tuple[int, str, float]] = []
     if entries:
         draws = np.stack([np.asarray(d, dtype=np.float64) for _, _, d in entries])
         with np.errstate(invalid="ignore"):  # inf - inf is NaN: kept, as before
@@ -198,6 +381,7 @@ def compute(
             )
         ]
         stray = stray_chains(draws, [name for name, _ in kept])
+        modes = separate_modes(draws, [name for name, _ in kept], stray)
     table = pd.DataFrame(rows, columns=["parameter", "group", "r_hat", "ess_bulk", "ess_tail"])
     table["ok"] = (table["r_hat"] <= rhat_max) & (table["ess_bulk"] >= ess_min)
     per_chain = np.asarray(stats["diverging"].values)
@@ -209,7 +393,8 @@ def compute(
         float(np.mean(np.diff(e) ** 2) / np.var(e)) if np.var(e) > 0 else float("nan")
         for e in energy
     ]
-    passed = bool(table["ok"].all() and diverging == 0)
+    recorded = (sampler or {}).get("modes", [])
+    passed = bool(table["ok"].all() and diverging == 0 and not modes and not recorded)
     return Diagnostics(
         table=table.sort_values("ess_bulk").reset_index(drop=True),
         divergences=diverging,
@@ -221,7 +406,32 @@ def compute(
         passed=passed,
         chain_divergences=[int(d) for d in per_chain],
         stray_chains=stray,
+        sampler=dict(sampler or {}),
+        modes=modes,
     )
+
+
+def separate_modes(
+    draws: np.ndarray, names: list[str], stray: list[tuple[int, str, float]]
+) -> list[tuple[int, str, float]]:
+    """The stray chains that sample another mode rather than being stuck.
+
+    A chain counts when it is at least :data:`MODE_DISTANCE` within-chain sds
+    from the others on its parameter and its own within-chain sd there is at
+    least :data:`MODE_SPREAD` of theirs.
+    """
+    out = []
+    index = {name: i for i, name in enumerate(names)}
+    for chain, parameter, distance in stray:
+        if distance < MODE_DISTANCE:
+            continue
+        x = draws[index[parameter]]
+        others = np.delete(np.arange(x.shape[0]), chain)
+        own = float(np.std(x[chain], ddof=1))
+        theirs = float(np.mean(np.std(x[others], axis=1, ddof=1)))
+        if theirs > 0 and own >= MODE_SPREAD * theirs:
+            out.append((chain, parameter, distance))
+    return out
 
 
 def stray_chains(

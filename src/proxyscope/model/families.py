@@ -6,7 +6,8 @@ With additive pooling each row is
 
     p[r, s] = global[r] + sum_col main_col[r] @ X_col[s] + interaction[r, s]
 
-where ``X_col`` is the sum-to-zero basis of the column's levels. The same
+where ``X_col`` is the sum-to-zero basis of the column's levels and the
+interactions lie in the space of what the other terms cannot express. The same
 function builds the symbolic PyMC expression (tensors) and evaluates posterior
 draws (numpy arrays with leading chain/draw axes), so the two cannot disagree.
 """

@@ -25,7 +25,7 @@ from proxyscope.model.posterior import ModelInfo, StdParameters, config_hash, st
 from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
 
 #: Version of the saved-file layout; a file with another one is refused.
-FILE_FORMAT = 2
+FILE_FORMAT = 3
 SAMPLED_GROUP = "sampled"
 
 
@@ -149,6 +149,7 @@ class ProxyFit:
                 self._idata["sample_stats"],
                 rhat_max=rhat_max,
                 ess_min=ess_min,
+                sampler=self.sampler,
             )
         return cache[key]
 

@@ -3,9 +3,10 @@
 The Op wraps :func:`proxyscope.core.kernels.proxy_model_logp`, which returns
 the log likelihood and its gradient in one pass; the gradient of the Op reads
 the extra outputs of the same node, so the small-matrix algebra is never done
-twice. A numba implementation is registered for nutpie (and PyTensor's numba
-mode); ``perform`` calls the same compiled kernel for the C and Python back
-ends used by PyMC's own NUTS.
+twice. It is the likelihood of the declarative PyMC model
+(:func:`proxyscope.model.builder.build_model`: prior predictive draws, and the
+reference the compiled log posterior is tested against); the samplers call
+the compiled log posterior of :mod:`proxyscope.model.native` instead.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
-from proxyscope.core.codegen import kernel_digest
-from proxyscope.core.kernels import logp_kernel, proxy_model_logp
+from proxyscope.core.kernels import proxy_model_logp
 
 N_DATA_INPUTS = 3  # dat, seg, cexp
 
@@ -105,28 +104,3 @@ def _call_kernel(
         True,
     )
     return (np.asarray(lp.sum()), *grads)
-
-
-@register_funcify_default_op_cache_key(ProxyModelLogp)
-def _numba_funcify_proxy_model_logp(op: ProxyModelLogp, **kwargs: Any) -> Any:
-    kernel = logp_kernel(op.n_proxies)
-
-    @numba_njit
-    def proxy_model_logp_op(dat, seg, cexp, loc, beta, sig2, chol_c, chol_e):
-        n_exp = cexp[-1] + 1
-        lp, g_loc, g_beta, g_sig2, g_chol_c, g_chol_e = kernel(
-            np.ascontiguousarray(dat),
-            np.ascontiguousarray(seg),
-            np.ascontiguousarray(cexp),
-            n_exp,
-            np.ascontiguousarray(loc),
-            np.ascontiguousarray(beta),
-            np.ascontiguousarray(sig2),
-            np.ascontiguousarray(chol_c),
-            np.ascontiguousarray(chol_e),
-            True,
-        )
-        return np.asarray(lp.sum()), g_loc, g_beta, g_sig2, g_chol_c, g_chol_e
-
-    # The salt keys PyTensor's on-disk cache to this version of the generated kernel.
-    return proxy_model_logp_op, kernel_digest(op.n_proxies)

@@ -48,14 +48,15 @@ class Priors:
         HalfNormal scale of the sd of the segment interactions (what main
         effects do not explain, e.g. a Mobile x IN x New cohort). Learned from
         all segment cells, so interactions are shrunk toward zero unless the
-        data insist.
-    interaction_df : float
-        Degrees of freedom of the Student-t distribution of the location
-        interactions. Heavy tails let one cohort stand far out (a failure
-        cohort) without inflating the scale that shrinks every other segment.
-        Slope and log-sigma interactions are normal: most segments' slopes are
-        weakly identified, and sampling Student-t tails there is what slowed
-        the sampler most.
+        data insist. Interactions are normal: i.i.d. normal segment
+        deviations, less what the global value and main effects express
+        (:meth:`~proxyscope.model.structure.SegmentStructure.interaction_projector`).
+        Heavier-tailed (Student-t) location interactions, used before, let a
+        lone cohort stand out without widening the scale, but the sampler
+        could not follow them when the cohort sat far in the tail of a scale
+        the other segments pin down (measured: 15 divergences on a 2-column
+        history with the planted cohort, with every coordinate system tried,
+        ``benchmarks/bench_convergence.py``).
     none_location_sd, none_slope_sd, none_log_sigma_sd : float
         With ``pooling="none"``: independent Normal(0, sd) priors per segment
         (for log sigma: HalfNormal(sd) on sigma).
@@ -88,7 +89,6 @@ class Priors:
     interaction_location_sd: float = 1.0
     interaction_slope_sd: float = 0.25
     interaction_log_sigma_sd: float = 0.25
-    interaction_df: float = 3.0
     none_location_sd: float = 2.0
     none_slope_sd: float = 1.0
     none_log_sigma_sd: float = 1.0
@@ -138,6 +138,12 @@ class Priors:
                 f"values or a Priors object; got {type(overrides).__name__}."
             )
         valid = cls.names()
+        if "interaction_df" in overrides:
+            raise ParameterError(
+                "The prior 'interaction_df' no longer exists: location interactions are "
+                "normal (Student-t tails made the posterior one the sampler could not "
+                "follow; see Priors). Remove it; valid names: " + ", ".join(valid) + "."
+            )
         unknown = [k for k in overrides if k not in valid]
         if unknown:
             hint = suggestion(unknown[0], valid)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -22,11 +24,15 @@ from proxyscope.errors import (
     ParameterError,
     check_one_of,
 )
-from proxyscope.model import recover, sampling
+from proxyscope.model import followup, recover, sampling
 from proxyscope.model.builder import CELL_CORRELATIONS, BuiltModel, build_model
+from proxyscope.model.diagnostics import Diagnostics
+from proxyscope.model.diagnostics import compute as compute_diagnostics
 from proxyscope.model.fit import FILE_FORMAT, SAMPLED_GROUP, ProxyFit
-from proxyscope.model.posterior import ModelInfo, config_hash, named_posterior, std_parameters
+from proxyscope.model.native import NativeDensity, load_density
+from proxyscope.model.posterior import config_hash, named_posterior, std_parameters
 from proxyscope.model.priors import Priors
+from proxyscope.model.setup import Prepared, model_info, prepare
 from proxyscope.model.structure import check_pooling
 
 
@@ -49,19 +55,22 @@ class ProxyModel:
     parameters (nu_s, mu_s, beta_s, log sigma_s) are partially pooled:
 
     - ``"additive"`` (default): global + a sum-to-zero main effect per segment
-      column + an interaction shrunk toward zero (a cohort such as
+      column + an interaction shrunk toward zero: the part of a normal segment
+      deviation the main effects cannot express (a cohort such as
       Mobile x IN x New can stand out; unseen combinations are predicted from
-      the main effects);
-    - ``"exchangeable"``: global + interaction;
+      the main effects; with one segment column there is no interaction);
+    - ``"exchangeable"``: global + interaction (deviations summing to zero);
     - ``"complete"``: one value for all segments;
     - ``"none"``: independent wide priors per segment.
 
-    The sampler moves the slopes' normal pieces along the principal axes of the
-    proxies' co-movement across experiments (an orthogonal change of
-    coordinates, the same model; see
-    :func:`proxyscope.model.structure.principal_axes`): proxies that move
-    together otherwise make their slopes a ridge that narrows as experiments
-    accumulate.
+    The sampler moves a flat vector through a compiled log posterior
+    (:mod:`proxyscope.core.density`, :mod:`proxyscope.model.native`), in
+    coordinates chosen per fit from the data (:mod:`proxyscope.model.coordinates`;
+    each an exact change of variables, the same model): the slopes along the
+    principal axes of the proxies' co-movement across experiments, the
+    interactions along the axes of their space, centred where the data pin
+    them down. The first fit on a machine compiles that code (it says so);
+    later fits load it.
 
     Inputs are standardized (each metric divided by the standard deviation of
     its cell effects); every output is in original units.
@@ -94,6 +103,17 @@ class ProxyModel:
         small cells' noisy variance estimates otherwise bias sigma_s and the
         flip probabilities upward. Cells with many users are left almost
         unchanged. "as_given" uses ``noise_cov`` exactly.
+    followups : int, default 2
+        When a run fails its diagnostics, up to this many follow-up runs
+        carry out what the advice says (:mod:`proxyscope.model.followup`):
+        coordinates re-chosen from the failed run's posterior (the same
+        model), a higher ``target_accept`` after divergences, from the third
+        run on twice the draws when the effective sample size was short.
+        0 turns them off. Every run is recorded in ``fit.sampler["attempts"]``
+        and shown with the diagnostics.
+    followup_budget : float, default 4
+        The follow-up runs together may take at most this multiple of the
+        first run's sampling time; a run that would not fit is not started.
 
     Notes
     -----
@@ -108,6 +128,8 @@ class ProxyModel:
         sampler_settings: Mapping[str, Any] | None = None,
         cell_correlation: str = "shared",
         noise: str = "moderated",
+        followups: int = followup.MAX_RUNS - 1,
+        followup_budget: float = followup.BUDGET,
     ) -> None:
         self.pooling = check_pooling(pooling)
         self.noise = check_one_of(noise, NOISE_MODES, param="noise", owner="ProxyModel")
@@ -124,6 +146,27 @@ class ProxyModel:
                 f"{type(sampler_settings).__name__}."
             )
         self.sampler_settings = dict(sampler_settings or {})
+        if (
+            not isinstance(followups, (int, np.integer))
+            or isinstance(followups, bool)
+            or not (0 <= followups <= 5)
+        ):
+            raise ParameterError(
+                "The 'followups' parameter of ProxyModel must be an integer from 0 to 5; "
+                f"got {followups!r}."
+            )
+        self.followups = int(followups)
+        if (
+            not isinstance(followup_budget, (int, float, np.number))
+            or isinstance(followup_budget, bool)
+            or not np.isfinite(followup_budget)
+            or followup_budget <= 0
+        ):
+            raise ParameterError(
+                "The 'followup_budget' parameter of ProxyModel must be a positive number (a "
+                f"multiple of the first run's sampling time); got {followup_budget!r}."
+            )
+        self.followup_budget = float(followup_budget)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -133,6 +176,8 @@ class ProxyModel:
             "sampler_settings": self.sampler_settings,
             "cell_correlation": self.cell_correlation,
             "noise": self.noise,
+            "followups": self.followups,
+            "followup_budget": self.followup_budget,
         }
 
     def __repr__(self) -> str:
@@ -206,29 +251,105 @@ class ProxyModel:
                 f"got {random_seed!r}."
             )
         sampler = sampling.resolve_sampler(self.sampler)
-        built = build_model(
-            effects, self.pooling, self.priors, self.cell_correlation, noise=self.noise
-        )
-        raw, stats, timings = sampling.sample(
-            built.model,
-            sampler=sampler,
+        prepared = prepare(effects, self.pooling, self.priors, self.cell_correlation, self.noise)
+        t0 = time.perf_counter()
+        load_density(len(prepared.proxies), progress)
+        compile_seconds = time.perf_counter() - t0
+        run = followup.Run(
+            number=1,
             draws=int(draws),
             tune=int(tune),
-            chains=int(chains),
-            random_seed=int(random_seed),
-            progress=progress,
-            settings=self.sampler_settings,
+            settings=dict(self.sampler_settings),
+            coordinates=prepared.coordinates,
+            action="first run",
         )
+        attempts: list[dict[str, Any]] = []
+        modes: list[dict[str, Any]] = []
+        first_seconds = 0.0
+        followup_seconds = 0.0
+        stopped = ""
+        while True:
+            prepared = prepared.with_coordinates(run.coordinates)
+            density = NativeDensity(prepared.layout, prepared.data)
+            raw, stats, timings = sampling.sample(
+                density,
+                sampler=sampler,
+                draws=run.draws,
+                tune=run.tune,
+                chains=int(chains),
+                random_seed=int(random_seed),
+                progress=progress,
+                settings=run.settings,
+            )
+            seconds = timings["sample_seconds"]
+            if run.number == 1:
+                first_seconds = seconds
+            else:
+                followup_seconds += seconds
+            report_run = run_diagnostics(prepared, effects, raw, stats)
+            attempts.append(
+                {
+                    "number": run.number,
+                    "action": run.action,
+                    "draws": run.draws,
+                    "tune": run.tune,
+                    "settings": timings["settings"],
+                    "coordinates": prepared.coordinates.summary(),
+                    "passed": report_run.passed,
+                    "max_rhat": float(report_run.table["r_hat"].max()),
+                    "min_ess_bulk": float(report_run.table["ess_bulk"].min()),
+                    "divergences": report_run.divergences,
+                    "failed_families": report_run.families(),
+                    "sample_seconds": seconds,
+                }
+            )
+            modes += [
+                {"run": run.number, "chain": c, "parameter": p, "distance": d}
+                for c, p, d in report_run.modes
+            ]
+            if modes:
+                stopped = (
+                    "stopped: chains sampled separate modes of the posterior, which more runs "
+                    "would not join"
+                )
+                break
+            if not self.followups:
+                break
+            nxt, why = followup.next_run(
+                run,
+                report_run,
+                prepared.layout,
+                raw,
+                followup_seconds=followup_seconds,
+                first_seconds=first_seconds,
+                first_length=int(draws) + int(tune),
+                max_runs=1 + self.followups,
+                budget=self.followup_budget,
+            )
+            if nxt is None:
+                stopped = "" if why == "passed" else why
+                break
+            if progress:
+                print(f"proxyscope: {nxt.action}", file=sys.stderr, flush=True)
+            run = nxt
+        timings["compile_seconds"] = compile_seconds
+        timings["sample_seconds"] = first_seconds + followup_seconds
         sampler_record = {
             "name": sampler,
+            "coordinates": prepared.coordinates.summary(),
             "settings": timings.pop("settings"),
             "random_seed": int(random_seed),
-            "draws": int(draws),
-            "tune": int(tune),
+            "draws": run.draws,
+            "tune": run.tune,
             "chains": int(chains),
             "timings": timings,
+            "attempts": attempts,
+            "modes": modes,
+            "stopped": stopped,
+            "followups": self.followups,
+            "followup_budget": self.followup_budget,
         }
-        idata = assemble(built, effects, raw, stats, sampler_record, int(random_seed))
+        idata = assemble(prepared, effects, raw, stats, sampler_record, int(random_seed))
         fit = ProxyFit(idata)
         report = fit.diagnostics()
         if not report.passed:
@@ -249,26 +370,16 @@ def _check_effects(effects: Any) -> None:
         )
 
 
-def model_info(built: BuiltModel, effects: CellEffects) -> ModelInfo:
-    return ModelInfo(
-        pooling=built.pooling,
-        priors=built.priors.to_dict(),
-        outcome=effects.outcome,
-        proxies=effects.proxies,
-        directions=effects.directions,
-        structure=built.structure,
-        scales=tuple(float(x) for x in built.data.scales),
-        centred=tuple(tuple(bool(x) for x in row) for row in built.centred),
-        learned_main=built.learned_main,
-        experiments=tuple(built.data.experiments.tolist()),
-        order=tuple(int(x) for x in built.data.order),
-        cell_correlation=built.cell_correlation,
-        noise=built.noise,
-    )
+def run_diagnostics(
+    prepared: Prepared, effects: CellEffects, raw: xr.Dataset, stats: xr.Dataset
+) -> Diagnostics:
+    """The diagnostics of one run's draws (what :meth:`ProxyFit.diagnostics` reports)."""
+    info = model_info(prepared, effects)
+    return compute_diagnostics(named_posterior(raw, info), raw, stats)
 
 
 def assemble(
-    built: BuiltModel,
+    prepared: Prepared,
     effects: CellEffects,
     raw: xr.Dataset,
     stats: xr.Dataset,
@@ -276,8 +387,8 @@ def assemble(
     seed: int,
 ) -> az.InferenceData:
     """InferenceData of a fit: named posterior, recovered eta, log likelihoods."""
-    info = model_info(built, effects)
-    data = built.data
+    info = model_info(prepared, effects)
+    data = prepared.data
     n_chain, n_draw = raw.sizes[dims.CHAIN], raw.sizes[dims.DRAW]
     params = std_parameters(raw, info)
     lp_e, eta_mean, eta_cov = recover.experiment_conditionals(params, data)

@@ -6,7 +6,7 @@ import importlib.util
 import os
 import time
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pymc as pm
@@ -14,6 +14,7 @@ import xarray as xr
 
 from proxyscope import dims
 from proxyscope.errors import ParameterError
+from proxyscope.model.native import FLAT, FlatLogp, NativeDensity
 
 SAMPLERS = ("nutpie", "pymc")
 
@@ -59,7 +60,7 @@ def resolve_sampler(sampler: str | None) -> str:
 
 
 def sample(
-    model: pm.Model,
+    density: NativeDensity,
     *,
     sampler: str,
     draws: int,
@@ -69,47 +70,23 @@ def sample(
     progress: bool,
     settings: dict[str, Any],
 ) -> tuple[xr.Dataset, xr.Dataset, dict[str, Any]]:
-    """Sample ``model``; returns (sampled draws, normalised sample stats, timings).
+    """Sample the log posterior ``density``; returns (named draws, sample stats, timings).
 
-    The draws are the model's free random variables on their constrained
-    scale (no transformed copies) and its deterministics (:func:`draw_names`);
-    the stats use one naming for both samplers:
-    ``diverging``, ``tree_depth``, ``reached_max_treedepth``, ``energy``,
-    ``step_size``, ``n_steps``.
+    Both samplers move the flat vector of :mod:`proxyscope.model.layout`
+    through the same compiled log posterior; the draws come back as the
+    model's named parameters (:meth:`~proxyscope.model.layout.Layout.dataset`).
+    The stats use one naming for both samplers: ``diverging``,
+    ``tree_depth``, ``reached_max_treedepth``, ``energy``, ``step_size``,
+    ``n_steps``.
     """
-    names = draw_names(model)
     cores = max(1, min(chains, os.cpu_count() or 1))
     timings: dict[str, Any] = {}
+    t0 = time.perf_counter()
     if sampler == "nutpie":
-        import nutpie
-
         kwargs = {**NUTPIE_DEFAULTS, **settings}
-        t0 = time.perf_counter()
-        key = structure_key(model)
-        compiled = _COMPILED.get(key)
-        shared = {v.name: v.get_value() for v in model.data_vars}
-        if compiled is None:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*")
-                compiled = nutpie.compile_pymc_model(model)
-            _COMPILED[key] = compiled
-            timings["compile_reused"] = False
-        else:
-            timings["compile_reused"] = True
-        # Every fit, first or reused, samples a with_data copy, so both paths are
-        # the same code. (The different draws once seen between the fresh object
-        # and its copy were the low-rank adaptation's address-dependent rounding
-        # described in _nutpie_chains, not the copy.) Shared data the log density
-        # never reads (e.g. centring flags of a model without interactions) is not
-        # part of the compiled model.
-        known = compiled.shared_data
-        compiled = compiled.with_data(**{k: v for k, v in shared.items() if k in known})
-        timings["compile_seconds"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        posterior, stats = _nutpie_chains(
-            compiled, draws, tune, chains, cores, random_seed, progress, kwargs
+        flat, stats = _nutpie_chains(
+            density.nutpie_model(), draws, tune, chains, cores, random_seed, progress, kwargs
         )
-        timings["sample_seconds"] = time.perf_counter() - t0
         norm = {
             "diverging": stats["diverging"],
             "tree_depth": stats["depth"],
@@ -120,25 +97,9 @@ def sample(
         }
     else:
         kwargs = {**PYMC_DEFAULTS, **settings}
-        t0 = time.perf_counter()
-        with model, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                random_seed=random_seed,
-                progressbar=progress,
-                compute_convergence_checks=False,
-                return_inferencedata=True,
-                idata_kwargs={"log_likelihood": False},
-                **kwargs,
-            )
-        timings["compile_seconds"] = None
-        timings["sample_seconds"] = time.perf_counter() - t0
-        stats = idata.sample_stats
-        posterior = idata.posterior
+        flat, stats = _pymc_chains(
+            density, draws, tune, chains, cores, random_seed, progress, kwargs
+        )
         norm = {
             "diverging": stats["diverging"],
             "tree_depth": stats["tree_depth"],
@@ -147,26 +108,47 @@ def sample(
             "step_size": stats["step_size"],
             "n_steps": stats["n_steps"],
         }
-    raw = posterior[names]
-    # Coordinates come from this model (a reused compiled model carries the
-    # labels of the dataset it was compiled for).
-    own = {d: list(model.coords[d]) for d in raw.dims if d in model.coords}
-    raw = raw.assign_coords(
-        {
-            dims.CHAIN: np.arange(raw.sizes[dims.CHAIN]),
-            dims.DRAW: np.arange(raw.sizes[dims.DRAW]),
-            **own,
-        }
-    )
+    timings["sample_seconds"] = time.perf_counter() - t0
+    raw = density.layout.dataset(flat)
     stats_ds = xr.Dataset(
-        {k: (tuple(v.dims), np.asarray(v.values)) for k, v in norm.items()},
+        {k: ((dims.CHAIN, dims.DRAW), np.asarray(v.values)) for k, v in norm.items()},
         coords={dims.CHAIN: raw[dims.CHAIN].values, dims.DRAW: raw[dims.DRAW].values},
     )
     stats_ds["diverging"] = stats_ds["diverging"].astype(bool)
     stats_ds["reached_max_treedepth"] = stats_ds["reached_max_treedepth"].astype(bool)
-    settings_used = {**kwargs, "cores": cores}
-    timings["settings"] = settings_used
-    return raw.load(), stats_ds, timings
+    timings["settings"] = {**kwargs, "cores": cores}
+    return raw, stats_ds, timings
+
+
+def _pymc_chains(
+    density: NativeDensity,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int,
+    random_seed: int,
+    progress: bool,
+    kwargs: dict[str, Any],
+) -> tuple[np.ndarray, xr.Dataset]:
+    """PyMC's NUTS on the flat vector, its density an Op over the compiled function."""
+    with pm.Model(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
+        x = pm.Flat(FLAT, shape=density.n_dim, initval=density.initial_point(random_seed))
+        pm.Potential("loglik", cast(list[Any], FlatLogp(density)(x))[0])
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=random_seed,
+            progressbar=progress,
+            compute_convergence_checks=False,
+            return_inferencedata=True,
+            idata_kwargs={"log_likelihood": False},
+            **kwargs,
+        )
+    flat = np.asarray(idata.posterior[FLAT].values, dtype=float)
+    return flat, idata.sample_stats
 
 
 def draw_names(model: pm.Model) -> list[str]:
@@ -192,7 +174,7 @@ def _nutpie_chains(
     random_seed: int,
     progress: bool,
     kwargs: dict[str, Any],
-) -> tuple[xr.Dataset, xr.Dataset]:
+) -> tuple[np.ndarray, xr.Dataset]:
     """Run each chain as its own one-chain nutpie sampler, ``cores`` at a time.
 
     Why not one nutpie call with ``cores`` threads: there, a thread idle
@@ -241,41 +223,10 @@ def _nutpie_chains(
         done = [item for part in pool.map(run, range(cores)) for item in part]
     done.sort(key=lambda item: item[0])
     chain_ids = np.arange(chains)
-    posterior = xr.concat(
-        [idata.posterior for _, idata in done], dim=dims.CHAIN, coords="minimal"
-    ).assign_coords({dims.CHAIN: chain_ids})
+    flat = np.stack([np.asarray(idata.posterior[FLAT].values[0]) for _, idata in done])
     stats = xr.concat(
         [idata.sample_stats[list(_NUTPIE_STATS)] for _, idata in done],
         dim=dims.CHAIN,
         coords="minimal",
     ).assign_coords({dims.CHAIN: chain_ids})
-    return posterior, stats
-
-
-#: Compiled nutpie models of this process, by model structure (see structure_key).
-_COMPILED: dict[str, Any] = {}
-
-
-def structure_key(model: pm.Model) -> str:
-    """What determines a compiled model: its free variables, their shapes and priors.
-
-    Data (cells, designs, centring flags) are shared variables, swapped in with
-    ``with_data``, so two datasets with the same structure share one compile.
-    """
-    import hashlib
-
-    point = model.initial_point()
-    parts = [
-        (rv.name, str(rv.owner.op), tuple(point[model.rvs_to_values[rv].name].shape))
-        for rv in model.free_RVs
-    ]
-    text = repr(parts) + repr(sorted((v.name, v.get_value().ndim) for v in model.data_vars))
-    text += repr(model.potentials) + str(hash(_graph_signature(model)))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _graph_signature(model: pm.Model) -> str:
-    """A text rendering of the log density graph (structure, not data values)."""
-    from pytensor.printing import debugprint
-
-    return str(debugprint(model.logp(), file="str", print_type=True))
+    return flat, stats

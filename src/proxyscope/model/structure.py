@@ -20,6 +20,14 @@ from proxyscope.data.noise import moderate_noise
 from proxyscope.errors import DataError, ParameterError, check_one_of
 
 
+def _pivoted_qr(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Complete QR with column pivoting (the leading columns of Q span x's range)."""
+    import scipy.linalg
+
+    q, r, piv = scipy.linalg.qr(x, mode="full", pivoting=True)
+    return q, r, piv
+
+
 def sum_to_zero_basis(n_levels: int) -> np.ndarray:
     """Orthonormal basis (L x (L-1)) of the vectors over L levels that sum to zero.
 
@@ -68,6 +76,64 @@ class SegmentStructure:
         """Main-effect design per column: rows of the sum-to-zero basis."""
         idx = self.level_index if level_index is None else level_index
         return [self.basis(j)[idx[:, j]] for j in range(len(self.columns))]
+
+    def interaction_projector(self, pooling: str) -> np.ndarray | None:
+        """(S, S) projector of segment deviations onto what the pooling's other
+        terms cannot express, or None when nothing is left.
+
+        Interactions are what the global value and (additive pooling) the
+        segment columns' main effects cannot express: the part of a vector of
+        segment deviations orthogonal to the intercept and the main effects'
+        designs. Without it the two would be redundant, identified by their
+        priors only: with one segment column every segment is a level, and
+        an interaction equals a main effect (measured: 150-550 leapfrog
+        steps per draw and divergences with one or two columns). A segment
+        deviation drawn from the interaction prior is projected; with one
+        column under additive pooling nothing is left and the model has no
+        interaction term.
+        """
+        n = self.n_segments
+        if pooling not in ("additive", "exchangeable") or n < 2:
+            return None
+        parts = [np.ones((n, 1))]
+        if pooling == "additive":
+            parts += self.design()
+        x = np.column_stack(parts)
+        q, r, _ = _pivoted_qr(x)
+        rank = int(np.sum(np.abs(np.diag(r)) > 1e-9 * max(1.0, float(np.abs(r).max()))))
+        if rank >= n:
+            return None
+        basis = q[:, :rank]
+        return np.eye(n) - basis @ basis.T
+
+    def interaction_basis(self, pooling: str, precision: np.ndarray | None = None) -> np.ndarray:
+        """(S, r) orthonormal basis of the interactions' space (the range of
+        :meth:`interaction_projector`; r = 0 when it is None).
+
+        Interactions are sampled as ``basis @ z`` with i.i.d. normal ``z``:
+        the same prior as the projection of i.i.d. normal segment deviations,
+        without the directions the projection removes (which the data never
+        see and which mix slowly). With ``precision`` (a weight per segment,
+        e.g. how many users it holds) the axes are the eigenvectors of the
+        data precision within that space, most precise first, so each axis
+        is as well or as poorly measured as a whole: what the partial
+        centring of :mod:`proxyscope.model.coordinates` needs.
+        """
+        projector = self.interaction_projector(pooling)
+        n = self.n_segments
+        if projector is None:
+            return np.zeros((n, 0))
+        r = round(float(np.trace(projector)))
+        weight = np.ones(n) if precision is None else np.asarray(precision, dtype=float)
+        weight = weight / max(float(weight.mean()), 1e-300)
+        # Eigenvectors of P W P with eigenvalue > 0 span range(P); add a small
+        # multiple of P so equal or zero weights still give the whole range.
+        values, vectors = np.linalg.eigh(projector @ np.diag(weight) @ projector + 1e-6 * projector)
+        order = np.argsort(-values, kind="stable")[:r]
+        basis = vectors[:, order]
+        # Signs fixed so the basis does not depend on the LAPACK build.
+        big = np.argmax(np.abs(basis), axis=0)
+        return np.ascontiguousarray(basis * np.sign(basis[big, np.arange(r)])[None, :])
 
     def label_of(self, values: Sequence[str]) -> str:
         if not self.columns:
@@ -229,59 +295,6 @@ def fit_data(effects: CellEffects, cell_segment: np.ndarray) -> FitData:
     )
 
 
-def centre_locations(data: FitData, structure: SegmentStructure, pooling: str) -> np.ndarray:
-    """Which location interactions to sample centred: (metrics, segments) flags.
-
-    A centred interaction is efficient when the data pin its value down much
-    better than the interaction scale lets it vary; otherwise the non-centred
-    form is (each makes a funnel where the other does not). A row with a
-    failure cohort has both kinds: the cohort's deviation is large and pinned
-    by its data, while the other segments' deviations are consistent with
-    zero and set by the (then small) scale. So the choice is made per
-    segment. A pilot, per metric: the precision-weighted segment means are
-    regressed on the main effects (additive) or the grand mean
-    (exchangeable), and the residuals' weighted mean square
-    ``sum(resid^2 / se^2) / (S - p)`` — about 1 when there is no interaction —
-    is compared with :data:`CENTRE_THRESHOLD`. On the simulated world it is
-    0.5-2 for metrics without interactions and 15-250 for those with a cohort,
-    so the threshold sits well away from both. While a row is above it, or
-    its largest ``resid^2 / se^2`` is above :data:`OUTLIER_THRESHOLD` (a
-    lone cohort in a small segment barely moves the row's average), that
-    segment is centred and left out of the regression, which is then
-    refitted: one outlier does not make its neighbours look like outliers
-    through the main effects it distorts.
-    """
-    m = data.d.shape[0]
-    n_seg = structure.n_segments
-    flags = np.zeros((m, n_seg), dtype=bool)
-    if pooling not in ("additive", "exchangeable") or n_seg < 3:
-        return flags
-    if pooling == "additive" and structure.columns:
-        x = np.column_stack([np.ones(n_seg), *structure.design()])
-    else:
-        x = np.ones((n_seg, 1))
-    p = x.shape[1]
-    if n_seg <= p:
-        return flags
-    for j in range(m):
-        ybar, den = weighted_means(data, j, data.cell_segment, n_seg)
-        se2 = 1.0 / den
-        sw = np.sqrt(1.0 / se2)
-        active = np.ones(n_seg, dtype=bool)
-        while active.sum() > p:
-            coef, *_ = np.linalg.lstsq(
-                x[active] * sw[active, None], ybar[active] * sw[active], rcond=None
-            )
-            z2 = (ybar - x @ coef) ** 2 / se2
-            worst = int(np.argmax(np.where(active, z2, -np.inf)))
-            ratio = float(np.sum(z2[active]) / (active.sum() - p))
-            if ratio <= CENTRE_THRESHOLD and z2[worst] <= OUTLIER_THRESHOLD:
-                break
-            flags[j, worst] = True
-            active[worst] = False
-    return flags
-
-
 def weighted_means(
     data: FitData, row: int, groups: np.ndarray, n_groups: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -332,14 +345,6 @@ def principal_axes(data: FitData) -> np.ndarray:
     big = np.argmax(np.abs(vectors), axis=0)
     vectors = vectors * np.sign(vectors[big, np.arange(k)])[None, :]
     return np.ascontiguousarray(vectors)
-
-
-#: Weighted residual mean square above which location interactions are centred.
-CENTRE_THRESHOLD = 4.0
-#: A single segment this many squared standard errors from the main effects is
-#: centred even when the rest of its row shows no interaction (|z| > 4: about
-#: 1 in 16,000 by chance per segment and metric).
-OUTLIER_THRESHOLD = 16.0
 
 
 POOLINGS = ("additive", "exchangeable", "complete", "none")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxyscope._io import write_bytes_atomic, write_text_atomic
 from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
+from proxyscope.model.diagnostics import SURFACES
 from proxyscope.reporting import plots
 from proxyscope.reporting.content import pct, sections
 from proxyscope.reporting.document import build_document
@@ -129,6 +130,7 @@ def report(
     title: str | None = None,
     *,
     random_seed: int | None = None,
+    surface: str = "python",
 ) -> ReportFiles:
     """Write the posterior report of a fit: report.md, report.json, report.html and figures.
 
@@ -152,6 +154,9 @@ def report(
         Default "proxyscope report: <outcome>".
     random_seed : int, optional
         Seed of the transport draws when ``transport`` is a target.
+    surface : {"python", "cli", "spec"}
+        The syntax the diagnostics' advice is written in (the command line
+        and spec runs pass theirs).
 
     Returns
     -------
@@ -187,7 +192,11 @@ def report(
             f"The 'out' parameter of report must be a directory; {out_dir} is a file."
         )
 
-    diag = fit.diagnostics()
+    if surface not in SURFACES:
+        raise ParameterError(
+            f"The 'surface' parameter of report must be one of {list(SURFACES)}; got {surface!r}."
+        )
+    diag = fit.diagnostics().for_surface(surface)
     trustworthy = bool(fit.trustworthy and diag.passed)
     with warnings.catch_warnings():
         # Each analysis repeats the convergence warning; the report says it once, below.

@@ -283,6 +283,8 @@ def fit_model(
         sampler_settings=dict(sampler.settings) or None,
         cell_correlation=model.cell_correlation,
         noise=model.noise,
+        followups=sampler.followups,
+        followup_budget=sampler.followup_budget,
     )
     what = f" ({label})" if label else ""
     log(
@@ -394,7 +396,7 @@ def run_spec(
     with warnings.catch_warnings():
         # The verdict is reported once (the fit's own warning); not per analysis.
         warnings.filterwarnings("ignore", message=".*FAILED its convergence diagnostics.*")
-        diagnostics = fit.diagnostics()
+        diagnostics = fit.diagnostics().for_surface("spec")
         coefficients = fit.summary(ci=a.ci)
         fragility = ps.fragility(fit, ci=a.ci, threshold=a.threshold, warn=False)
         surrogacy = ps.surrogacy(fit, ci=a.ci, probability=a.probability)
@@ -667,14 +669,24 @@ def report_fit(
     title: str | None = None,
     ci: float = 0.9,
     log: Log = _quiet,
+    surface: str = "spec",
 ) -> Path:
-    """Write the report of ``fit`` into ``out`` with :func:`proxyscope.report`."""
+    """Write the report of ``fit`` into ``out`` with :func:`proxyscope.report`
+    (its diagnostics' advice in the syntax of ``surface``)."""
     import proxyscope as ps
 
     log(f"writing the report to {out}")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        ps.report(fit, out=out, transport=transport, compare=compare, ci=ci, title=title)
+        ps.report(
+            fit,
+            out=out,
+            transport=transport,
+            compare=compare,
+            ci=ci,
+            title=title,
+            surface=surface,
+        )
     return out
 
 

@@ -1,0 +1,369 @@
+"""The flat vector the sampler moves: its blocks, the arrays that describe it, its draws.
+
+:mod:`proxyscope.core.density` evaluates the log prior and the coordinate maps
+of a flat vector ``x`` described by two arrays (``ints``, ``floats``); this
+module builds them for a model (segment structure, pooling, priors, number
+of proxies, cell correlation) and its coordinates
+(:class:`~proxyscope.model.coordinates.Coordinates`), and turns draws of
+``x`` into the model's named parameters (the fit's ``sampled`` group):
+global values, main effects, interaction scales and standard variates,
+scales and canonical partial correlations, in standardized units. Those
+names do not depend on the coordinates the sampler used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from proxyscope import dims
+from proxyscope.core import density as dn
+from proxyscope.model.coordinates import Coordinates
+from proxyscope.model.priors import Priors
+from proxyscope.model.structure import SegmentStructure
+
+#: Dim of the canonical partial correlations, and of the interactions' axes.
+CPC = "cpc"
+AXIS = dims.INTERACTION_AXIS
+FAMILY_PREFIX = ("loc", "slope", "log_sigma")
+
+
+def contrast_dim(column: str) -> str:
+    return f"{column}_contrast"
+
+
+def cpc_shapes(k: int, eta: float) -> np.ndarray:
+    """Beta(b, b) shapes of the canonical partial correlations (row-major, i > j).
+
+    With CPC z_ij = 2 u_ij - 1, u_ij ~ Beta(b_j, b_j), b_j = eta + (K - 2 - j) / 2,
+    the correlation matrix whose Cholesky factor is built from them row by
+    row (:func:`proxyscope.core.density._corr_cholesky`) is LKJ(eta)
+    distributed (Lewandowski, Kurowicka and Joe, 2009, the vine method).
+    """
+    return np.array([eta + (k - 2 - j) / 2.0 for i in range(1, k) for j in range(i)])
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """A stretch of the flat vector: ``rows x cols`` values of one variable.
+
+    ``kind``: "value" (a block of a family: global, main effect,
+    interaction or per-segment values, mapped through the coordinates),
+    "log_scale" (a HalfNormal scale, sampled as its log) or "logit_cpc"
+    (canonical partial correlations, sampled as the logit of (z + 1) / 2).
+    """
+
+    name: str
+    offset: int
+    rows: int
+    cols: int
+    kind: str
+    family: int = -1
+    column: int = -1  # segment column of a main effect block, -1 otherwise
+    interaction: bool = False
+    scale_offset: int = -1  # offset of the block's learned scale, -1 if fixed
+    prior_sd: float = 1.0  # of a HalfNormal scale (log_scale blocks), for the start
+
+    @property
+    def size(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The flat vector of one model and the arrays that describe it to the density."""
+
+    ints: np.ndarray
+    floats: np.ndarray
+    blocks: tuple[Block, ...]
+    n_dim: int
+    coordinates: Coordinates
+    structure: SegmentStructure
+    metrics: tuple[str, ...]
+    proxies: tuple[str, ...]
+    pooling: str
+
+    # -- from draws of x to named parameters -------------------------------
+    def named(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's named parameters from draws ``x`` (..., n_dim), standardized units.
+
+        Main effects with a learned scale and interactions are returned as
+        standard variates (value / scale), scales and correlations on their
+        natural scale; shapes drop the row axis of the one-row log-sigma
+        family, as :mod:`proxyscope.model.posterior` reads them.
+        """
+        x = np.asarray(x, dtype=float)
+        lead = x.shape[:-1]
+        out: dict[str, np.ndarray] = {}
+        rot = self.coordinates.rotation
+        for block in self.blocks:
+            raw = x[..., block.offset : block.offset + block.size]
+            if block.kind == "log_scale":
+                value = np.exp(raw)
+            elif block.kind == "logit_cpc":
+                value = 1.0 / (1.0 + np.exp(-raw))
+            else:
+                value = self._values(x, block, rot)
+            out[block.name] = value.reshape(tuple(lead) + self._shape(block))
+            if block.interaction and block.kind == "value":
+                # The segment deviations the axes give, as standard variates.
+                per_segment = np.einsum("...rc,sc->...rs", value, self.coordinates.basis)
+                shape = (
+                    (self.structure.n_segments,)
+                    if block.family == dn.LOG_SIGMA
+                    else (block.rows, self.structure.n_segments)
+                )
+                out[_raw_name(block)] = per_segment.reshape(tuple(lead) + shape)
+        return out
+
+    def _values(self, x: np.ndarray, block: Block, rot: np.ndarray) -> np.ndarray:
+        u = x[..., block.offset : block.offset + block.size].reshape(
+            *x.shape[:-1], block.rows, block.cols
+        )
+        if block.family == dn.LOG_SIGMA and block.name in ("sigma_global", "sigma_seg"):
+            return np.exp(u)
+        b = np.einsum("rq,...qc->...rc", rot, u) if block.family == dn.SLOPE else u
+        if block.scale_offset >= 0:
+            # Stored as standard variates: b / scale = scale ** (w - 1) * rotated u.
+            lam = x[..., block.scale_offset : block.scale_offset + block.rows]
+            w = self._weights(block)
+            b = b * np.exp((w - 1.0) * lam[..., :, None])
+        return np.asarray(b)
+
+    def _weights(self, block: Block) -> np.ndarray:
+        """(rows, cols) or (rows, 1) partial centring weights of a block with a learned scale."""
+        c = self.coordinates
+        if block.interaction:
+            return c.interaction[block.family]
+        return np.broadcast_to(c.main[block.family][block.column][:, None], (block.rows, 1))
+
+    def _shape(self, block: Block) -> tuple[int, ...]:
+        if block.family == dn.LOG_SIGMA:
+            if block.kind == "log_scale":
+                return ()
+            return () if block.name == "sigma_global" else (block.cols,)
+        if block.kind == "logit_cpc":
+            return (block.cols,)
+        if block.cols == 1 and block.kind == "log_scale":
+            return (block.rows,)
+        if block.name.endswith("_global"):
+            return (block.rows,)
+        return (block.rows, block.cols)
+
+    def dims_of(self, block: Block) -> tuple[str, ...]:
+        """Named dims of a block's variable (after the chain and draw dims)."""
+        if block.kind == "logit_cpc":
+            return (CPC,)
+        if block.name in ("sd_e", "sd_c"):
+            return (dims.PROXY,)
+        if block.family == dn.LOG_SIGMA:
+            if not self._shape(block):
+                return ()
+            if block.interaction:
+                return (AXIS,)
+            if block.name == "sigma_seg":
+                return (dims.SEGMENT,)
+            return (contrast_dim(self.structure.columns[block.column]),)
+        row = dims.METRIC if block.family == dn.LOC else dims.PROXY
+        if block.kind == "log_scale" or block.name.endswith("_global"):
+            return (row,)
+        if block.column >= 0:
+            return (row, contrast_dim(self.structure.columns[block.column]))
+        if block.interaction:
+            return (row, AXIS)
+        return (row, dims.SEGMENT)
+
+    def dataset(self, x: np.ndarray) -> xr.Dataset:
+        """Draws ``x`` (chain, draw, n_dim) as the named ``sampled`` dataset."""
+        named = self.named(x)
+        coords: dict[str, Any] = {
+            dims.CHAIN: np.arange(x.shape[0]),
+            dims.DRAW: np.arange(x.shape[1]),
+            dims.METRIC: list(self.metrics),
+            dims.PROXY: list(self.proxies),
+            dims.SEGMENT: list(self.structure.labels),
+        }
+        k = len(self.proxies)
+        if k > 1:
+            coords[CPC] = list(range(k * (k - 1) // 2))
+        for j, col in enumerate(self.structure.columns):
+            coords[contrast_dim(col)] = list(range(len(self.structure.levels[j]) - 1))
+        data = {
+            block.name: ((dims.CHAIN, dims.DRAW, *self.dims_of(block)), named[block.name])
+            for block in self.blocks
+        }
+        for block in self.blocks:
+            if block.interaction and block.kind == "value":
+                row = () if block.family == dn.LOG_SIGMA else self.dims_of(block)[:1]
+                data[_raw_name(block)] = (
+                    (dims.CHAIN, dims.DRAW, *row, dims.SEGMENT),
+                    named[_raw_name(block)],
+                )
+        coords[AXIS] = list(range(self.coordinates.basis.shape[1]))
+        used = {d for value in data.values() for d in value[0]}
+        return xr.Dataset(data, coords={c: v for c, v in coords.items() if c in used})
+
+    # -- where the sampler starts ------------------------------------------
+    def initial_point(self, rng: np.random.Generator) -> np.ndarray:
+        """A start: values and standard variates near 0, scales near their prior
+        mean, correlations near 0, each jittered by U(-1, 1) (as PyMC's default
+        initialisation does in the unconstrained space)."""
+        x = np.zeros(self.n_dim)
+        for block in self.blocks:
+            if block.kind == "log_scale":
+                mean = block.prior_sd * np.sqrt(2.0 / np.pi)
+                x[block.offset : block.offset + block.size] = np.log(mean)
+        return x + rng.uniform(-1.0, 1.0, self.n_dim)
+
+
+def _raw_name(block: Block) -> str:
+    return block.name.replace("_int_z", "_int_raw")
+
+
+def build_layout(
+    structure: SegmentStructure,
+    pooling: str,
+    priors: Priors,
+    metrics: tuple[str, ...],
+    proxies: tuple[str, ...],
+    cell_correlation: str,
+    coordinates: Coordinates,
+) -> Layout:
+    """The flat vector of a model with these settings, sampled in ``coordinates``."""
+    k = len(proxies)
+    m = k + 1
+    n_seg = structure.n_segments
+    columns = structure.columns if pooling == "additive" else ()
+    learned = [len(lv) >= priors.min_levels_learned_scale for lv in structure.levels]
+    basis = coordinates.basis
+
+    floats: list[float] = []
+
+    def put(values: Any) -> int:
+        start = len(floats)
+        floats.extend(np.asarray(values, dtype=float).reshape(-1).tolist())
+        return start
+
+    records: list[list[int]] = []
+    blocks: list[Block] = []
+    offset = 0
+
+    def add(name: str, rows: int, cols: int, kind: str, **kw: Any) -> Block:
+        nonlocal offset
+        block = Block(name, offset, rows, cols, kind, **kw)
+        blocks.append(block)
+        offset += rows * cols
+        return block
+
+    def record(block: Block, fl_sd: int, **fields: int) -> None:
+        rec = [-1] * dn.RECORD
+        rec[dn.B_U], rec[dn.B_R], rec[dn.B_C] = block.offset, block.rows, block.cols
+        rec[dn.B_SCALE] = block.scale_offset
+        rec[dn.B_SD] = fl_sd
+        rec[dn.B_W_ROW] = rec[dn.B_ROT] = 0
+        rec[dn.B_KIND] = dn.VALUE
+        for key, value in fields.items():
+            rec[getattr(dn, key)] = value
+        records.append(rec)
+
+    fl_rot = put(coordinates.rotation)
+    fl_const = put([priors.experiment_sd, priors.cell_sd])
+    fl_cpc = put(cpc_shapes(k, priors.lkj_eta) if k > 1 else [0.0])
+    designs = structure.design()
+    family_priors = (
+        (priors.global_location_sd, priors.main_location_sd, priors.interaction_location_sd,
+         priors.none_location_sd),
+        (priors.global_slope_sd, priors.main_slope_sd, priors.interaction_slope_sd,
+         priors.none_slope_sd),
+        (priors.sigma_sd, priors.main_log_sigma_sd, priors.interaction_log_sigma_sd,
+         priors.none_log_sigma_sd),
+    )  # fmt: skip
+    family_records: list[tuple[int, int]] = []
+    for f, prefix in enumerate(FAMILY_PREFIX):
+        first = len(records)
+        rows = (m, k, 1)[f]
+        gsd, msd, isd, nsd = family_priors[f]
+        rot = 1 if f == dn.SLOPE else 0
+        log_sigma = f == dn.LOG_SIGMA
+        if pooling == "none":
+            name = "sigma_seg" if log_sigma else f"{prefix}_seg"
+            block = add(name, rows, n_seg, "value", family=f)
+            kind = dn.LOG_HALF_NORMAL if log_sigma else dn.VALUE
+            record(block, put([nsd]), B_ROT=rot, B_KIND=kind)
+            family_records.append((first, len(records) - first))
+            continue
+        name = "sigma_global" if log_sigma else f"{prefix}_global"
+        block = add(name, rows, 1, "value", family=f)
+        record(block, put([gsd]), B_ROT=rot, B_KIND=dn.LOG_HALF_NORMAL if log_sigma else dn.VALUE)
+        for j, col in enumerate(columns):
+            n_c = len(structure.levels[j]) - 1
+            scale_offset = -1
+            if learned[j]:
+                scale = add(
+                    f"{prefix}_main_sd__{col}", rows, 1, "log_scale", family=f, column=j,
+                    prior_sd=msd,
+                )  # fmt: skip
+                scale_offset = scale.offset
+            block = add(
+                f"{prefix}_main__{col}", rows, n_c, "value", family=f, column=j,
+                scale_offset=scale_offset,
+            )  # fmt: skip
+            record(
+                block, put([msd]), B_ROT=rot, B_DESIGN=put(designs[j]),
+                B_W=put(coordinates.main[f][j]), B_W_ROW=1,
+            )  # fmt: skip
+        if basis.shape[1] > 0:
+            scale = add(
+                f"{prefix}_int_sd", rows, 1, "log_scale", family=f, interaction=True,
+                prior_sd=isd,
+            )  # fmt: skip
+            block = add(
+                f"{prefix}_int_z", rows, basis.shape[1], "value", family=f, interaction=True,
+                scale_offset=scale.offset,
+            )  # fmt: skip
+            record(
+                block, put([isd]), B_ROT=rot, B_W=put(coordinates.interaction[f]),
+                B_DESIGN=put(basis),
+            )  # fmt: skip
+        family_records.append((first, len(records) - first))
+    sd_e = add("sd_e", k, 1, "log_scale", prior_sd=priors.experiment_sd)
+    cpc_e = add("cpc_e", 1, k * (k - 1) // 2, "logit_cpc") if k > 1 else None
+    sd_c = add("sd_c", k, 1, "log_scale", prior_sd=priors.cell_sd)
+    cpc_c = (
+        add("cpc_c", 1, k * (k - 1) // 2, "logit_cpc")
+        if k > 1 and cell_correlation == "free"
+        else None
+    )
+
+    ints = np.full(dn.HEADER + dn.RECORD * len(records), -1, dtype=np.int64)
+    ints[dn.H_K] = k
+    ints[dn.H_S] = n_seg
+    ints[dn.H_FREE] = 1 if cell_correlation == "free" else 0
+    ints[dn.H_SD_E] = sd_e.offset
+    ints[dn.H_CPC_E] = cpc_e.offset if cpc_e else -1
+    ints[dn.H_SD_C] = sd_c.offset
+    ints[dn.H_CPC_C] = cpc_c.offset if cpc_c else -1
+    ints[dn.H_NDIM] = offset
+    ints[dn.H_FL_ROT] = fl_rot
+    ints[dn.H_FL_CONST] = fl_const
+    ints[dn.H_FL_CPC] = fl_cpc
+    for f, (first, count) in enumerate(family_records):
+        ints[dn.H_FAMILIES + 2 * f] = dn.HEADER + dn.RECORD * first
+        ints[dn.H_FAMILIES + 2 * f + 1] = count
+    for i, rec in enumerate(records):
+        start = dn.HEADER + dn.RECORD * i
+        ints[start : start + dn.RECORD] = rec
+    return Layout(
+        ints=ints,
+        floats=np.asarray(floats, dtype=float),
+        blocks=tuple(blocks),
+        n_dim=offset,
+        coordinates=coordinates,
+        structure=structure,
+        metrics=metrics,
+        proxies=proxies,
+        pooling=pooling,
+    )

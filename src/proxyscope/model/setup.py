@@ -1,0 +1,99 @@
+"""Everything a fit needs before sampling: structure, standardized data, coordinates, layout."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from proxyscope.data.cells import CellEffects
+from proxyscope.model import coordinates as coords
+from proxyscope.model.layout import Layout, build_layout
+from proxyscope.model.posterior import ModelInfo
+from proxyscope.model.priors import Priors
+from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A model configuration applied to one dataset, ready to sample."""
+
+    structure: SegmentStructure
+    data: FitData
+    pooling: str
+    priors: Priors
+    cell_correlation: str
+    noise: str
+    metrics: tuple[str, ...]
+    proxies: tuple[str, ...]
+    learned_main: tuple[bool, ...]
+    layout: Layout
+
+    @property
+    def coordinates(self) -> coords.Coordinates:
+        return self.layout.coordinates
+
+    def with_coordinates(self, chosen: coords.Coordinates) -> Prepared:
+        """The same model and data sampled in other coordinates."""
+        layout = build_layout(
+            self.structure,
+            self.pooling,
+            self.priors,
+            self.metrics,
+            self.proxies,
+            self.cell_correlation,
+            chosen,
+        )
+        return dataclasses.replace(self, layout=layout)
+
+
+def prepare(
+    effects: CellEffects, pooling: str, priors: Priors, cell_correlation: str, noise: str
+) -> Prepared:
+    """Structure, standardized data and sampler coordinates of a fit of ``effects``."""
+    structure, cell_segment = SegmentStructure.from_effects(effects)
+    data = fit_data(model_effects(effects, noise), cell_segment)
+    chosen = coords.choose(data, structure, pooling)
+    learned = tuple(len(lv) >= priors.min_levels_learned_scale for lv in structure.levels)
+    layout = build_layout(
+        structure,
+        pooling,
+        priors,
+        effects.metrics,
+        effects.proxies,
+        cell_correlation,
+        chosen,
+    )
+    return Prepared(
+        structure=structure,
+        data=data,
+        pooling=pooling,
+        priors=priors,
+        cell_correlation=cell_correlation,
+        noise=noise,
+        metrics=effects.metrics,
+        proxies=effects.proxies,
+        learned_main=learned,
+        layout=layout,
+    )
+
+
+def model_info(prepared: Prepared, effects: CellEffects) -> ModelInfo:
+    """What a saved fit needs to read its draws (the draws are stored in named,
+    coordinate-free form, so no interaction entry is marked centred)."""
+    n_rows = len(prepared.metrics)
+    return ModelInfo(
+        pooling=prepared.pooling,
+        priors=prepared.priors.to_dict(),
+        outcome=effects.outcome,
+        proxies=effects.proxies,
+        directions=effects.directions,
+        structure=prepared.structure,
+        scales=tuple(float(x) for x in prepared.data.scales),
+        centred=tuple(
+            tuple(False for _ in range(prepared.structure.n_segments)) for _ in range(n_rows)
+        ),
+        learned_main=prepared.learned_main,
+        experiments=tuple(prepared.data.experiments.tolist()),
+        order=tuple(int(x) for x in prepared.data.order),
+        cell_correlation=prepared.cell_correlation,
+        noise=prepared.noise,
+    )
