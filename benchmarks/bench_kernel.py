@@ -4,11 +4,11 @@ On the default world (50 experiments, about 1,200 cells, K = 4) at one point of
 the unconstrained space, times (best of several repeats, each the mean of many
 calls):
 
-``full``          the function nutpie runs: PyMC's joined log density and
-                  gradient compiled by PyTensor's numba backend, the likelihood
-                  Op included;
-``priors``        the same function without the likelihood (priors, transforms
-                  and the graph around them);
+``full``          the function nutpie runs: the compiled log posterior's C entry
+                  point (``proxyscope.model.native``), called through ctypes
+                  (which adds about a microsecond nutpie does not pay);
+``priors``        the prior and the coordinate maps with their gradient
+                  (``core.density.prior_forward`` and ``likelihood_back``);
 ``kernel``        the likelihood kernel alone (``core.kernels.logp_kernel``);
 then the kernel's stages: the segment covariances, pass 1 (per cell: factor,
 inverse, products), the per-experiment sums, the integration of eta_e, pass 2
@@ -47,63 +47,42 @@ def best_microseconds(fn: Callable[..., Any], args: list[Any], repeats: int, cal
     return best * 1e6
 
 
-def _joined_function(model: Any) -> tuple[Any, int]:
-    """The joined log density and gradient as nutpie compiles it (numba mode)."""
-    from nutpie.compile_pymc import _make_functions
-    from pymc.initial_point import make_initial_point_fn
-
-    initial = make_initial_point_fn(model=model, return_transformed=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        n_dim, _, fn, *_ = _make_functions(
-            model,
-            mode="NUMBA",
-            compute_grad=True,
-            join_expanded=True,
-            pymc_initial_point_fn=initial,
-        )
-    return fn, n_dim
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
 
-    import pytensor
     from bench_model import _effects
 
-    from proxyscope.core import kernels
+    from proxyscope.core import density, kernels
     from proxyscope.core.codegen import layout, load_kernel_module, packed
-    from proxyscope.model.builder import build_model
-    from proxyscope.model.ops import ProxyModelLogp
+    from proxyscope.model.native import NativeDensity, load_density
     from proxyscope.model.priors import Priors
+    from proxyscope.model.setup import prepare
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         effects = _effects(50)
-    built = build_model(effects, "additive", Priors())
-    model = built.model
-    fn, n_dim = _joined_function(model)
-    x = np.random.default_rng(0).uniform(-0.5, 0.5, n_dim)
-    shared = [s.storage[0] for s in fn.input_storage[1:]]
+    prepared = prepare(effects, "additive", Priors(), "shared", "moderated")
+    load_density(len(effects.proxies), announce=False)
+    native = NativeDensity(prepared.layout, prepared.data)
+    n_dim = native.n_dim
+    x = prepared.layout.initial_point(np.random.default_rng(0))
     timings: dict[str, float] = {}
 
     def run(name: str, f: Callable[..., Any], f_args: list[Any]) -> None:
         timings[name] = best_microseconds(f, f_args, args.repeats, args.calls)
 
-    run("full", fn.vm.jit_fn, [x, *shared])
+    run("full", native.logp_and_grad, [x])
 
-    # The likelihood's inputs at x, read off the compiled graph.
-    node = next(a for a in fn.maker.fgraph.apply_nodes if isinstance(a.op, ProxyModelLogp))
-    inputs_at = pytensor.function(
-        fn.maker.fgraph.inputs[:1], node.inputs, on_unused_input="ignore", accept_inplace=True
-    )
-    dat, seg, cexp, loc, beta, sig2, chol_c, chol_e = inputs_at(x)
-    seg, cexp = seg.astype(np.int64), cexp.astype(np.int64)
-    sig2 = np.ravel(sig2)
-    n_exp = int(cexp[-1]) + 1
+    # The likelihood's inputs at x.
+    ints, floats = prepared.layout.ints, prepared.layout.floats
+    grad = np.zeros(n_dim)
+    _, loc, beta, log_sigma, chol_c, chol_e = density.prior_forward(x, grad, ints, floats)
+    sig2 = np.exp(2.0 * log_sigma)
+    dat, seg, cexp = native.table.dat, native.table.seg, native.table.cexp
+    n_exp = native.table.n_experiments
     k = beta.shape[0]
     gen = load_kernel_module(k)
     run(
@@ -111,14 +90,16 @@ def main() -> None:
         gen.logp,
         [dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, True],
     )
+    _, g_loc, g_beta, g_sig2, g_chol_c, g_chol_e = gen.logp(
+        dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, True
+    )
+    g_ls = 2.0 * sig2 * g_sig2
 
-    potentials = list(model.potentials)
-    model.potentials.clear()
-    try:
-        prior_fn, _ = _joined_function(model)
-    finally:
-        model.potentials.extend(potentials)
-    run("priors", prior_fn.vm.jit_fn, [x, *[s.storage[0] for s in prior_fn.input_storage[1:]]])
+    def priors_and_maps() -> None:
+        density.prior_forward(x, grad, ints, floats)
+        density.likelihood_back(x, grad, ints, floats, g_loc, g_beta, g_ls, g_chol_c, g_chol_e)
+
+    run("priors", priors_and_maps, [])
 
     # Stages, each on the inputs the kernel gives it.
     lay = layout(k)

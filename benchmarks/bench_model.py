@@ -103,8 +103,10 @@ def _latent_case(draws: int, tune: int, chains: int, n_experiments: int = 50) ->
     import nutpie
 
     from proxyscope.model.builder import build_model
+    from proxyscope.model.native import NativeDensity, load_density
     from proxyscope.model.priors import Priors
     from proxyscope.model.sampling import NUTPIE_DEFAULTS
+    from proxyscope.model.setup import prepare
 
     effects = _effects(n_experiments)
     out: dict[str, Any] = {
@@ -118,9 +120,17 @@ def _latent_case(draws: int, tune: int, chains: int, n_experiments: int = 50) ->
     for form in ("marginal", "latent"):
         built = build_model(effects, "additive", Priors(), form=form)
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compiled = nutpie.compile_pymc_model(built.model)
+        prepared = None
+        if form == "marginal":
+            # What ProxyModel.fit samples: the compiled log posterior, in the
+            # coordinates of its first run.
+            prepared = prepare(effects, "additive", Priors(), "shared", "moderated")
+            load_density(len(effects.proxies), announce=False)
+            compiled = NativeDensity(prepared.layout, prepared.data).nutpie_model()
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                compiled = nutpie.compile_pymc_model(built.model)
         t_compile = time.perf_counter() - t0
         trace = nutpie.sample(
             compiled,
@@ -134,6 +144,8 @@ def _latent_case(draws: int, tune: int, chains: int, n_experiments: int = 50) ->
         wall = time.perf_counter() - t0
         sampling = wall - t_compile
         posterior = trace.posterior
+        if prepared is not None:
+            posterior = prepared.layout.dataset(np.asarray(posterior["x"].values))
         shared = [v for v in posterior.data_vars if not str(v).startswith("latent_")]
         ess = az.ess(posterior[shared], method="bulk")
         # Which parameter sets the minimum (the ratio below is of minima).
@@ -159,7 +171,11 @@ def _latent_case(draws: int, tune: int, chains: int, n_experiments: int = 50) ->
             "divergences": int(trace.sample_stats["diverging"].sum()),
             # What the sampler moves (the draws also hold deterministic copies).
             "parameters": int(
-                sum(posterior[rv.name].isel(chain=0, draw=0).size for rv in built.model.free_RVs)
+                prepared.layout.n_dim
+                if prepared is not None
+                else sum(
+                    posterior[rv.name].isel(chain=0, draw=0).size for rv in built.model.free_RVs
+                )
             ),
         }
     # Two ratios: per second of sampling (what the marginalization itself buys,

@@ -74,12 +74,14 @@ def moved_cohort(seed: int) -> FailureCohort:
             return FailureCohort(**cell)
 
 
-def one_seed(seed: int, moved: bool, draws: int, tune: int, chains: int) -> dict[str, Any]:
+def one_seed(
+    seed: int, moved: bool, draws: int, tune: int, chains: int, followups: int = 2
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     cohort = moved_cohort(seed) if moved else FailureCohort()
     world = ps.simulate.streaming(n_users=250_000, n_experiments=50, seed=seed, cohort=cohort)
     effects = ps.summarize(world.users, engine="duckdb", **ROLES)
-    fit = ps.ProxyModel().fit(
+    fit = ps.ProxyModel(followups=followups).fit(
         effects, draws=draws, tune=tune, chains=chains, random_seed=seed, progress=False
     )
     t_fit = time.perf_counter() - t0
@@ -246,6 +248,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument(
+        "--followups", type=int, default=2, help="ProxyModel(followups=...) (0: one run per fit)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +262,7 @@ def main() -> None:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            row = one_seed(seed, moved, args.draws, args.tune, args.chains)
+            row = one_seed(seed, moved, args.draws, args.tune, args.chains, args.followups)
         print(
             f"seed {seed:3d} moved={moved!s:5} cohort={row['cohort']:24} "
             f"watch top={row['watch_min_top_ok']} mae={row['watch_min_mae']:.3f} "

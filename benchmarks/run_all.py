@@ -3,7 +3,8 @@
 Each script prints its own table and writes its results under
 ``benchmarks/_results/``; run a script directly for its options
 (``python benchmarks/bench_truth.py --help``). The whole set takes hours on a
-2-core machine (the 30-seed truth benchmark alone fits 36 models);
+2-core machine (the 30-seed truth benchmark alone fits 36 models, the convergence
+matrix 56);
 ``--quick`` runs reduced versions to check that they work.
 """
 
@@ -21,6 +22,7 @@ FULL: list[list[str]] = [
     ["bench_summarize.py"],
     ["bench_simulate.py"],
     ["bench_model.py"],
+    ["bench_convergence.py"],
     ["bench_kernel.py"],
     ["bench_backtest.py"],
     ["bench_asos_loo.py"],
@@ -31,6 +33,7 @@ QUICK: list[list[str]] = [
     ["bench_summarize.py", "--rows", "1000000"],
     ["bench_simulate.py", "--n-users", "500000"],
     ["bench_model.py", "--cases", "warm", "--draws", "300", "--tune", "300"],
+    ["bench_convergence.py", "--configs", "readme_cli,weak_one", "--seeds", "1"],
     ["bench_kernel.py", "--repeats", "2", "--calls", "200"],
     ["bench_truth.py", "--seeds", "1", "--moved", "0", "--draws", "200", "--tune", "200"],
     ["bench_flip_floor.py", "--seeds", "1", "--draws", "200", "--replicates", "20"],
