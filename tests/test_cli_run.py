@@ -51,6 +51,10 @@ tune = 30
 chains = 1
 seed = 2
 
+[analysis]
+threshold = 0.3
+probability = 0.8
+
 [analysis.transport]
 name = "mostly mobile"
 shares = { Mobile = 0.8, TV = 0.2 }
@@ -128,6 +132,14 @@ def test_run_json_and_report_agree(tiny_run: tuple[Path, int, str, str]) -> None
     report = json.loads((out / "report.json").read_text())
     assert report["trustworthy"] is False
     assert report["transport"] is not None and report["compare"] is not None
+    # The report shows the analyses the run computed, at the spec's settings.
+    assert report["fragility"]["threshold"] == 0.3
+    assert report["surrogacy"]["probability"] == 0.8
+    assert report["recommendations"]["probability"] == 0.8
+    # The surrogate threshold effects (which move with the probability) are the run's.
+    run_ste = {(r["segment"], r["proxy"]): r["ste"] for r in doc["surrogacy"]}
+    shown = {(r["segment"], r["proxy"]): r["ste"] for r in report["surrogacy"]["rows"]}
+    assert shown == run_ste
     md = (out / "run.md").read_text()
     assert md.startswith("# proxyscope run: tiny")
     assert "WARNING: the main fit failed its convergence diagnostics" in md

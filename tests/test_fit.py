@@ -14,6 +14,7 @@ import proxyscope as ps
 from proxyscope import dims
 from proxyscope.errors import ConvergenceWarning, IncompatibleFileError, ParameterError
 from proxyscope.model import recover
+from proxyscope.model.posterior import config_hash
 
 
 def _draw_params(fit, i: int) -> dict:
@@ -86,6 +87,9 @@ def test_save_and_load_round_trip_exactly(small_fit, tmp_path) -> None:
     for group in small_fit.idata.groups():
         xr.testing.assert_identical(small_fit.idata[group], again.idata[group])
     assert again.idata.attrs == small_fit.idata.attrs
+    # What ledgers and reports record of a fit: its data and its configuration.
+    assert again.data_fingerprint == small_fit.effects.fingerprint() != ""
+    assert again.config_hash == config_hash(small_fit.config) != ""
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temporary file
 
 

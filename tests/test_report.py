@@ -447,6 +447,25 @@ def test_plots_return_figure_and_axes(
 # -- inputs ------------------------------------------------------------------------
 
 
+def test_a_report_shows_the_analyses_it_is_given(small_fit: Any, tmp_path: Path) -> None:
+    # What a run computed at its own settings is what its report shows.
+    frag = quiet(ps.fragility, small_fit, threshold=0.3, warn=False)
+    surr = quiet(ps.surrogacy, small_fit, probability=0.8)
+    rec = quiet(ps.recommend, small_fit, probability=0.8, threshold=0.3)
+    files = quiet(
+        report, small_fit, out=tmp_path, fragility=frag, surrogacy=surr, recommendations=rec
+    )
+    doc = files.document
+    assert doc["fragility"]["threshold"] == 0.3
+    assert doc["surrogacy"]["probability"] == 0.8
+    assert doc["recommendations"]["probability"] == 0.8
+    assert_rows_equal(doc["fragility"]["rows"], frag, ["flip_prob", "flip_lo", "flip_hi"])
+    # Left out, an analysis is computed at its defaults.
+    default = quiet(report, small_fit, out=tmp_path / "default").document
+    assert default["fragility"]["threshold"] == 0.5
+    assert default["surrogacy"]["probability"] == 0.95
+
+
 def test_bad_inputs_are_refused(small_fit: Any, tmp_path: Path) -> None:
     with pytest.raises(DataTypeError, match="ProxyFit"):
         report("fit.nc", out=tmp_path)  # type: ignore[arg-type]
@@ -454,6 +473,11 @@ def test_bad_inputs_are_refused(small_fit: Any, tmp_path: Path) -> None:
         report(small_fit, out=tmp_path, ci=90)
     with pytest.raises(DataTypeError, match="'compare'"):
         report(small_fit, out=tmp_path, compare=[small_fit])
+    with pytest.raises(DataTypeError, match=r"'fragility'.*proxyscope\.fragility"):
+        report(small_fit, out=tmp_path, fragility={"flip_prob": 0.5})  # type: ignore[arg-type]
+    at_80 = quiet(ps.recommend, small_fit, ci=0.8)
+    with pytest.raises(ParameterError, match=r"'recommendations'.*ci=0\.8"):
+        report(small_fit, out=tmp_path, recommendations=at_80)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ParameterError, match="directory"):
         report(small_fit, out=tmp_path / "file")

@@ -598,8 +598,8 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
         fingerprint = config = None
         if args.fit is not None:
             fit = _load_fit(args.fit)
-            fingerprint = str(fit.idata.attrs.get("proxyscope_data_fingerprint"))
-            config = str(fit.idata.attrs.get("proxyscope_config_hash"))
+            fingerprint = fit.data_fingerprint
+            config = fit.config_hash
         entry = ps.override_weights(
             args.ledger,
             weights,

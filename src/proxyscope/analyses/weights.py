@@ -96,8 +96,8 @@ def weights(
             ledger,
             out[["scope", "proxy", "weight", "weight_lo", "weight_hi"]],
             kind="computed",
-            data_fingerprint=str(fit.idata.attrs.get("proxyscope_data_fingerprint")),
-            config_hash=str(fit.idata.attrs.get("proxyscope_config_hash")),
+            data_fingerprint=fit.data_fingerprint,
+            config_hash=fit.config_hash,
             ci=ci,
             note=note,
         )

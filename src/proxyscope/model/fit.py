@@ -91,6 +91,16 @@ class ProxyFit:
         return json.loads(self._idata.attrs["proxyscope_config"])
 
     @property
+    def config_hash(self) -> str:
+        """The hash of :attr:`config` (what a weights ledger records of the model)."""
+        return str(self._idata.attrs.get("proxyscope_config_hash", ""))
+
+    @property
+    def data_fingerprint(self) -> str:
+        """The fingerprint of the CellEffects the model was fitted on ("" if unknown)."""
+        return str(self._idata.attrs.get("proxyscope_data_fingerprint", ""))
+
+    @property
     def sampler(self) -> dict[str, Any]:
         """Sampler name, settings, seed, draws and timings."""
         return json.loads(self._idata.attrs["proxyscope_sampler"])

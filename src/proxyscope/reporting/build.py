@@ -10,6 +10,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
+
 from proxyscope._io import write_bytes_atomic, write_text_atomic
 from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
 from proxyscope.model.diagnostics import SURFACES
@@ -121,6 +124,24 @@ def _resolve_compare(compare: Any) -> Comparison | None:
     return compare
 
 
+def _check_given(name: str, frame: Any, ci: float) -> None:
+    """A result handed to :func:`report` is that analysis's table at the report's ``ci``."""
+    if frame is None:
+        return
+    function = "recommend" if name == "recommendations" else name
+    if not isinstance(frame, pd.DataFrame) or "ci" not in frame.attrs:
+        raise DataTypeError(
+            f"The {name!r} parameter of report expects the DataFrame that "
+            f"proxyscope.{function}(fit, ...) returned; got {type(frame).__name__}."
+        )
+    if not np.isclose(float(frame.attrs["ci"]), ci):
+        raise ParameterError(
+            f"The {name!r} parameter of report was computed at ci={frame.attrs['ci']:g}, "
+            f"the report at ci={ci:g}; pass ci={frame.attrs['ci']:g} to report, or compute "
+            f"proxyscope.{function}(fit, ci={ci:g})."
+        )
+
+
 def report(
     fit: ProxyFit,
     out: str | os.PathLike[str] = "report/",
@@ -131,6 +152,10 @@ def report(
     *,
     random_seed: int | None = None,
     surface: str = "python",
+    fragility: pd.DataFrame | None = None,
+    surrogacy: pd.DataFrame | None = None,
+    weights: pd.DataFrame | None = None,
+    recommendations: pd.DataFrame | None = None,
 ) -> ReportFiles:
     """Write the posterior report of a fit: report.md, report.json, report.html and figures.
 
@@ -157,6 +182,12 @@ def report(
     surface : {"python", "cli", "spec"}
         The syntax the diagnostics' advice is written in (the command line
         and spec runs pass theirs).
+    fragility, surrogacy, weights, recommendations : DataFrame, optional
+        What :func:`proxyscope.fragility`, :func:`~proxyscope.surrogacy`,
+        :func:`~proxyscope.weights` and :func:`~proxyscope.recommend` returned
+        for this fit at the same ``ci``: the report shows those (with the
+        ``threshold`` and ``probability`` they were computed at) instead of
+        computing them again at the defaults.
 
     Returns
     -------
@@ -202,10 +233,18 @@ def report(
         # Each analysis repeats the convergence warning; the report says it once, below.
         warnings.simplefilter("ignore", ConvergenceWarning)
         coefficients = fit.summary(ci=ci)
-        frag = run_fragility(fit, ci=ci, warn=False)
-        surr = run_surrogacy(fit, ci=ci)
-        wts = run_weights(fit, ci=ci)
-        rec = run_recommend(fit, ci=ci)
+        given = {
+            "fragility": fragility,
+            "surrogacy": surrogacy,
+            "weights": weights,
+            "recommendations": recommendations,
+        }
+        for name, frame in given.items():
+            _check_given(name, frame, ci)
+        frag = fragility if fragility is not None else run_fragility(fit, ci=ci, warn=False)
+        surr = surrogacy if surrogacy is not None else run_surrogacy(fit, ci=ci)
+        wts = weights if weights is not None else run_weights(fit, ci=ci)
+        rec = recommendations if recommendations is not None else run_recommend(fit, ci=ci)
         trans = _resolve_transport(fit, transport, ci, random_seed)
         comp = _resolve_compare(compare)
     if not trustworthy:

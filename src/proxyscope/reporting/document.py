@@ -130,7 +130,7 @@ def data_section(fit: ProxyFit) -> dict[str, Any]:
         "assumed_correlation": None if assumed is None else jsonable(assumed),
         "source": None if meta.get("source") is None else str(meta.get("source")),
         "engine": None if meta.get("engine") is None else str(meta.get("engine")),
-        "fingerprint": str(fit.idata.attrs.get("proxyscope_data_fingerprint", "")),
+        "fingerprint": fit.data_fingerprint,
     }
 
 
@@ -144,9 +144,9 @@ def model_section(fit: ProxyFit) -> dict[str, Any]:
         "cell_correlation": config.get("cell_correlation"),
         "priors": jsonable(config.get("priors", {})),
         "config": jsonable(config),
-        "config_hash": str(attrs.get("proxyscope_config_hash", "")),
+        "config_hash": fit.config_hash,
         "fitted_with_version": str(attrs.get("proxyscope_version", "")),
-        "data_fingerprint": str(attrs.get("proxyscope_data_fingerprint", "")),
+        "data_fingerprint": fit.data_fingerprint,
         "sampler": {
             "name": str(sampler.get("name")),
             "settings": jsonable(sampler.get("settings") or {}),

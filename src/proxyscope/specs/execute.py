@@ -657,6 +657,12 @@ def write_report(result: RunResult, *, log: Log = _quiet) -> None:
         title=result.spec.report.title,
         ci=result.spec.analysis.ci,
         log=log,
+        results={
+            "fragility": result.fragility,
+            "surrogacy": result.surrogacy,
+            "weights": result.weights,
+            "recommendations": result.recommendations,
+        },
     )
 
 
@@ -670,11 +676,14 @@ def report_fit(
     ci: float = 0.9,
     log: Log = _quiet,
     surface: str = "spec",
+    results: Mapping[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write the report of ``fit`` into ``out`` with :func:`proxyscope.report`
-    (its diagnostics' advice in the syntax of ``surface``)."""
+    (its diagnostics' advice in the syntax of ``surface``; the analyses in
+    ``results``, as the run computed them, instead of computing them again)."""
     import proxyscope as ps
 
+    given = dict(results or {})
     log(f"writing the report to {out}")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -686,6 +695,10 @@ def report_fit(
             ci=ci,
             title=title,
             surface=surface,
+            fragility=given.get("fragility"),
+            surrogacy=given.get("surrogacy"),
+            weights=given.get("weights"),
+            recommendations=given.get("recommendations"),
         )
     return out
 
