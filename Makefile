@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 CACHE := $(CURDIR)/.cache
 
-# Compiled PyTensor code is cached inside the project, so it is reused within a run.
+# Compiled code is cached inside the project (PyTensor's for PyMC model graphs,
+# Numba's and the sampler's generated modules), so it is compiled once.
 export PYTENSOR_FLAGS ?= base_compiledir=$(CACHE)/pytensor
 export NUMBA_CACHE_DIR ?= $(CACHE)/numba
+export PROXYSCOPE_CACHE_DIR ?= $(CACHE)/proxyscope
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export MPLBACKEND ?= Agg
 # One rayon thread keeps seeded nutpie fits reproducible bit for bit.
