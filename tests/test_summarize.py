@@ -420,3 +420,13 @@ def test_single_names_as_strings_and_save_load(users: pd.DataFrame, tmp_path: Pa
     back = CellEffects.load(got.save(tmp_path / "cells.nc"))
     assert back.fingerprint() == got.fingerprint()
     assert back.meta == got.meta
+
+
+def test_one_list_of_duckdb_number_types() -> None:
+    # The engine and the spec checker read DuckDB's type names from one list.
+    from proxyscope.data.engines.duckdb_engine import numeric_type
+    from proxyscope.specs.check import _is_numeric
+
+    assert numeric_type("DECIMAL(18,3)") and numeric_type("real") and numeric_type("UBIGINT")
+    assert not numeric_type("BOOLEAN") and not numeric_type("VARCHAR")
+    assert _is_numeric("BOOLEAN") and _is_numeric("FLOAT") and not _is_numeric("DATE")

@@ -24,26 +24,10 @@ from typing import Any
 
 import pandas as pd
 
+from proxyscope.data.engines.duckdb_engine import numeric_type
 from proxyscope.errors import ProxyscopeError, suggestion
 from proxyscope.spec import ModelSpec
 
-#: DuckDB type names that count as numeric (booleans too: they summarize as 0/1).
-_NUMERIC = (
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-    "UHUGEINT",
-    "FLOAT",
-    "DOUBLE",
-    "DECIMAL",
-    "BOOLEAN",
-)
 SHOW = 8
 
 
@@ -75,7 +59,8 @@ class CheckResult:
 
 
 def _is_numeric(duck_type: str) -> bool:
-    return duck_type.upper().split("(")[0] in _NUMERIC
+    """Numbers, and booleans (they summarize as 0/1)."""
+    return numeric_type(duck_type) or duck_type.upper() == "BOOLEAN"
 
 
 def _q(name: str) -> str:

@@ -41,7 +41,8 @@ HEAD = 1000
 #: DuckDB threads when the caller names none: one, for results that repeat bit for bit.
 DEFAULT_THREADS = 1
 _VIEW = "__proxyscope_input"
-_NUMERIC = (
+#: DuckDB type names of numbers (see :func:`numeric_type`; BOOLEAN is not one).
+NUMERIC_TYPES = (
     "TINYINT",
     "SMALLINT",
     "INTEGER",
@@ -57,6 +58,11 @@ _NUMERIC = (
     "DOUBLE",
     "DECIMAL",
 )
+
+
+def numeric_type(duck_type: str) -> bool:
+    """Whether a DuckDB type name (``DECIMAL(18,3)`` included) is a number type."""
+    return duck_type.upper().split("(")[0] in NUMERIC_TYPES
 
 
 def ident(name: str) -> str:
@@ -144,7 +150,7 @@ class DuckDBSource:
         t = self._schema()[column]
         if t == "BOOLEAN":
             return "bool", t
-        if t.split("(")[0] in _NUMERIC:
+        if numeric_type(t):
             return "numeric", t
         return "other", t
 
