@@ -33,6 +33,7 @@ from typing import IO, Any, NoReturn
 from proxyscope import spec as specdef
 from proxyscope._version import __version__
 from proxyscope.errors import ProxyscopeError, ProxyscopeWarning
+from proxyscope.options import DEFAULT_CI
 
 PROG = "proxyscope"
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_UNCONVERGED = 0, 1, 2, 3
@@ -869,7 +870,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=specdef.COMPARE_KINDS, default="experiment")
     p.add_argument("--no-refit", action="store_true", help="no exact refits for high Pareto k")
     p.add_argument("--title", help="report title")
-    p.add_argument("--ci", type=_level, default=0.9, help="interval width (default 0.9)")
+    p.add_argument(
+        "--ci", type=_level, default=DEFAULT_CI, help=f"interval width (default {DEFAULT_CI:g})"
+    )
     p.add_argument("--seed", type=_nonnegative, help="random seed of predictive draws")
     _common(p, strict=True)
 
@@ -886,7 +889,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="target population file (CSV, Parquet or JSON)")
     p.add_argument("--proxy-effect", action="append", metavar="PROXY=VALUE")
     p.add_argument("--proxy-se", action="append", metavar="PROXY=SE")
-    p.add_argument("--ci", type=_level, default=0.9, help="interval width (default 0.9)")
+    p.add_argument(
+        "--ci", type=_level, default=DEFAULT_CI, help=f"interval width (default {DEFAULT_CI:g})"
+    )
     p.add_argument("--seed", type=_nonnegative, help="random seed of predictive draws")
     p.add_argument("--json", help="write the result as JSON")
     p.add_argument("--md", help="write the result as Markdown")
@@ -921,7 +926,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger", help="weights ledger file (DuckDB)")
     p.add_argument("--note", help="note stored with the ledger entry")
     p.add_argument("--global-only", action="store_true", help="no per-segment weights")
-    p.add_argument("--ci", type=_level, default=0.9, help="interval width (default 0.9)")
+    p.add_argument(
+        "--ci", type=_level, default=DEFAULT_CI, help=f"interval width (default {DEFAULT_CI:g})"
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--history", action="store_true", help="print the ledger's history")
     mode.add_argument("--override", action="append", metavar="PROXY=WEIGHT")

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from proxyscope.errors import SpecError, suggestion
+from proxyscope.options import DEFAULT_CI
 from proxyscope.specs import _toml
 from proxyscope.specs._read import Table, check_number, type_word
 
@@ -227,7 +228,7 @@ class SensitivitySpec:
 class AnalysisSpec:
     """Interval width, fragility threshold, STE level, and optional extras."""
 
-    ci: float = 0.9
+    ci: float = DEFAULT_CI
     threshold: float = 0.5
     probability: float = 0.95
     ledger: str | None = None
@@ -720,7 +721,7 @@ def _analysis(top: Table, data: DataSpec, proxies: tuple[str, ...]) -> AnalysisS
     t = top.take_table("analysis")
     if t is None:
         return AnalysisSpec()
-    ci = t.take_float("ci", 0.9, low=0.0, high=1.0, open_low=True, open_high=True)
+    ci = t.take_float("ci", DEFAULT_CI, low=0.0, high=1.0, open_low=True, open_high=True)
     threshold = t.take_float("threshold", 0.5, low=0.0, high=1.0, open_low=True, open_high=True)
     probability = t.take_float(
         "probability", 0.95, low=0.0, high=1.0, open_low=True, open_high=True

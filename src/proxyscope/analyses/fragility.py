@@ -58,6 +58,7 @@ from proxyscope import dims
 from proxyscope.analyses.implied import check_ci, fitted_segments, historical_mix, interval
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.errors import ParameterError, ProxyscopeWarning
+from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -93,7 +94,7 @@ def segment_flip_draws(fit: ProxyFit) -> tuple[np.ndarray, np.ndarray]:
 
 def fragility(
     fit: ProxyFit,
-    ci: float = 0.9,
+    ci: float = DEFAULT_CI,
     threshold: float = 0.5,
     by: str = "segment",
     warn: bool = True,

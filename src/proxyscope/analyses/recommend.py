@@ -21,6 +21,7 @@ from proxyscope.analyses.implied import check_ci, interval, resolve_mix, segment
 from proxyscope.analyses.surrogacy import STE_DRAWS, _subsample, threshold_effect
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.errors import ParameterError
+from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -60,7 +61,7 @@ def decision_draws(
 def recommend(
     fit: ProxyFit,
     target: Any = None,
-    ci: float = 0.9,
+    ci: float = DEFAULT_CI,
     probability: float = 0.95,
     threshold: float = 0.5,
 ) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope.analyses.implied import fitted_segments, historical_mix, interval
+from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 ALL = "all segments (historical mix)"
 
 
-def coefficient_table(fit: ProxyFit, ci: float = 0.9) -> pd.DataFrame:
+def coefficient_table(fit: ProxyFit, ci: float = DEFAULT_CI) -> pd.DataFrame:
     """Segment coefficients with equal-tailed intervals, original units.
 
     Rows per scope (the historical-mix average first, then each segment):

@@ -24,6 +24,7 @@ from scipy.special import ndtr
 from proxyscope.analyses.composite import mix_composite, project
 from proxyscope.analyses.implied import check_ci, fitted_segments, historical_mix, interval
 from proxyscope.errors import ParameterError
+from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -90,7 +91,7 @@ def _subsample(n: int, limit: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, limit)).astype(int))
 
 
-def surrogacy(fit: ProxyFit, ci: float = 0.9, probability: float = 0.95) -> pd.DataFrame:
+def surrogacy(fit: ProxyFit, ci: float = DEFAULT_CI, probability: float = 0.95) -> pd.DataFrame:
     """Trial-level R^2 and STE, overall, per proxy, per segment and for the composite.
 
     Returns

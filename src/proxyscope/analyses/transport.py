@@ -34,6 +34,7 @@ from proxyscope.analyses.implied import (
 from proxyscope.analyses.surrogacy import r2_all
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.errors import ParameterError
+from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -118,7 +119,7 @@ def transport(
     proxy_effects: Mapping[str, float] | None = None,
     proxy_se: Mapping[str, float] | None = None,
     proxy_cov: np.ndarray | None = None,
-    ci: float = 0.9,
+    ci: float = DEFAULT_CI,
     random_seed: int | None = None,
 ) -> TransportResult:
     """Posterior predictive long-term effect of a new experiment in a target population.

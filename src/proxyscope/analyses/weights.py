@@ -20,6 +20,7 @@ import pandas as pd
 from proxyscope.analyses.composite import mix_composite, weight_draws
 from proxyscope.analyses.implied import check_ci, interval, resolve_mix, segments_for
 from proxyscope.analyses.transport import transport
+from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 def weights(
     fit: ProxyFit,
-    ci: float = 0.9,
+    ci: float = DEFAULT_CI,
     target: Any = None,
     by_segment: bool = True,
     ledger: str | os.PathLike[str] | None = None,
@@ -110,7 +111,7 @@ def surrogate_index(
     proxy_effects: Mapping[str, float],
     proxy_se: Mapping[str, float] | None = None,
     target: Any = None,
-    ci: float = 0.9,
+    ci: float = DEFAULT_CI,
     random_seed: int | None = None,
 ) -> pd.DataFrame:
     """The composite proxy of a new experiment and the long-term effect it predicts.

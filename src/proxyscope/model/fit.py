@@ -23,6 +23,7 @@ from proxyscope.model import diagnostics as diag
 from proxyscope.model import recover
 from proxyscope.model.posterior import ModelInfo, StdParameters, config_hash, std_parameters
 from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
+from proxyscope.options import DEFAULT_CI
 
 #: Version of the saved-file layout; a file with another one is refused.
 FILE_FORMAT = 3
@@ -228,7 +229,7 @@ class ProxyFit:
         return arr.reshape(-1, arr.shape[2], arr.shape[3])
 
     # -- summaries ---------------------------------------------------------
-    def summary(self, ci: float = 0.9) -> pd.DataFrame:
+    def summary(self, ci: float = DEFAULT_CI) -> pd.DataFrame:
         """Global and per-segment coefficients with equal-tailed intervals."""
         from proxyscope.analyses.summaries import coefficient_table
 

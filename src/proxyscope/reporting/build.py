@@ -16,6 +16,7 @@ import pandas as pd
 from proxyscope._io import write_bytes_atomic, write_text_atomic
 from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
 from proxyscope.model.diagnostics import SURFACES
+from proxyscope.options import DEFAULT_CI
 from proxyscope.reporting import plots
 from proxyscope.reporting.content import pct, sections
 from proxyscope.reporting.document import build_document
@@ -147,7 +148,7 @@ def report(
     out: str | os.PathLike[str] = "report/",
     transport: Any = None,
     compare: Any = None,
-    ci: float = 0.9,
+    ci: float = DEFAULT_CI,
     title: str | None = None,
     *,
     random_seed: int | None = None,

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope.errors import ConvergenceWarning, ParameterError
+from proxyscope.options import DEFAULT_CI
 from proxyscope.spec import ASOS_ENV, ModelSection, ModelSpec, SamplerSpec, dumps_spec
 
 if TYPE_CHECKING:
@@ -673,7 +674,7 @@ def report_fit(
     transport: Any = None,
     compare: Any = None,
     title: str | None = None,
-    ci: float = 0.9,
+    ci: float = DEFAULT_CI,
     log: Log = _quiet,
     surface: str = "spec",
     results: Mapping[str, pd.DataFrame] | None = None,
