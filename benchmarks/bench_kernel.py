@@ -9,7 +9,7 @@ calls):
                   (which adds about a microsecond nutpie does not pay);
 ``priors``        the prior and the coordinate maps with their gradient
                   (``core.density.prior_forward`` and ``likelihood_back``);
-``kernel``        the likelihood kernel alone (``core.kernels.logp_kernel``);
+``kernel``        the likelihood kernel alone (``core.codegen.logp_kernel``);
 then the kernel's stages: the segment covariances, pass 1 (per cell: factor,
 inverse, products), the per-experiment sums, the integration of eta_e, pass 2
 (per cell: gradient terms), the per-segment sums and the chain rule.

@@ -11,9 +11,10 @@ from proxyscope.core.codegen import (
     layout,
     passes_source,
     posterior_source,
+    proxy_model_logp,
     reduce_source,
 )
-from proxyscope.core.kernels import LANES, cell_logliks, pack_cells, proxy_model_logp
+from proxyscope.core.kernels import LANES, cell_logliks, pack_cells
 
 
 def _problem(k: int, n_exp: int, n_seg: int, n_cells: int, seed: int) -> dict:

@@ -29,3 +29,5 @@ SEGMENT_LABEL = "segment_label"
 LABEL_SEP = " / "
 #: Label of the single segment when there are no segment columns.
 ALL_SEGMENTS = "all"
+#: Scope of a summary row that averages over the segments in the historical mix.
+HISTORICAL_MIX = "all segments (historical mix)"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from proxyscope import dims
 from proxyscope.analyses.implied import fitted_segments, historical_mix, interval
 from proxyscope.options import DEFAULT_CI
 
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
 
 #: Label of the rows for the historical mix of segments.
-ALL = "all segments (historical mix)"
 
 
 def coefficient_table(fit: ProxyFit, ci: float = DEFAULT_CI) -> pd.DataFrame:
@@ -40,7 +40,7 @@ def coefficient_table(fit: ProxyFit, ci: float = DEFAULT_CI) -> pd.DataFrame:
         blocks[f"mu[{proxy}]"] = seg.mu[:, :, k]
         blocks[f"beta[{proxy}]"] = seg.beta[:, :, k]
     rows = []
-    scopes = [ALL, *fit.structure.labels]
+    scopes = [dims.HISTORICAL_MIX, *fit.structure.labels]
     for i, scope in enumerate(scopes):
         for name, draws in blocks.items():
             values = draws @ pi if i == 0 else draws[:, i - 1]

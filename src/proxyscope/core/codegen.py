@@ -41,6 +41,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import numpy as np
 
 from proxyscope.core.kernels import LANES
 
@@ -788,3 +791,47 @@ def _compile_reduce(module: ModuleType) -> None:
     module.reduce_experiments_k.compile((i1, types.int64, f3))
     module.reduce_segments_k.compile((i1, types.int64, f3))
     module.experiment_step_k.compile((f3, f2, f2, f1, b1, types.boolean))
+
+
+def proxy_model_logp(
+    dat: np.ndarray,
+    seg: np.ndarray,
+    cexp: np.ndarray,
+    n_exp: int,
+    loc: np.ndarray,
+    beta: np.ndarray,
+    sig2: np.ndarray,
+    chol_c: np.ndarray,
+    chol_e: np.ndarray,
+    want_grad: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Log likelihood per experiment and the gradient of its sum.
+
+    Parameters
+    ----------
+    dat : (blocks, M (M + 1) / 2 + M, LANES) data from :func:`pack_cells`.
+    seg, cexp : (C,) int64 segment and experiment index of every cell; cells
+        must be sorted by experiment (``cexp`` non-decreasing).
+    n_exp : number of experiments.
+    loc : (M, S) segment means, row 0 the long-term effect nu_s, then mu_s.
+    beta : (K, S) segment slopes.
+    sig2 : (S,) residual variances sigma_s^2.
+    chol_c, chol_e : (K, K) lower Cholesky factors of Omega_C and Omega_E.
+    want_grad : compute the gradients (otherwise zeros).
+
+    Returns
+    -------
+    lp (E,), then the gradients of ``lp.sum()`` with respect to loc (M, S),
+    beta (K, S), sig2 (S,), chol_c (K, K) and chol_e (K, K) (lower
+    triangles). An experiment with a cell whose covariance is not positive
+    definite gets ``-inf``.
+    """
+    return logp_kernel(beta.shape[0])(
+        dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, want_grad
+    )
+
+
+def logp_kernel(k: int) -> Any:
+    """The compiled likelihood kernel for K proxies (same signature as
+    :func:`proxy_model_logp`, callable from numba code)."""
+    return load_kernel_module(k).logp

@@ -22,6 +22,7 @@ from proxyscope.errors import ConvergenceWarning, IncompatibleFileError, Paramet
 from proxyscope.model import diagnostics as diag
 from proxyscope.model import recover
 from proxyscope.model.posterior import ModelInfo, StdParameters, config_hash, std_parameters
+from proxyscope.model.prior_predictive import prior_predictive
 from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
 from proxyscope.options import DEFAULT_CI
 
@@ -244,8 +245,6 @@ class ProxyFit:
         ``prior_predictive`` (``effect[chain, draw, cell, metric]``, original
         units) next to ``observed_data``.
         """
-        from proxyscope.model.proxy_model import prior_predictive
-
         return prior_predictive(self, draws=draws, random_seed=random_seed)
 
     # -- files -------------------------------------------------------------

@@ -1,6 +1,6 @@
 """PyTensor Op for the proxy model's marginal likelihood.
 
-The Op wraps :func:`proxyscope.core.kernels.proxy_model_logp`, which returns
+The Op wraps :func:`proxyscope.core.codegen.proxy_model_logp`, which returns
 the log likelihood and its gradient in one pass; the gradient of the Op reads
 the extra outputs of the same node, so the small-matrix algebra is never done
 twice. It is the likelihood of the declarative PyMC model
@@ -20,7 +20,7 @@ from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from proxyscope.core.kernels import proxy_model_logp
+from proxyscope.core.codegen import proxy_model_logp
 
 N_DATA_INPUTS = 3  # dat, seg, cexp
 

@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from proxyscope import dims
 from proxyscope.errors import ConvergenceWarning, ParameterError
 from proxyscope.options import DEFAULT_CI
 from proxyscope.spec import ASOS_ENV, ModelSection, ModelSpec, SamplerSpec, dumps_spec
+from proxyscope.specs.text import run_markdown
 
 if TYPE_CHECKING:
     from proxyscope.analyses.compare import Comparison
@@ -44,9 +46,6 @@ if TYPE_CHECKING:
     from proxyscope.simulate.world import World
 
 Log = Callable[[str], None]
-
-#: Label of the coefficient table's historical-mix rows (see analyses.summaries).
-ALL_SEGMENTS = "all segments (historical mix)"
 
 
 def _quiet(_: str) -> None:
@@ -613,7 +612,9 @@ def conclusions(fit: ProxyFit, spec: ModelSpec, correlation: float) -> pd.DataFr
         for proxy in fit.proxies:
             if scope == "overall":
                 r2 = sur[(sur["segment"] == "overall") & (sur["proxy"] == proxy)].iloc[0]
-                b = coef[(coef["scope"] == ALL_SEGMENTS) & (coef["parameter"] == f"beta[{proxy}]")]
+                b = coef[
+                    (coef["scope"] == dims.HISTORICAL_MIX) & (coef["parameter"] == f"beta[{proxy}]")
+                ]
                 acc = rec[rec["proxy"] == proxy].iloc[0]
                 dec = (acc["decision_accuracy"], acc["decision_lo"], acc["decision_hi"])
             else:
@@ -782,7 +783,6 @@ def summary_doc(result: RunResult) -> dict[str, Any]:
 
 def write_summary(result: RunResult) -> tuple[Path, Path]:
     """Write ``run.json`` and ``run.md`` into the run's directory."""
-    from proxyscope.specs.text import run_markdown
 
     doc = summary_doc(result)
     j = result.out / "run.json"

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from proxyscope import dims
+
 if TYPE_CHECKING:
     from proxyscope.specs.execute import RunResult
 
@@ -68,10 +70,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def coefficient_rows(coefficients: pd.DataFrame) -> pd.DataFrame:
     """The historical-mix rows of a coefficient table as ``parameter``, ``estimate``."""
-    from proxyscope.specs.execute import ALL_SEGMENTS
-
     c = coefficients
-    c = c[c["scope"] == ALL_SEGMENTS]
+    c = c[c["scope"] == dims.HISTORICAL_MIX]
     return pd.DataFrame(
         {
             "parameter": c["parameter"].to_numpy(),

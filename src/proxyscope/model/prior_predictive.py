@@ -1,0 +1,70 @@
+"""Prior predictive draws of a fitted model: what its priors imply for the cell effects."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from proxyscope import dims
+from proxyscope.model import recover, sampling
+from proxyscope.model.builder import build_model
+from proxyscope.model.posterior import std_parameters
+from proxyscope.model.priors import Priors
+
+if TYPE_CHECKING:
+    from proxyscope.model.fit import ProxyFit
+
+
+def prior_predictive(
+    fit: ProxyFit, draws: int = 500, random_seed: int | None = None
+) -> az.InferenceData:
+    """Prior draws of the parameters and of the cell effects they imply."""
+    built = build_model(
+        fit.effects, fit.pooling, Priors(**fit.info.priors), fit.info.cell_correlation
+    )
+    names = sampling.draw_names(built.model)
+    with built.model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Potential.*")
+        prior = pm.sample_prior_predictive(
+            draws=draws, var_names=names, random_seed=random_seed
+        ).prior
+    info = fit.info
+    params = std_parameters(prior, info)
+    data = built.data
+    rng = np.random.default_rng(random_seed)
+    k = len(info.proxies)
+    n = params.n_draws
+    sims = np.empty((n, data.d.shape[1], k + 1))
+    for i in range(n):
+        z = rng.standard_normal((data.n_experiments, k))
+        eta = z @ params.chol_e[i].T
+        mean, v = recover._cell_prior(params, i, data, eta)
+        total = np.moveaxis(v + data.s_cov, -1, 0)
+        low = np.linalg.cholesky(total)
+        eps = np.einsum("cij,cj->ci", low, rng.standard_normal((data.d.shape[1], k + 1)))
+        sims[i] = mean.T + eps
+    inv = np.empty_like(data.order)
+    inv[data.order] = np.arange(len(inv))
+    sims = sims[:, inv] * data.scales
+    ppc = xr.Dataset(
+        {
+            "effect": (
+                (dims.CHAIN, dims.DRAW, dims.CELL, dims.METRIC),
+                sims.reshape(1, n, *sims.shape[1:]),
+            )
+        },
+        coords={
+            dims.CHAIN: [0],
+            dims.DRAW: np.arange(n),
+            dims.CELL: np.arange(sims.shape[1]),
+            dims.METRIC: list(info.metrics),
+        },
+    )
+    return az.InferenceData(
+        prior=prior, prior_predictive=ppc, observed_data=fit.idata["observed_data"]
+    )
