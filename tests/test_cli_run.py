@@ -155,6 +155,9 @@ def test_fit_strict_fails_on_unconverged_fit(
     assert code == 3
     assert (out / "again.nc").is_file()  # written before the verdict
     assert "Convergence FAILED" in stdout
+    # The fit's warning advises in command-line flags, as the printed diagnostics do.
+    warning = next(line for line in err.splitlines() if "NOT trustworthy" in line)
+    assert "--draws" in warning and "fit(" not in warning and "ProxyModel(" not in warning
     assert err.strip().endswith(
         "proxyscope: error: a fit failed its convergence diagnostics (--strict)"
     )

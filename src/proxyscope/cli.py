@@ -419,7 +419,9 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
         }
         sampler_changes["settings"] = {**sampler.settings, **extra}
     sampler = dataclasses.replace(sampler, **sampler_changes)
-    fit = fit_model(model, sampler, effects, progress=not console.quiet, log=console.log)
+    fit = fit_model(
+        model, sampler, effects, progress=not console.quiet, log=console.log, surface="cli"
+    )
     path = fit.save(args.output)
     console.print(repr(fit))
     console.print("Diagnostics: " + fit.diagnostics().summary(surface="cli"))

@@ -34,6 +34,9 @@ from proxyscope.model.priors import Priors
 from proxyscope.model.setup import Prepared, model_info, prepare
 from proxyscope.model.structure import check_pooling
 
+#: How the warning of a fit that failed its diagnostics begins.
+FAILED_FIT = "The proxy model fit is NOT trustworthy. "
+
 
 class ProxyModel:
     r"""Bayesian hierarchical model of long-term effects given proxy effects.
@@ -354,7 +357,7 @@ class ProxyModel:
         if not report.passed:
             idata.attrs["proxyscope_trustworthy"] = "false"
             warnings.warn(
-                "The proxy model fit is NOT trustworthy. " + report.summary(),
+                FAILED_FIT + report.summary(),
                 ConvergenceWarning,
                 stacklevel=2,
             )

@@ -33,6 +33,7 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.errors import ConvergenceWarning, ParameterError
+from proxyscope.model.proxy_model import FAILED_FIT
 from proxyscope.options import DEFAULT_CI
 from proxyscope.spec import ASOS_ENV, ModelSection, ModelSpec, SamplerSpec, dumps_spec
 from proxyscope.specs.text import run_markdown
@@ -271,8 +272,13 @@ def fit_model(
     progress: bool = True,
     log: Log = _quiet,
     label: str = "",
+    surface: str = "spec",
 ) -> ProxyFit:
-    """Fit :class:`proxyscope.ProxyModel` configured by a spec's ``[model]`` and ``[sampler]``."""
+    """Fit :class:`proxyscope.ProxyModel` configured by a spec's ``[model]`` and ``[sampler]``.
+
+    A failed fit's ConvergenceWarning advises in the syntax of ``surface``
+    (spec keys, or command-line flags for ``"cli"``), not in Python's.
+    """
     import proxyscope as ps
 
     chosen = pooling or model.pooling
@@ -292,14 +298,25 @@ def fit_model(
         f"({sampler.tune} tune + {sampler.draws} draws)"
     )
     t0 = time.perf_counter()
-    fit = proxy_model.fit(
-        effects,
-        draws=sampler.draws,
-        tune=sampler.tune,
-        chains=sampler.chains,
-        random_seed=sampler.seed,
-        progress=progress,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = proxy_model.fit(
+            effects,
+            draws=sampler.draws,
+            tune=sampler.tune,
+            chains=sampler.chains,
+            random_seed=sampler.seed,
+            progress=progress,
+        )
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not fit.trustworthy:
+        warnings.warn(
+            FAILED_FIT + fit.diagnostics().for_surface(surface).summary(),
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     verdict = "passed" if fit.trustworthy else "FAILED"
     log(f"fitted in {time.perf_counter() - t0:.0f} s; diagnostics {verdict}")
     return fit
