@@ -55,7 +55,13 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
-from proxyscope.analyses.implied import check_ci, fitted_segments, historical_mix, interval
+from proxyscope.analyses.implied import (
+    check_ci,
+    fitted_segments,
+    historical_mix,
+    interval,
+    proxy_flips,
+)
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.errors import ParameterError, ProxyscopeWarning
 from proxyscope.options import DEFAULT_CI
@@ -71,24 +77,8 @@ class FragilityWarning(ProxyscopeWarning):
 def segment_flip_draws(fit: ProxyFit) -> tuple[np.ndarray, np.ndarray]:
     """Flip probability per draw: per segment (N, S, K) and for the historical mix (N, K)."""
     seg = fitted_segments(fit)
-    mom = seg.segment_moments()
-    cov_theta = mom["cov_theta"]
-    var_theta = np.einsum("nskk->nsk", cov_theta)
-    flips = prob_opposite_signs(
-        mom["mean_tau"][..., None],
-        mom["mean_theta"],
-        mom["var_tau"][..., None],
-        var_theta,
-        mom["cov_tau_theta"],
-    )
-    mix = seg.mix_moments(historical_mix(fit).to_numpy())
-    overall = prob_opposite_signs(
-        mix["mean_tau"][:, None],
-        mix["mean_theta"],
-        mix["var_tau"][:, None],
-        np.einsum("nkk->nk", mix["cov_theta"]),
-        mix["cov_tau_theta"],
-    )
+    flips = proxy_flips(seg.segment_moments())
+    overall = proxy_flips(seg.mix_moments(historical_mix(fit).to_numpy()))
     return flips, overall
 
 

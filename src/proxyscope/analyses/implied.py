@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.errors import ColumnError, DataTypeError, ParameterError
 
 if TYPE_CHECKING:
@@ -102,6 +103,21 @@ class SegmentDraws:
             "cov_tau_theta": cov_tau_theta,
             "cov_theta": cov_theta,
         }
+
+
+def proxy_flips(moments: Mapping[str, np.ndarray]) -> np.ndarray:
+    """P(the long-term effect and each proxy effect have opposite signs), per draw.
+
+    ``moments`` as from :meth:`SegmentDraws.segment_moments` (N, S, K) or
+    :meth:`SegmentDraws.mix_moments` (N, K): any leading axes, proxies last.
+    """
+    return prob_opposite_signs(
+        moments["mean_tau"][..., None],
+        moments["mean_theta"],
+        moments["var_tau"][..., None],
+        np.diagonal(moments["cov_theta"], axis1=-2, axis2=-1),
+        moments["cov_tau_theta"],
+    )
 
 
 def fitted_segments(fit: ProxyFit) -> SegmentDraws:

@@ -17,7 +17,14 @@ import pandas as pd
 
 from proxyscope.analyses.composite import mix_composite, project
 from proxyscope.analyses.fragility import segment_flip_draws
-from proxyscope.analyses.implied import check_ci, interval, resolve_mix, segments_for
+from proxyscope.analyses.implied import (
+    check_ci,
+    fitted_segments,
+    interval,
+    proxy_flips,
+    resolve_mix,
+    segments_for,
+)
 from proxyscope.analyses.surrogacy import STE_DRAWS, _subsample, threshold_effect
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.errors import ParameterError
@@ -36,14 +43,7 @@ def decision_draws(
     combos, shares = resolve_mix(fit, target)
     seg = segments_for(fit, combos)
     mom = seg.mix_moments(shares)
-    var_theta = np.einsum("nkk->nk", mom["cov_theta"])
-    flips = prob_opposite_signs(
-        mom["mean_tau"][:, None],
-        mom["mean_theta"],
-        mom["var_tau"][:, None],
-        var_theta,
-        mom["cov_tau_theta"],
-    )
+    flips = proxy_flips(mom)
     comp = mix_composite(seg, shares)
     m_i, v_i, c_i = project(mom, comp)
     comp_flip = prob_opposite_signs(mom["mean_tau"], m_i, mom["var_tau"], v_i, c_i)
@@ -174,8 +174,6 @@ def _fragile_segments(
             if labels[s] in in_target and mean[s, k] >= threshold and diff_lo[s, k] > 0
         ]
     # The composite: flip of the fixed index within each segment.
-    from proxyscope.analyses.implied import fitted_segments
-
     seg = fitted_segments(fit)
     sm = seg.segment_moments()
     m_i, v_i, c_i = project(sm, ctx["composite"])

@@ -28,11 +28,11 @@ from proxyscope.analyses.implied import (
     fitted_segments,
     historical_mix,
     interval,
+    proxy_flips,
     resolve_mix,
     segments_for,
 )
 from proxyscope.analyses.surrogacy import r2_all
-from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.errors import ParameterError
 from proxyscope.options import DEFAULT_CI
 
@@ -180,14 +180,7 @@ def transport(
     draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(n)
     hist_draws = hist["mean_tau"] + np.sqrt(hist["var_tau"]) * rng.standard_normal(n)
     gap = mom["mean_tau"] - hist["mean_tau"]
-    var_theta = np.einsum("nkk->nk", mom["cov_theta"])
-    flips = prob_opposite_signs(
-        mom["mean_tau"][:, None],
-        mom["mean_theta"],
-        mom["var_tau"][:, None],
-        var_theta,
-        mom["cov_tau_theta"],
-    )
+    flips = proxy_flips(mom)
     table = combos.copy()
     table[dims.SEGMENT] = list(seg.labels)
     table["share"] = shares
