@@ -621,9 +621,9 @@ def load_kernel_module(k: int) -> ModuleType:
     """The generated likelihood kernel for K proxies (generated, written and imported once)."""
     if k < 1:
         raise ValueError(f"codegen: K must be >= 1; got {k}.")
-    _load("passes", k, passes_source)  # imported by name from the kernel module
-    _load("reduce", k, reduce_source)
-    return _load("kernel", k, generate_source)
+    _load("passes", k)  # imported by name from the kernel module
+    _load("reduce", k)
+    return _load("kernel", k)
 
 
 def posterior_source(k: int) -> str:
@@ -650,10 +650,8 @@ def posterior_source(k: int) -> str:
 def load_posterior_module(k: int) -> ModuleType:
     """The log posterior's compiled C entry points for K proxies (``posterior_cfunc``,
     ``identity_cfunc``)."""
-    if k < 1:
-        raise ValueError(f"codegen: K must be >= 1; got {k}.")
-    load_kernel_module(k)  # the posterior module imports it by name
-    return _load("posterior", k, posterior_source)
+    load_kernel_module(k)  # the posterior module imports it by name (and checks K)
+    return _load("posterior", k)
 
 
 _LOADED: dict[tuple[str, int], ModuleType] = {}
@@ -670,17 +668,15 @@ def is_compiled(kind: str, k: int) -> bool:
     compiled on this machine before (so loading it is quick)."""
     if (kind, k) in _LOADED:
         return True
-    make = _SOURCES[kind]
     if kind in ("kernel", "posterior") and not all(is_compiled(part, k) for part in _PARTS[kind]):
         return False
     try:
-        _, path = _module_path(kind, k, make(k))
+        _, path = _module_path(kind, k, _SOURCES[kind](k))
     except Exception:  # pragma: no cover - a broken cache directory means "compile"
         return False
     return _marker(path).exists()
 
 
-_SOURCES: dict[str, Callable[[int], str]] = {}
 _PARTS = {"kernel": ("passes", "reduce"), "posterior": ("kernel",)}
 
 
@@ -692,11 +688,11 @@ def _marker(path: Path) -> Path:
     return path.with_suffix(f".compiled-{tag}")
 
 
-def _load(kind: str, k: int, make_source: Callable[[int], str]) -> ModuleType:
+def _load(kind: str, k: int) -> ModuleType:
     key = (kind, k)
     if key in _LOADED:
         return _LOADED[key]
-    source = make_source(k)
+    source = _SOURCES[kind](k)
     name, path = _module_path(kind, k, source)
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -717,12 +713,13 @@ def _load(kind: str, k: int, make_source: Callable[[int], str]) -> ModuleType:
     return module
 
 
-_SOURCES.update(
-    passes=passes_source,
-    reduce=reduce_source,
-    kernel=generate_source,
-    posterior=posterior_source,
-)
+#: The source of each kind of generated module, by number of proxies.
+_SOURCES: dict[str, Callable[[int], str]] = {
+    "passes": passes_source,
+    "reduce": reduce_source,
+    "kernel": generate_source,
+    "posterior": posterior_source,
+}
 
 
 _CHILD = (
@@ -732,7 +729,7 @@ _CHILD = (
 
 def load_passes(k: int) -> ModuleType:
     """The per-cell passes for K proxies (compiled on import; a helper process's job)."""
-    return _load("passes", k, passes_source)
+    return _load("passes", k)
 
 
 def compile_sampler_code(k: int) -> None:
@@ -760,7 +757,7 @@ def compile_sampler_code(k: int) -> None:
         except OSError:  # no process to spare: compile here
             helper = None
     _compile_generic()
-    reduce = _load("reduce", k, reduce_source)
+    reduce = _load("reduce", k)
     _compile_reduce(reduce)
     if helper is not None:
         helper.communicate()

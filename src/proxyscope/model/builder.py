@@ -165,7 +165,7 @@ def build_model(
     metrics, proxies = effects.metrics, effects.proxies
     m, k, n_seg = len(metrics), len(proxies), structure.n_segments
     designs = structure.design()
-    learned = tuple(len(lv) >= priors.min_levels_learned_scale for lv in structure.levels)
+    learned = priors.learned_main(structure.levels)
     additive = pooling == "additive" and bool(structure.columns)
     basis = structure.interaction_basis(pooling) if interaction_basis is None else interaction_basis
     interactions = basis.shape[1] > 0

@@ -26,6 +26,13 @@ STRAY_DISTANCE = 1.0
 #: mode does not make the posterior unimodal.
 MODE_DISTANCE = 5.0
 MODE_SPREAD = 0.5
+#: Target acceptance rates tried in turn after divergences (the first is the default).
+TARGET_ACCEPT_STEPS = (0.9, 0.95, 0.99)
+
+
+def higher_target_accept(target: float) -> float | None:
+    """The next of :data:`TARGET_ACCEPT_STEPS` above ``target``; None past the last."""
+    return next((t for t in TARGET_ACCEPT_STEPS if t > target + 1e-9), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +121,7 @@ class Diagnostics:
         syntax = _SYNTAX[surface or self.surface]
         tips = []
         settings = self.sampler.get("settings", {})
-        target = float(settings.get("target_accept", 0.9))
+        target = float(settings.get("target_accept", TARGET_ACCEPT_STEPS[0]))
         draws = int(self.sampler.get("draws", 1000))
         tune = int(self.sampler.get("tune", 1000))
         seed = self.sampler.get("random_seed")
@@ -137,12 +144,12 @@ class Diagnostics:
                 + syntax["pooling"].format(pooling="complete")
                 + ")"
             )
+        higher = higher_target_accept(target)
         if self.divergences:
-            higher = [t for t in (0.95, 0.99) if t > target + 1e-9]
-            if higher:
+            if higher is not None:
                 tips.append(
                     f"{self.divergences} divergences: raise target_accept from {target:g} to "
-                    f"{higher[0]:g} (" + syntax["target_accept"].format(value=higher[0]) + ")"
+                    f"{higher:g} (" + syntax["target_accept"].format(value=higher) + ")"
                 )
             else:
                 tips.append(

@@ -30,11 +30,14 @@ import numpy as np
 import xarray as xr
 
 from proxyscope.model.coordinates import Coordinates
-from proxyscope.model.diagnostics import Diagnostics, failed_families
+from proxyscope.model.diagnostics import (
+    TARGET_ACCEPT_STEPS,
+    Diagnostics,
+    failed_families,
+    higher_target_accept,
+)
 from proxyscope.model.layout import Layout
 
-#: Target acceptance rates tried in turn after divergences.
-TARGET_ACCEPT_STEPS = (0.9, 0.95, 0.99)
 #: Runs in all (the first one included), and the follow-ups' time budget as a
 #: multiple of the first run's sampling time.
 MAX_RUNS = 3
@@ -118,13 +121,12 @@ def next_run(
     draws, tune = previous.draws, previous.tune
     mixing = not bool(diagnostics.table["ok"].all())
     changes = ["coordinates re-chosen from the last run's posterior"] if mixing else []
-    if diagnostics.divergences:
-        higher = [t for t in TARGET_ACCEPT_STEPS if t > target + 1e-9]
-        if higher:
-            settings["target_accept"] = higher[0]
-            changes.append(
-                f"target_accept {target:g} -> {higher[0]:g} ({diagnostics.divergences} divergences)"
-            )
+    higher = higher_target_accept(target)
+    if diagnostics.divergences and higher is not None:
+        settings["target_accept"] = higher
+        changes.append(
+            f"target_accept {target:g} -> {higher:g} ({diagnostics.divergences} divergences)"
+        )
     short = bool((diagnostics.table["ess_bulk"] < diagnostics.ess_min).any())
     if not changes:  # divergences at the highest target_accept, nothing else to try
         return None, "stopped: divergences remain at the highest target_accept"

@@ -237,7 +237,7 @@ def build_layout(
     m = k + 1
     n_seg = structure.n_segments
     columns = structure.columns if pooling == "additive" else ()
-    learned = [len(lv) >= priors.min_levels_learned_scale for lv in structure.levels]
+    learned = priors.learned_main(structure.levels)
     basis = coordinates.basis
 
     floats: list[float] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proxyscope.errors import ParameterError, suggestion
@@ -113,6 +113,11 @@ class Priors:
                 want = "a positive finite number"
             if not ok:
                 raise ParameterError(f"The prior {field.name!r} must be {want}; got {value!r}.")
+
+    def learned_main(self, levels: Sequence[Sequence[Any]]) -> tuple[bool, ...]:
+        """Per segment column (its ``levels``): whether its main effects get a
+        learned scale (at least ``min_levels_learned_scale`` levels)."""
+        return tuple(len(lv) >= self.min_levels_learned_scale for lv in levels)
 
     @classmethod
     def names(cls) -> list[str]:

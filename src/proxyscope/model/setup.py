@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from proxyscope.data.cells import CellEffects
 from proxyscope.model import coordinates as coords
@@ -24,25 +25,30 @@ class Prepared:
     noise: str
     metrics: tuple[str, ...]
     proxies: tuple[str, ...]
-    learned_main: tuple[bool, ...]
-    layout: Layout
+    coordinates: coords.Coordinates
 
     @property
-    def coordinates(self) -> coords.Coordinates:
-        return self.layout.coordinates
+    def learned_main(self) -> tuple[bool, ...]:
+        return self.priors.learned_main(self.structure.levels)
 
-    def with_coordinates(self, chosen: coords.Coordinates) -> Prepared:
-        """The same model and data sampled in other coordinates."""
-        layout = build_layout(
+    @functools.cached_property
+    def layout(self) -> Layout:
+        """The flat vector the sampler moves in these coordinates."""
+        return build_layout(
             self.structure,
             self.pooling,
             self.priors,
             self.metrics,
             self.proxies,
             self.cell_correlation,
-            chosen,
+            self.coordinates,
         )
-        return dataclasses.replace(self, layout=layout)
+
+    def with_coordinates(self, chosen: coords.Coordinates) -> Prepared:
+        """The same model and data sampled in other coordinates."""
+        if chosen is self.coordinates:
+            return self
+        return dataclasses.replace(self, coordinates=chosen)
 
 
 def prepare(
@@ -51,17 +57,6 @@ def prepare(
     """Structure, standardized data and sampler coordinates of a fit of ``effects``."""
     structure, cell_segment = SegmentStructure.from_effects(effects)
     data = fit_data(model_effects(effects, noise), cell_segment)
-    chosen = coords.choose(data, structure, pooling)
-    learned = tuple(len(lv) >= priors.min_levels_learned_scale for lv in structure.levels)
-    layout = build_layout(
-        structure,
-        pooling,
-        priors,
-        effects.metrics,
-        effects.proxies,
-        cell_correlation,
-        chosen,
-    )
     return Prepared(
         structure=structure,
         data=data,
@@ -71,8 +66,7 @@ def prepare(
         noise=noise,
         metrics=effects.metrics,
         proxies=effects.proxies,
-        learned_main=learned,
-        layout=layout,
+        coordinates=coords.choose(data, structure, pooling),
     )
 
 
