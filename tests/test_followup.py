@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from proxyscope.model.advice import describe, failed_families
 from proxyscope.model.coordinates import Coordinates
-from proxyscope.model.diagnostics import Diagnostics, describe, failed_families
+from proxyscope.model.diagnostics import Diagnostics
 from proxyscope.model.followup import Run, next_run
 
 

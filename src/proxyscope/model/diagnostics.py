@@ -11,6 +11,14 @@ import xarray as xr
 
 from proxyscope import dims
 from proxyscope.model import _convergence as convergence
+from proxyscope.model.advice import (
+    SURFACES,
+    SYNTAX,
+    TARGET_ACCEPT_STEPS,
+    describe,
+    failed_families,
+    higher_target_accept,
+)
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -26,13 +34,6 @@ STRAY_DISTANCE = 1.0
 #: mode does not make the posterior unimodal.
 MODE_DISTANCE = 5.0
 MODE_SPREAD = 0.5
-#: Target acceptance rates tried in turn after divergences (the first is the default).
-TARGET_ACCEPT_STEPS = (0.9, 0.95, 0.99)
-
-
-def higher_target_accept(target: float) -> float | None:
-    """The next of :data:`TARGET_ACCEPT_STEPS` above ``target``; None past the last."""
-    return next((t for t in TARGET_ACCEPT_STEPS if t > target + 1e-9), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Diagnostics:
     def for_surface(self, surface: str) -> Diagnostics:
         """The same diagnostics, advising in the syntax of ``surface``
         ("python": ProxyModel arguments, "cli": command-line flags, "spec": spec keys)."""
-        if surface not in _SYNTAX:
+        if surface not in SYNTAX:
             raise ValueError(f"surface must be one of {SURFACES}; got {surface!r}")
         return dataclasses.replace(self, surface=surface)
 
@@ -118,7 +119,7 @@ class Diagnostics:
         Nothing the fit already did is suggested again: the settings of its
         last run (and its follow-up runs) are the starting point.
         """
-        syntax = _SYNTAX[surface or self.surface]
+        syntax = SYNTAX[surface or self.surface]
         tips = []
         settings = self.sampler.get("settings", {})
         target = float(settings.get("target_accept", TARGET_ACCEPT_STEPS[0]))
@@ -254,30 +255,6 @@ class Diagnostics:
         return f"<Diagnostics: {self.summary()}>"
 
 
-#: How each surface says the same thing.
-_SYNTAX: dict[str, dict[str, str]] = {
-    "python": {
-        "target_accept": "ProxyModel(sampler_settings={{'target_accept': {value}}})",
-        "length": "fit(..., draws={draws}, tune={tune})",
-        "seed": "fit(..., random_seed={seed})",
-        "pooling": "ProxyModel(pooling='{pooling}')",
-    },
-    "cli": {
-        "target_accept": "--setting target_accept={value}",
-        "length": "--draws {draws} --tune {tune}",
-        "seed": "--seed {seed}",
-        "pooling": "--pooling {pooling}",
-    },
-    "spec": {
-        "target_accept": "[sampler] settings = {{ target_accept = {value} }}",
-        "length": "[sampler] draws = {draws}, tune = {tune}",
-        "seed": "[sampler] seed = {seed}",
-        "pooling": '[model] pooling = "{pooling}"',
-    },
-}
-SURFACES = tuple(_SYNTAX)
-
-
 def _verdict(run: dict[str, Any]) -> str:
     if run.get("passed"):
         return "passed"
@@ -285,56 +262,6 @@ def _verdict(run: dict[str, Any]) -> str:
         f"failed: max R-hat {run.get('max_rhat', float('nan')):.3f}, min bulk ESS "
         f"{run.get('min_ess_bulk', float('nan')):.0f}, {run.get('divergences', 0)} divergences"
     )
-
-
-_FAMILY_NAMES = (
-    # (prefixes of a parameter's name, family)
-    (("loc_", "nu", "mu"), "locations (segment means of the long-term and proxy effects)"),
-    (("alpha",), "intercepts"),
-    (("slope_", "beta"), "slopes"),
-    (("log_sigma", "sigma"), "residual scale (what the proxies miss)"),
-    (("sd_e", "corr_e", "omega_e", "cpc_e"), "experiment-effect covariance"),
-    (("sd_c", "corr_c", "omega_c", "cpc_c"), "within-cell covariance"),
-    (("eta",), "experiment effects"),
-)
-
-
-def describe(parameter: str) -> str:
-    """The family and piece of a parameter, e.g. "slopes, interaction scale"."""
-    base = parameter.partition("[")[0]
-    family = next((name for prefixes, name in _FAMILY_NAMES if base.startswith(prefixes)), "other")
-    if "int_sd" in base or "interaction_sd" in base:
-        piece = "interaction scale"
-    elif "int_raw" in base or "int_z" in base:
-        piece = "interactions"
-    elif "_global" in base:
-        piece = "global value"
-    elif "_main" in base:
-        column = base.split("__")[-1] if "__" in base else base.split("_main_")[-1]
-        piece = ("main-effect scale of " if "main_sd" in base else "main effects of ") + column
-    elif base in ("sd_e", "sd_c", "corr_e", "corr_c", "omega_e", "omega_c", "cpc_e", "cpc_c"):
-        piece = "scales" if base.startswith("sd") else "correlations"
-    elif base == "eta":
-        piece = "per experiment"
-    else:
-        piece = "per segment"
-    return f"{family}, {piece}"
-
-
-def failed_families(diag: Diagnostics) -> list[str]:
-    """The failing parameters grouped by family and piece, with the metrics they concern."""
-    groups: dict[str, list[str]] = {}
-    for name in diag.failed["parameter"]:
-        key = describe(name)
-        inside = name.partition("[")[2].rstrip("]")
-        labels = groups.setdefault(key, [])
-        metric = inside.split(", ")[0] if inside else ""
-        if metric and not metric.isdigit() and metric not in labels:
-            labels.append(metric)
-    return [
-        f"{key} ({', '.join(labels[:4])}{', ...' if len(labels) > 4 else ''})" if labels else key
-        for key, labels in groups.items()
-    ]
 
 
 def _finite(x: Any) -> float | None:

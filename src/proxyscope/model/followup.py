@@ -29,13 +29,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from proxyscope.model.advice import TARGET_ACCEPT_STEPS, failed_families, higher_target_accept
 from proxyscope.model.coordinates import Coordinates
-from proxyscope.model.diagnostics import (
-    TARGET_ACCEPT_STEPS,
-    Diagnostics,
-    failed_families,
-    higher_target_accept,
-)
+from proxyscope.model.diagnostics import Diagnostics
 from proxyscope.model.layout import Layout
 
 #: Runs in all (the first one included), and the follow-ups' time budget as a

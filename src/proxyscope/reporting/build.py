@@ -15,7 +15,7 @@ import pandas as pd
 
 from proxyscope._io import write_bytes_atomic, write_text_atomic
 from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
-from proxyscope.model.diagnostics import SURFACES
+from proxyscope.model.advice import SURFACES
 from proxyscope.options import DEFAULT_CI
 from proxyscope.reporting import plots
 from proxyscope.reporting.content import pct, sections
