@@ -4,17 +4,18 @@ Nothing here calls the helpers the analyses use (``implied``, ``bvn``,
 ``composite``). Reference values come from two routes written here:
 
 - exact per draw: the implied joint of a new experiment's (tau_pi, theta_pi) is
-  built as a linear map of the model's independent sources (eta, zeta per
-  segment, epsilon per segment) with their covariance, Cov = A D A'; bivariate
+  built as a linear map of the model's independent sources (eta, eta0, zeta
+  per segment, epsilon per segment) with their covariance, Cov = A D A'; bivariate
   orthant probabilities use Sheppard's integral (checked against SciPy's Genz
   routine below);
 - Monte Carlo: new experiments simulated from the structural model
-  theta_s = mu_s + eta + zeta_s, tau_s = nu_s + beta_s'(theta_s - mu_s) + eps_s
-  for every posterior draw, signs counted.
+  theta_s = mu_s + eta + zeta_s, tau_s = nu_s + eta0 + beta_s'(theta_s - mu_s) + eps_s
+  for every posterior draw, signs counted (eta0: the experiment's long-term
+  effect that no proxy carries, shared by its segments).
 
 Monte Carlo tolerances are 5 standard errors of the estimate (computed from the
 simulation itself); exact comparisons are to 1e-6 or tighter. A wrong
-covariance (Omega_E alone, a missing sigma^2, a mix that shares zeta), a wrong
+covariance (Omega_E alone, a missing sigma^2 or eta0, a mix that shares zeta), a wrong
 sign convention or a wrong quantile fails them by a wide margin.
 """
 
@@ -58,6 +59,7 @@ class Post:
     sigma: np.ndarray  # (N, S)
     omega_e: np.ndarray  # (N, K, K)
     omega_c: np.ndarray  # (N, K, K)
+    sd_y: np.ndarray  # (N,) sd of eta0 (zeros for a model without it)
 
     @property
     def n(self) -> int:
@@ -87,6 +89,7 @@ def posterior_arrays(fit: Any) -> Post:
         sigma=get("sigma", "segment"),
         omega_e=get("omega_e", "proxy", "proxy_"),
         omega_c=get("omega_c", "proxy", "proxy_"),
+        sd_y=get("sd_e_outcome") if "sd_e_outcome" in post else np.zeros(post.sizes["sample"]),
     )
 
 
@@ -107,11 +110,11 @@ def one_hot(p: Post, label: str) -> np.ndarray:
 def joint(p: Post, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (N, 1+K) and covariance (N, 1+K, 1+K) of (tau_pi, theta_pi) per draw.
 
-    Sources u = (eta, zeta_1..zeta_S, eps_1..eps_S) with covariance
-    D = blockdiag(Omega_E, Omega_C, ..., Omega_C, I); (tau_pi, theta_pi) = m + A u.
+    Sources u = (eta, zeta_1..zeta_S, eps_1..eps_S, eta0) with covariance
+    D = blockdiag(Omega_E, Omega_C, ..., Omega_C, I, omega0^2); (tau_pi, theta_pi) = m + A u.
     """
     n, s_n, k = p.n, p.s, p.k
-    size = k + s_n * k + s_n
+    size = k + s_n * k + s_n + 1
     a = np.zeros((n, 1 + k, size))
     d = np.zeros((n, size, size))
     eye = np.eye(k)
@@ -125,6 +128,8 @@ def joint(p: Post, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d[:, cols, cols] = p.omega_c
         a[:, 0, k + s_n * k + s] = shares[s] * p.sigma[:, s]
         d[:, k + s_n * k + s, k + s_n * k + s] = 1.0
+    a[:, 0, -1] = shares.sum()  # eta0 enters every segment's tau
+    d[:, -1, -1] = p.sd_y**2
     mean = np.concatenate([(p.nu @ shares)[:, None], np.einsum("s,nsk->nk", shares, p.mu)], 1)
     cov = a @ d @ np.swapaxes(a, 1, 2)
     return mean, cov
@@ -178,12 +183,13 @@ def simulate(
 ) -> tuple[np.ndarray, np.ndarray]:
     """m new experiments per posterior draw on mix ``shares``: tau (N, m), theta (N, m, K).
 
-    Literally the structural model: one eta per experiment shared by all
-    segments, an independent zeta and eps per segment cell.
+    Literally the structural model: one eta and one eta0 per experiment shared
+    by all segments, an independent zeta and eps per segment cell.
     """
     n, k = p.n, p.k
     le, lc = chol(p.omega_e), chol(p.omega_c)
     eta = np.einsum("nkl,nml->nmk", le, rng.standard_normal((n, m, k)))
+    eta0 = p.sd_y[:, None] * rng.standard_normal((n, m))
     tau = np.zeros((n, m))
     theta = np.zeros((n, m, k))
     for s in np.flatnonzero(shares > 0):
@@ -192,6 +198,7 @@ def simulate(
         theta_s = p.mu[:, None, s] + delta
         tau_s = (
             p.nu[:, None, s]
+            + eta0
             + np.einsum("nmk,nk->nm", delta, p.beta[:, s])
             + p.sigma[:, None, s] * rng.standard_normal((n, m))
         )
@@ -551,10 +558,14 @@ def test_transport_to_one_segment_is_that_segments_predictive(small: Case) -> No
     assert_predictive(pooled, mean[:, 0], cov[:, 0, 0])
     tau, _ = simulate(p, shares, 200, np.random.default_rng(3))
     assert_cdf_matches(pooled, tau)
-    # Its segment's var: beta' (Omega_E + Omega_C) beta + sigma^2 (DESIGN §4).
+    # Its segment's var: beta' (Omega_E + Omega_C) beta + omega0^2 + sigma^2 (DESIGN §4).
     s = p.labels.index(label)
     omega = p.omega_e + p.omega_c
-    var = np.einsum("nk,nkl,nl->n", p.beta[:, s], omega, p.beta[:, s]) + p.sigma[:, s] ** 2
+    var = (
+        np.einsum("nk,nkl,nl->n", p.beta[:, s], omega, p.beta[:, s])
+        + p.sd_y**2
+        + p.sigma[:, s] ** 2
+    )
     np.testing.assert_allclose(cov[:, 0, 0], var, rtol=1e-10)
     res = ps.transport(small.fit, target, random_seed=0)
     hist_mean, _ = joint(p, small.hist)
@@ -701,12 +712,16 @@ def test_unseen_combination_is_extrapolated_from_main_effects(holes_fit: Any) ->
     sig_u = np.exp(logs0[:, None] + sd_logs[:, None] * rng.standard_normal((n, m)))
     le, lc = chol(p.omega_e), chol(p.omega_c)
     eta = np.einsum("nkl,nml->nmk", le, rng.standard_normal((n, m, k)))
+    eta0 = p.sd_y[:, None] * rng.standard_normal((n, m))
     d_u = eta + np.einsum("nkl,nml->nmk", lc, rng.standard_normal((n, m, k)))
     d_s = eta + np.einsum("nkl,nml->nmk", lc, rng.standard_normal((n, m, k)))
     s = p.labels.index("NA / TV")
-    tau_u = nu_u + np.einsum("nmk,nmk->nm", d_u, beta_u) + sig_u * rng.standard_normal((n, m))
+    tau_u = (
+        nu_u + eta0 + np.einsum("nmk,nmk->nm", d_u, beta_u) + sig_u * rng.standard_normal((n, m))
+    )
     tau_s = (
         p.nu[:, None, s]
+        + eta0
         + np.einsum("nmk,nk->nm", d_s, p.beta[:, s])
         + p.sigma[:, None, s] * rng.standard_normal((n, m))
     )
@@ -782,10 +797,11 @@ def test_r2_matches_posterior(case: Case) -> None:
     omega = p.omega_e + p.omega_c
     for s, label in enumerate(p.labels):
         bob = np.einsum("nk,nkl,nl->n", p.beta[:, s], omega, p.beta[:, s])
-        check(label, bob / (bob + p.sigma[:, s] ** 2))  # DESIGN §4
+        var_tau = bob + p.sd_y**2 + p.sigma[:, s] ** 2  # eta0 is what no proxy carries
+        check(label, bob / var_tau)  # DESIGN §4
         for j, proxy in enumerate(p.proxies):
             wb = np.einsum("nkl,nl->nk", omega, p.beta[:, s])[:, j]
-            check(f"{label}: {proxy}", wb**2 / (omega[:, j, j] * (bob + p.sigma[:, s] ** 2)))
+            check(f"{label}: {proxy}", wb**2 / (omega[:, j, j] * var_tau))
     # The composite: corr(tau, a + b' theta)^2 with the posterior-mean coefficients.
     _, b = regression(mean, cov)
     b_bar = b.mean(0)

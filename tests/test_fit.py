@@ -29,11 +29,13 @@ def _draw_params(fit, i: int) -> dict:
         "omega_e": get("omega_e"),
         "omega_c": get("omega_c"),
         "eta": get("eta"),
+        "sd_y": get("sd_e_outcome"),  # sd of eta0, the long-term effect no proxy carries
+        "eta0": get("eta_outcome"),
     }
 
 
 def _cell_moments(fit, p: dict, cell: int) -> tuple[np.ndarray, np.ndarray]:
-    """Prior mean and covariance (given eta) of cell ``cell``'s true effects."""
+    """Prior mean and covariance (given eta and eta0) of cell ``cell``'s true effects."""
     labels = list(fit.structure.labels)
     s = labels.index(fit.effects.segment_label[cell])
     e = list(fit.info.experiments).index(fit.effects.experiment[cell])
@@ -42,6 +44,7 @@ def _cell_moments(fit, p: dict, cell: int) -> tuple[np.ndarray, np.ndarray]:
     cov = jac @ p["omega_c"] @ jac.T
     cov[0, 0] += p["sigma"][s] ** 2
     mean = np.r_[p["nu"][s], p["mu"][s]] + jac @ p["eta"][e]
+    mean[0] += p["eta0"][e]
     return mean, cov
 
 
@@ -62,6 +65,8 @@ def test_inference_data_groups_dims_and_attributes(small_fit, small_effects) -> 
     assert set(post[dims.SEGMENT].values) == set(small_effects.segment_label)
     assert list(post["region"].values) == ["EU", "IN", "LATAM", "NA"]
     assert post["eta"].dims[-2:] == (dims.EXPERIMENT, dims.PROXY)
+    assert post["eta_outcome"].dims[-1] == dims.EXPERIMENT
+    assert post["sd_e_outcome"].dims == (dims.CHAIN, dims.DRAW)
     assert list(post[dims.EXPERIMENT].values) == list(small_effects.experiments)
     for group in idata.groups():
         for name in idata[group].dims:
@@ -115,7 +120,8 @@ def test_load_refuses_altered_incompatible_and_foreign_files(small_fit, tmp_path
 
 
 def test_experiment_likelihood_and_eta_conditional_equal_dense_algebra(small_fit) -> None:
-    """Per experiment: the marginal density and eta's conditional, by stacking its cells."""
+    """Per experiment: the marginal density and the conditional of (eta0, eta), by
+    stacking its cells."""
     i = 17
     p = _draw_params(small_fit, i)
     effects = small_fit.effects
@@ -124,13 +130,14 @@ def test_experiment_likelihood_and_eta_conditional_equal_dense_algebra(small_fit
     k = len(small_fit.proxies)
     blocks, load, y, mean = [], [], [], []
     for c in cells:
-        p_no_eta = {**p, "eta": np.zeros_like(p["eta"])}
+        p_no_eta = {**p, "eta": np.zeros_like(p["eta"]), "eta0": np.zeros_like(p["eta0"])}
         m0, cov = _cell_moments(small_fit, p_no_eta, int(c))
         labels = list(small_fit.structure.labels)
         s = labels.index(effects.segment_label[c])
         # The likelihood's noise: moderated toward the segment's (the default).
         blocks.append(cov + small_fit.model_effects.noise_cov[c])
-        load.append(np.vstack([p["beta"][s], np.eye(k)]))
+        jac = np.vstack([p["beta"][s], np.eye(k)])
+        load.append(np.column_stack([np.eye(k + 1)[:, 0], jac]))  # (eta0, eta) -> cell
         y.append(effects.effect[c])
         mean.append(m0)
     n, m = len(cells), k + 1
@@ -138,7 +145,10 @@ def test_experiment_likelihood_and_eta_conditional_equal_dense_algebra(small_fit
     for j, b in enumerate(blocks):
         total[j * m : (j + 1) * m, j * m : (j + 1) * m] = b
     big_load = np.vstack(load)
-    total += big_load @ p["omega_e"] @ big_load.T
+    omega = np.zeros((k + 1, k + 1))
+    omega[0, 0] = p["sd_y"] ** 2
+    omega[1:, 1:] = p["omega_e"]
+    total += big_load @ omega @ big_load.T
     y_all, mean_all = np.concatenate(y), np.concatenate(mean)
     dense = stats.multivariate_normal(mean_all, total).logpdf(y_all)
     stored = (
@@ -148,15 +158,15 @@ def test_experiment_likelihood_and_eta_conditional_equal_dense_algebra(small_fit
         .sel({dims.EXPERIMENT: exp_id})
     )
     assert float(stored) == pytest.approx(dense, abs=1e-7)
-    # eta | d_e: Gaussian with precision Omega_E^-1 + sum H' W H.
-    w_blocks = np.linalg.inv(total - big_load @ p["omega_e"] @ big_load.T)
-    prec = np.linalg.inv(p["omega_e"]) + big_load.T @ w_blocks @ big_load
+    # (eta0, eta) | d_e: Gaussian with precision Omega^-1 + sum H' W H.
+    w_blocks = np.linalg.inv(total - big_load @ omega @ big_load.T)
+    prec = np.linalg.inv(omega) + big_load.T @ w_blocks @ big_load
     cond_mean = np.linalg.solve(prec, big_load.T @ w_blocks @ (y_all - mean_all))
     _, eta_mean, eta_cov = recover.experiment_conditionals(
         _one_draw(small_fit.std, i), small_fit.data
     )
     e = list(small_fit.info.experiments).index(exp_id)
-    scales = small_fit.data.scales[1:]
+    scales = small_fit.data.scales
     np.testing.assert_allclose(eta_mean[0, e] * scales, cond_mean, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(
         eta_cov[0, e] * np.outer(scales, scales), np.linalg.inv(prec), rtol=1e-6, atol=1e-12

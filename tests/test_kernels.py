@@ -26,9 +26,9 @@ def _problem(k: int, n_exp: int, n_seg: int, n_cells: int, seed: int) -> dict:
     x = rng.normal(size=(n_cells, m, m))
     s_cov = (x @ x.transpose(0, 2, 1) * 0.3 + 0.2 * np.eye(m)).transpose(1, 2, 0).copy()
 
-    def tri() -> np.ndarray:
-        low = np.tril(rng.normal(size=(k, k)) * 0.5)
-        low[np.diag_indices(k)] = np.abs(low[np.diag_indices(k)]) + 0.3
+    def tri(n: int) -> np.ndarray:
+        low = np.tril(rng.normal(size=(n, n)) * 0.5)
+        low[np.diag_indices(n)] = np.abs(low[np.diag_indices(n)]) + 0.3
         return low
 
     return {
@@ -40,8 +40,10 @@ def _problem(k: int, n_exp: int, n_seg: int, n_cells: int, seed: int) -> dict:
         "loc": rng.normal(size=(m, n_seg)),
         "beta": rng.normal(size=(k, n_seg)),
         "sig2": rng.uniform(0.2, 1.0, n_seg),
-        "chol_c": tri(),
-        "chol_e": tri(),
+        "chol_c": tri(k),
+        # The experiment effect (eta0, eta): any lower factor, not only the
+        # model's diag(omega0, L_E), so every entry's gradient is checked.
+        "chol_e": tri(m),
     }
 
 
@@ -49,8 +51,10 @@ def _dense(p: dict, loc, beta, sig2, chol_c, chol_e) -> np.ndarray:
     """log p(d_e) per experiment by stacking each experiment's cells into one Gaussian.
 
     The model written out without any of the kernel's algebra: (tau, theta) of a
-    cell = (nu_s + beta_s'(eta + zeta), mu_s + eta + zeta) + (eps, 0), observed
-    with noise S_c; the covariance of the stacked vector is built term by term.
+    cell = (nu_s + eta0 + beta_s'(eta + zeta), mu_s + eta + zeta) + (eps, 0),
+    observed with noise S_c, with (eta0, eta) ~ N(0, chol_e chol_e') shared by
+    the experiment's cells; the covariance of the stacked vector is built term
+    by term.
     """
     k = beta.shape[0]
     m = k + 1
@@ -62,7 +66,7 @@ def _dense(p: dict, loc, beta, sig2, chol_c, chol_e) -> np.ndarray:
         n = len(cells)
         mean = np.zeros(n * m)
         cov = np.zeros((n * m, n * m))
-        load = np.zeros((n * m, k))  # how eta enters each coordinate
+        load = np.zeros((n * m, m))  # how (eta0, eta) enters each coordinate
         y = np.zeros(n * m)
         for i, c in enumerate(cells):
             s = p["seg"][c]
@@ -74,7 +78,8 @@ def _dense(p: dict, loc, beta, sig2, chol_c, chol_e) -> np.ndarray:
             block = slice(i * m, (i + 1) * m)
             cov[block, block] = within + p["s_cov"][:, :, c]
             mean[block] = loc[:, s]
-            load[block] = jac
+            load[block, 0] = np.eye(m)[0]
+            load[block, 1:] = jac
             y[block] = p["d"][:, c]
         out.append(multivariate_normal(mean, cov + load @ oe @ load.T).logpdf(y))
     return np.array(out)
@@ -146,7 +151,7 @@ def test_cell_logliks_match_scipy() -> None:
     k, n_draw = 3, 2
     draws = [_problem(k, n_exp=3, n_seg=2, n_cells=7, seed=20 + t) for t in range(n_draw)]
     p = draws[0]  # data (and cell layout, same for every seed) from the first
-    eta = np.random.default_rng(9).normal(size=(n_draw, p["n_exp"], k))
+    eta = np.random.default_rng(9).normal(size=(n_draw, p["n_exp"], k + 1))  # (eta0, eta)
     s_cov = p["s_cov"].copy()
     s_cov[:, :, 4] = -np.eye(k + 1)  # not positive definite: -inf in both
     stacked = {name: np.stack([q[name] for q in draws]) for name in ("loc", "beta", "sig2")}
@@ -169,8 +174,9 @@ def test_cell_logliks_match_scipy() -> None:
                 continue
             s, e = p["seg"][c], p["cexp"][c]
             b = q["beta"][:, s]
-            # (tau, theta) = (nu_s + b'(eta + zeta) + eps, mu_s + eta + zeta)
-            mean = q["loc"][:, s] + np.r_[b @ eta[t, e], eta[t, e]]
+            # (tau, theta) = (nu_s + eta0 + b'(eta + zeta) + eps, mu_s + eta + zeta)
+            own, shared = eta[t, e, 0], eta[t, e, 1:]
+            mean = q["loc"][:, s] + np.r_[own + b @ shared, shared]
             v = np.zeros((k + 1, k + 1))
             v[0, 0] = b @ oc @ b + q["sig2"][s]
             v[0, 1:] = v[1:, 0] = oc @ b

@@ -84,6 +84,7 @@ def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffect
                 "sd_e",
                 "cpc_e",
                 "sd_c",
+                "sd_e_outcome",
             },
         ),
         (
@@ -101,13 +102,14 @@ def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffect
                 "sd_e",
                 "cpc_e",
                 "sd_c",
+                "sd_e_outcome",
             },
         ),
         (
             "complete",
-            {"loc_global", "slope_global", "sigma_global", "sd_e", "cpc_e", "sd_c"},
+            {"loc_global", "slope_global", "sigma_global", "sd_e", "cpc_e", "sd_c", "sd_e_outcome"},
         ),
-        ("none", {"loc_seg", "slope_seg", "sigma_seg", "sd_e", "cpc_e", "sd_c"}),
+        ("none", {"loc_seg", "slope_seg", "sigma_seg", "sd_e", "cpc_e", "sd_c", "sd_e_outcome"}),
     ],
 )
 def test_free_parameters_follow_the_pooling(pooling: str, expected: set[str]) -> None:
@@ -242,11 +244,13 @@ def test_model_density_equals_an_independent_computation() -> None:
     chol_e = c["sd_e"][:, None] * corr
     chol_c = c["sd_c"][:, None] * corr
     oe, oc = chol_e @ chol_e.T, chol_c @ chol_c.T
+    omega0 = c["sd_e_outcome"]  # sd of the experiment's long-term effect no proxy carries
     total = 0.0
     for e in range(data.n_experiments):
         idx = np.flatnonzero(data.cell_experiment == e)
         n = len(idx)
         mean, cov, load, y = np.zeros(n * m), np.zeros((n * m, n * m)), np.zeros((n * m, k)), []
+        own = np.zeros(n * m)  # eta0 enters every cell's long-term effect
         for i, cell in enumerate(idx):
             s = data.cell_segment[cell]
             jac = np.vstack([slope[:, s], np.eye(k)])
@@ -256,8 +260,10 @@ def test_model_density_equals_an_independent_computation() -> None:
             cov[block, block] = within + data.s_cov[:, :, cell]
             mean[block] = loc[:, s]
             load[block] = jac
+            own[i * m] = 1.0
             y.append(data.d[:, cell])
-        total += stats.multivariate_normal(mean, cov + load @ oe @ load.T).logpdf(np.concatenate(y))
+        shared = load @ oe @ load.T + omega0**2 * np.outer(own, own)
+        total += stats.multivariate_normal(mean, cov + shared).logpdf(np.concatenate(y))
 
     potential = model.replace_rvs_by_values(model.potentials)[0]
     loglik = model.compile_fn(potential, inputs=model.value_vars, on_unused_input="ignore")(values)
@@ -280,6 +286,7 @@ def test_model_density_equals_an_independent_computation() -> None:
         prior += stats.norm().logpdf(c[name]).sum()
     prior += stats.halfnorm(scale=priors.experiment_sd).logpdf(c["sd_e"]).sum()
     prior += stats.halfnorm(scale=priors.cell_sd).logpdf(c["sd_c"]).sum()
+    prior += stats.halfnorm(scale=priors.experiment_outcome_sd).logpdf(omega0)
     b = cpc_shapes(2, priors.lkj_eta)
     prior += stats.beta(b, b).logpdf(c["cpc_e"]).sum()
     full = model.compile_logp(jacobian=False)(values)

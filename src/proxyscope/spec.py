@@ -87,6 +87,7 @@ PRIOR_NAMES = (
     "none_slope_sd",
     "none_log_sigma_sd",
     "experiment_sd",
+    "experiment_outcome_sd",
     "cell_sd",
     "lkj_eta",
     "min_levels_learned_scale",

@@ -285,7 +285,7 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
     """
     from proxyscope.analyses.implied import segments_for
     from proxyscope.core.codegen import load_kernel_module
-    from proxyscope.core.kernels import pack_cells
+    from proxyscope.core.kernels import experiment_cholesky, pack_cells
 
     if tuple(effects.metrics) != tuple(fit.info.metrics):
         raise ParameterError("Held-out cells must have the fit's outcome and proxies.")
@@ -320,7 +320,10 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
     cells_per_exp = np.bincount(exp_sorted, minlength=len(exp_ids))
     log_jac = cells_per_exp * float(np.sum(np.log(scales)))
     for i in range(n):
-        chol_e = np.linalg.cholesky(seg.omega_e[i] / scale_mat + 1e-12 * np.eye(k))
+        chol_e = experiment_cholesky(
+            np.sqrt(seg.omega_y[i]) / sy,
+            np.linalg.cholesky(seg.omega_e[i] / scale_mat + 1e-12 * np.eye(k)),
+        )
         chol_c = np.linalg.cholesky(seg.omega_c[i] / scale_mat + 1e-12 * np.eye(k))
         lp, _, _ = kernel(
             dat,

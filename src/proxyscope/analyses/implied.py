@@ -3,16 +3,18 @@
 For segment s (DESIGN §4), a new experiment's true long-term and proxy
 effects are jointly Gaussian given the parameters:
 
-    (tau_s, theta_s) ~ N((nu_s, mu_s), [[b' W b + sigma_s^2, (W b)'], [W b, W]]),
-    W = Omega_E + Omega_C, b = beta_s.
+    (tau_s, theta_s) ~ N((nu_s, mu_s), [[b' W b + omega0^2 + sigma_s^2, (W b)'], [W b, W]]),
+    W = Omega_E + Omega_C, b = beta_s,
 
-For a segment mix pi (shares summing to one) the experiment effect eta is
-shared by all segments while the within-cell deviations are independent, so
+with omega0 the sd of eta0, the experiment's long-term effect that no proxy
+carries (0 for a model without it). For a segment mix pi (shares summing to
+one) the experiment effects (eta0, eta) are shared by all segments while the
+within-cell deviations are independent, so
 
     mean       = (sum pi_s nu_s, sum pi_s mu_s)
     Var theta  = Omega_E + sum pi_s^2 Omega_C
     Cov(tau, theta) = bbar' Omega_E + sum pi_s^2 beta_s' Omega_C,   bbar = sum pi_s beta_s
-    Var tau    = bbar' Omega_E bbar + sum pi_s^2 (beta_s' Omega_C beta_s + sigma_s^2).
+    Var tau    = bbar' Omega_E bbar + omega0^2 + sum pi_s^2 (beta_s' Omega_C beta_s + sigma_s^2).
 
 Everything is in original units and vectorised over posterior draws.
 """
@@ -45,7 +47,8 @@ class SegmentDraws:
     """Segment parameters per draw (original units) for a list of segments.
 
     nu (N, S), mu (N, S, K), beta (N, S, K), sigma2 (N, S), omega_e and
-    omega_c (N, K, K); ``labels`` name the S segments and ``extrapolated``
+    omega_c (N, K, K), omega_y (N,) the variance of the experiments' long-term
+    effect that no proxy carries; ``labels`` name the S segments and ``extrapolated``
     marks segment combinations not seen in the data (predicted from the
     pooled main effects and a fresh interaction).
     """
@@ -57,6 +60,7 @@ class SegmentDraws:
     sigma2: np.ndarray
     omega_e: np.ndarray
     omega_c: np.ndarray
+    omega_y: np.ndarray
     extrapolated: np.ndarray
 
     @property
@@ -72,7 +76,7 @@ class SegmentDraws:
         """Per draw and segment: means and covariances of (tau_s, theta_s)."""
         w = self.omega
         wb = np.einsum("nkl,nsl->nsk", w, self.beta)
-        var_tau = np.einsum("nsk,nsk->ns", self.beta, wb) + self.sigma2
+        var_tau = np.einsum("nsk,nsk->ns", self.beta, wb) + self.sigma2 + self.omega_y[:, None]
         return {
             "mean_tau": self.nu,
             "mean_theta": self.mu,
@@ -95,6 +99,7 @@ class SegmentDraws:
             np.einsum("nk,nkl,nl->n", bbar, oe, bbar)
             + np.einsum("s,nsk,nkl,nsl->n", pi2, self.beta, oc, self.beta)
             + self.sigma2 @ pi2
+            + self.omega_y
         )
         return {
             "mean_tau": self.nu @ pi,
@@ -132,8 +137,18 @@ def fitted_segments(fit: ProxyFit) -> SegmentDraws:
         sigma2=flat(post["sigma"]) ** 2,
         omega_e=flat(post["omega_e"]),
         omega_c=flat(post["omega_c"]),
+        omega_y=outcome_variance(fit),
         extrapolated=np.zeros(len(labels), dtype=bool),
     )
+
+
+def outcome_variance(fit: ProxyFit) -> np.ndarray:
+    """Per draw, the variance of eta0 (the experiments' long-term effect that no
+    proxy carries; original units); zeros for a model without it."""
+    post = fit.posterior
+    if "sd_e_outcome" in post:
+        return flat(post["sd_e_outcome"]) ** 2
+    return np.zeros(flat(post["sigma"]).shape[0])
 
 
 def analysis_seed(fit: ProxyFit, random_seed: int | None) -> int:
@@ -229,6 +244,7 @@ def segments_for(
         sigma2=sigma2,
         omega_e=base.omega_e,
         omega_c=base.omega_c,
+        omega_y=base.omega_y,
         extrapolated=extrapolated,
     )
 

@@ -24,7 +24,10 @@ def coefficient_table(fit: ProxyFit, ci: float = DEFAULT_CI) -> pd.DataFrame:
     ``nu`` (mean long-term effect of a new experiment), ``alpha`` (long-term
     effect when every proxy effect is zero), ``sigma`` (what the proxies
     miss), and per proxy ``mu[...]`` (mean proxy effect) and ``beta[...]``
-    (change of the long-term effect per unit of proxy effect).
+    (change of the long-term effect per unit of proxy effect); for the
+    historical mix also ``sd_e_outcome`` where the model has it (the sd across
+    experiments of the long-term effect that no proxy carries, shared by an
+    experiment's segments).
 
     Columns: ``scope``, ``parameter``, ``mean``, ``lo``, ``hi``.
     """
@@ -46,6 +49,10 @@ def coefficient_table(fit: ProxyFit, ci: float = DEFAULT_CI) -> pd.DataFrame:
             values = draws @ pi if i == 0 else draws[:, i - 1]
             lo, hi = interval(values, ci)
             rows.append((scope, name, float(values.mean()), float(lo), float(hi)))
+        if i == 0 and "sd_e_outcome" in fit.posterior:
+            values = np.sqrt(seg.omega_y)
+            lo, hi = interval(values, ci)
+            rows.append((scope, "sd_e_outcome", float(values.mean()), float(lo), float(hi)))
     out = pd.DataFrame(rows, columns=["scope", "parameter", "mean", "lo", "hi"])
     out.attrs.update(ci=ci, trustworthy=fit.trustworthy)
     return out

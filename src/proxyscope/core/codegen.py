@@ -48,7 +48,7 @@ import numpy as np
 from proxyscope.core.kernels import LANES
 
 #: Bump when the generated code changes, so stale cache files are not reused.
-CODEGEN_VERSION = 11
+CODEGEN_VERSION = 12
 
 
 def packed(i: int, j: int) -> int:
@@ -67,18 +67,20 @@ def layout(k: int) -> dict[str, int]:
 
     ``dat`` (constant data): packed lower triangle of S_c (``nw`` rows), then d_c.
     ``out1`` (pass 1 output): packed W_c, W r_c, -r'Wr/2, 1/sqrt(det A_c),
-    ok flag (1.0 or 0.0), H'Wr (K), packed H'WH.
+    ok flag (1.0 or 0.0), H'Wr (J = K + 1), packed H'WH (J x J).
     ``out2`` (pass 2 output): x_c, packed dlogp/dA_c, dlogp/db_c.
+    H = [e_0, (b' ; I_K)] is the loading of the experiment effect (outcome's
+    own first, then the proxies') on the cell's M = K + 1 metrics.
     Pass 1 gathers A_c = V_s + S_c, r_c and b_c itself, pass 2 b_c, eta*_c,
     R_e and the experiment's live flag.
     """
     m = k + 1
     nw = m * (m + 1) // 2
-    nk = k * (k + 1) // 2
+    nj = m * (m + 1) // 2  # the experiment effect has J = M dims
     return {
         "m": m,
         "nw": nw,
-        "nk": nk,
+        "nj": nj,
         "dat_rows": nw + m,
         "o1_w": 0,
         "o1_wr": nw,
@@ -86,8 +88,8 @@ def layout(k: int) -> dict[str, int]:
         "o1_det": nw + m + 1,
         "o1_ok": nw + m + 2,
         "o1_bc": nw + m + 3,
-        "o1_pc": nw + m + 3 + k,
-        "out1_rows": nw + m + 3 + k + nk,
+        "o1_pc": nw + m + 3 + m,
+        "out1_rows": nw + m + 3 + m + nj,
         "o2_x": 0,
         "o2_ga": m,
         "o2_gb": m + nw,
@@ -168,14 +170,19 @@ def _pass1_body(k: int, lay: dict[str, int]) -> tuple[list[str], list[str], list
     stores.append(f"out[b, {lay['o1_quad']}, {{u}}] = -0.5 * ({quad})")
     stores.append(f"out[b, {lay['o1_det']}, {{u}}] = {prod}")
     stores.append(f"out[b, {lay['o1_ok']}, {{u}}] = ok_{{u}}")
+    # H'Wr and H'WH with H = [e_0, (b' ; I)]: the outcome's own experiment
+    # effect first (row and column 0), then the proxies'.
+    stores.append(f"out[b, {lay['o1_bc']}, {{u}}] = wr0_{{u}}")
     for i in range(k):
         stores.append(
-            f"out[b, {lay['o1_bc'] + i}, {{u}}] = wr0_{{u}} * b{i}_{{u}} + wr{i + 1}_{{u}}"
+            f"out[b, {lay['o1_bc'] + i + 1}, {{u}}] = wr0_{{u}} * b{i}_{{u}} + wr{i + 1}_{{u}}"
         )
+    stores.append(f"out[b, {lay['o1_pc']}, {{u}}] = w0_0_{{u}}")
     for i in range(k):
+        stores.append(f"out[b, {lay['o1_pc'] + packed(i + 1, 0)}, {{u}}] = g0_{i}_{{u}}")
         for j in range(i + 1):
             stores.append(
-                f"out[b, {lay['o1_pc'] + packed(i, j)}, {{u}}] = "
+                f"out[b, {lay['o1_pc'] + packed(i + 1, j + 1)}, {{u}}] = "
                 f"b{i}_{{u}} * g0_{j}_{{u}} + g{i + 1}_{j}_{{u}}"
             )
     return loads, body, stores
@@ -192,31 +199,36 @@ def _pass2_body(k: int, lay: dict[str, int]) -> tuple[list[str], list[str], list
         loads.append(f"wr{i}_{{u}} = o1[b, {lay['o1_wr'] + i}, {{u}}]")
     for i in range(k):
         loads.append(f"b{i}_{{u}} = beta[{i}, s_{{u}}]")
+    for i in range(m):
         loads.append(f"e{i}_{{u}} = eta[e_{{u}}, {i}]")
-    for i in range(k):
+    for i in range(m):
         for j in range(i + 1):
             loads.append(f"rr{i}_{j}_{{u}} = rr[e_{{u}}, {i}, {j}]")
+    # G = W H, M x J: column 0 is W's column 0 (the outcome's own experiment
+    # effect), column j + 1 is W (b_j e_0 + e_{j+1}).
     for i in range(m):
+        body.append(f"g{i}_0_{{u}} = {_sym('w', i, 0)}_{{u}}")
         for j in range(k):
             w_i0, w_ij = _sym("w", i, 0), _sym("w", i, j + 1)
-            body.append(f"g{i}_{j}_{{u}} = {w_i0}_{{u}} * b{j}_{{u}} + {w_ij}_{{u}}")
+            body.append(f"g{i}_{j + 1}_{{u}} = {w_i0}_{{u}} * b{j}_{{u}} + {w_ij}_{{u}}")
     for i in range(m):
-        terms = " - ".join([f"wr{i}_{{u}}"] + [f"g{i}_{j}_{{u}} * e{j}_{{u}}" for j in range(k)])
+        terms = " - ".join([f"wr{i}_{{u}}"] + [f"g{i}_{j}_{{u}} * e{j}_{{u}}" for j in range(m)])
         body.append(f"x{i}_{{u}} = ({terms}) * lv_{{u}}")
         stores.append(f"out[b, {lay['o2_x'] + i}, {{u}}] = x{i}_{{u}}")
     for i in range(m):
-        for j in range(k):
-            terms = " + ".join(f"g{i}_{q}_{{u}} * {_sym('rr', q, j)}_{{u}}" for q in range(k))
+        for j in range(m):
+            terms = " + ".join(f"g{i}_{q}_{{u}} * {_sym('rr', q, j)}_{{u}}" for q in range(m))
             body.append(f"h{i}_{j}_{{u}} = {terms}")
     for i in range(m):
         for j in range(i + 1):
-            terms = " + ".join(f"h{i}_{q}_{{u}} * g{j}_{q}_{{u}}" for q in range(k))
+            terms = " + ".join(f"h{i}_{q}_{{u}} * g{j}_{q}_{{u}}" for q in range(m))
             stores.append(
                 f"out[b, {lay['o2_ga'] + packed(i, j)}, {{u}}] = "
                 f"0.5 * (x{i}_{{u}} * x{j}_{{u}} + ({terms} - w{i}_{j}_{{u}}) * lv_{{u}})"
             )
+    # b_j enters H only at (0, j + 1).
     for j in range(k):
-        value = f"(x0_{{u}} * e{j}_{{u}} - h0_{j}_{{u}}) * lv_{{u}}"
+        value = f"(x0_{{u}} * e{j + 1}_{{u}} - h0_{j + 1}_{{u}}) * lv_{{u}}"
         stores.append(f"out[b, {lay['o2_gb'] + j}, {{u}}] = {value}")
     return loads, body, stores
 
@@ -230,20 +242,20 @@ def _reduce_source(k: int, lay: dict[str, int]) -> list[str]:
     a constant.
     """
     m, nw = k + 1, lay["nw"]
-    rows_b = [lay["o1_bc"] + i for i in range(k)]
-    rows_p = [(i, j, lay["o1_pc"] + packed(i, j)) for i in range(k) for j in range(i + 1)]
+    rows_b = [lay["o1_bc"] + i for i in range(m)]
+    rows_p = [(i, j, lay["o1_pc"] + packed(i, j)) for i in range(m) for j in range(i + 1)]
     out = [
         "@_jit",
         "def reduce_experiments_k(cexp, n_exp, o1):",
-        "    # lp (E,) at eta = 0, b = sum H'Wr (E, K), P = sum H'WH (E, K, K) and a flag",
+        "    # lp (E,) at eta = 0, b = sum H'Wr (E, J), P = sum H'WH (E, J, J) and a flag",
         "    # per experiment holding a cell whose covariance failed to factor. log det A_c",
         "    # enters as log(1 / sqrt(det A_c)); the factors of one experiment are",
         "    # multiplied and the product's log taken when it leaves [1e-150, 1e150] and",
         "    # at the experiment's end: a scalar log costs as much as the rest of a cell.",
         "    n = cexp.shape[0]",
         "    lp = np.zeros(n_exp)",
-        f"    b_sum = np.zeros((n_exp, {k}))",
-        f"    p_sum = np.zeros((n_exp, {k}, {k}))",
+        f"    b_sum = np.zeros((n_exp, {m}))",
+        f"    p_sum = np.zeros((n_exp, {m}, {m}))",
         "    exp_bad = np.zeros(n_exp, dtype=np.bool_)",
         f"    const = {-0.5 * m!r} * math.log(2.0 * math.pi)",
         "    c = 0",
@@ -253,7 +265,7 @@ def _reduce_source(k: int, lay: dict[str, int]) -> list[str]:
         "        prod = 1.0",
         "        bad = False",
     ]
-    out += [f"        b{i} = 0.0" for i in range(k)]
+    out += [f"        b{i} = 0.0" for i in range(m)]
     out += [f"        p{i}_{j} = 0.0" for i, j, _ in rows_p]
     out += [
         "        while c < n and cexp[c] == e:",
@@ -274,7 +286,7 @@ def _reduce_source(k: int, lay: dict[str, int]) -> list[str]:
         "        lp[e] = acc + math.log(prod)",
         "        exp_bad[e] = bad",
     ]
-    out += [f"        b_sum[e, {i}] = b{i}" for i in range(k)]
+    out += [f"        b_sum[e, {i}] = b{i}" for i in range(m)]
     for i, j, _ in rows_p:
         out.append(f"        p_sum[e, {i}, {j}] = p{i}_{j}")
         if i != j:
@@ -303,11 +315,11 @@ def _reduce_source(k: int, lay: dict[str, int]) -> list[str]:
 
 
 def _experiment_source(k: int) -> list[str]:
-    """Integrate eta_e out of every experiment, unrolled for K.
+    """Integrate eta_e out of every experiment, unrolled for its ``k`` dims (J = K + 1).
 
     The algebra is in :mod:`proxyscope.core.kernels`' docstring: Q = I +
     L_E' P L_E, its Cholesky factor and inverse, z* = Q^-1 L_E' b, eta* =
-    L_E z*, R = L_E Q^-1 L_E' and d/dL_E. Every K x K product is written
+    L_E z*, R = L_E Q^-1 L_E' and d/dL_E. Every J x J product is written
     out, so the intermediates stay in registers.
     """
     rng = range(k)
@@ -471,7 +483,7 @@ def reduce_source(k: int) -> str:
     lay = layout(k)
     out = _header(k, ["from proxyscope.core.kernels import _jit"])
     out.extend(_reduce_source(k, lay))
-    out.extend(_experiment_source(k))
+    out.extend(_experiment_source(k + 1))
     out.append(_BLOCKED_INDEX.format(lanes=LANES))
     return "\n".join(out) + "\n"
 
@@ -551,7 +563,8 @@ def logp(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, want_grad):
 @_jit
 def experiment_posterior(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e):
     # Marginal log likelihood per experiment and the Gaussian conditional of
-    # eta_e given the data and the parameters: mean eta* (E, K), covariance R.
+    # eta_e given the data and the parameters: mean eta* (E, J), covariance R
+    # (J = K + 1: the outcome's own experiment effect first, then the proxies').
     v_seg, oc, o1, lp, b_sum, p_sum, exp_bad, seg_b, beta = _first_pass(
         dat, seg, cexp, n_exp, loc, beta, sig2, chol_c
     )
@@ -813,13 +826,16 @@ def proxy_model_logp(
     loc : (M, S) segment means, row 0 the long-term effect nu_s, then mu_s.
     beta : (K, S) segment slopes.
     sig2 : (S,) residual variances sigma_s^2.
-    chol_c, chol_e : (K, K) lower Cholesky factors of Omega_C and Omega_E.
+    chol_c : (K, K) lower Cholesky factor of Omega_C.
+    chol_e : (M, M) lower Cholesky factor of the experiment effects'
+        covariance, the outcome's own effect first (see
+        :func:`proxyscope.core.kernels.experiment_cholesky`).
     want_grad : compute the gradients (otherwise zeros).
 
     Returns
     -------
     lp (E,), then the gradients of ``lp.sum()`` with respect to loc (M, S),
-    beta (K, S), sig2 (S,), chol_c (K, K) and chol_e (K, K) (lower
+    beta (K, S), sig2 (S,), chol_c (K, K) and chol_e (M, M) (lower
     triangles). An experiment with a cell whose covariance is not positive
     definite gets ``-inf``.
     """

@@ -2,13 +2,14 @@
 
 The sampler moves one flat vector ``x``. This module maps it to the arrays
 the likelihood kernel takes (segment means ``loc[M, S]``, slopes
-``slope[K, S]``, ``log sigma[S]`` and the Cholesky factors of Omega_C and
-Omega_E), returns the log prior density of ``x`` (every Jacobian included),
-and pushes the likelihood's gradient with respect to those arrays back to
-``x``. The code is generic: it reads the model's structure from two arrays
-(``ints``, ``floats``, built by :mod:`proxyscope.model.layout`), so it is
-compiled once per machine for every model; only the likelihood kernel is
-generated per number of proxies.
+``slope[K, S]``, ``log sigma[S]``, the Cholesky factor of Omega_C and that
+of the experiment effects' covariance, diag(sd of the outcome's own
+experiment effect, factor of the proxies' Omega_E)), returns the log prior
+density of ``x`` (every Jacobian included), and pushes the likelihood's
+gradient with respect to those arrays back to ``x``. The code is generic: it
+reads the model's structure from two arrays (``ints``, ``floats``, built by
+:mod:`proxyscope.model.layout`), so it is compiled once per machine for every
+model; only the likelihood kernel is generated per number of proxies.
 
 Each family (locations: R = M rows, slopes: R = K, log sigma: R = 1) is a
 sum of blocks: a global value, one main effect per segment column (values @
@@ -51,6 +52,9 @@ H_K, H_S, H_FREE = 0, 1, 2
 H_SD_E, H_CPC_E, H_SD_C, H_CPC_C, H_NDIM = 3, 4, 5, 6, 7
 H_FL_ROT, H_FL_CONST, H_FL_CPC = 8, 9, 10
 H_FAMILIES = 11  # three (first block record, number of records) pairs from here
+#: Offset in x of the log sd of the outcome's own experiment effect; -1 when
+#: the model has none (no experiment with two cells to tell it from sigma).
+H_SD_Y = 17
 HEADER = 18
 #: A block record: where its u sits, its shape, its learned scale (offset in
 #: x, or -1 for a fixed prior sd), its weights (float offset; one per row or
@@ -64,8 +68,8 @@ B_U, B_R, B_C, B_SCALE, B_W, B_W_ROW, B_SD, B_ROT, B_DESIGN, B_KIND = range(10)
 RECORD = 12
 VALUE, LOG_HALF_NORMAL = 0, 1
 LOC, SLOPE, LOG_SIGMA = 0, 1, 2
-# Float constants: experiment_sd, cell_sd.
-K_EXP_SD, K_CELL_SD = 0, 1
+# Float constants: experiment_sd, cell_sd, experiment_outcome_sd.
+K_EXP_SD, K_CELL_SD, K_EXP_Y_SD = 0, 1, 2
 
 
 @_inline
@@ -341,7 +345,9 @@ def prior_forward(
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Log prior of ``x`` (its gradient is written to ``grad``) and the likelihood's inputs.
 
-    Returns ``lp, loc (M, S), slope (K, S), log_sigma (S,), chol_c, chol_e``.
+    Returns ``lp, loc (M, S), slope (K, S), log_sigma (S,), chol_c (K, K),
+    chol_e (M, M)``; ``chol_e`` is diag(sd of the outcome's own experiment
+    effect, factor of the proxies' Omega_E), the outcome first.
     """
     for i in range(grad.shape[0]):
         grad[i] = 0.0
@@ -374,12 +380,18 @@ def prior_forward(
         if ints[H_FREE] == 1:
             v, low_c, _, _ = _lkj(x, grad, floats, ints[H_CPC_C], k, ints[H_FL_CPC])
             lp += v
-    chol_e = np.empty((k, k))
+    chol_e = np.zeros((k + 1, k + 1))
     chol_c = np.empty((k, k))
     for i in range(k):
         for j in range(k):
-            chol_e[i, j] = sd_e[i] * low_e[i, j]
+            chol_e[i + 1, j + 1] = sd_e[i] * low_e[i, j]
             chol_c[i, j] = sd_c[i] * low_c[i, j]
+    off_y = ints[H_SD_Y]
+    if off_y >= 0:
+        v, d = _half_normal_log(x[off_y], floats[consts + K_EXP_Y_SD])
+        lp += v
+        grad[off_y] += d
+        chol_e[0, 0] = math.exp(x[off_y])
     return lp, loc, slope, ls[0].copy(), chol_c, chol_e
 
 
@@ -397,8 +409,11 @@ def likelihood_back(
 ) -> None:
     """Add to ``grad`` the gradient with respect to ``x`` of a function of the
     likelihood's inputs, given its gradients with respect to them (lower
-    triangles for the Cholesky factors)."""
+    triangles for the Cholesky factors; ``g_chol_e`` is (M, M), the outcome first)."""
     k = ints[H_K]
+    off_y = ints[H_SD_Y]
+    if off_y >= 0:
+        grad[off_y] += g_chol_e[0, 0] * math.exp(x[off_y])
     gs = [g_loc, g_slope, g_log_sigma.reshape((1, -1))]
     for f in range(3):
         _family_back(x, grad, ints, floats, f, np.ascontiguousarray(gs[f]))
@@ -422,9 +437,9 @@ def likelihood_back(
         acc_e = 0.0
         acc_c = 0.0
         for j in range(i + 1):
-            acc_e += g_chol_e[i, j] * low_e[i, j]
+            acc_e += g_chol_e[i + 1, j + 1] * low_e[i, j]
             acc_c += g_chol_c[i, j] * low_c[i, j]
-            g_low_e[i, j] = sd_e * g_chol_e[i, j]
+            g_low_e[i, j] = sd_e * g_chol_e[i + 1, j + 1]
             g_low_c[i, j] = sd_c * g_chol_c[i, j]
         grad[ints[H_SD_E] + i] += acc_e * sd_e
         grad[ints[H_SD_C] + i] += acc_c * sd_c

@@ -4,12 +4,17 @@ Model (standardized units; M = K + 1 metrics, outcome first). For a cell
 c = (e, s) with observed effects d_c and sampling covariance S_c:
 
     theta_c = mu_s + eta_e + zeta_c,        zeta_c ~ N(0, Omega_C)
-    tau_c   = nu_s + beta_s'(theta_c - mu_s) + eps_c,   eps_c ~ N(0, sigma_s^2)
-    d_c     ~ N((tau_c, theta_c), S_c),     eta_e = L_E z_e,  z_e ~ N(0, I_K)
+    tau_c   = nu_s + eta0_e + beta_s'(theta_c - mu_s) + eps_c,   eps_c ~ N(0, sigma_s^2)
+    d_c     ~ N((tau_c, theta_c), S_c)
 
-Integrating zeta_c and eps_c out gives, given eta_e,
+The experiment effect has J = K + 1 dims, (eta0_e, eta_e) = L_E z_e with
+z_e ~ N(0, I_J): eta0_e is the experiment's long-term effect that no proxy
+carries, shared by its cells, independent of the proxies' eta_e, so L_E =
+diag(omega0, L_proxies) (:func:`experiment_cholesky`). Integrating zeta_c and
+eps_c out gives, given the experiment effect,
 
-    d_c | eta_e ~ N(m_s + H_s eta_e, A_c),  m_s = (nu_s, mu_s),  H_s = [beta_s' ; I_K]
+    d_c | eta_e ~ N(m_s + H_s (eta0_e, eta_e), A_c),  m_s = (nu_s, mu_s),
+    H_s = [e_0, (beta_s' ; I_K)]  (M x J),
     A_c = V_s + S_c,   V_s = [[beta' Oc beta + sigma^2, (Oc beta)'], [Oc beta, Oc]]
 
 and integrating eta_e out gives the likelihood of experiment e:
@@ -210,6 +215,21 @@ def pack_cells(d: np.ndarray, s_cov: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flat.reshape(nw + m, n_blocks, LANES).transpose(1, 0, 2))
 
 
+def experiment_cholesky(sd_outcome: float | np.ndarray, chol_proxies: np.ndarray) -> np.ndarray:
+    """The (K + 1) x (K + 1) factor diag(sd_outcome, chol_proxies) the kernel takes.
+
+    ``sd_outcome`` is the sd of the outcome's own experiment effect (0 where
+    the model has none), ``chol_proxies`` the lower Cholesky factor of the
+    proxies' Omega_E; with any leading (draw) axes.
+    """
+    chol = np.asarray(chol_proxies, dtype=float)
+    k = chol.shape[-1]
+    out = np.zeros((*chol.shape[:-2], k + 1, k + 1))
+    out[..., 0, 0] = sd_outcome
+    out[..., 1:, 1:] = chol
+    return out
+
+
 @_jit
 def cell_logliks(
     d: np.ndarray,
@@ -225,7 +245,8 @@ def cell_logliks(
     """Per draw and cell: log N(d_c; m_c, A_c) and the outcome's conditional log density.
 
     ``d[M, C]``, ``s_cov[M, M, C]``; per draw ``loc[N, M, S]``,
-    ``beta[N, K, S]``, ``sig2[N, S]``, ``chol_c[N, K, K]``, ``eta[N, E, K]``.
+    ``beta[N, K, S]``, ``sig2[N, S]``, ``chol_c[N, K, K]``, ``eta[N, E, M]``
+    (the outcome's own experiment effect first, then the proxies').
     The cell's mean is m_c = m_s + H_s eta_e and A_c = V_s + S_c. The matrix
     is factored with the proxies first and the outcome last, so the last
     pivot is the outcome's variance given the proxy estimates and the last
@@ -251,12 +272,12 @@ def cell_logliks(
         for c in range(n):
             s = seg[c]
             e = cexp[c]
-            shift = 0.0
+            shift = eta[t, e, 0]
             for j in range(k):
-                shift += beta[t, j, s] * eta[t, e, j]
+                shift += beta[t, j, s] * eta[t, e, j + 1]
             for i in range(m):
                 pi = perm[i]
-                mean = loc[t, pi, s] + (shift if pi == 0 else eta[t, e, pi - 1])
+                mean = loc[t, pi, s] + (shift if pi == 0 else eta[t, e, pi])
                 r[i] = d[pi, c] - mean
                 for j in range(i + 1):
                     pj = perm[j]

@@ -71,9 +71,11 @@ def describe(parameter: str) -> str:
     elif "_main" in base:
         column = base.split("__")[-1] if "__" in base else base.split("_main_")[-1]
         piece = ("main-effect scale of " if "main_sd" in base else "main effects of ") + column
+    elif base == "sd_e_outcome":
+        piece = "scale of the long-term effect no proxy carries"
     elif base in ("sd_e", "sd_c", "corr_e", "corr_c", "omega_e", "omega_c", "cpc_e", "cpc_c"):
         piece = "scales" if base.startswith("sd") else "correlations"
-    elif base == "eta":
+    elif base in ("eta", "eta_outcome"):
         piece = "per experiment"
     else:
         piece = "per segment"

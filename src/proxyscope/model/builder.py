@@ -24,6 +24,8 @@ Parameter names (standardized units, see :mod:`proxyscope.model.structure`):
                  to be scaled; ``*_int_raw`` the segment deviations they give
 ``sd_e``, ``cpc_e``, ``sd_c``, ``cpc_c``  scales and canonical partial correlations
                  (shifted to (0, 1)) of the LKJ covariances Omega_E and Omega_C.
+``sd_e_outcome`` the sd of eta0_e, the experiment's long-term effect that no
+                 proxy carries (only when some experiment has two or more cells).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from proxyscope import dims
 from proxyscope.core.kernels import pack_cells
 from proxyscope.data.cells import CellEffects
 from proxyscope.model import families
+from proxyscope.model.layout import OUTCOME_SD
 from proxyscope.model.ops import ProxyModelLogp
 from proxyscope.model.priors import Priors
 from proxyscope.model.structure import (
@@ -293,6 +296,14 @@ def build_model(
             chol_c = sd_c[:, None] * corr_e
         else:
             chol_c, _ = lkj_cholesky("c", k, priors.cell_sd, priors.lkj_eta)
+        sd_y = (
+            pm.HalfNormal(OUTCOME_SD, priors.experiment_outcome_sd)
+            if data.has_outcome_experiment_effect
+            else pt.as_tensor(0.0)
+        )
+        # (eta0_e, eta_e): the outcome's own experiment effect, then the proxies'.
+        chol_full = pt.set_subtensor(pt.zeros((k + 1, k + 1))[0, 0], sd_y)
+        chol_e = pt.set_subtensor(chol_full[1:, 1:], chol_e)
 
         if form == "latent":
             _latent_likelihood(data, k, loc, slope, pt.exp(log_sigma), chol_c, chol_e)
@@ -326,18 +337,22 @@ def _latent_likelihood(
 ) -> None:
     """Explicit latent effects and the Gaussian likelihood of every cell's vector.
 
-    theta_c = mu_s + eta_e + zeta_c, tau_c = nu_s + beta_s'(theta_c - mu_s) + sigma_s eps_c,
+    theta_c = mu_s + eta_e + zeta_c,
+    tau_c = nu_s + eta0_e + beta_s'(theta_c - mu_s) + sigma_s eps_c,
     d_c ~ N((tau_c, theta_c), S_c), written elementwise with the whitening
-    factors of S_c computed once in numpy (no batched MvNormal).
+    factors of S_c computed once in numpy (no batched MvNormal). ``chol_e``
+    is the (K + 1)-dim factor of (eta0_e, eta_e).
     """
     n_cells = data.d.shape[1]
     seg, cexp = data.cell_segment, data.cell_experiment
-    eta = pm.Normal("latent_eta", 0.0, 1.0, shape=(data.n_experiments, k)) @ chol_e.T
+    eta = pm.Normal("latent_eta", 0.0, 1.0, shape=(data.n_experiments, k + 1)) @ chol_e.T
     zeta = pm.Normal("latent_zeta", 0.0, 1.0, shape=(n_cells, k)) @ chol_c.T
     eps = pm.Normal("latent_eps", 0.0, 1.0, shape=n_cells)
     mu = loc[1:, seg].T
-    theta = mu + eta[cexp] + zeta
-    tau = loc[0, seg] + (slope[:, seg].T * (theta - mu)).sum(axis=1) + sigma[seg] * eps
+    theta = mu + eta[cexp, 1:] + zeta
+    tau = (
+        loc[0, seg] + eta[cexp, 0] + (slope[:, seg].T * (theta - mu)).sum(axis=1) + sigma[seg] * eps
+    )
     resid = pt.as_tensor(data.d.T) - pt.concatenate([tau[:, None], theta], axis=1)
     chol = np.linalg.cholesky(np.moveaxis(data.s_cov, -1, 0))
     whiten = np.linalg.inv(chol)  # (C, M, M), lower triangular

@@ -133,15 +133,21 @@ class Diagnostics:
                 share = (
                     f", with {self.chain_divergences[chain]} of the {self.divergences} divergences"
                 )
+            family = describe(parameter)
+            remedy = (
+                "a proxy that barely moves across experiments leaves the sign of its slope "
+                "open, so fit without it, or with simpler pooling ("
+                if family.startswith("slopes")
+                else "fit with simpler pooling ("
+            )
             tips.append(
                 f"chain {chain} settles elsewhere than the others on {parameter} "
-                f"({describe(parameter)}; {distance:.1f} within-chain sds{share}): the "
+                f"({family}; {distance:.1f} within-chain sds{share}): the "
                 "posterior has separate modes or that chain is stuck, and more draws will not "
                 "join them. Compare with another seed ("
                 + syntax["seed"].format(seed=next_seed)
                 + "); if the chains keep disagreeing, the data do not pin that family down: "
-                "a proxy that barely moves across experiments leaves the sign of its slope "
-                "open, so fit without it, or with simpler pooling ("
+                + remedy
                 + syntax["pooling"].format(pooling="complete")
                 + ")"
             )

@@ -40,7 +40,9 @@ class ProxyFit:
         ``posterior`` (named dims, original units: ``nu``, ``mu``, ``beta``,
         ``sigma``, ``alpha`` per segment; globals, main effects, interaction
         scales; ``sd_e``/``corr_e``/``omega_e`` and ``sd_c``/``corr_c``/
-        ``omega_c``; recovered ``eta`` per experiment), ``sampled`` (the
+        ``omega_c``; ``sd_e_outcome``, the sd of the experiments' long-term
+        effect that no proxy carries, when some experiment has two or more
+        cells; recovered ``eta`` (and ``eta_outcome``) per experiment), ``sampled`` (the
         sampler's parameters, standardized units), ``log_likelihood``
         (``effect[cell]``: per-cell density given the recovered eta;
         ``experiment[experiment]``: per-experiment density with eta integrated
@@ -225,8 +227,15 @@ class ProxyFit:
         )
 
     def _eta_std(self) -> np.ndarray:
-        eta = self.posterior["eta"].transpose(dims.CHAIN, dims.DRAW, dims.EXPERIMENT, dims.PROXY)
+        """Recovered experiment effects (draws, E, M), standardized, the outcome's own first."""
+        post = self.posterior
+        eta = post["eta"].transpose(dims.CHAIN, dims.DRAW, dims.EXPERIMENT, dims.PROXY)
         arr = np.asarray(eta.values, dtype=float) / self.data.scales[1:]
+        own = np.zeros(arr.shape[:3])
+        if "eta_outcome" in post:
+            values = post["eta_outcome"].transpose(dims.CHAIN, dims.DRAW, dims.EXPERIMENT).values
+            own = np.asarray(values, dtype=float) / self.data.scales[0]
+        arr = np.concatenate([own[..., None], arr], axis=-1)
         return arr.reshape(-1, arr.shape[2], arr.shape[3])
 
     # -- summaries ---------------------------------------------------------

@@ -29,6 +29,8 @@ from proxyscope.model.structure import SegmentStructure
 CPC = "cpc"
 AXIS = dims.INTERACTION_AXIS
 FAMILY_PREFIX = ("loc", "slope", "log_sigma")
+#: The sd of eta0_e, the experiment's long-term effect that no proxy carries.
+OUTCOME_SD = "sd_e_outcome"
 
 
 def contrast_dim(column: str) -> str:
@@ -141,6 +143,8 @@ class Layout:
         return np.broadcast_to(c.main[block.family][block.column][:, None], (block.rows, 1))
 
     def _shape(self, block: Block) -> tuple[int, ...]:
+        if block.name == OUTCOME_SD:
+            return ()
         if block.family == dn.LOG_SIGMA:
             if block.kind == "log_scale":
                 return ()
@@ -157,6 +161,8 @@ class Layout:
         """Named dims of a block's variable (after the chain and draw dims)."""
         if block.kind == "logit_cpc":
             return (CPC,)
+        if block.name == OUTCOME_SD:
+            return ()
         if block.name in ("sd_e", "sd_c"):
             return (dims.PROXY,)
         if block.family == dn.LOG_SIGMA:
@@ -231,8 +237,13 @@ def build_layout(
     proxies: tuple[str, ...],
     cell_correlation: str,
     coordinates: Coordinates,
+    outcome_effect: bool = True,
 ) -> Layout:
-    """The flat vector of a model with these settings, sampled in ``coordinates``."""
+    """The flat vector of a model with these settings, sampled in ``coordinates``.
+
+    ``outcome_effect``: whether the model has eta0_e, the experiment's
+    long-term effect that no proxy carries (``sd_e_outcome``).
+    """
     k = len(proxies)
     m = k + 1
     n_seg = structure.n_segments
@@ -270,7 +281,7 @@ def build_layout(
         records.append(rec)
 
     fl_rot = put(coordinates.rotation)
-    fl_const = put([priors.experiment_sd, priors.cell_sd])
+    fl_const = put([priors.experiment_sd, priors.cell_sd, priors.experiment_outcome_sd])
     fl_cpc = put(cpc_shapes(k, priors.lkj_eta) if k > 1 else [0.0])
     designs = structure.design()
     family_priors = (
@@ -337,6 +348,11 @@ def build_layout(
         if k > 1 and cell_correlation == "free"
         else None
     )
+    sd_y = (
+        add(OUTCOME_SD, 1, 1, "log_scale", prior_sd=priors.experiment_outcome_sd)
+        if outcome_effect
+        else None
+    )
 
     ints = np.full(dn.HEADER + dn.RECORD * len(records), -1, dtype=np.int64)
     ints[dn.H_K] = k
@@ -346,6 +362,7 @@ def build_layout(
     ints[dn.H_CPC_E] = cpc_e.offset if cpc_e else -1
     ints[dn.H_SD_C] = sd_c.offset
     ints[dn.H_CPC_C] = cpc_c.offset if cpc_c else -1
+    ints[dn.H_SD_Y] = sd_y.offset if sd_y else -1
     ints[dn.H_NDIM] = offset
     ints[dn.H_FL_ROT] = fl_rot
     ints[dn.H_FL_CONST] = fl_const

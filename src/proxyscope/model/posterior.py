@@ -16,8 +16,10 @@ import numpy as np
 import xarray as xr
 
 from proxyscope import dims
+from proxyscope.core.kernels import experiment_cholesky
 from proxyscope.model import families
 from proxyscope.model.builder import corr_cholesky
+from proxyscope.model.layout import OUTCOME_SD
 from proxyscope.model.structure import SegmentStructure
 
 FAMILIES = ("loc", "slope", "log_sigma")
@@ -169,12 +171,24 @@ def cholesky_values(
     return np.asarray(sd[..., :, None] * corr_cholesky(2.0 * u - 1.0, k, np))
 
 
+def outcome_experiment_sd(raw: xr.Dataset) -> np.ndarray:
+    """The sd (chain, draw) of eta0_e, the experiment's long-term effect no proxy
+    carries (standardized); zeros for a model without it (one cell per experiment,
+    or a file saved before it existed)."""
+    if OUTCOME_SD in raw:
+        return np.asarray(raw[OUTCOME_SD].values, dtype=float)
+    first = next(iter(raw.data_vars.values()))
+    return np.zeros(first.shape[:2])
+
+
 @dataclasses.dataclass(frozen=True)
 class StdParameters:
     """Per-draw model parameters in standardized units, flattened over draws.
 
-    loc (N, M, S), slope (N, K, S), sig2 (N, S), chol_c (N, K, K), chol_e (N, K, K)
-    with N = chains x draws.
+    loc (N, M, S), slope (N, K, S), sig2 (N, S), chol_c (N, K, K) and chol_e
+    (N, M, M) with N = chains x draws; chol_e is the factor of the experiment
+    effects (eta0_e, eta_e), the outcome's own first
+    (:func:`proxyscope.core.kernels.experiment_cholesky`).
     """
 
     loc: np.ndarray
@@ -195,14 +209,14 @@ def std_parameters(raw: xr.Dataset, info: ModelInfo) -> StdParameters:
     slope = family_values(raw, info, "slope")
     log_sigma = family_values(raw, info, "log_sigma")[:, :, 0, :]
     chol_c = cholesky_values(raw, "c", k, info.cell_correlation)
-    chol_e = cholesky_values(raw, "e", k)
+    chol_e = experiment_cholesky(outcome_experiment_sd(raw), cholesky_values(raw, "e", k))
     n = loc.shape[0] * loc.shape[1]
     return StdParameters(
         loc=np.ascontiguousarray(loc.reshape(n, *loc.shape[2:])),
         slope=np.ascontiguousarray(slope.reshape(n, *slope.shape[2:])),
         sig2=np.ascontiguousarray(np.exp(2.0 * log_sigma).reshape(n, -1)),
         chol_c=np.ascontiguousarray(chol_c.reshape(n, k, k)),
-        chol_e=np.ascontiguousarray(chol_e.reshape(n, k, k)),
+        chol_e=np.ascontiguousarray(chol_e.reshape(n, k + 1, k + 1)),
     )
 
 
@@ -211,8 +225,9 @@ def named_posterior(
 ) -> xr.Dataset:
     """The user-facing posterior: named dims, original units.
 
-    ``eta_std`` (chain, draw, experiment, proxy) are recovered experiment
-    effects in standardized units (see :mod:`proxyscope.model.recover`).
+    ``eta_std`` (chain, draw, experiment, M) are recovered experiment
+    effects in standardized units, the outcome's own first (see
+    :mod:`proxyscope.model.recover`).
     """
     structure = info.structure
     scales = np.asarray(info.scales)
@@ -294,7 +309,11 @@ def named_posterior(
         out[f"corr_{suffix}"] = ((*cd, dims.PROXY, dims.PROXY_), corr)
         out[f"omega_{suffix}"] = ((*cd, dims.PROXY, dims.PROXY_), cov_std * np.outer(sp, sp))
 
+    if OUTCOME_SD in raw:
+        out[OUTCOME_SD] = (cd, np.asarray(raw[OUTCOME_SD].values, dtype=float) * sy)
     if eta_std is not None:
         coords[dims.EXPERIMENT] = list(info.experiments)
-        out["eta"] = ((*cd, dims.EXPERIMENT, dims.PROXY), eta_std * sp)
+        out["eta"] = ((*cd, dims.EXPERIMENT, dims.PROXY), eta_std[..., 1:] * sp)
+        if OUTCOME_SD in raw:
+            out["eta_outcome"] = ((*cd, dims.EXPERIMENT), eta_std[..., 0] * sy)
     return xr.Dataset(out, coords=coords)

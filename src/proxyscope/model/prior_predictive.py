@@ -41,7 +41,7 @@ def prior_predictive(
     n = params.n_draws
     sims = np.empty((n, data.d.shape[1], k + 1))
     for i in range(n):
-        z = rng.standard_normal((data.n_experiments, k))
+        z = rng.standard_normal((data.n_experiments, k + 1))
         eta = z @ params.chol_e[i].T
         mean, v = recover._cell_prior(params, i, data, eta)
         total = np.moveaxis(v + data.s_cov, -1, 0)

@@ -62,6 +62,11 @@ class Priors:
         (for log sigma: HalfNormal(sd) on sigma).
     experiment_sd : float
         HalfNormal scale of the sd of the experiment-level proxy effects eta_e.
+    experiment_outcome_sd : float
+        HalfNormal scale of the sd of eta0_e, the experiment's long-term effect
+        that no proxy carries, shared by all its cells (in the model only when
+        some experiment has two or more cells; with one cell per experiment it
+        cannot be told from sigma).
     cell_sd : float
         HalfNormal scale of the sd of what is left within a cell (zeta_c).
     lkj_eta : float
@@ -93,6 +98,7 @@ class Priors:
     none_slope_sd: float = 1.0
     none_log_sigma_sd: float = 1.0
     experiment_sd: float = 1.0
+    experiment_outcome_sd: float = 0.5
     cell_sd: float = 0.5
     lkj_eta: float = 2.0
     min_levels_learned_scale: int = 5

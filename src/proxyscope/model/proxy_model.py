@@ -396,6 +396,8 @@ def assemble(
     lp_e, eta_mean, eta_cov = recover.experiment_conditionals(params, data)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     eta = recover.draw_gaussian(eta_mean, eta_cov, rng)
+    if not data.has_outcome_experiment_effect:
+        eta[..., 0] = 0.0  # the model has no eta0_e (its variance is exactly 0)
     cell_ll, outcome_ll = recover.logliks(params, data, eta)
     # Per-experiment marginal density in original units.
     cells_per_exp = np.bincount(data.cell_experiment, minlength=data.n_experiments)

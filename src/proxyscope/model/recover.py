@@ -29,16 +29,16 @@ def experiment_conditionals(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per draw: marginal log likelihood per experiment and eta's conditional.
 
-    Returns lp (N, E), eta mean (N, E, K) and covariance (N, E, K, K), all in
-    standardized units.
+    Returns lp (N, E), the mean (N, E, M) and covariance (N, E, M, M) of the
+    experiment effect (eta0_e, eta_e), all in standardized units.
     """
     k = params.slope.shape[1]
     kernel = load_kernel_module(k).experiment_posterior
     dat = pack_cells(data.d, data.s_cov)
     n, e = params.n_draws, data.n_experiments
     lp = np.empty((n, e))
-    mean = np.empty((n, e, k))
-    cov = np.empty((n, e, k, k))
+    mean = np.empty((n, e, k + 1))
+    cov = np.empty((n, e, k + 1, k + 1))
     for i in range(n):
         lp[i], mean[i], cov[i] = kernel(
             dat,
@@ -66,21 +66,22 @@ def draw_gaussian(mean: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -
 def _cell_prior(
     params: StdParameters, i: int, data: FitData, eta: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (M, C) and covariance V_s (M, M, C) of cell c's true effects given eta."""
+    """Mean (M, C) and covariance V_s (M, M, C) of cell c's true effects given
+    the experiment effects ``eta`` (E, M), the outcome's own first."""
     loc, slope = params.loc[i], params.slope[i]
     v_seg, _ = segment_covariances(slope, params.sig2[i], params.chol_c[i])
     seg, cexp = data.cell_segment, data.cell_experiment
-    eta_c = eta[cexp].T  # (K, C)
+    eta_c = eta[cexp].T  # (M, C)
     mean = loc[:, seg].copy()
-    mean[0] += np.sum(slope[:, seg] * eta_c, axis=0)
-    mean[1:] += eta_c
+    mean[0] += eta_c[0] + np.sum(slope[:, seg] * eta_c[1:], axis=0)
+    mean[1:] += eta_c[1:]
     return mean, v_seg[:, :, seg]
 
 
 def logliks(params: StdParameters, data: FitData, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both per-cell log likelihoods, per draw and cell (N, C), original units.
 
-    First log N(d_c; m_c, V_s + S_c) given eta (N, E, K); second the long-term
+    First log N(d_c; m_c, V_s + S_c) given the experiment effects (N, E, M); second the long-term
     estimate's density given the cell's proxy estimates, log p(d^y_c | d^theta_c),
     the conditional of the same Gaussian: it scores how well the proxies
     predict the long-term effect, so it is comparable across models with

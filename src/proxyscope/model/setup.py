@@ -42,6 +42,7 @@ class Prepared:
             self.proxies,
             self.cell_correlation,
             self.coordinates,
+            self.data.has_outcome_experiment_effect,
         )
 
     def with_coordinates(self, chosen: coords.Coordinates) -> Prepared:

@@ -229,6 +229,13 @@ class FitData:
     def n_experiments(self) -> int:
         return len(self.experiments)
 
+    @property
+    def has_outcome_experiment_effect(self) -> bool:
+        """Whether the model gets eta0_e, the experiment's long-term effect no proxy
+        carries: only when some experiment has two or more cells (with one cell
+        each it is the same thing as the cell's residual)."""
+        return bool(np.any(np.bincount(self.cell_experiment) >= 2))
+
 
 #: Floor of the signal scale, as a fraction of the observed standard deviation.
 SIGNAL_FLOOR = 0.2

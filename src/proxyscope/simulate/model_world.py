@@ -7,10 +7,15 @@ parameters at close to their nominal rate.
 One segment column (``segment`` with the given levels); per experiment e and
 level l:
 
-    eta_e ~ N(0, Omega_E),  zeta_c ~ N(0, Omega_C),  eps_c ~ N(0, sigma^2)
+    eta_e ~ N(0, Omega_E),  eta0_e ~ N(0, sd_e_outcome^2),
+    zeta_c ~ N(0, Omega_C),  eps_c ~ N(0, sigma^2)
     theta_c = mu_l + eta_e + zeta_c
-    tau_c = nu_l + beta'(theta_c - mu_l) + eps_c
+    tau_c = nu_l + eta0_e + beta'(theta_c - mu_l) + eps_c
     d_c ~ N((tau_c, theta_c), S)
+
+(eta0_e: the experiment's long-term effect that no proxy carries; drawn from
+a stream of its own, so a world with ``sd_e_outcome = 0`` is the same draws
+as one made before it existed.)
 
 with S the same sampling covariance in every cell (``noise_sd``, and
 correlation ``noise_corr`` between every pair of metrics).
@@ -42,6 +47,8 @@ class ModelTruth:
     omega_c: np.ndarray  # (K, K)
     eta: np.ndarray  # (E, K) realised experiment effects
     latent: np.ndarray  # (C, 1 + K) realised true cell effects
+    sd_e_outcome: float = 0.0
+    eta_outcome: np.ndarray | None = None  # (E,) realised eta0_e
 
 
 def from_model(
@@ -53,6 +60,7 @@ def from_model(
     beta: Sequence[float] = (0.5,),
     sigma: float = 0.2,
     sd_e: Sequence[float] = (1.0,),
+    sd_e_outcome: float = 0.0,
     sd_c: Sequence[float] = (0.3,),
     corr_e: np.ndarray | None = None,
     noise_sd: float = 0.5,
@@ -81,6 +89,8 @@ def from_model(
             "from_model: need n_experiments >= 2, sigma >= 0, noise_sd > 0 and "
             f"|noise_corr| < 1; got {n_experiments}, {sigma}, {noise_sd}, {noise_corr}."
         )
+    if not sd_e_outcome >= 0:
+        raise ParameterError(f"from_model: sd_e_outcome must be >= 0; got {sd_e_outcome!r}.")
     rng = np.random.default_rng(seed)
     corr = np.eye(k) if corr_e is None else np.asarray(corr_e, dtype=float)
     sde = np.asarray(sd_e, dtype=float)
@@ -90,6 +100,7 @@ def from_model(
     m = k + 1
     noise = noise_sd**2 * (np.full((m, m), noise_corr) + (1 - noise_corr) * np.eye(m))
     eta = rng.multivariate_normal(np.zeros(k), omega_e, size=n_experiments)
+    own = sd_e_outcome * np.random.default_rng([seed, 1]).standard_normal(n_experiments)
     rows = []
     latent = []
     effect = []
@@ -97,7 +108,7 @@ def from_model(
         for lv, level in enumerate(levels):
             zeta = rng.multivariate_normal(np.zeros(k), omega_c)
             theta = mu_a[lv] + eta[e] + zeta
-            tau = nu_a[lv] + beta_a @ (theta - mu_a[lv]) + sigma * rng.standard_normal()
+            tau = nu_a[lv] + own[e] + beta_a @ (theta - mu_a[lv]) + sigma * rng.standard_normal()
             truth = np.r_[tau, theta]
             latent.append(truth)
             effect.append(rng.multivariate_normal(truth, noise))
@@ -127,5 +138,7 @@ def from_model(
         omega_c=omega_c,
         eta=eta,
         latent=np.asarray(latent),
+        sd_e_outcome=float(sd_e_outcome),
+        eta_outcome=own,
     )
     return cells, truth
