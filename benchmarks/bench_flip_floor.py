@@ -44,7 +44,7 @@ from scipy.special import ndtr
 import proxyscope as ps
 from proxyscope._io import write_atomic
 from proxyscope.analyses.fragility import segment_flip_draws
-from proxyscope.analyses.implied import fitted_segments
+from proxyscope.model.segments import fitted_segments
 from proxyscope.simulate import column_roles
 from proxyscope.simulate.population import Mechanism
 from proxyscope.simulate.scenario import PROXIES, cell_labels

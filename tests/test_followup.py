@@ -60,12 +60,14 @@ def _run(number: int = 1, target: float = 0.9, draws: int = 1000) -> Run:
     )
 
 
-def _next(diag: Diagnostics, run: Run, **kw: Any) -> tuple[Run | None, str]:
+def _next(diag: Diagnostics, run: Run, rechosen: bool = True, **kw: Any) -> tuple[Run | None, str]:
     # The re-chosen coordinates are tested in test_density; here the policy.
+    # ``rechosen``: whether re-choosing them gives anything new.
     import proxyscope.model.followup as fu
 
+    new = run.coordinates.replace(rotation=-run.coordinates.rotation)
     original = fu.repilot
-    fu.repilot = lambda layout, raw: run.coordinates  # type: ignore[assignment]
+    fu.repilot = lambda layout, raw: new if rechosen else run.coordinates  # type: ignore[assignment]
     try:
         options = {"followup_seconds": 0.0, "first_seconds": 10.0, "first_length": 2000}
         options.update(kw)
@@ -101,6 +103,18 @@ def test_a_short_ess_doubles_the_length_from_the_third_run() -> None:
     third, _ = _next(_diag(ess=300), second)
     assert third is not None and (third.draws, third.tune) == (2000, 2000)
     assert "doubled to 2000 + 2000 (min bulk ESS 300 < 400)" in third.action
+
+
+def test_a_run_that_re_choosing_cannot_change_is_lengthened_at_once() -> None:
+    """With nothing to re-choose (pooling "none"), the same coordinates, settings
+    and seed would repeat the failed run draw for draw: it runs twice as long."""
+    second, _ = _next(_diag(rhat=1.011), _run(), rechosen=False)
+    assert second is not None and (second.draws, second.tune) == (2000, 2000)
+    assert "coordinates re-chosen" not in second.action
+    assert "doubled to 2000 + 2000 (max R-hat 1.0110 > 1.01)" in second.action
+    # A slow R-hat (ESS fine) is lengthened from the third run on as well.
+    third, _ = _next(_diag(rhat=1.011), _run(number=2))
+    assert third is not None and third.draws == 2000 and "coordinates re-chosen" in third.action
 
 
 def test_follow_ups_stop_at_the_run_limit_and_within_the_budget() -> None:

@@ -17,9 +17,10 @@ from conftest import cached_fit, segment_truth
 
 import proxyscope as ps
 from proxyscope import dims
-from proxyscope.analyses.implied import fitted_segments, interval
+from proxyscope.core.draws import interval
 from proxyscope.data.cells import build
 from proxyscope.errors import ConvergenceWarning
+from proxyscope.model.segments import fitted_segments
 
 pytestmark = [
     pytest.mark.slow,
@@ -200,8 +201,9 @@ def test_a_proxy_that_misses_the_experiments_long_term_effect_gets_no_slope() ->
     (eta0_e, shared by its cells) and the proxy does not move it at all (beta =
     0). A model without eta0_e can only explain the long-term effect's
     agreement across an experiment's cells through the proxies' experiment
-    effect: it found slopes of +-27 to +-54 standardized units, bimodal in sign
-    (the convergence matrix's weak-proxy configurations). With eta0_e the slope
+    effect: it found slopes of 6 to 54 in absolute value (original units),
+    bimodal in sign on one seed (the convergence matrix's weak-proxy
+    configurations). With eta0_e the slope
     is ~0, the sd of eta0_e is recovered, and the proxy's trial-level R^2 is
     ~0 (it says nothing about the long-term effect)."""
     cells, truth = ps.simulate.from_model(

@@ -54,9 +54,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
+from proxyscope._io import write_text_atomic
 from proxyscope.errors import SpecError, suggestion
 from proxyscope.options import DEFAULT_CI
-from proxyscope.specs import _toml
 from proxyscope.specs._read import Table, check_number, type_word
 
 SPEC_VERSION = 1
@@ -949,11 +951,10 @@ def dumps_spec(spec: ModelSpec) -> str:
         f"proxyscope model spec (canonical form, spec_version {spec.spec_version}).",
         "Written by proxyscope; every default is spelled out.",
     ]
-    return _toml.dumps(to_dict(spec), header=header)
+    comments = "".join(f"# {line}\n" for line in header)
+    return comments + "\n" + tomli_w.dumps(to_dict(spec))
 
 
 def dump_spec(spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
-    """Write the canonical TOML of ``spec`` to ``path``."""
-    p = Path(path)
-    p.write_text(dumps_spec(spec), encoding="utf-8")
-    return p
+    """Write the canonical TOML of ``spec`` to ``path`` (atomically)."""
+    return write_text_atomic(path, dumps_spec(spec))

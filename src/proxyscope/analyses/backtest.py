@@ -83,9 +83,9 @@ from proxyscope.errors import (
 )
 
 if TYPE_CHECKING:
-    from proxyscope.analyses.implied import SegmentDraws
     from proxyscope.model.fit import ProxyFit
     from proxyscope.model.proxy_model import ProxyModel
+    from proxyscope.model.segments import SegmentDraws
 
 #: Methods in the order of the result table.
 METHODS: tuple[str, ...] = (

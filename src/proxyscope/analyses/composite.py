@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from proxyscope.analyses.implied import SegmentDraws
+from proxyscope.model.segments import SegmentDraws
 
 
 def weight_draws(beta: np.ndarray, omega: np.ndarray) -> np.ndarray:

@@ -55,15 +55,11 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
-from proxyscope.analyses.implied import (
-    check_ci,
-    fitted_segments,
-    historical_mix,
-    interval,
-    proxy_flips,
-)
+from proxyscope.analyses.implied import proxy_flips
 from proxyscope.core.bvn import prob_opposite_signs
+from proxyscope.core.draws import check_ci, interval
 from proxyscope.errors import ParameterError, ProxyscopeWarning
+from proxyscope.model.segments import fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:

@@ -1,27 +1,14 @@
-"""The implied joint distribution of a new experiment's true effects, per draw.
+"""Analyses' reading of a new experiment's implied effects: sign flips, targets, seeds.
 
-For segment s (DESIGN §4), a new experiment's true long-term and proxy
-effects are jointly Gaussian given the parameters:
-
-    (tau_s, theta_s) ~ N((nu_s, mu_s), [[b' W b + omega0^2 + sigma_s^2, (W b)'], [W b, W]]),
-    W = Omega_E + Omega_C, b = beta_s,
-
-with omega0 the sd of eta0, the experiment's long-term effect that no proxy
-carries (0 for a model without it). For a segment mix pi (shares summing to
-one) the experiment effects (eta0, eta) are shared by all segments while the
-within-cell deviations are independent, so
-
-    mean       = (sum pi_s nu_s, sum pi_s mu_s)
-    Var theta  = Omega_E + sum pi_s^2 Omega_C
-    Cov(tau, theta) = bbar' Omega_E + sum pi_s^2 beta_s' Omega_C,   bbar = sum pi_s beta_s
-    Var tau    = bbar' Omega_E bbar + omega0^2 + sum pi_s^2 (beta_s' Omega_C beta_s + sigma_s^2).
-
-Everything is in original units and vectorised over posterior draws.
+The joint distribution itself (per segment and for a mix of segments) is
+:class:`proxyscope.model.segments.SegmentDraws`; this module adds the
+probability that the long-term and proxy effects disagree in sign, segment
+parameters for combinations the fit never saw, and the reading of a user's
+target population.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,84 +17,12 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.core.bvn import prob_opposite_signs
+from proxyscope.core.draws import flat
 from proxyscope.errors import ColumnError, DataTypeError, ParameterError
+from proxyscope.model.segments import SegmentDraws, fitted_segments, historical_mix
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
-
-
-def flat(values: Any) -> np.ndarray:
-    """An xarray variable with (chain, draw, ...) as a (draws, ...) array."""
-    arr = np.asarray(values.transpose(dims.CHAIN, dims.DRAW, ...).values, dtype=float)
-    return arr.reshape(-1, *arr.shape[2:])
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentDraws:
-    """Segment parameters per draw (original units) for a list of segments.
-
-    nu (N, S), mu (N, S, K), beta (N, S, K), sigma2 (N, S), omega_e and
-    omega_c (N, K, K), omega_y (N,) the variance of the experiments' long-term
-    effect that no proxy carries; ``labels`` name the S segments and ``extrapolated``
-    marks segment combinations not seen in the data (predicted from the
-    pooled main effects and a fresh interaction).
-    """
-
-    labels: tuple[str, ...]
-    nu: np.ndarray
-    mu: np.ndarray
-    beta: np.ndarray
-    sigma2: np.ndarray
-    omega_e: np.ndarray
-    omega_c: np.ndarray
-    omega_y: np.ndarray
-    extrapolated: np.ndarray
-
-    @property
-    def n_draws(self) -> int:
-        return self.nu.shape[0]
-
-    @property
-    def omega(self) -> np.ndarray:
-        """Omega_E + Omega_C: spread of a segment's true proxy effects across experiments."""
-        return self.omega_e + self.omega_c
-
-    def segment_moments(self) -> dict[str, np.ndarray]:
-        """Per draw and segment: means and covariances of (tau_s, theta_s)."""
-        w = self.omega
-        wb = np.einsum("nkl,nsl->nsk", w, self.beta)
-        var_tau = np.einsum("nsk,nsk->ns", self.beta, wb) + self.sigma2 + self.omega_y[:, None]
-        return {
-            "mean_tau": self.nu,
-            "mean_theta": self.mu,
-            "var_tau": var_tau,
-            "cov_tau_theta": wb,
-            "cov_theta": np.broadcast_to(w[:, None], (*self.mu.shape, self.mu.shape[-1])),
-        }
-
-    def mix_moments(self, shares: np.ndarray) -> dict[str, np.ndarray]:
-        """Per draw: means and covariances of the mix-level (tau_pi, theta_pi)."""
-        pi = np.asarray(shares, dtype=float)
-        pi2 = pi**2
-        bbar = np.einsum("s,nsk->nk", pi, self.beta)
-        oe, oc = self.omega_e, self.omega_c
-        cov_theta = oe + pi2.sum() * oc
-        cov_tau_theta = np.einsum("nk,nkl->nl", bbar, oe) + np.einsum(
-            "s,nsk,nkl->nl", pi2, self.beta, oc
-        )
-        var_tau = (
-            np.einsum("nk,nkl,nl->n", bbar, oe, bbar)
-            + np.einsum("s,nsk,nkl,nsl->n", pi2, self.beta, oc, self.beta)
-            + self.sigma2 @ pi2
-            + self.omega_y
-        )
-        return {
-            "mean_tau": self.nu @ pi,
-            "mean_theta": np.einsum("s,nsk->nk", pi, self.mu),
-            "var_tau": var_tau,
-            "cov_tau_theta": cov_tau_theta,
-            "cov_theta": cov_theta,
-        }
 
 
 def proxy_flips(moments: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -123,32 +38,6 @@ def proxy_flips(moments: Mapping[str, np.ndarray]) -> np.ndarray:
         np.diagonal(moments["cov_theta"], axis1=-2, axis2=-1),
         moments["cov_tau_theta"],
     )
-
-
-def fitted_segments(fit: ProxyFit) -> SegmentDraws:
-    """The fit's own segments, per draw."""
-    post = fit.posterior
-    labels = tuple(fit.structure.labels)
-    return SegmentDraws(
-        labels=labels,
-        nu=flat(post["nu"]),
-        mu=flat(post["mu"].transpose(dims.CHAIN, dims.DRAW, dims.SEGMENT, dims.PROXY)),
-        beta=flat(post["beta"].transpose(dims.CHAIN, dims.DRAW, dims.SEGMENT, dims.PROXY)),
-        sigma2=flat(post["sigma"]) ** 2,
-        omega_e=flat(post["omega_e"]),
-        omega_c=flat(post["omega_c"]),
-        omega_y=outcome_variance(fit),
-        extrapolated=np.zeros(len(labels), dtype=bool),
-    )
-
-
-def outcome_variance(fit: ProxyFit) -> np.ndarray:
-    """Per draw, the variance of eta0 (the experiments' long-term effect that no
-    proxy carries; original units); zeros for a model without it."""
-    post = fit.posterior
-    if "sd_e_outcome" in post:
-        return flat(post["sd_e_outcome"]) ** 2
-    return np.zeros(flat(post["sigma"]).shape[0])
 
 
 def analysis_seed(fit: ProxyFit, random_seed: int | None) -> int:
@@ -247,16 +136,6 @@ def segments_for(
         omega_y=base.omega_y,
         extrapolated=extrapolated,
     )
-
-
-def historical_mix(fit: ProxyFit) -> pd.Series:
-    """Share of users in each of the fit's segments (treatment and control arms)."""
-    eff = fit.effects
-    users = eff.data[dims.N_TREAT].values + eff.data[dims.N_CONTROL].values
-    labels = pd.Series(eff.segment_label)
-    shares = pd.Series(users, index=labels).groupby(level=0).sum()
-    shares = shares.reindex(list(fit.structure.labels)).fillna(0.0)
-    return shares / shares.sum()
 
 
 def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
@@ -359,21 +238,3 @@ def _key_parts(key: Any, cols: Sequence[str]) -> tuple[str, ...]:
             f"The 'target' segment {key!r} must name one level per segment column {list(cols)}."
         )
     return parts
-
-
-def check_ci(ci: Any) -> float:
-    """``ci`` as a float in (0, 1), or a DataTypeError / ParameterError naming it."""
-    if isinstance(ci, bool) or not isinstance(ci, (int, float, np.integer, np.floating)):
-        raise DataTypeError(
-            f"The 'ci' parameter must be a number in (0, 1); got {type(ci).__name__} {ci!r}."
-        )
-    if not 0 < ci < 1:
-        raise ParameterError(f"The 'ci' parameter must be in (0, 1); got {ci!r}.")
-    return float(ci)
-
-
-def interval(draws: np.ndarray, ci: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-tailed ``ci`` interval of draws along ``axis``."""
-    ci = check_ci(ci)
-    lo, hi = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2], axis=axis)
-    return lo, hi

@@ -17,17 +17,12 @@ import pandas as pd
 
 from proxyscope.analyses.composite import mix_composite, project
 from proxyscope.analyses.fragility import segment_flip_draws
-from proxyscope.analyses.implied import (
-    check_ci,
-    fitted_segments,
-    interval,
-    proxy_flips,
-    resolve_mix,
-    segments_for,
-)
+from proxyscope.analyses.implied import proxy_flips, resolve_mix, segments_for
 from proxyscope.analyses.surrogacy import STE_DRAWS, _subsample, threshold_effect
 from proxyscope.core.bvn import prob_opposite_signs
+from proxyscope.core.draws import check_ci, interval
 from proxyscope.errors import ParameterError
+from proxyscope.model.segments import fitted_segments
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:

@@ -22,8 +22,9 @@ import pandas as pd
 from scipy.special import ndtr
 
 from proxyscope.analyses.composite import mix_composite, project
-from proxyscope.analyses.implied import check_ci, fitted_segments, historical_mix, interval
+from proxyscope.core.draws import check_ci, interval
 from proxyscope.errors import ParameterError
+from proxyscope.model.segments import fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from proxyscope.analyses.composite import mix_composite, weight_draws
-from proxyscope.analyses.implied import check_ci, interval, resolve_mix, segments_for
+from proxyscope.analyses.implied import resolve_mix, segments_for
 from proxyscope.analyses.transport import transport
+from proxyscope.core.draws import check_ci, interval
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:

@@ -515,3 +515,8 @@ def _check_psd(
             f"positive semi-definite; the covariance columns or the assumed correlations "
             f"({shown}) are inconsistent with each other."
         )
+
+
+# The classmethod-style constructor users know, defined once (here, with its
+# code): ``CellEffects.from_arm_summaries(table, ...)`` is this function.
+CellEffects.from_arm_summaries = staticmethod(from_arm_summaries)

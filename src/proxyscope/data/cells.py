@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -255,53 +255,10 @@ class CellEffects:
         return CellEffects(data)
 
     # -- other constructors ------------------------------------------------
-    @classmethod
-    def from_arm_summaries(
-        cls,
-        table: pd.DataFrame,
-        *,
-        experiment: str,
-        arm: str,
-        treated_value: Any,
-        outcome: str,
-        proxies: Sequence[str] | str,
-        count: str | Mapping[str, str],
-        mean: Mapping[str, str],
-        variance: Mapping[str, str],
-        segments: Sequence[str] | str = (),
-        covariance: Mapping[tuple[str, str], str] | None = None,
-        correlation: float | Mapping[tuple[str, str], float] = 0.0,
-        directions: Mapping[str, str] | None = None,
-        min_users_per_arm: int = 10,
-        dropna: bool = False,
-    ) -> CellEffects:
-        """Build from per-arm count / mean / variance columns.
-
-        See :func:`proxyscope.data.arms.from_arm_summaries` for the
-        parameters and the covariance rule (nested samples:
-        ``Cov(mean_a, mean_b) = c_ab / max(n_a, n_b)``; where a covariance
-        column is missing, ``c_ab = correlation · σ_a · σ_b``, recorded in
-        :attr:`assumed_correlation` and the repr).
-        """
-        from proxyscope.data.arms import arm_summaries
-
-        return arm_summaries(
-            table,
-            experiment=experiment,
-            arm=arm,
-            treated_value=treated_value,
-            outcome=outcome,
-            proxies=proxies,
-            count=count,
-            mean=mean,
-            variance=variance,
-            segments=segments,
-            covariance=covariance,
-            correlation=correlation,
-            directions=directions,
-            min_users_per_arm=min_users_per_arm,
-            dropna=dropna,
-        )
+    #: Build from per-arm count / mean / variance columns:
+    #: :func:`proxyscope.data.arms.from_arm_summaries` (attached by that module,
+    #: which holds its code; importing ``proxyscope.data`` imports it).
+    from_arm_summaries: ClassVar[Callable[..., CellEffects]]
 
     # -- persistence -------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -24,6 +24,7 @@ from proxyscope.model import recover
 from proxyscope.model.posterior import ModelInfo, StdParameters, config_hash, std_parameters
 from proxyscope.model.prior_predictive import prior_predictive
 from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
+from proxyscope.model.summary import coefficient_table
 from proxyscope.options import DEFAULT_CI
 
 #: Version of the saved-file layout; a file with another one is refused.
@@ -241,8 +242,6 @@ class ProxyFit:
     # -- summaries ---------------------------------------------------------
     def summary(self, ci: float = DEFAULT_CI) -> pd.DataFrame:
         """Global and per-segment coefficients with equal-tailed intervals."""
-        from proxyscope.analyses.summaries import coefficient_table
-
         return coefficient_table(self, ci=ci)
 
     def prior_predictive(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -25,10 +24,8 @@ from proxyscope.errors import (
 )
 from proxyscope.model import followup, recover, sampling
 from proxyscope.model.builder import CELL_CORRELATIONS, BuiltModel, build_model
-from proxyscope.model.diagnostics import Diagnostics
-from proxyscope.model.diagnostics import compute as compute_diagnostics
 from proxyscope.model.fit import FILE_FORMAT, SAMPLED_GROUP, ProxyFit
-from proxyscope.model.native import NativeDensity, load_density
+from proxyscope.model.native import load_density
 from proxyscope.model.posterior import config_hash, named_posterior, std_parameters
 from proxyscope.model.priors import Priors
 from proxyscope.model.setup import Prepared, model_info, prepare
@@ -257,97 +254,33 @@ class ProxyModel:
         t0 = time.perf_counter()
         load_density(len(prepared.proxies), progress)
         compile_seconds = time.perf_counter() - t0
-        run = followup.Run(
-            number=1,
+        runs = followup.sample_runs(
+            prepared,
+            effects,
+            sampler=sampler,
             draws=int(draws),
             tune=int(tune),
+            chains=int(chains),
+            random_seed=int(random_seed),
+            progress=progress,
             settings=dict(self.sampler_settings),
-            coordinates=prepared.coordinates,
-            action="first run",
+            followups=self.followups,
+            budget=self.followup_budget,
         )
-        attempts: list[dict[str, Any]] = []
-        modes: list[dict[str, Any]] = []
-        first_seconds = 0.0
-        followup_seconds = 0.0
-        stopped = ""
-        while True:
-            prepared = prepared.with_coordinates(run.coordinates)
-            density = NativeDensity(prepared.layout, prepared.data)
-            raw, stats, timings = sampling.sample(
-                density,
-                sampler=sampler,
-                draws=run.draws,
-                tune=run.tune,
-                chains=int(chains),
-                random_seed=int(random_seed),
-                progress=progress,
-                settings=run.settings,
-            )
-            seconds = timings["sample_seconds"]
-            if run.number == 1:
-                first_seconds = seconds
-            else:
-                followup_seconds += seconds
-            report_run = run_diagnostics(prepared, effects, raw, stats)
-            attempts.append(
-                {
-                    "number": run.number,
-                    "action": run.action,
-                    "draws": run.draws,
-                    "tune": run.tune,
-                    "settings": timings["settings"],
-                    "coordinates": prepared.coordinates.summary(),
-                    "passed": report_run.passed,
-                    "max_rhat": float(report_run.table["r_hat"].max()),
-                    "min_ess_bulk": float(report_run.table["ess_bulk"].min()),
-                    "divergences": report_run.divergences,
-                    "failed_families": report_run.families(),
-                    "sample_seconds": seconds,
-                }
-            )
-            modes += [
-                {"run": run.number, "chain": c, "parameter": p, "distance": d}
-                for c, p, d in report_run.modes
-            ]
-            if modes:
-                stopped = (
-                    "stopped: chains sampled separate modes of the posterior, which more runs "
-                    "would not join"
-                )
-                break
-            if not self.followups:
-                break
-            nxt, why = followup.next_run(
-                run,
-                report_run,
-                prepared.layout,
-                raw,
-                followup_seconds=followup_seconds,
-                first_seconds=first_seconds,
-                first_length=int(draws) + int(tune),
-                max_runs=1 + self.followups,
-                budget=self.followup_budget,
-            )
-            if nxt is None:
-                stopped = "" if why == "passed" else why
-                break
-            if progress:
-                print(f"proxyscope: {nxt.action}", file=sys.stderr, flush=True)
-            run = nxt
+        prepared, raw, stats, timings = runs.prepared, runs.raw, runs.stats, runs.timings
         timings["compile_seconds"] = compile_seconds
-        timings["sample_seconds"] = first_seconds + followup_seconds
         sampler_record = {
             "name": sampler,
             "coordinates": prepared.coordinates.summary(),
             "settings": timings.pop("settings"),
             "random_seed": int(random_seed),
-            "draws": run.draws,
-            "tune": run.tune,
+            "draws": runs.last.draws,
+            "tune": runs.last.tune,
             "chains": int(chains),
             "timings": timings,
-            "attempts": attempts,
-            "modes": modes,
-            "stopped": stopped,
+            "attempts": runs.attempts,
+            "modes": runs.modes,
+            "stopped": runs.stopped,
             "followups": self.followups,
             "followup_budget": self.followup_budget,
         }
@@ -370,14 +303,6 @@ def _check_effects(effects: Any) -> None:
             "ProxyModel.fit expects a proxyscope.CellEffects (from proxyscope.summarize or "
             f"CellEffects.from_arm_summaries); got {type(effects).__name__}."
         )
-
-
-def run_diagnostics(
-    prepared: Prepared, effects: CellEffects, raw: xr.Dataset, stats: xr.Dataset
-) -> Diagnostics:
-    """The diagnostics of one run's draws (what :meth:`ProxyFit.diagnostics` reports)."""
-    info = model_info(prepared, effects)
-    return compute_diagnostics(named_posterior(raw, info), raw, stats)
 
 
 def assemble(

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from proxyscope._format import pct
 from proxyscope._io import write_bytes_atomic, write_text_atomic
+from proxyscope.core.draws import check_ci
 from proxyscope.errors import ConvergenceWarning, DataTypeError, ParameterError
 from proxyscope.model.advice import SURFACES
 from proxyscope.options import DEFAULT_CI
 from proxyscope.reporting import plots
-from proxyscope.reporting.content import pct, sections
+from proxyscope.reporting.content import sections
 from proxyscope.reporting.document import build_document
 from proxyscope.reporting.render_html import render_html
 from proxyscope.reporting.render_md import render_markdown
@@ -76,14 +78,6 @@ class ReportFiles:
         for entry in self.figures.values():
             files += [entry["png"], entry["svg"]]
         return files
-
-
-def _check_ci(ci: Any) -> float:
-    if not isinstance(ci, (int, float)) or isinstance(ci, bool) or not 0 < float(ci) < 1:
-        raise ParameterError(
-            f"The 'ci' parameter of report must be a number in (0, 1), e.g. 0.9; got {ci!r}."
-        )
-    return float(ci)
 
 
 def _resolve_transport(
@@ -212,7 +206,7 @@ def report(
             f"report expects a proxyscope.ProxyFit (from ProxyModel.fit or proxyscope.load); "
             f"got {type(fit).__name__}."
         )
-    ci = _check_ci(ci)
+    ci = check_ci(ci, "report")
     if title is not None and not isinstance(title, str):
         raise DataTypeError(f"The 'title' parameter of report must be a string; got {title!r}.")
     if not isinstance(out, (str, os.PathLike)):

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from proxyscope._format import pct
 from proxyscope.reporting.document import UNTRUSTWORTHY_TEXT
 
 
@@ -106,11 +107,6 @@ def interval_grid(
         )
         for g in labels
     ]
-
-
-def pct(level: float) -> str:
-    value = 100 * float(level)
-    return f"{value:.0f}%" if value.is_integer() else f"{value:g}%"
 
 
 def _table(

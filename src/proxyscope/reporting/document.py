@@ -89,7 +89,7 @@ def _levels(fit: ProxyFit) -> dict[str, dict[str, str]]:
 
 
 def data_section(fit: ProxyFit) -> dict[str, Any]:
-    from proxyscope.analyses.implied import historical_mix
+    from proxyscope.model.segments import historical_mix
 
     eff = fit.effects
     meta = eff.meta

@@ -24,6 +24,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from proxyscope import dims
+from proxyscope._format import pct
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -60,10 +61,9 @@ def _figure(width: float, height: float) -> Figure:
 def _pct(ci: Any) -> str:
     """``0.9`` -> ``"90%"`` (``"?"`` when the level is unknown)."""
     try:
-        value = 100 * float(ci)
+        return pct(ci)
     except (TypeError, ValueError):
         return "?"
-    return f"{value:.0f}%" if float(value).is_integer() else f"{value:g}%"
 
 
 def _untrusted_note(fig: Figure, trustworthy: Any) -> None:
@@ -451,7 +451,7 @@ def plot_transport(result: TransportResult, ci: float | None = None) -> tuple[Fi
     ci : float, optional
         Interval shaded under the target's density (default: the result's).
     """
-    from proxyscope.analyses.implied import interval
+    from proxyscope.core.draws import interval
 
     level = result.ci if ci is None else ci
     target = np.asarray(result.draws, dtype=float)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope._format import pct
 
 if TYPE_CHECKING:
     from proxyscope.specs.execute import RunResult
@@ -32,10 +33,6 @@ def num(x: Any, digits: int = 3) -> str:
 def interval(mean: Any, lo: Any, hi: Any, digits: int = 3) -> str:
     """``mean [lo, hi]``."""
     return f"{num(mean, digits)} [{num(lo, digits)}, {num(hi, digits)}]"
-
-
-def pct(ci: float) -> str:
-    return f"{100 * ci:g}%"
 
 
 def text_table(frame: pd.DataFrame, indent: str = "  ") -> str:

@@ -1,4 +1,4 @@
-"""Coefficient tables of a fit (what the demo and the reports print)."""
+"""A fit's own coefficient table (what ``fit.summary()``, the demo and the reports print)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
-from proxyscope.analyses.implied import fitted_segments, historical_mix, interval
+from proxyscope.core.draws import interval
+from proxyscope.model.segments import fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
-
-#: Label of the rows for the historical mix of segments.
 
 
 def coefficient_table(fit: ProxyFit, ci: float = DEFAULT_CI) -> pd.DataFrame:
