@@ -59,20 +59,21 @@ def _say(line: str) -> None:
 
 
 def _append(args: argparse.Namespace) -> None:
-    from proxyscope.analyses import ledger
+    from proxyscope import ledger
+    from proxyscope.ledger import store
 
     retries = 0
-    sleep = ledger._sleep
+    sleep = store._sleep
 
     def counting_sleep(seconds: float) -> None:
         nonlocal retries
         retries += 1
         sleep(seconds)
 
-    ledger._sleep = counting_sleep  # type: ignore[assignment]
+    store._sleep = counting_sleep  # type: ignore[assignment]
 
     current = {"i": -1}
-    insert = ledger._insert_values
+    insert = store._insert_values
 
     def slow_insert(con: Any, entry_id: int, rows: pd.DataFrame) -> None:
         _say(f"inside {entry_id} {args.tag} {current['i']}")
@@ -80,7 +81,7 @@ def _append(args: argparse.Namespace) -> None:
             time.sleep(args.pause)
         insert(con, entry_id, rows)
 
-    ledger._insert_values = slow_insert  # type: ignore[assignment]
+    store._insert_values = slow_insert  # type: ignore[assignment]
 
     if args.die_before_close:
         # Die right after COMMIT, before DuckDB can checkpoint on close: the
@@ -88,7 +89,7 @@ def _append(args: argparse.Namespace) -> None:
         import os
         import signal
 
-        connect = ledger.duckdb.connect
+        connect = store.duckdb.connect
 
         class DyingConnection:
             def __init__(self, con: Any) -> None:
@@ -101,7 +102,7 @@ def _append(args: argparse.Namespace) -> None:
                 _say("closing")
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        ledger.duckdb.connect = lambda *a, **k: DyingConnection(connect(*a, **k))  # type: ignore[assignment]
+        store.duckdb.connect = lambda *a, **k: DyingConnection(connect(*a, **k))  # type: ignore[assignment]
 
     _say("ready")
     if args.go:

@@ -1,6 +1,6 @@
 """The package's layers hold: no import circles, no import from a lower layer to a higher one.
 
-DESIGN.md section 6 orders the layers: core (1) < data and simulate (2) < model
+DESIGN.md section 6 orders the layers: core (1) < data, simulate and ledger (2) < model
 (3) < analyses (4) < surfaces (5: reporting, specs, the spec format, the CLI and
 the package itself). ``dims``, ``errors``, ``options``, ``_io``, ``_format`` and ``_version``
 sit below them all. Every ``import`` counts, including those inside functions
@@ -33,6 +33,7 @@ LEVELS = {
     "core": 1,
     "data": 2,
     "simulate": 2,
+    "ledger": 2,
     "model": 3,
     "analyses": 4,
 }

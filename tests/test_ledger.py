@@ -19,16 +19,8 @@ import pandas as pd
 import pytest
 from _ledger_worker import expected_table
 
+from proxyscope import ledger
 from proxyscope._version import __version__
-from proxyscope.analyses import ledger
-from proxyscope.analyses.ledger import (
-    HISTORY_COLUMNS,
-    LedgerBusyError,
-    current_weights,
-    override_weights,
-    record_weights,
-    weights_history,
-)
 from proxyscope.errors import (
     ColumnError,
     DataError,
@@ -36,6 +28,15 @@ from proxyscope.errors import (
     IncompatibleFileError,
     ParameterError,
     ProxyscopeWarning,
+)
+from proxyscope.ledger import (
+    HISTORY_COLUMNS,
+    LedgerBusyError,
+    current_weights,
+    override_weights,
+    record_weights,
+    store,
+    weights_history,
 )
 
 WORKER = Path(__file__).with_name("_ledger_worker.py")
@@ -416,7 +417,7 @@ def test_a_ledger_caught_while_another_process_writes_its_header_is_retried(
             )
         return real(target, **kwargs)
 
-    monkeypatch.setattr(ledger.duckdb, "connect", connect_mid_creation)
+    monkeypatch.setattr(store.duckdb, "connect", connect_mid_creation)
     history = weights_history(path)
     assert len(calls) == 2
     assert history["entry_id"].nunique() == 1
@@ -470,13 +471,13 @@ def test_a_failed_write_leaves_no_partial_entry(
 ) -> None:
     path = tmp_path / "l.duckdb"
     record_weights(path, computed_table())
-    insert = ledger._insert_values
+    insert = store._insert_values
 
     def insert_then_fail(con: Any, entry_id: int, rows: pd.DataFrame) -> None:
         insert(con, entry_id, rows.iloc[:2])  # half the values are in, then it fails
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ledger, "_insert_values", insert_then_fail)
+    monkeypatch.setattr(store, "_insert_values", insert_then_fail)
     with pytest.raises(RuntimeError, match="disk on fire"):
         record_weights(path, computed_table())
     monkeypatch.undo()

@@ -5,7 +5,7 @@ Weights are posterior coefficient shares (DESIGN §4; see
 w_k = |beta_k| sd(theta_k) / sum_j |beta_j| sd(theta_j), globally (slopes
 averaged over the historical mix, or a target mix) and per segment. Each
 computation can be appended to a weights history (a DuckDB file, see
-:mod:`proxyscope.analyses.ledger`).
+:mod:`proxyscope.ledger`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from proxyscope.analyses.composite import mix_composite, weight_draws
 from proxyscope.analyses.implied import resolve_mix, segments_for
 from proxyscope.analyses.transport import transport
 from proxyscope.core.draws import check_ci, interval
+from proxyscope.ledger import record_weights
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
@@ -92,8 +93,6 @@ def weights(
     out = pd.DataFrame(rows)
     out.attrs.update(ci=ci, trustworthy=fit.trustworthy)
     if ledger is not None:
-        from proxyscope.analyses.ledger import record_weights
-
         entry = record_weights(
             ledger,
             out[["scope", "proxy", "weight", "weight_lo", "weight_hi"]],
