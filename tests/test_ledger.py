@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 from _ledger_worker import expected_table
 
-from proxyscope import ledger
 from proxyscope._version import __version__
 from proxyscope.errors import (
     ColumnError,
