@@ -75,12 +75,10 @@ def layout(k: int) -> dict[str, int]:
     R_e and the experiment's live flag.
     """
     m = k + 1
-    nw = m * (m + 1) // 2
-    nj = m * (m + 1) // 2  # the experiment effect has J = M dims
+    nw = m * (m + 1) // 2  # a packed M x M triangle; H'WH (J x J, J = M) is one too
     return {
         "m": m,
         "nw": nw,
-        "nj": nj,
         "dat_rows": nw + m,
         "o1_w": 0,
         "o1_wr": nw,
@@ -89,7 +87,7 @@ def layout(k: int) -> dict[str, int]:
         "o1_ok": nw + m + 2,
         "o1_bc": nw + m + 3,
         "o1_pc": nw + m + 3 + m,
-        "out1_rows": nw + m + 3 + m + nj,
+        "out1_rows": nw + m + 3 + m + nw,
         "o2_x": 0,
         "o2_ga": m,
         "o2_gb": m + nw,
