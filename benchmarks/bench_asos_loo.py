@@ -19,8 +19,8 @@ import warnings
 from pathlib import Path
 
 import proxyscope as ps
+from proxyscope.run.execute import load_effects
 from proxyscope.spec import load_spec
-from proxyscope.specs.execute import load_effects
 
 SPEC = Path(__file__).resolve().parents[1] / "models" / "asos_early_read.toml"
 

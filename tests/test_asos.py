@@ -18,8 +18,8 @@ import pytest
 from conftest import asos_path
 
 from proxyscope import dims
-from proxyscope.data.asos import load_asos, read_asos
 from proxyscope.data.cells import CellEffects
+from proxyscope.datasets.asos import load_asos, read_asos
 from proxyscope.errors import DataWarning, ParameterError
 
 

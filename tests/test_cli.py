@@ -508,7 +508,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_internal_errors_are_not_disguised_as_input_errors(
     monkeypatch: pytest.MonkeyPatch, project: Path
 ) -> None:
-    import proxyscope.specs.check as check
+    import proxyscope.run.check as check
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from proxyscope import spec as specmod
 from proxyscope.errors import SpecError
+from proxyscope.run.demo import demo_spec
 from proxyscope.spec import ModelSpec, load_spec, loads_spec
-from proxyscope.specs.demo import demo_spec
 
 MODELS = sorted((REPO / "models").glob("*.toml"))
 
@@ -95,9 +95,9 @@ def test_the_demo_is_the_streaming_spec_without_its_comparisons() -> None:
 
 
 def test_spec_constants_mirror_the_package() -> None:
-    from proxyscope.data.asos import SCALES
     from proxyscope.data.noise import NOISE_MODES
     from proxyscope.data.validate import DIRECTIONS, ENGINES
+    from proxyscope.datasets.asos import SCALES
     from proxyscope.model.builder import CELL_CORRELATIONS
     from proxyscope.model.priors import Priors
     from proxyscope.model.sampling import SAMPLERS

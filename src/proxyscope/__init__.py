@@ -41,7 +41,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "CellEffects": ("proxyscope.data.cells", "CellEffects"),
     "summarize": ("proxyscope.data.summarize", "summarize"),
     "from_arm_summaries": ("proxyscope.data.arms", "from_arm_summaries"),
-    "load_asos": ("proxyscope.data.asos", "load_asos"),
+    "load_asos": ("proxyscope.datasets.asos", "load_asos"),
     "ProxyModel": ("proxyscope.model.proxy_model", "ProxyModel"),
     "ProxyFit": ("proxyscope.model.fit", "ProxyFit"),
     "Priors": ("proxyscope.model.priors", "Priors"),

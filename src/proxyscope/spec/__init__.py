@@ -59,7 +59,7 @@ import tomli_w
 from proxyscope._io import write_text_atomic
 from proxyscope.errors import SpecError, suggestion
 from proxyscope.options import DEFAULT_CI
-from proxyscope.specs._read import Table, check_number, type_word
+from proxyscope.spec.read import Table, check_number, type_word
 
 SPEC_VERSION = 1
 KINDS = ("users", "arm_summaries", "asos")

@@ -165,7 +165,7 @@ def _json_default(obj: Any) -> Any:
 
 def records(frame: Any) -> list[dict[str, Any]]:
     """A DataFrame as JSON-friendly records (NaN → null)."""
-    from proxyscope.specs.execute import _records
+    from proxyscope.run.execute import _records
 
     out = _records(frame)
     return out or []
@@ -284,10 +284,10 @@ def _strict_code(args: argparse.Namespace, passed: bool, console: Console) -> in
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from proxyscope.run.demo import DEMO_COMPARE, DEMO_OUT, demo_spec
+    from proxyscope.run.execute import run_spec
+    from proxyscope.run.text import run_text
     from proxyscope.spec import apply_overrides, from_dict
-    from proxyscope.specs.demo import DEMO_COMPARE, DEMO_OUT, demo_spec
-    from proxyscope.specs.execute import run_spec
-    from proxyscope.specs.text import run_text
 
     base = demo_spec()
     changes: list[Any] = list(args.set)
@@ -314,9 +314,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from proxyscope.run.execute import run_spec
+    from proxyscope.run.text import run_text
     from proxyscope.spec import load_spec
-    from proxyscope.specs.execute import run_spec
-    from proxyscope.specs.text import run_text
 
     spec = load_spec(args.spec, overrides=args.set)
     out = Path(args.out or spec.report.out or f"proxyscope-{spec.name}")
@@ -327,7 +327,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from proxyscope.specs.check import check_data, result_lines
+    from proxyscope.run.check import check_data, result_lines
 
     spec = spec_from_args(args)
     console.log(f"checking the data of {spec.origin}")
@@ -361,7 +361,7 @@ def cmd_spec(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace, console: Console) -> int:
-    from proxyscope.specs.execute import load_effects
+    from proxyscope.run.execute import load_effects
 
     spec = spec_from_args(args)
     effects = load_effects(spec, data=args.data, log=console.log).effects
@@ -375,9 +375,9 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     import dataclasses
 
     from proxyscope.data.cells import CellEffects
+    from proxyscope.run.execute import fit_model
+    from proxyscope.run.text import coefficient_rows, text_table
     from proxyscope.spec import ModelSection, SamplerSpec, load_spec
-    from proxyscope.specs.execute import fit_model
-    from proxyscope.specs.text import coefficient_rows, text_table
 
     cells = existing_file(args.cells, "cells file")
     try:
@@ -453,7 +453,7 @@ def _named_fits(items: Sequence[str]) -> dict[str, Any]:
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     import proxyscope as ps
-    from proxyscope.specs.execute import read_target, report_fit
+    from proxyscope.run.execute import read_target, report_fit
 
     fit = _load_fit(args.fit)
     transport = None
@@ -485,8 +485,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_transport(args: argparse.Namespace, console: Console) -> int:
     import proxyscope as ps
-    from proxyscope.specs.execute import read_target
-    from proxyscope.specs.text import markdown_table, num, text_table
+    from proxyscope.run.execute import read_target
+    from proxyscope.run.text import markdown_table, num, text_table
 
     fit = _load_fit(args.fit)
     target = read_target(args.target)
@@ -542,7 +542,7 @@ def cmd_transport(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     import proxyscope as ps
-    from proxyscope.specs.text import markdown_table, text_table
+    from proxyscope.run.text import markdown_table, text_table
 
     if len(args.fits) < 2:
         raise UsageError("compare needs at least two fit files")
@@ -581,7 +581,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_weights(args: argparse.Namespace, console: Console) -> int:
     import proxyscope as ps
-    from proxyscope.specs.text import interval, markdown_table, text_table
+    from proxyscope.run.text import interval, markdown_table, text_table
 
     if args.history:
         if args.ledger is None:

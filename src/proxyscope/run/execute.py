@@ -35,8 +35,8 @@ from proxyscope import dims
 from proxyscope.errors import ConvergenceWarning, ParameterError
 from proxyscope.model.proxy_model import FAILED_FIT
 from proxyscope.options import DEFAULT_CI
+from proxyscope.run.text import run_markdown
 from proxyscope.spec import ASOS_ENV, ModelSection, ModelSpec, SamplerSpec, dumps_spec
-from proxyscope.specs.text import run_markdown
 
 if TYPE_CHECKING:
     from proxyscope.analyses.compare import Comparison

@@ -303,7 +303,7 @@ def _confirm(result: CheckResult, build: Any) -> None:
 def _check_arms(spec: ModelSpec, path: Path) -> CheckResult:
     from proxyscope.data.sources import resolve_files
     from proxyscope.data.validate import resolve_treated
-    from proxyscope.specs.execute import read_table
+    from proxyscope.run.execute import read_table
 
     cols = spec.columns
     assert cols is not None
@@ -368,7 +368,7 @@ def _check_arms(spec: ModelSpec, path: Path) -> CheckResult:
             problems.append(f"{len(one)} experiment(s) have only one arm: {', '.join(one[:SHOW])}.")
     result.facts["experiments"] = int(table[cols.experiment].nunique())
     if result.ok:
-        from proxyscope.specs.execute import load_effects
+        from proxyscope.run.execute import load_effects
 
         _confirm(result, lambda: load_effects(spec, data=path).effects)
     return result
@@ -378,8 +378,8 @@ def _check_arms(spec: ModelSpec, path: Path) -> CheckResult:
 
 
 def _check_asos(spec: ModelSpec, path: Path | None) -> CheckResult:
-    from proxyscope.data.asos import read_asos
-    from proxyscope.specs.execute import load_effects
+    from proxyscope.datasets.asos import read_asos
+    from proxyscope.run.execute import load_effects
 
     if path is None:
         return CheckResult(

@@ -12,7 +12,7 @@ from proxyscope import dims
 from proxyscope._format import pct
 
 if TYPE_CHECKING:
-    from proxyscope.specs.execute import RunResult
+    from proxyscope.run.execute import RunResult
 
 ASOS_CITATION_HINT = "Cite the data wherever these results are shown:"
 
