@@ -1,6 +1,9 @@
-"""Number formatting every surface shares (standard library only)."""
+"""Number formatting and plain values every surface shares (standard library only)."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 
 def pct(level: float) -> str:
@@ -8,3 +11,31 @@ def pct(level: float) -> str:
     ``0.975`` -> ``"97.5%"``."""
     value = 100 * float(level)
     return f"{value:.0f}%" if value.is_integer() else f"{value:g}%"
+
+
+def plain(value: Any) -> Any:
+    """A value as a plain Python object, for messages and JSON: a NumPy scalar becomes
+    the int, float, str or bool it holds (through its ``item()``), a list or tuple a
+    list of plain values; anything else that is not a str, int, float, bool or None
+    (a timestamp, an array) becomes its ``str``."""
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            value = item()
+        except (ValueError, TypeError):
+            return str(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def json_value(value: Any) -> Any:
+    """:func:`plain`, with a non-finite float as None (JSON has no NaN or infinity)."""
+    value = plain(value)
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

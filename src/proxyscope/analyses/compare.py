@@ -29,11 +29,11 @@ from scipy.special import logsumexp
 
 from proxyscope import dims
 from proxyscope.errors import ParameterError
+from proxyscope.options import COMPARE_LEVELS
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
 
-KINDS = {"experiment": "experiment_effect", "cell": "effect", "outcome": "outcome"}
 PARETO_K_MAX = 0.7
 
 
@@ -158,10 +158,10 @@ def compare(
         At most this many refits per model (experiments are grouped into that
         many folds).
     """
-    if kind not in KINDS:
+    if kind not in COMPARE_LEVELS:
         from proxyscope.errors import check_one_of
 
-        check_one_of(kind, tuple(KINDS), param="kind", owner="compare")
+        check_one_of(kind, tuple(COMPARE_LEVELS), param="kind", owner="compare")
     if not isinstance(fits, Mapping) or len(fits) < 2:
         raise ParameterError("compare needs a mapping of at least two named fits.")
     fingerprints = {
@@ -181,7 +181,7 @@ def compare(
                 "data; compare them with kind='outcome' (the long-term estimate given the "
                 f"proxies). Proxy sets: {metric_sets}."
             )
-    var_name = KINDS[kind]
+    var_name = COMPARE_LEVELS[kind]
     elpds: dict[str, Any] = {}
     refitted: dict[str, list[Any]] = {}
     folds: dict[str, int] = {}

@@ -34,7 +34,6 @@ from proxyscope._version import __version__
 from proxyscope.errors import DataError, DataTypeError, IncompatibleFileError, ParameterError
 
 META_ATTR = "proxyscope_cell_effects"
-DIRECTIONS = ("higher", "lower")
 
 
 def segment_labels(frame: pd.DataFrame, segments: Sequence[str]) -> np.ndarray:

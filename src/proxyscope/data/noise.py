@@ -48,7 +48,6 @@ from proxyscope.data.cells import CellEffects
 from proxyscope.errors import DataError
 
 #: How ``noise_cov`` enters the model: moderated (default) or exactly as given.
-NOISE_MODES = ("moderated", "as_given")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,6 @@ from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.engines import ARM, N, Source, count_col, cov_col, key_col, mean_col, pairs
 from proxyscope.data.validate import (
-    ENGINES,
     Roles,
     _same,
     check_flag,
@@ -49,6 +48,7 @@ from proxyscope.data.validate import (
     scalar,
 )
 from proxyscope.errors import DataError, DataWarning, ParameterError, check_one_of
+from proxyscope.options import ENGINES
 
 OWNER = "summarize"
 #: Distinct treatment values fetched: two real ones, up to two missing kinds, one spare.

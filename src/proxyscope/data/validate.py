@@ -26,9 +26,7 @@ from proxyscope.errors import (
     check_one_of,
     suggestion,
 )
-
-ENGINES = ("duckdb", "pandas", "spark")
-DIRECTIONS = ("higher", "lower")
+from proxyscope.options import DIRECTIONS
 
 #: Names a segment column may not take: they are dimensions, coordinates or
 #: variables of the CellEffects dataset.

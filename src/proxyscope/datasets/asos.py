@@ -71,6 +71,7 @@ from proxyscope.errors import (
     check_one_of,
     suggestion,
 )
+from proxyscope.options import ASOS_SCALES
 
 OWNER = "load_asos"
 ENV = "PROXYSCOPE_ASOS_PATH"
@@ -86,7 +87,6 @@ COLUMNS = (
     "variance_c",
     "variance_t",
 )
-SCALES = ("relative", "absolute")
 SEGMENT = "metric_id"
 EARLY, FINAL = "early", "final"
 #: Tolerance on snapshot times (the file stores 3.0000000000000004 for day 3).
@@ -154,7 +154,7 @@ def asos_arm_table(
     notes : dict
         Counts of removed snapshot rows and the choices made (for metadata).
     """
-    check_one_of(scale, SCALES, param="scale", owner=OWNER)
+    check_one_of(scale, ASOS_SCALES, param="scale", owner=OWNER)
     if (
         isinstance(early_day, bool)
         or not isinstance(early_day, numbers.Real)

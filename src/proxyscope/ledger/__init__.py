@@ -40,19 +40,19 @@ from proxyscope.ledger.store import (
     DEFAULT_TIMEOUT,
     HISTORY_COLUMNS,
     HISTORY_SQL,
-    KINDS,
     LEDGER_FORMAT,
     SCHEMA_VERSION,
     LedgerBusyError,
     append_entry,
     read_entries,
 )
+from proxyscope.options import LEDGER_KINDS
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "HISTORY_COLUMNS",
-    "KINDS",
     "LEDGER_FORMAT",
+    "LEDGER_KINDS",
     "SCHEMA_VERSION",
     "LedgerBusyError",
     "current_weights",
@@ -121,7 +121,7 @@ def record_weights(
     LedgerBusyError
         If another process held the file for longer than ``timeout``.
     """
-    check_one_of(kind, KINDS, param="kind", owner="record_weights")
+    check_one_of(kind, LEDGER_KINDS, param="kind", owner="record_weights")
     rows = checked_table(table, param="table")
     meta = checked_meta(
         kind=kind,

@@ -56,7 +56,6 @@ from proxyscope.errors import (
 
 LEDGER_FORMAT = "proxyscope-weights-ledger"
 SCHEMA_VERSION = 1
-KINDS = ("computed", "override")
 DEFAULT_TIMEOUT = 60.0
 
 HISTORY_COLUMNS = (

@@ -124,9 +124,6 @@ def corr_cholesky(z: Any, k: int, xp: Any) -> Any:
     return pt.stack([pt.stack(r) for r in rows])
 
 
-CELL_CORRELATIONS = ("shared", "free")
-
-
 def build_model(
     effects: CellEffects,
     pooling: str,

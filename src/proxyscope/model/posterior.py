@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from proxyscope import dims
+from proxyscope._format import plain
 from proxyscope.core.kernels import experiment_cholesky
 from proxyscope.model import families
 from proxyscope.model.builder import corr_cholesky
@@ -75,7 +76,7 @@ class ModelInfo:
             "scales": list(self.scales),
             "centred": [list(row) for row in self.centred],
             "learned_main": list(self.learned_main),
-            "experiments": [_plain(e) for e in self.experiments],
+            "experiments": [plain(e) for e in self.experiments],
             "order": list(self.order),
             "cell_correlation": self.cell_correlation,
             "noise": self.noise,
@@ -105,14 +106,6 @@ class ModelInfo:
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 of a configuration's canonical JSON."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
 
 
 def _rows(raw: xr.Dataset, name: str) -> np.ndarray:

@@ -15,7 +15,6 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope._version import __version__
 from proxyscope.data.cells import META_ATTR, CellEffects
-from proxyscope.data.noise import NOISE_MODES
 from proxyscope.errors import (
     ConvergenceWarning,
     DataTypeError,
@@ -23,13 +22,14 @@ from proxyscope.errors import (
     check_one_of,
 )
 from proxyscope.model import followup, recover, sampling
-from proxyscope.model.builder import CELL_CORRELATIONS, BuiltModel, build_model
+from proxyscope.model.builder import BuiltModel, build_model
 from proxyscope.model.fit import FILE_FORMAT, SAMPLED_GROUP, ProxyFit
 from proxyscope.model.native import load_density
 from proxyscope.model.posterior import config_hash, named_posterior, std_parameters
 from proxyscope.model.priors import Priors
 from proxyscope.model.setup import Prepared, model_info, prepare
 from proxyscope.model.structure import check_pooling
+from proxyscope.options import CELL_CORRELATIONS, NOISE_MODES
 
 #: How the warning of a fit that failed its diagnostics begins.
 FAILED_FIT = "The proxy model fit is NOT trustworthy. "

@@ -15,8 +15,7 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope.errors import ParameterError
 from proxyscope.model.native import FLAT, FlatLogp, NativeDensity
-
-SAMPLERS = ("nutpie", "pymc")
+from proxyscope.options import SAMPLERS
 
 # nutpie's linear algebra may use Rust's rayon thread pool; on a 2-core
 # machine extra threads only compete with the chains (measured: one thread

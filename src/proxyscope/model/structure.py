@@ -18,6 +18,7 @@ from proxyscope import dims
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.noise import moderate_noise
 from proxyscope.errors import DataError, ParameterError, check_one_of
+from proxyscope.options import POOLINGS
 
 
 def _pivoted_qr(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -352,9 +353,6 @@ def principal_axes(data: FitData) -> np.ndarray:
     big = np.argmax(np.abs(vectors), axis=0)
     vectors = vectors * np.sign(vectors[big, np.arange(k)])[None, :]
     return np.ascontiguousarray(vectors)
-
-
-POOLINGS = ("additive", "exchangeable", "complete", "none")
 
 
 def check_pooling(pooling: Any) -> str:

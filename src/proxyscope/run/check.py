@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from proxyscope._format import plain
 from proxyscope.data.engines.duckdb_engine import numeric_type
 from proxyscope.errors import ProxyscopeError, suggestion
 from proxyscope.spec import ModelSpec
@@ -219,8 +220,8 @@ def _user_checks(con: Any, relation: str, spec: ModelSpec, result: CheckResult) 
             owner="validate",
         )
         arms_ok = True
-        result.facts["treated_value"] = _plain(treated)
-        result.facts["control_value"] = _plain(control)
+        result.facts["treated_value"] = plain(treated)
+        result.facts["control_value"] = plain(control)
     except (ValueError, TypeError) as exc:
         problems.append(_lower_first(str(exc)))
 
@@ -237,7 +238,7 @@ def _user_checks(con: Any, relation: str, spec: ModelSpec, result: CheckResult) 
             f"GROUP BY {e} HAVING count(DISTINCT {t}) < 2 ORDER BY 1"
         ).fetchall()
         if one_arm:
-            shown = ", ".join(repr(_plain(r[0])) for r in one_arm[:SHOW])
+            shown = ", ".join(repr(plain(r[0])) for r in one_arm[:SHOW])
             more = f" and {len(one_arm) - SHOW} more" if len(one_arm) > SHOW else ""
             problems.append(
                 f"{len(one_arm)} experiment(s) have only one arm in {cols.treatment!r}: "
@@ -405,15 +406,6 @@ def _check_asos(spec: ModelSpec, path: Path | None) -> CheckResult:
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _plain(v: Any) -> Any:
-    if hasattr(v, "item"):
-        try:
-            return v.item()
-        except (ValueError, AttributeError):
-            return str(v)
-    return v if isinstance(v, str | int | float | bool) or v is None else str(v)
 
 
 def _lower_first(text: str) -> str:

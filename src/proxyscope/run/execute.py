@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope._format import json_value
 from proxyscope.errors import ConvergenceWarning, ParameterError
 from proxyscope.model.proxy_model import FAILED_FIT
 from proxyscope.options import DEFAULT_CI
@@ -727,17 +728,7 @@ def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]] | None:
         return None
     clean = frame.replace({np.nan: None})
     rows = clean.to_dict(orient="records")
-    return [{str(k): _plain(v) for k, v in row.items()} for row in rows]
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    return v
+    return [{str(k): json_value(v) for k, v in row.items()} for row in rows]
 
 
 def summary_doc(result: RunResult) -> dict[str, Any]:

@@ -56,23 +56,24 @@ from typing import Any
 
 import tomli_w
 
+from proxyscope import options
 from proxyscope._io import write_text_atomic
 from proxyscope.errors import SpecError, suggestion
-from proxyscope.options import DEFAULT_CI
+from proxyscope.options import (
+    ASOS_SCALES,
+    CELL_CORRELATIONS,
+    DATA_KINDS,
+    DEFAULT_CI,
+    DIRECTIONS,
+    ENGINES,
+    NOISE_MODES,
+    POOLINGS,
+)
 from proxyscope.spec.read import Table, check_number, type_word
 
 SPEC_VERSION = 1
-KINDS = ("users", "arm_summaries", "asos")
-ENGINES = ("duckdb", "pandas", "spark")
-DIRECTIONS = ("higher", "lower")
-# These mirror proxyscope.model (a test keeps them equal); importing the model
-# package here would load PyMC just to check a spec.
-POOLINGS = ("additive", "exchangeable", "complete", "none")
-CELL_CORRELATIONS = ("shared", "free")
-NOISE_MODES = ("moderated", "as_given")
-SAMPLERS = ("auto", "nutpie", "pymc")
-COMPARE_KINDS = ("experiment", "cell", "outcome")
-ASOS_SCALES = ("relative", "absolute")
+SAMPLERS = ("auto", *options.SAMPLERS)
+COMPARE_KINDS = tuple(options.COMPARE_LEVELS)
 #: Prior names of :class:`proxyscope.model.priors.Priors`; all positive
 #: numbers except ``min_levels_learned_scale`` (an integer >= 2).
 PRIOR_NAMES = (
@@ -476,7 +477,7 @@ def _opt_text(t: Table, key: str) -> str | None:
 def _data(top: Table) -> DataSpec:
     t = top.take_table("data", required=True)
     assert t is not None
-    kind = t.take_str("kind", "users", allowed=KINDS)
+    kind = t.take_str("kind", "users", allowed=DATA_KINDS)
     path = t.take_str("path", None)
     sim_t = t.take_table("simulate")
     engine = t.take_str("engine", "duckdb", allowed=ENGINES)

@@ -73,6 +73,7 @@ import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
+from proxyscope._format import plain
 from proxyscope.data.cells import CellEffects
 from proxyscope.errors import (
     ColumnError,
@@ -227,9 +228,9 @@ def split_experiments(
     return splits
 
 
-def _plain(values: Any, limit: int = 8) -> list[Any]:
+def _first(values: Any, limit: int = 8) -> list[Any]:
     """Up to ``limit`` values as plain Python objects (for readable messages)."""
-    return [v.item() if isinstance(v, np.generic) else v for v in list(values)[:limit]]
+    return plain(list(values)[:limit])
 
 
 def _explicit_ids(known_ids: Any, holdout: Any) -> np.ndarray:
@@ -239,10 +240,10 @@ def _explicit_ids(known_ids: Any, holdout: Any) -> np.ndarray:
     known = {str(i) for i in ids}
     unknown = [h for h in wanted if str(h) not in known]
     if unknown or not wanted:
-        got = f"unknown {_plain(unknown)}" if wanted else "an empty sequence"
+        got = f"unknown {_first(unknown)}" if wanted else "an empty sequence"
         raise ParameterError(
             "The 'holdout' parameter of backtest, as experiment ids, must name experiments of "
-            f"'effects' (some of {_plain(ids)}). Got {got} instead."
+            f"'effects' (some of {_first(ids)}). Got {got} instead."
         )
     out = {str(h) for h in wanted}
     return ids[np.array([str(i) in out for i in ids])]
@@ -581,13 +582,13 @@ def _truth_values(truth: Any, outcome: str, experiments: np.ndarray) -> np.ndarr
     if missing:
         raise ParameterError(
             "The 'truth' parameter of backtest lacks the held-out experiment(s) "
-            f"{_plain(missing)}; it has {_plain(lookup)}..."
+            f"{_first(missing)}; it has {_first(lookup)}..."
         )
     values = np.array([lookup[str(e)] for e in experiments])
     if not np.all(np.isfinite(values)):
         bad = [e for e, v in zip(experiments, values, strict=True) if not np.isfinite(v)]
         raise ParameterError(
-            f"The 'truth' parameter of backtest is not finite for experiment(s) {_plain(bad)}."
+            f"The 'truth' parameter of backtest is not finite for experiment(s) {_first(bad)}."
         )
     return values
 
@@ -728,7 +729,7 @@ def backtest(
         if leaked:
             raise ParameterError(
                 "The 'holdout' parameter of backtest names experiment(s) "
-                f"{_plain(leaked)} that the given 'fit' was trained on; a held-out experiment "
+                f"{_first(leaked)} that the given 'fit' was trained on; a held-out experiment "
                 "must not be in the fit's data."
             )
         test_ids = _explicit_ids(effects.experiments, holdout)
