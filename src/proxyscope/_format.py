@@ -3,7 +3,37 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
+
+#: What every surface shows for a missing or non-finite number.
+MISSING = "n/a"
+
+
+def num(x: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits: an int in full, a bool as yes/no,
+    :data:`MISSING` for None or a non-finite number, anything else not a number as
+    its ``str``."""
+    if x is None:
+        return MISSING
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return str(x)
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(v):
+        return MISSING
+    return f"{v:.{digits}g}"
+
+
+def interval(mean: Any, lo: Any, hi: Any, fmt: Callable[[Any], str] = num) -> str:
+    """``mean [lo, hi]`` in ``fmt``; only the mean when neither bound is given."""
+    if lo is None and hi is None:
+        return fmt(mean)
+    return f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def pct(level: float) -> str:

@@ -485,8 +485,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_transport(args: argparse.Namespace, console: Console) -> int:
     import proxyscope as ps
+    from proxyscope._format import num
     from proxyscope.run.execute import read_target
-    from proxyscope.run.text import markdown_table, num, text_table
+    from proxyscope.run.text import markdown_table, text_table
 
     fit = _load_fit(args.fit)
     target = read_target(args.target)
@@ -581,7 +582,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_weights(args: argparse.Namespace, console: Console) -> int:
     import proxyscope as ps
-    from proxyscope.run.text import interval, markdown_table, text_table
+    from proxyscope._format import interval
+    from proxyscope.run.text import markdown_table, text_table
 
     if args.history:
         if args.ledger is None:

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxyscope._format import pct
+from proxyscope._format import interval, num, pct
 from proxyscope.reporting.document import UNTRUSTWORTHY_TEXT
 
 
@@ -59,26 +59,9 @@ class Section:
 # -- number formatting -----------------------------------------------------------
 
 
-def num(x: Any, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits; "n/a" for null."""
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return str(x)
-    return f"{float(x):.{digits}g}"
-
-
 def prob(x: Any) -> str:
     """A probability or share with three decimals; "n/a" for null."""
     return "n/a" if x is None else f"{float(x):.3f}"
-
-
-def interval(mean: Any, lo: Any, hi: Any, fmt: Any = num) -> str:
-    if lo is None and hi is None:
-        return str(fmt(mean))
-    return f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def interval_grid(

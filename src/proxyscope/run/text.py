@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from proxyscope import dims
-from proxyscope._format import pct
+from proxyscope._format import interval, num, pct
 
 if TYPE_CHECKING:
     from proxyscope.run.execute import RunResult
 
+
+def _two(x: Any) -> str:
+    return num(x, 2)
+
+
 ASOS_CITATION_HINT = "Cite the data wherever these results are shown:"
-
-
-def num(x: Any, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits; "–" for missing."""
-    if x is None:
-        return "–"
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if not math.isfinite(v):
-        return "–"
-    return f"{v:.{digits}g}"
-
-
-def interval(mean: Any, lo: Any, hi: Any, digits: int = 3) -> str:
-    """``mean [lo, hi]``."""
-    return f"{num(mean, digits)} [{num(lo, digits)}, {num(hi, digits)}]"
 
 
 def text_table(frame: pd.DataFrame, indent: str = "  ") -> str:
@@ -117,7 +103,7 @@ def flagged_lines(result: RunResult, limit: int = 8) -> list[str]:
     f = f[f["flagged"]].sort_values("flip_prob", ascending=False)
     lines = [
         f"{row.segment}: {row.proxy} flips with probability "
-        f"{interval(row.flip_prob, row.flip_lo, row.flip_hi, 2)} "
+        f"{interval(row.flip_prob, row.flip_lo, row.flip_hi, _two)} "
         f"(overall {num(row.overall_flip, 2)})"
         for row in f.head(limit).itertuples()
     ]
@@ -137,7 +123,7 @@ def transport_lines(result: RunResult) -> list[str]:
         f"long-term effect of a new experiment: {interval(eff.mean, eff.lo, eff.hi)}, "
         f"P(> 0) = {num(by['p_positive'].mean, 2)}",
         f"gap to the historical mix: {interval(gap.mean, gap.lo, gap.hi)}; "
-        f"R^2 under the target mix {interval(r2.mean, r2.lo, r2.hi, 2)}",
+        f"R^2 under the target mix {interval(r2.mean, r2.lo, r2.hi, _two)}",
     ]
     if result.transport_truth is not None:
         lines.append(
