@@ -383,6 +383,33 @@ def test_configuration_errors_name_the_parameter_and_the_choices() -> None:
     assert model.get_config()["pooling"] == "additive"  # the constructor stores, never samples
 
 
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_sampler_settings_are_checked_against_the_sampler_before_anything_compiles(
+    sampler: str,
+) -> None:
+    from proxyscope.model.settings import sampler_keys
+
+    keys = sampler_keys(sampler)
+    assert "target_accept" in keys and "draws" not in keys and "kwargs" not in keys
+    depth = "maxdepth" if sampler == "nutpie" else "max_treedepth"
+    assert depth in keys
+    with pytest.raises(ParameterError, match="Did you mean 'target_accept'") as err:
+        ps.ProxyModel(sampler=sampler, sampler_settings={"target_acept": 0.95})
+    assert depth in str(err.value)  # the valid settings are listed
+    with pytest.raises(ParameterError, match=r"strictly between 0 and 1; got 2\.0"):
+        ps.ProxyModel(sampler=sampler, sampler_settings={"target_accept": 2.0})
+    with pytest.raises(ParameterError, match="'random_seed' argument of fit"):
+        ps.ProxyModel(sampler=sampler, sampler_settings={"seed": 3})
+    with pytest.raises(ParameterError, match=f"'{depth}' must be a positive integer"):
+        ps.ProxyModel(sampler=sampler, sampler_settings={depth: 0})
+    model = ps.ProxyModel(sampler=sampler, sampler_settings={"target_accept": 0.95, depth: 8})
+    assert model.sampler_settings == {"target_accept": 0.95, depth: 8}
+    # Changed after construction: fit checks again, before it compiles anything.
+    model.sampler_settings["target_acept"] = 0.9
+    with pytest.raises(ParameterError, match="target_acept"):
+        model.fit(_cells(), draws=10, tune=10, chains=1)
+
+
 def test_principal_axes_decorrelate_the_experiment_level_effects() -> None:
     cells = _cells(seed=2, k=3)
     _structure, cell_segment = SegmentStructure.from_effects(cells)

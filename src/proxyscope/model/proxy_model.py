@@ -21,15 +21,16 @@ from proxyscope.errors import (
     ParameterError,
     check_one_of,
 )
-from proxyscope.model import followup, recover, sampling
+from proxyscope.model import followup, recover
 from proxyscope.model.builder import BuiltModel, build_model
 from proxyscope.model.fit import FILE_FORMAT, SAMPLED_GROUP, ProxyFit
 from proxyscope.model.native import load_density
 from proxyscope.model.posterior import config_hash, named_posterior, std_parameters
 from proxyscope.model.priors import Priors
+from proxyscope.model.settings import check_sampler_settings, resolve_sampler
 from proxyscope.model.setup import Prepared, model_info, prepare
 from proxyscope.model.structure import check_pooling
-from proxyscope.options import CELL_CORRELATIONS, NOISE_MODES
+from proxyscope.options import CELL_CORRELATIONS, NOISE_MODES, SAMPLERS
 
 #: How the warning of a fit that failed its diagnostics begins.
 FAILED_FIT = "The proxy model fit is NOT trustworthy. "
@@ -137,14 +138,17 @@ class ProxyModel:
         )
         self.priors = Priors.from_overrides(priors)
         self.sampler = check_one_of(
-            sampler, (*sampling.SAMPLERS, "auto"), param="sampler", owner="ProxyModel"
+            sampler, (*SAMPLERS, "auto"), param="sampler", owner="ProxyModel"
         )
         if sampler_settings is not None and not isinstance(sampler_settings, Mapping):
             raise ParameterError(
                 "The 'sampler_settings' parameter of ProxyModel must be a mapping; got "
                 f"{type(sampler_settings).__name__}."
             )
+        # Checked here, before anything compiles, against the sampler that will run.
         self.sampler_settings = dict(sampler_settings or {})
+        if self.sampler_settings:
+            check_sampler_settings(self.sampler_settings, resolve_sampler(self.sampler))
         if (
             not isinstance(followups, (int, np.integer))
             or isinstance(followups, bool)
@@ -249,7 +253,8 @@ class ProxyModel:
                 f"The 'random_seed' parameter of ProxyModel.fit must be a non-negative integer; "
                 f"got {random_seed!r}."
             )
-        sampler = sampling.resolve_sampler(self.sampler)
+        sampler = resolve_sampler(self.sampler)
+        settings = check_sampler_settings(self.sampler_settings, sampler)
         prepared = prepare(effects, self.pooling, self.priors, self.cell_correlation, self.noise)
         t0 = time.perf_counter()
         load_density(len(prepared.proxies), progress)
@@ -263,7 +268,7 @@ class ProxyModel:
             chains=int(chains),
             random_seed=int(random_seed),
             progress=progress,
-            settings=dict(self.sampler_settings),
+            settings=settings,
             followups=self.followups,
             budget=self.followup_budget,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 import warnings
@@ -13,9 +12,7 @@ import pymc as pm
 import xarray as xr
 
 from proxyscope import dims
-from proxyscope.errors import ParameterError
 from proxyscope.model.native import FLAT, FlatLogp, NativeDensity
-from proxyscope.options import SAMPLERS
 
 # nutpie's linear algebra may use Rust's rayon thread pool; on a 2-core
 # machine extra threads only compete with the chains (measured: one thread
@@ -33,29 +30,6 @@ NUTPIE_DEFAULTS: dict[str, Any] = {
     "target_accept": 0.9,
 }
 PYMC_DEFAULTS: dict[str, Any] = {"target_accept": 0.9}
-
-
-def nutpie_available() -> bool:
-    return importlib.util.find_spec("nutpie") is not None
-
-
-def default_sampler() -> str:
-    return "nutpie" if nutpie_available() else "pymc"
-
-
-def resolve_sampler(sampler: str | None) -> str:
-    if sampler is None or sampler == "auto":
-        return default_sampler()
-    if sampler not in SAMPLERS:
-        from proxyscope.errors import check_one_of
-
-        check_one_of(sampler, (*SAMPLERS, "auto"), param="sampler", owner="ProxyModel")
-    if sampler == "nutpie" and not nutpie_available():
-        raise ParameterError(
-            "The 'sampler' parameter of ProxyModel is 'nutpie' but nutpie is not installed; "
-            "install proxyscope[fast] or pass sampler='pymc'."
-        )
-    return sampler
 
 
 def sample(
