@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 import proxyscope as ps
-from proxyscope.run.execute import load_effects
+from proxyscope.run.load import load_effects
 from proxyscope.spec import load_spec
 
 SPEC = Path(__file__).resolve().parents[1] / "models" / "asos_early_read.toml"

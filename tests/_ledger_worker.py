@@ -60,17 +60,17 @@ def _say(line: str) -> None:
 
 def _append(args: argparse.Namespace) -> None:
     from proxyscope import ledger
-    from proxyscope.ledger import store
+    from proxyscope.ledger import connection, store
 
     retries = 0
-    sleep = store._sleep
+    sleep = connection._sleep
 
     def counting_sleep(seconds: float) -> None:
         nonlocal retries
         retries += 1
         sleep(seconds)
 
-    store._sleep = counting_sleep  # type: ignore[assignment]
+    connection._sleep = counting_sleep  # type: ignore[assignment]
 
     current = {"i": -1}
     insert = store._insert_values
@@ -89,7 +89,7 @@ def _append(args: argparse.Namespace) -> None:
         import os
         import signal
 
-        connect = store.duckdb.connect
+        connect = connection.duckdb.connect
 
         class DyingConnection:
             def __init__(self, con: Any) -> None:
@@ -102,7 +102,7 @@ def _append(args: argparse.Namespace) -> None:
                 _say("closing")
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        store.duckdb.connect = lambda *a, **k: DyingConnection(connect(*a, **k))  # type: ignore[assignment]
+        connection.duckdb.connect = lambda *a, **k: DyingConnection(connect(*a, **k))  # type: ignore[assignment]
 
     _say("ready")
     if args.go:

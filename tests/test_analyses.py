@@ -31,6 +31,7 @@ import pandas as pd
 import pytest
 from conftest import STREAMING_ROLES, cached_fit
 from scipy import stats
+from scipy.optimize import brentq
 from scipy.special import ndtr
 
 import proxyscope as ps
@@ -491,7 +492,34 @@ def test_cell_fragility_uses_the_recovered_latent_effects(small: Case) -> None:
 # -- decision accuracy (recommend) ------------------------------------------------------
 
 
-def test_decision_accuracy_matches_monte_carlo(case: Case) -> None:
+def predictive_threshold(
+    mean_tau: np.ndarray, var_tau: np.ndarray, m_x: np.ndarray, v_x: np.ndarray, c: np.ndarray
+) -> tuple[float, int]:
+    """Where the posterior predictive P(tau > 0 | X = x) crosses 0.5 (draws weighted by
+    their density of x) nearest the readings' centre within 6 sds, by Brent's method,
+    and whether it rises there (+1) or falls (-1); (nan, 0) if it never crosses."""
+    slope = c / v_x
+    sd = np.sqrt(var_tau - c * slope)
+
+    def excess(x: float) -> float:
+        # Bayes: draws weighted by their predictive density of the reading x.
+        log_density = stats.norm.logpdf(x, m_x, np.sqrt(v_x))
+        w = np.exp(log_density - log_density.max())
+        return float(np.sum(w * (ndtr((mean_tau + slope * (x - m_x)) / sd) - 0.5)) / w.sum())
+
+    centre, spread = float(np.mean(m_x)), float(np.sqrt(np.mean(v_x)))
+    grid = centre + spread * np.linspace(-6, 6, 1201)
+    e = np.array([excess(x) for x in grid])
+    changes = np.flatnonzero(np.sign(e[:-1]) != np.sign(e[1:]))
+    if changes.size == 0:
+        return float("nan"), 0
+    i = changes[np.argmin(np.abs(grid[changes] - centre))]  # the crossing nearest the centre
+    lo, hi = grid[i], grid[i + 1]
+    t = brentq(excess, lo, hi, xtol=1e-14 * max(1.0, spread))
+    return float(t), 1 if excess(hi) > 0 else -1
+
+
+def test_the_three_decision_rules_match_monte_carlo(case: Case) -> None:
     rec = ps.recommend(case.fit)
     p = case.post
     mean, cov = joint(p, case.hist)
@@ -500,35 +528,99 @@ def test_decision_accuracy_matches_monte_carlo(case: Case) -> None:
     rng = np.random.default_rng(2)
     m = 2000
     tau, theta = simulate(p, case.hist, m, rng)
-    index = a_bar + theta @ b_bar
-    same = np.concatenate(
-        [np.sign(tau)[..., None] == np.sign(theta), (np.sign(tau) == np.sign(index))[..., None]],
-        axis=2,
-    ).mean(axis=1)  # (N, K + 1)
+    readings = np.concatenate([theta, (a_bar + theta @ b_bar)[..., None]], axis=2)  # (N, m, K+1)
     names = [*p.proxies, "composite"]
     got = rec.set_index("proxy").loc[names]
-    tol = mc_tolerance(same, m)
-    assert np.all(np.abs(got["decision_accuracy"].to_numpy() - same.mean(0)) < tol), (
-        got["decision_accuracy"].to_numpy(),
-        same.mean(0),
-        tol,
+    # Per-draw moments of each reading X with tau.
+    m_x = np.column_stack([mean[:, 1:], a_bar + mean[:, 1:] @ b_bar])
+    v_x = np.column_stack(
+        [
+            np.einsum("nkk->nk", cov[:, 1:, 1:]),
+            np.einsum("k,nkl,l->n", b_bar, cov[:, 1:, 1:], b_bar),
+        ]
     )
-    # Exact per draw: intervals, p_best.
-    exact = 1.0 - pair_flips(mean, cov)
-    m_i = a_bar + mean[:, 1:] @ b_bar
-    v_i = np.einsum("k,nkl,l->n", b_bar, cov[:, 1:, 1:], b_bar)
-    c_i = cov[:, 0, 1:] @ b_bar
-    exact = np.column_stack([exact, 1.0 - opposite(mean[:, 0], m_i, cov[:, 0, 0], v_i, c_i)])
+    c_x = np.column_stack([cov[:, 0, 1:], cov[:, 0, 1:] @ b_bar])
+    m_t, v_t = mean[:, 0], cov[:, 0, 0]
+
+    # Naive rule: ship when the reading is positive.
+    naive = (np.sign(tau)[..., None] == np.sign(readings)).mean(axis=1)
+    tol = mc_tolerance(naive, m)
+    assert np.all(np.abs(got["decision_accuracy"].to_numpy() - naive.mean(0)) < tol)
+    exact = 1.0 - opposite(m_t[:, None], m_x, v_t[:, None], v_x, c_x)
     np.testing.assert_allclose(got["decision_accuracy"], exact.mean(0), atol=1e-6)
     lo, hi = quantiles(exact)
     np.testing.assert_allclose(got["decision_lo"], lo, atol=1e-6)
     np.testing.assert_allclose(got["decision_hi"], hi, atol=1e-6)
-    best = np.bincount(np.argmax(exact, axis=1), minlength=len(names)) / p.n
-    np.testing.assert_allclose(got["p_best"], best, atol=2.0 / p.n)
+
+    # No proxy: always the sign the posterior predictive finds more likely.
+    ship = np.mean(ndtr(m_t / np.sqrt(v_t))) >= 0.5
+    none = ((tau > 0) == ship).mean(axis=1)
+    assert abs(got["no_proxy_accuracy"].iloc[0] - none.mean()) < mc_tolerance(none, m)
+    none_exact = ndtr(m_t / np.sqrt(v_t)) if ship else ndtr(-m_t / np.sqrt(v_t))
+    np.testing.assert_allclose(got["no_proxy_accuracy"], none_exact.mean(), atol=1e-9)
+
+    # Calibrated: the threshold where the predictive crosses 0.5 (Brent, all draws),
+    # then each draw's accuracy of that fixed rule.
+    calibrated = np.empty_like(naive)
+    calibrated_exact = np.empty_like(exact)
+    for j, name in enumerate(names):
+        t, d = predictive_threshold(m_t, v_t, m_x[:, j], v_x[:, j], c_x[:, j])
+        assert got.loc[name, "rule_direction"] == d
+        if d == 0:
+            calibrated[:, j], calibrated_exact[:, j] = none, none_exact
+            continue
+        # The recommend threshold uses 600 of the draws: close, not equal.
+        assert got.loc[name, "rule_threshold"] == pytest.approx(
+            t, abs=0.02 * np.sqrt(v_x[:, j].mean())
+        )
+        t = got.loc[name, "rule_threshold"]
+        calibrated[:, j] = ((d * (readings[:, :, j] - t) > 0) == (tau > 0)).mean(axis=1)
+        calibrated_exact[:, j] = 1.0 - opposite(
+            m_t, d * (m_x[:, j] - t), v_t, v_x[:, j], d * c_x[:, j]
+        )
+    tol = mc_tolerance(calibrated, m)
+    assert np.all(np.abs(got["calibrated_accuracy"].to_numpy() - calibrated.mean(0)) < tol)
+    np.testing.assert_allclose(got["calibrated_accuracy"], calibrated_exact.mean(0), atol=1e-6)
+    # The calibrated rule maximises the posterior expected accuracy: never below no proxy.
+    assert np.all(got["calibrated_accuracy"] >= got["no_proxy_accuracy"] - 1e-6)
+
+    # Gain and P(best): ties split evenly.
+    gain = calibrated_exact - none_exact[:, None]
+    np.testing.assert_allclose(got["gain"], gain.mean(0), atol=1e-6)
+    top = gain.max(axis=1, keepdims=True)
+    tied = np.abs(gain - top) <= 1e-9
+    np.testing.assert_allclose(
+        got["p_best"], (tied / tied.sum(1, keepdims=True)).mean(0), atol=0.01
+    )
     assert got["p_best"].sum() == pytest.approx(1.0)
-    assert list(rec["decision_accuracy"]) == sorted(rec["decision_accuracy"], reverse=True)
-    assert "Decide on" in rec.iloc[0]["recommendation"]
+    # Ranked: candidates that may be decided on first, then by gain.
+    ranked = rec[rec["credible"]]
+    assert list(ranked["gain"]) == sorted(ranked["gain"], reverse=True)
     assert rec.iloc[0]["recommendation"].startswith("UNTRUSTWORTHY") != case.fit.trustworthy
+
+
+def test_a_proxy_with_no_relation_is_never_recommended() -> None:
+    """A reading independent of tau: its sign agrees as often as tau is positive (the
+    naive rule looks good), but it gains nothing and is not credible."""
+    from proxyscope.analyses.decisions import calibrated_rule, rule_accuracy, share_best
+
+    n = 4000
+    rng = np.random.default_rng(0)
+    m_t = 1.0 + 0.05 * rng.standard_normal(n)  # tau mostly positive: P(tau > 0) ~ 0.84
+    v_t = np.ones(n)
+    m_x, v_x = 0.5 + 0.01 * rng.standard_normal(n), np.ones(n)
+    c = 0.05 * rng.standard_normal(n)  # no credible covariance
+    rule = calibrated_rule(m_t, v_t, m_x, v_x, c)
+    assert rule.direction == 0 and rule.ship_without  # never crosses: ignores the reading
+    acc = rule_accuracy(rule, m_t, v_t, m_x, v_x, c)
+    np.testing.assert_allclose(acc, ndtr(m_t), atol=1e-12)
+    naive = 1.0 - opposite(m_t, m_x, v_t, v_x, c)
+    assert naive.mean() > 0.5  # the naive rule's 0.6 would look like information
+    # Ties split evenly.
+    np.testing.assert_allclose(share_best(np.zeros((10, 3))), [1 / 3] * 3)
+    np.testing.assert_allclose(
+        share_best(np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]])), [0.25, 0.75, 0]
+    )
 
 
 def test_decision_accuracy_for_a_target_mix(small: Case) -> None:
@@ -913,7 +1005,10 @@ def test_weights_are_slope_times_spread_shares(case: Case) -> None:
         np.testing.assert_allclose(rows["weight_lo"], lo, rtol=1e-9)
         np.testing.assert_allclose(rows["weight_hi"], hi, rtol=1e-9)
         assert rows["weight"].sum() == pytest.approx(1.0)
-        np.testing.assert_array_equal(rows["direction"], np.where(slopes.mean(0) < 0, -1, 1))
+        s_lo, s_hi = quantiles(slopes)  # a direction only where the slope's sign is credible
+        np.testing.assert_array_equal(
+            rows["direction"], np.where(s_lo > 0, 1, np.where(s_hi < 0, -1, 0))
+        )
     # The per-draw weights the analysis itself uses are shares too.
     per_draw = weight_draws(bbar, omega)
     np.testing.assert_allclose(per_draw.sum(axis=1), 1.0)
@@ -1130,3 +1225,61 @@ def test_bad_levels_are_refused(
     small_fit: Any, func: Any, kwargs: dict[str, Any], param: str
 ) -> None:
     _raises(ParameterError, param, func, small_fit, **kwargs)
+
+
+# -- past experiments against the learned relation ----------------------------------------
+
+
+def test_past_experiments_and_the_predictive_check_match_dense_algebra(small: Case) -> None:
+    from proxyscope.analyses.relation import past_experiments
+
+    fit, p = small.fit, small.post
+    rel = past_experiments(fit, ci=0.8, flagged=[("IN / Mobile", "early_watch_min")])
+    frame = small.effects.to_frame()
+    users = (frame["n_treat"] + frame["n_control"]).to_numpy(dtype=float)
+    for e in list(small.effects.experiments)[:4]:
+        rows = np.flatnonzero(frame["experiment"].to_numpy() == e)
+        w = users[rows] / users[rows].sum()
+        est = w @ small.effects.effect[rows]
+        noise = np.einsum("c,cij->ij", w**2, small.effects.noise_cov[rows])
+        shares = np.zeros(p.s)
+        for r, wc in zip(rows, w, strict=True):
+            shares[p.labels.index(frame["segment_label"].iloc[r])] += wc
+        mean, cov = joint(p, shares)
+        total = cov + noise  # the estimates: truth plus sampling noise
+        # y | x, per draw, from the full covariance's precision (independent of the code's solve)
+        prec = np.linalg.inv(total)
+        cond_var = 1.0 / prec[:, 0, 0]
+        cond_mean = mean[:, 0] - cond_var * np.einsum(
+            "nk,nk->n", prec[:, 0, 1:], est[1:] - mean[:, 1:]
+        )
+        pit = ndtr((est[0] - cond_mean) / np.sqrt(cond_var)).mean()
+        row = rel.check.set_index("experiment").loc[e]
+        assert row["y"] == pytest.approx(est[0], rel=1e-12)
+        assert row["pit"] == pytest.approx(pit, abs=1e-9)
+        assert row["inside"] == (0.1 <= pit <= 0.9)
+        grid = np.linspace(row["pred_lo"], row["pred_hi"], 2)
+        cdf = [ndtr((g - cond_mean) / np.sqrt(cond_var)).mean() for g in grid]
+        np.testing.assert_allclose(cdf, [0.1, 0.9], atol=1e-6)  # exact mixture quantiles
+        pts = rel.points[(rel.points["experiment"] == e)].set_index("proxy")
+        for k, proxy in enumerate(p.proxies):
+            assert pts.loc[proxy, "x"] == pytest.approx(est[k + 1], rel=1e-12)
+            assert pts.loc[proxy, "x_se"] == pytest.approx(np.sqrt(noise[k + 1, k + 1]))
+    # The lines: per draw, the regression of tau on one proxy at the historical mix.
+    mean, cov = joint(p, small.hist)
+    for k, proxy in enumerate(p.proxies):
+        line = rel.lines[(rel.lines["proxy"] == proxy) & (rel.lines["scope"] == "historical mix")]
+        slope = cov[:, 0, k + 1] / cov[:, k + 1, k + 1]
+        values = (
+            mean[:, 0, None]
+            - (slope * mean[:, k + 1])[:, None]
+            + slope[:, None] * line["x"].to_numpy()
+        )
+        np.testing.assert_allclose(line["mean"], values.mean(0), rtol=1e-9, atol=1e-12)
+        lo, hi = quantiles(values, 0.8)
+        np.testing.assert_allclose(line["lo"], lo, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(line["hi"], hi, rtol=1e-9, atol=1e-12)
+    flagged = rel.lines[rel.lines["scope"] == "IN / Mobile"]
+    assert set(flagged["proxy"]) == {"early_watch_min"}
+    assert rel.coverage == pytest.approx(rel.check["inside"].mean())
+    assert f"of {len(rel.check)}" in rel.reading()

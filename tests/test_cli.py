@@ -101,6 +101,30 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
     assert sub.description and sub.description.split(":")[0].split(".")[0] in out.replace("\n", " ")
 
 
+def test_every_flag_has_help() -> None:
+    import argparse
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    missing = [
+        (name, action.option_strings or action.dest)
+        for name, sub in [("proxyscope", parser), *commands.items()]
+        for action in sub._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
+    assert missing == []
+
+
+def test_every_command_has_a_handler() -> None:
+    # The parser names the commands; main() finds each one's function in its module.
+    from proxyscope.cli import handler
+
+    parsed = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(parsed) == set(COMMANDS)
+    for command in COMMANDS:
+        assert handler(command).__name__ == f"cmd_{command}"
+
+
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "--help")
     assert code == 0
@@ -188,6 +212,13 @@ def test_missing_or_wrong_fit_files(project: Path, capsys: pytest.CaptureFixture
     code, _, err = cli(capsys, "fit", project / "users.csv")
     assert code == 2
     assert_one_line_error(err, "users.csv' is not a cells file from 'proxyscope summarize'")
+    # A mistyped sampler setting names the flag, before anything compiles.
+    code, _, err = cli(
+        capsys, "fit", cells, "-o", project / "fit.nc", "--setting", "target_acept=0.95"
+    )
+    assert code == 2
+    assert_one_line_error(err, "'--setting' parameter of proxyscope fit", "'target_accept'")
+    assert not (project / "fit.nc").exists()
 
 
 # -- spec, validate, summarize ---------------------------------------------------
@@ -285,6 +316,39 @@ def test_validate_treatment_and_columns(project: Path, capsys: pytest.CaptureFix
     code, out, _ = cli(capsys, "validate", project / "spec.toml", "--treated-value", "7")
     assert code == 2
     assert "[columns].treated_value must be one of the values of column 'treatment': [0, 1]" in out
+
+
+def test_validate_checks_sampler_settings_and_transport_target_before_fitting(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = project / "typo.toml"
+    spec.write_text(SPEC + "[sampler.settings]\ntarget_acept = 0.95\n")
+    code, out, err = cli(capsys, "validate", spec)
+    assert code == 2
+    assert "'target_acept'" in out and "Did you mean 'target_accept'?" in out
+    # run stops there too, before reading the data or compiling anything
+    code, _, err = cli(capsys, "run", spec, "--out", project / "out")
+    assert code == 2
+    assert_one_line_error(err, "target_acept")
+    assert not (project / "out" / "cells.nc").exists()
+
+    target = project / "target.toml"
+    target.write_text(
+        SPEC + '[analysis.transport]\nshares = { "NA / TV" = 0.5, "APAC / TV" = 0.5 }\n'
+    )
+    code, out, _ = cli(capsys, "validate", target)
+    assert code == 2
+    assert "[analysis.transport]" in out and "['APAC']" in out and "'region'" in out
+    code, _, err = cli(capsys, "run", target, "--out", project / "out2")
+    assert code == 2
+    assert_one_line_error(err, "[analysis.transport]")
+    assert not (project / "out2" / "fit.nc").exists()
+    good = project / "good.toml"
+    good.write_text(
+        SPEC + '[analysis.transport]\nshares = { "NA / TV" = 0.5, "EU / Mobile" = 0.5 }\n'
+    )
+    code, out, err = cli(capsys, "validate", good)
+    assert code == 0, out + err
 
 
 def test_validate_notes_dropna_and_small_cells(
@@ -461,9 +525,16 @@ def test_weights_ledger_override_and_history(
     )  # fmt: skip
     assert code == 0, err
     assert f"Recorded override entry 2 in {ledger}." in out
-    code, out, _ = cli(capsys, "weights", "--ledger", ledger, "--history", "--scope", "global")
+    code, out, _ = cli(capsys, "weights", "--ledger", ledger, "--history")
     assert code == 0
     assert "override" in out and "analyst" in out and "computed" in out
+    assert "scope 'global'" in out and "nan" not in out.lower()
+    from proxyscope.model.fit import ProxyFit
+
+    fit = ProxyFit.load(fits / "additive.nc")
+    assert fit.data_fingerprint[:12] in out and fit.config_hash[:12] in out
+    code, every, _ = cli(capsys, "weights", "--ledger", ledger, "--history", "--scope", "all")
+    assert code == 0 and len(every.splitlines()) >= len(out.splitlines())
     code, _, err = cli(capsys, "weights", "--ledger", ledger, "--override", "watch_min=1")
     assert code == 2
     assert_one_line_error(err, "--override needs --ledger FILE, --who NAME and --why TEXT")
@@ -508,11 +579,11 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def test_internal_errors_are_not_disguised_as_input_errors(
     monkeypatch: pytest.MonkeyPatch, project: Path
 ) -> None:
-    import proxyscope.run.check as check
+    import proxyscope.cli.data_commands as data_commands
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(check, "check_data", boom)
+    monkeypatch.setattr(data_commands, "check_data", boom)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["validate", str(project / "spec.toml"), "-q"])

@@ -14,7 +14,7 @@ import xarray as xr
 
 from proxyscope import dims
 from proxyscope.model import _convergence as conv
-from proxyscope.model import diagnostics
+from proxyscope.model import diagnostics, stray
 
 RTOL = 1e-10
 
@@ -292,10 +292,10 @@ def test_chains_of_one_posterior_are_not_called_stray() -> None:
     draws[:, 0] = eps[:, 0]
     for t in range(1, 400):
         draws[:, t] = 0.9 * draws[:, t - 1] + np.sqrt(1 - 0.81) * eps[:, t]
-    assert diagnostics.stray_chains(draws.transpose(2, 0, 1), [f"x{i}" for i in range(200)]) == []
+    assert stray.stray_chains(draws.transpose(2, 0, 1), [f"x{i}" for i in range(200)]) == []
     # Two chains cannot say which of them strays; constants are ignored.
     two = rng.normal(size=(3, 2, 100))
     two[0, 1] += 5
-    assert diagnostics.stray_chains(two, ["a", "b", "c"]) == []
+    assert stray.stray_chains(two, ["a", "b", "c"]) == []
     const = np.zeros((1, 4, 100))
-    assert diagnostics.stray_chains(const, ["c"]) == []
+    assert stray.stray_chains(const, ["c"]) == []

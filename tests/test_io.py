@@ -64,7 +64,9 @@ def test_plain_values() -> None:
 
 
 def test_number_formats() -> None:
-    assert num(2594.4) == "2.59e+03"
+    assert num(2594.4) == "2,594" and num(2598.8) == "2,599"  # 2.59e+03 and 2.6e+03 before
+    assert num(0.5) == "0.5" and num(12.345) == "12.3" and num(0.0001234) == "0.000123"
+    assert num(-0.00049) == "-0.00049" and num(0.0) == "0" and num(99.96) == "100"
     assert num(12345) == "12345" and num(True) == "yes"
     assert num(None) == MISSING == num(float("nan")) == num(np.inf)
     assert num("abc") == "abc" and num(0.123456, 2) == "0.12"

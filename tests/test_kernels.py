@@ -209,7 +209,7 @@ def test_pack_cells_layout_matches_codegen() -> None:
 
 
 def test_generated_code_identity_tracks_source() -> None:
-    from proxyscope.core.codegen import _module_path
+    from proxyscope.core.codegen.identity import _module_path
 
     for make in (passes_source, reduce_source, generate_source, posterior_source):
         assert make(3) == make(3)

@@ -31,6 +31,7 @@ from proxyscope.errors import (
 from proxyscope.ledger import (
     HISTORY_COLUMNS,
     LedgerBusyError,
+    connection,
     current_weights,
     override_weights,
     record_weights,
@@ -416,7 +417,7 @@ def test_a_ledger_caught_while_another_process_writes_its_header_is_retried(
             )
         return real(target, **kwargs)
 
-    monkeypatch.setattr(store.duckdb, "connect", connect_mid_creation)
+    monkeypatch.setattr(connection.duckdb, "connect", connect_mid_creation)
     history = weights_history(path)
     assert len(calls) == 2
     assert history["entry_id"].nunique() == 1

@@ -440,3 +440,10 @@ def test_principal_axes_decorrelate_the_experiment_level_effects() -> None:
     one = _cells(seed=2, k=1)
     _structure, one_segment = SegmentStructure.from_effects(one)
     np.testing.assert_array_equal(principal_axes(fit_data(one, one_segment)), np.eye(1))
+
+
+def test_every_prior_says_what_it_governs() -> None:
+    from proxyscope.model.priors import ROLES
+
+    assert list(ROLES) == ps.Priors.names()
+    assert all(ROLES.values())

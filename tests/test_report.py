@@ -29,6 +29,8 @@ from proxyscope.reporting.render_html import BANNER_ID
 jsonschema = pytest.importorskip("jsonschema")
 
 BASE_FIGURES = (
+    "relation",
+    "predictive_check",
     "diagnostics",
     "coefficients",
     "fragility",
@@ -174,7 +176,7 @@ def test_json_validates_against_schema(untrusted: Any, trusted: Any) -> None:
         errors = sorted(check.iter_errors(doc), key=lambda e: list(e.path))
         assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
         assert doc == files.document
-        assert doc["schema_version"] == SCHEMA_VERSION == "1.0.0"
+        assert doc["schema_version"] == SCHEMA_VERSION == "1.1.0"
         assert doc["proxyscope_version"] == ps.__version__
     schema = load_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -195,7 +197,8 @@ BROKEN = {
     "probability above one": ("set", ("fragility", "rows", 0, "flip_prob", 1.5)),
     "unknown schema version": ("set", ("schema_version", "2.0.0")),
     "unknown top-level key": ("set", ("surprise", 1)),
-    "weight direction zero": ("set", ("weights", "rows", 0, "direction", 0)),
+    "weight direction two": ("set", ("weights", "rows", 0, "direction", 2)),
+    "recommendation without its gain": ("del", ("recommendations", "rows", 0, "gain")),
     "transport without summary": ("del", ("transport", "summary")),
     "compare with one model": ("set", ("compare", "rows", [])),
     "number as text": ("set", ("diagnostics", "max_rhat", "1.04")),

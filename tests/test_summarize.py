@@ -425,7 +425,7 @@ def test_single_names_as_strings_and_save_load(users: pd.DataFrame, tmp_path: Pa
 def test_one_list_of_duckdb_number_types() -> None:
     # The engine and the spec checker read DuckDB's type names from one list.
     from proxyscope.data.engines.duckdb_engine import numeric_type
-    from proxyscope.run.check import _is_numeric
+    from proxyscope.run.check.users import _is_numeric
 
     assert numeric_type("DECIMAL(18,3)") and numeric_type("real") and numeric_type("UBIGINT")
     assert not numeric_type("BOOLEAN") and not numeric_type("VARCHAR")

@@ -19,9 +19,10 @@ Thresholds and why a wrong implementation fails them:
   long-term effects are this noisy (measured over 30 seeds of
   ``benchmarks/bench_truth.py``: MAE 0.09-0.20 per seed), so the bound is not the
   issue's 0.10 target; reading P(same sign) instead of P(flip) gives MAE 0.71-0.74.
-- decision accuracy: the proxy with the best true accuracy ranked first, the
-  estimates within 0.10 of the truth (measured 0.00-0.05; a flip in the sign
-  convention gives errors of 0.8-0.9).
+- decisions: per proxy the naive, calibrated and no-proxy rules judged on new
+  experiments' true effects; the first-ranked proxy's true gain within 0.03 of the
+  best, proxies with no relation never credible nor first (the measured figures are
+  in the test's docstring; ranking by the naive accuracy puts CTR first in one cell).
 - transport: the 90% predictive interval holds 80-97% of 2,000 new
   experiments' true long-term effects in a mix with 60% of users in the
   cohort cell (measured 0.86 and 0.88; binomial noise at 2,000 draws is about
@@ -149,15 +150,67 @@ def test_flip_probabilities_track_the_population_truth(world_fit: tuple[Any, Any
         assert np.all(rows.flip_lo <= rows.flip_prob) and np.all(rows.flip_prob <= rows.flip_hi)
 
 
-def test_best_proxy_is_ranked_first_and_accuracy_is_close(world_fit: tuple[Any, Any]) -> None:
+@pytest.mark.parametrize("where", ["historical mix", "one cell"])
+def test_the_three_decision_accuracies_match_new_experiments(
+    world_fit: tuple[Any, Any], where: str
+) -> None:
+    """Naive, calibrated and no-proxy decisions judged on 20,000 new experiments drawn from
+    the world (their exact true effects), the fitted calibrated rule applied to them as a
+    team would; in the historical mix and in one cell (NA / TV / Existing), where the
+    long-term effect is positive in 78% of new experiments.
+
+    Measured on the two worlds' test fits (the numbers: truth):
+    - the calibrated rule beats the naive one for the engagement proxies (0.88-0.99
+      against 0.72-0.96) and gains 0.10-0.44 over no proxy; CTR and rebuffer rate are
+      never credible, gain 0.00-0.01 in the posterior and are never ranked first (their
+      naive accuracy 0.55-0.78 is the long-term effect's sign rate);
+    - the first single proxy's true gain is the best or within 0.011 of it;
+    - the no-proxy accuracy lies in its 90% interval in all four cases; the naive one
+      within 0.033 of its interval (CTR in the moved world); the calibrated rule's
+      posterior mean is within 0.104 of its true accuracy for the credible proxies (it
+      understates: the model leaves more noise between the effects than the world has).
+    A rule read the wrong way round, or ranking by the naive accuracy (CTR first in one
+    cell), fails these.
+    """
     world, fit = world_fit
-    truth = world.truth["pop_decision_accuracy"].to_series()
-    rec = ps.recommend(fit)
-    singles = rec[rec.proxy.isin(list(truth.index))].reset_index(drop=True)
-    assert singles.iloc[0].proxy == truth.idxmax()
-    est = singles.set_index("proxy")["decision_accuracy"]
-    for proxy in PROXIES:
-        assert abs(est[proxy] - truth[proxy]) <= 0.10, (proxy, est[proxy], truth[proxy])
+    cell = ("NA", "TV", "Existing")
+    if where == "one cell":
+        mix, target = world.config.mix.concentrated(cell, 1.0), {_label(cell): 1.0}
+    else:
+        mix, target = world.config.mix, None
+    found = ps.recommend(fit, target=target)
+    rec = found.set_index("proxy")
+    new = world.new_experiment_effects(20_000, mix, seed=11)
+    new = new[new.scope == "mix"]
+    tau = new["long_retained"].to_numpy()
+    p_pos = float(np.mean(tau > 0))
+    none = max(p_pos, 1.0 - p_pos)
+    first = rec.iloc[0]
+    assert first.no_proxy_lo <= none <= first.no_proxy_hi, (where, none)
+    gains = {}
+    for proxy in fit.proxies:
+        row = rec.loc[proxy]
+        theta = new[proxy].to_numpy()
+        naive = float(np.mean(np.sign(theta) == np.sign(tau)))
+        assert row.decision_lo - 0.05 <= naive <= row.decision_hi + 0.05, (where, proxy, naive)
+        if row.rule_direction == 0:  # the no-proxy rule the posterior chose
+            calibrated = float(np.mean((tau > 0) == found.attrs["no_proxy_ships"]))
+        else:
+            calibrated = float(
+                np.mean((row.rule_direction * (theta - row.rule_threshold) > 0) == (tau > 0))
+            )
+        gains[proxy] = calibrated - none
+        assert calibrated >= none - 0.04, (where, proxy, calibrated, none)
+        if row.credible:
+            assert abs(row.calibrated_accuracy - calibrated) <= 0.12, (where, proxy, calibrated)
+            assert calibrated >= naive - 0.01, (where, proxy, calibrated, naive)
+            assert gains[proxy] >= 0.05, (where, proxy, gains)
+    first_single = next(p for p in rec.index if p in gains)
+    assert gains[first_single] >= max(gains.values()) - 0.03, (where, first_single, gains)
+    for proxy in ("early_ctr", "rebuffer_rate"):
+        assert not rec.loc[proxy, "credible"], (where, proxy)
+        assert rec.loc[proxy, "gain"] <= 0.02, (where, proxy)
+        assert rec.index[0] != proxy
 
 
 def test_transport_interval_holds_new_experiments_of_a_shifted_mix(

@@ -11,9 +11,11 @@ MISSING = "n/a"
 
 
 def num(x: Any, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits: an int in full, a bool as yes/no,
-    :data:`MISSING` for None or a non-finite number, anything else not a number as
-    its ``str``."""
+    """A number in plain notation with ``digits`` significant digits, but never fewer
+    than its integer digits (2,594.4 is "2,594", not "2.59e+03", so two numbers 4.4
+    apart do not print alike); trailing zeros dropped. An int in full, a bool as
+    yes/no, :data:`MISSING` for None or a non-finite number, anything else not a
+    number as its ``str``."""
     if x is None:
         return MISSING
     if isinstance(x, bool):
@@ -26,7 +28,14 @@ def num(x: Any, digits: int = 3) -> str:
         return str(x)
     if not math.isfinite(v):
         return MISSING
-    return f"{v:.{digits}g}"
+    if v == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(v)))
+    decimals = max(digits - 1 - magnitude, 0)
+    text = f"{v:,.{decimals}f}"
+    if decimals:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def interval(mean: Any, lo: Any, hi: Any, fmt: Callable[[Any], str] = num) -> str:

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from proxyscope import dims
 from proxyscope.errors import ParameterError
+from proxyscope.model.heldout import heldout_experiment_loglik
 from proxyscope.options import COMPARE_LEVELS
 
 if TYPE_CHECKING:
@@ -47,8 +47,10 @@ class Comparison:
         ``az.compare``-style: rank, elpd (``elpd_loo``), ``p_loo``,
         ``elpd_diff`` and its standard error ``dse``, stacking ``weight``,
         ``se``; plus ``n_high_k`` (points with Pareto k > 0.7 left as
-        approximations), ``max_pareto_k`` and ``n_refitted`` (experiments
-        whose density comes from an exact refit).
+        approximations), ``max_pareto_k``, ``n_refitted`` (experiments
+        whose density comes from an exact refit) and ``trustworthy`` (False
+        for a fit that failed its diagnostics: the reading and every report
+        mark it and never call it best without saying so).
     kind : str
     refitted : dict of model name to the experiments refitted
     refit_folds : dict of model name to the number of refits. Fewer refits
@@ -72,11 +74,27 @@ class Comparison:
             "outcome": "leave-one-cell-out density of the long-term estimate given the "
             "proxy estimates",
         }[self.kind]
+        failed = self.failed
+        passed = [n for n in t.index if n not in failed]
+
+        def named(n: Any) -> str:
+            return f"{n!r} (its fit FAILED its diagnostics)" if n in failed else repr(n)
+
         best = t.index[0]
         text = (
-            f"By {what}, {best!r} is best (elpd {t.loc[best, 'elpd_loo']:.1f}, "
+            f"By {what}, {named(best)} scores best (elpd {t.loc[best, 'elpd_loo']:.1f}, "
             f"SE {t.loc[best, 'se']:.1f})."
         )
+        if best in failed:
+            text += (
+                " A fit that failed its diagnostics does not describe its posterior, so its "
+                "elpd cannot be trusted: do not choose it; "
+                + (
+                    f"of the fits that passed, {passed[0]!r} scores best."
+                    if passed
+                    else "no fit passed its diagnostics (see each fit's diagnostics())."
+                )
+            )
         for name in t.index[1:]:
             diff, dse = t.loc[name, "elpd_diff"], t.loc[name, "dse"]
             ratio = diff / dse if dse > 0 else np.inf
@@ -84,7 +102,7 @@ class Comparison:
                 "clearly worse" if ratio > 2 else "worse, but within about two standard errors"
             )
             text += (
-                f" {name!r} is {verdict}: {diff:.1f} lower "
+                f" {named(name)} is {verdict}: {diff:.1f} lower "
                 f"(SE of the difference {dse:.1f}, {ratio:.1f} SE)."
             )
         weights = ", ".join(f"{n} {w:.2f}" for n, w in t["weight"].items())
@@ -115,6 +133,14 @@ class Comparison:
             )
         return text
 
+    @property
+    def failed(self) -> list[Any]:
+        """The compared fits that failed their diagnostics (best first)."""
+        t = self.table
+        if "trustworthy" not in t.columns:
+            return []
+        return [n for n in t.index if not bool(t.loc[n, "trustworthy"])]
+
     def __repr__(self) -> str:
         return f"<Comparison ({self.kind})>\n{self.table.to_string()}\n{self.reading()}"
 
@@ -132,6 +158,7 @@ TABLE_COLUMNS = (
     "n_high_k",
     "max_pareto_k",
     "n_refitted",
+    "trustworthy",
 )
 
 
@@ -211,6 +238,7 @@ def compare(
         for n in table.index
     ]
     table["n_refitted"] = [len(refitted[n]) for n in table.index]
+    table["trustworthy"] = [bool(fits[n].trustworthy) for n in table.index]
     table = table[[c for c in TABLE_COLUMNS if c in table.columns]]
     return Comparison(table=table, kind=kind, refitted=refitted, elpd=elpds, refit_folds=folds)
 
@@ -274,67 +302,3 @@ def _refit_high_k(
     out["se"] = float(np.sqrt(n * np.var(loo_i)))
     out["warning"] = bool(np.nansum(k_new > PARETO_K_MAX) > 0)
     return out, done, len(folds)
-
-
-def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
-    """log p(d_e | params) per posterior draw for experiments NOT in the fit.
-
-    Original units, eta_e integrated out, one column per experiment of
-    ``effects`` (in its order). Segment cells the fit never saw are predicted
-    from its pooled structure.
-    """
-    from proxyscope.analyses.implied import segments_for
-    from proxyscope.core.codegen import load_kernel_module
-    from proxyscope.core.kernels import experiment_cholesky, pack_cells
-
-    if tuple(effects.metrics) != tuple(fit.info.metrics):
-        raise ParameterError("Held-out cells must have the fit's outcome and proxies.")
-    cells = effects.cells()
-    cols = list(fit.structure.columns)
-    if cols:
-        combos = cells[cols].drop_duplicates().reset_index(drop=True)
-        label_of = {fit.structure.label_of(r[cols]): i for i, r in combos.iterrows()}
-        seg_idx = np.array([label_of[lab] for lab in cells[dims.SEGMENT_LABEL]])
-    else:
-        combos = pd.DataFrame(index=[0])
-        seg_idx = np.zeros(len(cells), dtype=int)
-    seg = segments_for(fit, combos)
-    scales = np.asarray(fit.info.scales)
-    sy, sp = scales[0], scales[1:]
-    exp_ids = effects.experiments
-    exp_idx = pd.Index(exp_ids).get_indexer(effects.experiment)
-    order = np.lexsort((seg_idx, exp_idx))
-    d = (effects.effect[order] / scales).T
-    s_cov = (effects.noise_cov[order] / np.outer(scales, scales)[None]).transpose(1, 2, 0)
-    dat = pack_cells(np.ascontiguousarray(d), np.ascontiguousarray(s_cov))
-    seg_sorted = np.ascontiguousarray(seg_idx[order], dtype=np.int64)
-    exp_sorted = np.ascontiguousarray(exp_idx[order], dtype=np.int64)
-    k = len(sp)
-    kernel = load_kernel_module(k).experiment_posterior
-    n = seg.n_draws
-    loc = np.concatenate([seg.nu[:, None, :] / sy, np.swapaxes(seg.mu, 1, 2) / sp[:, None]], axis=1)
-    beta = np.swapaxes(seg.beta, 1, 2) * (sp / sy)[:, None]
-    sig2 = seg.sigma2 / sy**2
-    scale_mat = np.outer(sp, sp)
-    out = np.empty((n, len(exp_ids)))
-    cells_per_exp = np.bincount(exp_sorted, minlength=len(exp_ids))
-    log_jac = cells_per_exp * float(np.sum(np.log(scales)))
-    for i in range(n):
-        chol_e = experiment_cholesky(
-            np.sqrt(seg.omega_y[i]) / sy,
-            np.linalg.cholesky(seg.omega_e[i] / scale_mat + 1e-12 * np.eye(k)),
-        )
-        chol_c = np.linalg.cholesky(seg.omega_c[i] / scale_mat + 1e-12 * np.eye(k))
-        lp, _, _ = kernel(
-            dat,
-            seg_sorted,
-            exp_sorted,
-            len(exp_ids),
-            np.ascontiguousarray(loc[i]),
-            np.ascontiguousarray(beta[i]),
-            np.ascontiguousarray(sig2[i]),
-            chol_c,
-            chol_e,
-        )
-        out[i] = lp - log_jac
-    return out

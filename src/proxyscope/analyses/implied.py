@@ -1,10 +1,9 @@
-"""Analyses' reading of a new experiment's implied effects: sign flips, targets, seeds.
+"""Analyses' reading of a new experiment's implied effects: sign flips and targets.
 
-The joint distribution itself (per segment and for a mix of segments) is
-:class:`proxyscope.model.segments.SegmentDraws`; this module adds the
-probability that the long-term and proxy effects disagree in sign, segment
-parameters for combinations the fit never saw, and the reading of a user's
-target population.
+The joint distribution itself (per segment and for a mix of segments, including
+segment combinations the fit never saw) is in :mod:`proxyscope.model.segments`;
+this module adds the probability that the long-term and proxy effects disagree in
+sign and the reading of a user's target population.
 """
 
 from __future__ import annotations
@@ -17,12 +16,12 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.core.bvn import prob_opposite_signs
-from proxyscope.core.draws import flat
 from proxyscope.errors import ColumnError, DataTypeError, ParameterError
-from proxyscope.model.segments import SegmentDraws, fitted_segments, historical_mix
+from proxyscope.model.segments import historical_mix
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
+    from proxyscope.model.structure import SegmentStructure
 
 
 def proxy_flips(moments: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -40,104 +39,6 @@ def proxy_flips(moments: Mapping[str, np.ndarray]) -> np.ndarray:
     )
 
 
-def analysis_seed(fit: ProxyFit, random_seed: int | None) -> int:
-    """The seed of an analysis's random draws: ``random_seed``, or the fit's own.
-
-    Defaulting to the seed the fit was sampled with makes every analysis of
-    one fit reproducible: asking twice gives the same numbers.
-    """
-    if random_seed is not None:
-        return int(random_seed)
-    return int(fit.sampler.get("random_seed", 0))
-
-
-def segments_for(
-    fit: ProxyFit, combos: pd.DataFrame, random_seed: int | None = None
-) -> SegmentDraws:
-    """Segment parameters for arbitrary combinations of segment-column levels.
-
-    Combinations seen in the data use their posterior draws; unseen ones are
-    predicted from the pooled structure: global + main effects + a fresh
-    interaction drawn from the posterior interaction scale (additive), global
-    + fresh interaction (exchangeable), or the global value (complete). With
-    ``pooling="none"`` unseen combinations cannot be predicted. The fresh
-    interactions are drawn with :func:`analysis_seed` (the fit's seed unless
-    ``random_seed`` is given), so the same call gives the same draws.
-    """
-    structure = fit.structure
-    base = fitted_segments(fit)
-    if not structure.columns:
-        return base
-    codes = structure.level_codes(combos)
-    for j, col in enumerate(structure.columns):
-        bad = codes[:, j] < 0
-        if bad.any():
-            unknown = sorted(set(combos.loc[bad, col].astype(str)))
-            raise ParameterError(
-                f"Segment column {col!r} has level(s) {unknown} that the fit never saw; known "
-                f"levels: {list(structure.levels[j])}. A level the model has no data on cannot "
-                "be predicted."
-            )
-    lookup = {tuple(row): i for i, row in enumerate(structure.level_index.tolist())}
-    seen = [lookup.get(tuple(row)) for row in codes.tolist()]
-    labels = tuple(
-        structure.label_of([str(v) for v in combos.iloc[i][list(structure.columns)]])
-        for i in range(len(combos))
-    )
-    n = base.n_draws
-    k = base.mu.shape[-1]
-    nu = np.empty((n, len(combos)))
-    mu = np.empty((n, len(combos), k))
-    beta = np.empty((n, len(combos), k))
-    sigma2 = np.empty((n, len(combos)))
-    rng = np.random.default_rng(analysis_seed(fit, random_seed))
-    extrapolated = np.array([i is None for i in seen])
-    if extrapolated.any() and fit.pooling == "none":
-        missing = [labels[i] for i in np.flatnonzero(extrapolated)]
-        raise ParameterError(
-            f"Segment combinations {missing[:5]} were not in the data and pooling='none' "
-            "cannot predict them; use additive or exchangeable pooling."
-        )
-    post = fit.posterior
-    for row, idx in enumerate(seen):
-        if idx is not None:
-            nu[:, row] = base.nu[:, idx]
-            mu[:, row] = base.mu[:, idx]
-            beta[:, row] = base.beta[:, idx]
-            sigma2[:, row] = base.sigma2[:, idx]
-            continue
-        levels = codes[row]
-        nu_r = flat(post["nu_global"]).copy()
-        mu_r = flat(post["mu_global"]).copy()
-        beta_r = flat(post["beta_global"]).copy()
-        logs_r = flat(post["log_sigma_global"]).copy()
-        if fit.pooling == "additive":
-            for j, col in enumerate(structure.columns):
-                lev = structure.levels[j][levels[j]]
-                nu_r += flat(post[f"nu_main_{col}"].sel({col: lev}))
-                mu_r += flat(post[f"mu_main_{col}"].sel({col: lev}))
-                beta_r += flat(post[f"beta_main_{col}"].sel({col: lev}))
-                logs_r += flat(post[f"log_sigma_main_{col}"].sel({col: lev}))
-        if "nu_interaction_sd" in post:
-            nu_r += rng.standard_normal(n) * flat(post["nu_interaction_sd"])
-            mu_r += rng.standard_normal((n, k)) * flat(post["mu_interaction_sd"])
-            beta_r += rng.standard_normal((n, k)) * flat(post["beta_interaction_sd"])
-            logs_r += rng.standard_normal(n) * flat(post["log_sigma_interaction_sd"])
-        nu[:, row], mu[:, row], beta[:, row] = nu_r, mu_r, beta_r
-        sigma2[:, row] = np.exp(2.0 * logs_r)
-    return SegmentDraws(
-        labels=labels,
-        nu=nu,
-        mu=mu,
-        beta=beta,
-        sigma2=sigma2,
-        omega_e=base.omega_e,
-        omega_c=base.omega_c,
-        omega_y=base.omega_y,
-        extrapolated=extrapolated,
-    )
-
-
 def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
     """A target population as (segment combinations, shares).
 
@@ -147,11 +48,18 @@ def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
     share}, or a pandas Series indexed the same way.
     """
     structure = fit.structure
-    cols = list(structure.columns)
     if target is None:
         hist = historical_mix(fit)
         combos = structure.frame().drop(columns=[dims.SEGMENT])
         return combos, hist.to_numpy()
+    return resolve_target(structure, target)
+
+
+def resolve_target(structure: SegmentStructure, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    """A target population (not None) as (segment combinations, shares), checked against
+    the segment columns and levels of ``structure``: what :func:`resolve_mix` does for a
+    fit, and what ``proxyscope validate`` and ``run`` check before anything is fitted."""
+    cols = list(structure.columns)
     if isinstance(target, pd.DataFrame):
         missing = [c for c in cols if c not in target.columns]
         if missing:
@@ -217,7 +125,7 @@ def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
             if unknown:
                 raise ParameterError(
                     f"The 'target' has level(s) {unknown} of segment column {col!r} that the "
-                    f"fit never saw; known levels: {list(structure.levels[j])}. A level the "
+                    f"data never had; known levels: {list(structure.levels[j])}. A level the "
                     "model has no data on cannot be predicted."
                 )
         return kept, shares[keep] / total

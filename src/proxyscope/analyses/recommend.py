@@ -1,11 +1,16 @@
 """Which proxy (or the composite) to decide on, for a given population.
 
-Decision accuracy of a candidate for a mix pi (DESIGN §4): the posterior
-predictive probability that a new experiment's mix-level proxy effect (or
-composite index) and its mix-level long-term effect have the same sign —
-per draw one minus a bivariate normal orthant probability, computed exactly.
-Candidates are ranked by its posterior mean; ``p_best`` is the posterior
-probability that a candidate has the highest decision accuracy.
+Each candidate is judged by the decisions it supports (see
+:mod:`proxyscope.analyses.decisions`): the accuracy of the naive rule (ship when
+it moves the good way: the seed's decision accuracy, DESIGN §4), of the
+calibrated rule (ship when the long-term effect predicted from its reading is
+positive) and of deciding with no proxy at all. Candidates are ranked by the gain
+of the calibrated rule over no proxy, the share of new experiments whose decision
+the reading turns from wrong to right: agreeing in sign with a long-term effect
+that is nearly always positive gains nothing. ``p_best`` is the posterior
+probability that a candidate has the largest gain (ties split evenly). A candidate
+whose relation to the long-term effect is not credible in the population, or that
+points the wrong way in every segment of it, is never the one to decide on.
 """
 
 from __future__ import annotations
@@ -16,13 +21,21 @@ import numpy as np
 import pandas as pd
 
 from proxyscope.analyses.composite import mix_composite, project
+from proxyscope.analyses.decisions import (
+    Rule,
+    calibrated_rule,
+    no_proxy_accuracy,
+    no_proxy_ships,
+    rule_accuracy,
+    share_best,
+)
 from proxyscope.analyses.fragility import segment_flip_draws
-from proxyscope.analyses.implied import proxy_flips, resolve_mix, segments_for
+from proxyscope.analyses.implied import proxy_flips, resolve_mix
 from proxyscope.analyses.surrogacy import STE_DRAWS, _subsample, threshold_effect
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.core.draws import check_ci, interval
 from proxyscope.errors import ParameterError
-from proxyscope.model.segments import fitted_segments
+from proxyscope.model.segments import fitted_segments, segments_for
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
@@ -34,7 +47,8 @@ COMPOSITE = "composite"
 def decision_draws(
     fit: ProxyFit, target: Any = None
 ) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    """Decision accuracy per draw (N, candidates) for a mix; candidates = proxies + composite."""
+    """The naive rule's decision accuracy per draw (N, candidates) for a mix;
+    candidates = proxies + composite."""
     combos, shares = resolve_mix(fit, target)
     seg = segments_for(fit, combos)
     mom = seg.mix_moments(shares)
@@ -60,7 +74,7 @@ def recommend(
     probability: float = 0.95,
     threshold: float = 0.5,
 ) -> pd.DataFrame:
-    """Proxies and the composite ranked by decision accuracy for a population.
+    """Proxies and the composite ranked by what their readings add to decisions.
 
     Parameters
     ----------
@@ -79,12 +93,24 @@ def recommend(
     Returns
     -------
     DataFrame
-        Ranked best first: ``proxy`` (a proxy name or "composite"),
-        ``decision_accuracy`` (posterior mean), ``decision_lo``,
-        ``decision_hi``, ``p_best``, ``ste`` (proxy units; for the composite —
-        the surrogate index — long-term units), ``fragile_segments``
-        (segments of the target where the candidate is flagged fragile),
-        ``recommendation`` (one line).
+        Ranked best first (candidates that may be decided on before those that may not,
+        then by ``gain``): ``proxy`` (a proxy name or "composite"); ``gain``,
+        ``gain_lo``, ``gain_hi`` (calibrated rule minus no proxy);
+        ``calibrated_accuracy`` (+ ``_lo``, ``_hi``) and ``rule`` (the calibrated rule
+        in words: ship when the reading is above or below a value, in the proxy's units
+        — the composite's in long-term units — or "ignores the reading";
+        ``rule_threshold`` and ``rule_direction`` (+1 above, -1 below, 0 ignores the
+        reading) in numbers); ``decision_accuracy``, ``decision_lo``, ``decision_hi``
+        (the naive rule: ship when the reading moves the good way);
+        ``no_proxy_accuracy`` (+ ``_lo``, ``_hi``; the same for every candidate);
+        ``credible`` (the sign of the candidate's covariance with the long-term effect
+        is credible at ``ci``); ``p_best`` (posterior probability of the largest gain,
+        ties split evenly); ``ste`` (proxy units; for the composite — the surrogate
+        index — long-term units); ``fragile_segments`` (segments of the target where the
+        candidate is flagged fragile); ``recommendation`` (one line). All accuracies are
+        posterior means over new experiments of the target mix.
+        ``attrs["safe"]`` is False when no candidate may be decided on;
+        ``attrs["no_proxy_ships"]`` is the no-proxy rule's decision.
     """
     ci = check_ci(ci)
     for name, value in (("probability", probability), ("threshold", threshold)):
@@ -93,62 +119,94 @@ def recommend(
                 f"The {name!r} parameter of recommend must be in (0, 1); got {value!r}."
             )
     fit.warn_if_untrustworthy("recommend")
-    names, acc, ctx = decision_draws(fit, target)
-    lo, hi = interval(acc, ci)
-    best = np.bincount(np.argmax(acc, axis=1), minlength=len(names)) / acc.shape[0]
+    names, naive, ctx = decision_draws(fit, target)
     mom = ctx["moments"]
-    picks = _subsample(acc.shape[0], STE_DRAWS)
-    var_theta = np.einsum("nkk->nk", mom["cov_theta"])
-    stes = []
-    for k in range(len(fit.proxies)):
-        stes.append(
-            threshold_effect(
-                mom["mean_tau"][picks],
-                mom["var_tau"][picks],
-                mom["mean_theta"][picks, k],
-                var_theta[picks, k],
-                mom["cov_tau_theta"][picks, k],
-                probability,
-            )
-        )
     m_i, v_i, c_i = ctx["index_moments"]
-    stes.append(
+    var_theta = np.einsum("nkk->nk", mom["cov_theta"])
+    readings = [
+        (mom["mean_theta"][:, k], var_theta[:, k], mom["cov_tau_theta"][:, k])
+        for k in range(len(fit.proxies))
+    ]
+    readings.append((m_i, v_i, c_i))
+    mean_tau, var_tau = mom["mean_tau"], mom["var_tau"]
+    ships = no_proxy_ships(mean_tau, var_tau)
+    none = no_proxy_accuracy(mean_tau, var_tau, ships)
+    rules: list[Rule] = []
+    calibrated = np.empty_like(naive)
+    for j, (m_x, v_x, c) in enumerate(readings):
+        rules.append(calibrated_rule(mean_tau, var_tau, m_x, v_x, c))
+        calibrated[:, j] = rule_accuracy(rules[-1], mean_tau, var_tau, m_x, v_x, c)
+    gain = calibrated - none[:, None]
+    covs = np.column_stack([c for _, _, c in readings])
+    cov_lo, cov_hi = interval(covs, ci)
+    credible = (cov_lo > 0) | (cov_hi < 0)
+    picks = _subsample(naive.shape[0], STE_DRAWS)
+    stes = [
         threshold_effect(
-            mom["mean_tau"][picks],
-            mom["var_tau"][picks],
-            m_i[picks],
-            v_i[picks],
-            c_i[picks],
-            probability,
+            mean_tau[picks], var_tau[picks], m_x[picks], v_x[picks], c[picks], probability
         )
-    )
-    fragile = _fragile_segments(fit, ctx, threshold, ci)
+        for m_x, v_x, c in readings
+    ]
+    fragile, n_target = _fragile_segments(fit, ctx, threshold, ci)
+    best = share_best(gain)
+    columns = {
+        "gain": gain,
+        "calibrated_accuracy": calibrated,
+        "decision_accuracy": naive,
+    }
+    bounds = {key: interval(value, ci) for key, value in columns.items()}
+    none_lo, none_hi = interval(none, ci)
     rows = []
     for j, name in enumerate(names):
+        everywhere = n_target > 0 and len(fragile.get(name, [])) >= n_target
         rows.append(
             {
                 "proxy": name,
-                "decision_accuracy": float(acc[:, j].mean()),
-                "decision_lo": float(lo[j]),
-                "decision_hi": float(hi[j]),
+                "gain": float(gain[:, j].mean()),
+                "gain_lo": float(bounds["gain"][0][j]),
+                "gain_hi": float(bounds["gain"][1][j]),
+                "calibrated_accuracy": float(calibrated[:, j].mean()),
+                "calibrated_lo": float(bounds["calibrated_accuracy"][0][j]),
+                "calibrated_hi": float(bounds["calibrated_accuracy"][1][j]),
+                "rule": rules[j].label,
+                "rule_threshold": rules[j].threshold,
+                "rule_direction": rules[j].direction,
+                "decision_accuracy": float(naive[:, j].mean()),
+                "decision_lo": float(bounds["decision_accuracy"][0][j]),
+                "decision_hi": float(bounds["decision_accuracy"][1][j]),
+                "no_proxy_accuracy": float(none.mean()),
+                "no_proxy_lo": float(none_lo),
+                "no_proxy_hi": float(none_hi),
+                "credible": bool(credible[j]),
                 "p_best": float(best[j]),
                 "ste": float(stes[j]),
                 "fragile_segments": fragile.get(name, []),
+                "eligible": bool(credible[j]) and not everywhere,
+                "fragile_everywhere": everywhere,
             }
         )
-    out = pd.DataFrame(rows).sort_values("decision_accuracy", ascending=False)
+    out = pd.DataFrame(rows).sort_values(["eligible", "gain"], ascending=[False, False])
     out = out.reset_index(drop=True)
+    safe = bool(out["eligible"].any())
     out["recommendation"] = [
-        _sentence(row, rank, fit, probability) for rank, row in enumerate(out.itertuples())
+        _sentence(row, rank, fit, probability, safe) for rank, row in enumerate(out.itertuples())
     ]
-    out.attrs.update(ci=ci, probability=probability, trustworthy=fit.trustworthy)
+    out = out.drop(columns=["eligible", "fragile_everywhere"])
+    out.attrs.update(
+        ci=ci,
+        probability=probability,
+        trustworthy=fit.trustworthy,
+        safe=safe,
+        no_proxy_ships=ships,
+    )
     return out
 
 
 def _fragile_segments(
     fit: ProxyFit, ctx: dict[str, Any], threshold: float, ci: float
-) -> dict[str, list[str]]:
-    """Flagged segments of the target mix, per candidate (fitted segments only)."""
+) -> tuple[dict[str, list[str]], int]:
+    """Flagged segments of the target mix, per candidate (fitted segments only), and
+    how many fitted segments the target has."""
     flips, overall = segment_flip_draws(fit)
     labels = list(fit.structure.labels)
     in_target = (
@@ -184,33 +242,53 @@ def _fragile_segments(
         for s in range(len(labels))
         if labels[s] in in_target and c_mean[s] >= threshold and c_lo[s] > 0
     ]
-    return out
+    return out, sum(label in in_target for label in labels)
 
 
-def _sentence(row: Any, rank: int, fit: ProxyFit, probability: float) -> str:
+def _sentence(row: Any, rank: int, fit: ProxyFit, probability: float, safe: bool) -> str:
     name = "the composite proxy" if row.proxy == COMPOSITE else row.proxy
-    acc = (
-        f"decision accuracy {row.decision_accuracy:.2f} "
-        f"[{row.decision_lo:.2f}, {row.decision_hi:.2f}]"
+    calibrated = (
+        f"its calibrated rule ({row.rule}) decides right for {row.calibrated_accuracy:.2f} "
+        f"[{row.calibrated_lo:.2f}, {row.calibrated_hi:.2f}] of new experiments, against "
+        f"{row.no_proxy_accuracy:.2f} with no proxy (gain {row.gain:+.2f} "
+        f"[{row.gain_lo:+.2f}, {row.gain_hi:+.2f}])"
     )
-    if rank == 0:
-        head = f"Decide on {name}: {acc}, P(best) {row.p_best:.2f}."
-    elif row.decision_accuracy >= 0.9:
-        head = f"{name} is a usable alternative: {acc}."
+    naive = f"the naive rule (ship when it moves the good way) {row.decision_accuracy:.2f}"
+    if row.fragile_everywhere:
+        head = (
+            f"Do not decide on {name} here: it points the wrong way in every segment of "
+            f"this population ({len(row.fragile_segments)} of {len(row.fragile_segments)})."
+        )
+    elif not row.credible:
+        head = (
+            f"Do not decide on {name}: no credible relation with the long-term effect in "
+            f"this population; {naive} only reflects how often the long-term effect has "
+            "one sign."
+        )
+    elif rank == 0 and row.gain_lo > 0:
+        head = f"Decide on {name}: {calibrated}; P(best) {row.p_best:.2f}; {naive}."
+    elif rank == 0:
+        head = (
+            f"{name[0].upper() + name[1:]} is the best candidate, but its reading does not "
+            f"credibly beat deciding with no proxy here: {calibrated}; P(best) "
+            f"{row.p_best:.2f}."
+        )
+    elif row.gain_lo > 0:
+        head = f"{name} is a usable alternative: {calibrated}."
     else:
-        head = f"Do not decide on {name} alone: {acc}."
-    if np.isfinite(row.ste):
-        if row.proxy == COMPOSITE:
-            head += (
-                f" A predicted long-term effect above {row.ste:.3g} means a long-term win with "
-                f"{100 * probability:.0f}% probability."
-            )
-        else:
-            head += (
-                f" A lift above {row.ste:.3g} means a long-term win with "
-                f"{100 * probability:.0f}% probability."
-            )
-    if row.fragile_segments:
+        head = f"Do not decide on {name} alone: {calibrated}."
+    if not safe and rank == 0:
+        head = (
+            "No proxy is safe for this population (none has a credible relation that "
+            "holds in some segment of it): decide on the long-term effect. " + head
+        )
+    if row.credible and not row.fragile_everywhere and np.isfinite(row.ste):
+        unit = "A predicted long-term effect" if row.proxy == COMPOSITE else "A lift"
+        head += (
+            f" {unit} above {row.ste:.3g} means a long-term win with "
+            f"{100 * probability:.0f}% probability."
+        )
+    if row.fragile_segments and not row.fragile_everywhere:
         shown = "; ".join(row.fragile_segments[:3])
         more = len(row.fragile_segments) - 3
         head += (

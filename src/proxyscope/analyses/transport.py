@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
-from proxyscope.analyses.implied import analysis_seed, proxy_flips, resolve_mix, segments_for
+from proxyscope.analyses.implied import proxy_flips, resolve_mix
 from proxyscope.analyses.surrogacy import r2_all
 from proxyscope.core.draws import check_ci, interval
 from proxyscope.errors import ParameterError
-from proxyscope.model.segments import fitted_segments, historical_mix
+from proxyscope.model.segments import analysis_seed, fitted_segments, historical_mix, segments_for
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from proxyscope.analyses.composite import mix_composite, weight_draws
-from proxyscope.analyses.implied import resolve_mix, segments_for
+from proxyscope.analyses.implied import resolve_mix
 from proxyscope.analyses.transport import transport
 from proxyscope.core.draws import check_ci, interval
 from proxyscope.ledger import record_weights
+from proxyscope.model.segments import segments_for
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
@@ -58,8 +59,9 @@ def weights(
     DataFrame
         Columns ``scope`` ("global" or a segment label), ``proxy``, ``weight``
         (posterior mean), ``weight_lo``, ``weight_hi``, ``direction`` (+1 if
-        the long-term effect rises with the proxy, -1 if it falls, from the
-        posterior-mean slope). The global rows come first.
+        the long-term effect credibly rises with the proxy, -1 if it credibly
+        falls, 0 if the slope's ``ci`` interval holds 0: its sign is unclear and
+        the proxy enters a weighted sum with no sign). The global rows come first.
     """
     ci = check_ci(ci)
     fit.warn_if_untrustworthy("weights")
@@ -71,7 +73,8 @@ def weights(
     def block(scope: str, w: np.ndarray, slopes: np.ndarray) -> None:
         lo, hi = interval(w, ci)
         mean = w.mean(axis=0)
-        direction = np.sign(slopes.mean(axis=0))
+        s_lo, s_hi = interval(slopes, ci)
+        direction = np.where(s_lo > 0, 1, np.where(s_hi < 0, -1, 0))
         for k, proxy in enumerate(fit.proxies):
             rows.append(
                 {
@@ -80,7 +83,7 @@ def weights(
                     "weight": float(mean[k]),
                     "weight_lo": float(lo[k]),
                     "weight_hi": float(hi[k]),
-                    "direction": int(direction[k] or 1),
+                    "direction": int(direction[k]),
                 }
             )
 

@@ -20,21 +20,26 @@ in its repr.
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.data.arm_checks import (
+    Pair,
+    check_columns,
+    check_psd,
+    correlations,
+    pairs_map,
+    per_metric,
+)
 from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.validate import (
-    SHOW,
-    Roles,
     _same,
     check_flag,
     check_min_users,
@@ -43,17 +48,41 @@ from proxyscope.data.validate import (
     resolve_treated,
     scalar,
 )
-from proxyscope.errors import (
-    ColumnError,
-    DataError,
-    DataTypeError,
-    DataWarning,
-    ParameterError,
-    suggestion,
-)
+from proxyscope.errors import DataError, DataTypeError, DataWarning
 
 OWNER = "CellEffects.from_arm_summaries"
-Pair = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ArmAdapter:
+    """How one of proxyscope's own loaders calls :func:`from_arm_summaries`.
+
+    The loader (e.g. :func:`~proxyscope.datasets.asos.load_asos`) names the
+    engine and the owner of the messages, adds its metadata and the cells it
+    dropped before summarizing. The defaults are those of a direct call.
+
+    Parameters
+    ----------
+    engine : str, default "arm_summaries"
+        Recorded as the result's ``meta["engine"]``.
+    owner : str, default "CellEffects.from_arm_summaries"
+        The call that errors and warnings name.
+    extra : mapping, optional
+        Metadata added to the result's ``meta``.
+    pre_dropped : sequence of mapping, default ()
+        Cells the loader dropped before summarizing (with their ``reason``),
+        reported in ``CellEffects.dropped`` with the others.
+    stacklevel : int, default 3
+        Stack level of the warning about dropped cells, counted from the
+        function that issues it: 3 points at the caller of
+        :func:`from_arm_summaries`; a loader adds one for its own frame.
+    """
+
+    engine: str = "arm_summaries"
+    owner: str = OWNER
+    extra: Mapping[str, Any] | None = None
+    pre_dropped: Sequence[Mapping[str, Any]] = ()
+    stacklevel: int = 3
 
 
 def from_arm_summaries(
@@ -73,6 +102,7 @@ def from_arm_summaries(
     directions: Mapping[str, str] | None = None,
     min_users_per_arm: int = 10,
     dropna: bool = False,
+    _adapter: ArmAdapter | None = None,
 ) -> CellEffects:
     """Build :class:`CellEffects` from per-arm count / mean / variance columns.
 
@@ -113,6 +143,10 @@ def from_arm_summaries(
     dropna : bool, default False
         Drop rows with a missing value in a used column (reported) instead of
         raising.
+    _adapter : ArmAdapter, optional
+        For proxyscope's own loaders only (not part of the public API): the
+        engine name, extra metadata and earlier drops of an adapter such as
+        :func:`~proxyscope.datasets.asos.load_asos`. Default: a direct call.
 
     Returns
     -------
@@ -126,49 +160,8 @@ def from_arm_summaries(
     so ``Cov(mean_a, mean_b) = c_ab / max(n_a, n_b)`` (see the module
     docstring); with equal counts this is the usual ``c_ab / n``.
     """
-    return arm_summaries(
-        table,
-        experiment=experiment,
-        arm=arm,
-        treated_value=treated_value,
-        outcome=outcome,
-        proxies=proxies,
-        count=count,
-        mean=mean,
-        variance=variance,
-        segments=segments,
-        covariance=covariance,
-        correlation=correlation,
-        directions=directions,
-        min_users_per_arm=min_users_per_arm,
-        dropna=dropna,
-    )
-
-
-def arm_summaries(
-    table: pd.DataFrame,
-    *,
-    experiment: str,
-    arm: str,
-    treated_value: Any,
-    outcome: str,
-    proxies: Sequence[str] | str,
-    count: str | Mapping[str, str],
-    mean: Mapping[str, str],
-    variance: Mapping[str, str],
-    segments: Sequence[str] | str = (),
-    covariance: Mapping[Pair, str] | None = None,
-    correlation: float | Mapping[Pair, float] = 0.0,
-    directions: Mapping[str, str] | None = None,
-    min_users_per_arm: int = 10,
-    dropna: bool = False,
-    engine: str = "arm_summaries",
-    owner: str = OWNER,
-    extra: Mapping[str, Any] | None = None,
-    pre_dropped: Sequence[Mapping[str, Any]] = (),
-    stacklevel: int = 4,
-) -> CellEffects:
-    """:func:`from_arm_summaries` with hooks for adapters (engine name, extra metadata)."""
+    adapter = _adapter if _adapter is not None else ArmAdapter()
+    owner, stacklevel = adapter.owner, adapter.stacklevel
     if not isinstance(table, pd.DataFrame):
         raise DataTypeError(
             f"The 'table' parameter of {owner} must be a pandas DataFrame; "
@@ -187,19 +180,19 @@ def arm_summaries(
     min_users = check_min_users(min_users_per_arm, owner=owner)
     drop = check_flag(dropna, param="dropna", owner=owner)
     metrics = list(roles.metrics)
-    counts = _per_metric(count, metrics, param="count", owner=owner, allow_single=True)
-    means = _per_metric(mean, metrics, param="mean", owner=owner)
-    variances = _per_metric(variance, metrics, param="variance", owner=owner)
-    covs = _pairs_map(covariance, metrics, param="covariance", owner=owner, kind="column")
-    rho = _correlations(correlation, metrics, covs, owner=owner)
+    counts = per_metric(count, metrics, param="count", owner=owner, allow_single=True)
+    means = per_metric(mean, metrics, param="mean", owner=owner)
+    variances = per_metric(variance, metrics, param="variance", owner=owner)
+    covs = pairs_map(covariance, metrics, param="covariance", owner=owner, kind="column")
+    rho = correlations(correlation, metrics, covs, owner=owner)
 
     key_cols = [roles.experiment, *roles.segments, roles.treatment]
     stat_cols = list(
         dict.fromkeys([*counts.values(), *means.values(), *variances.values(), *covs.values()])
     )
-    _check_columns(table, roles, key_cols, stat_cols, owner=owner)
+    check_columns(table, roles, key_cols, stat_cols, owner=owner)
     frame = table[list(dict.fromkeys(key_cols + stat_cols))]
-    extra_meta: dict[str, Any] = dict(extra or {})
+    extra_meta: dict[str, Any] = dict(adapter.extra or {})
 
     # Missing and impossible values.
     missing = {c: int(np.sum(frame[c].isna().to_numpy())) for c in key_cols + stat_cols}
@@ -314,7 +307,7 @@ def arm_summaries(
         else:
             reasons.append(None)
     keep_cells = np.asarray([r is None for r in reasons])
-    _check_psd(noise, keep_cells, list(uniq), rho, owner=owner)
+    check_psd(noise, keep_cells, list(uniq), rho, owner=owner)
 
     keys = pd.DataFrame(
         {name: [t[i] for t in uniq] for i, name in enumerate([dims.EXPERIMENT, *roles.segments])}
@@ -339,182 +332,15 @@ def arm_summaries(
         proxies=roles.proxies,
         segments=roles.segments,
         directions=roles.directions,
-        engine=engine,
+        engine=adapter.engine,
         min_users_per_arm=min_users,
         owner=owner,
         experiment_column=roles.experiment,
         extra=extra_meta,
         assumed_correlation=assumed,
-        pre_dropped=pre_dropped,
+        pre_dropped=adapter.pre_dropped,
         stacklevel=stacklevel,
     )
-
-
-# -- argument checks -----------------------------------------------------------
-
-
-def _per_metric(
-    value: Any, metrics: Sequence[str], *, param: str, owner: str, allow_single: bool = False
-) -> dict[str, str]:
-    if allow_single and isinstance(value, str):
-        return dict.fromkeys(metrics, value)
-    if not isinstance(value, Mapping):
-        want = "a column name or " if allow_single else ""
-        raise DataTypeError(
-            f"The {param!r} parameter of {owner} must be {want}a dict {{metric: column}}; "
-            f"got {type(value).__name__}."
-        )
-    unknown = [k for k in value if k not in metrics]
-    if unknown:
-        raise ParameterError(
-            f"The {param!r} parameter of {owner} names {unknown[0]!r}, which is not the "
-            f"outcome or a proxy; metrics: {list(metrics)}.{suggestion(str(unknown[0]), metrics)}"
-        )
-    absent = [m for m in metrics if m not in value]
-    if absent:
-        raise ParameterError(
-            f"The {param!r} parameter of {owner} must give a column for every metric "
-            f"{list(metrics)}; missing: {absent}."
-        )
-    for m in metrics:
-        if not isinstance(value[m], str) or not value[m]:
-            raise DataTypeError(
-                f"The {param!r} parameter of {owner} must map each metric to a column name; "
-                f"got {value[m]!r} for {m!r}."
-            )
-    return {m: str(value[m]) for m in metrics}
-
-
-def _pair(key: Any, metrics: Sequence[str], *, param: str, owner: str) -> Pair:
-    if (
-        not isinstance(key, tuple)
-        or len(key) != 2
-        or key[0] not in metrics
-        or key[1] not in metrics
-        or key[0] == key[1]
-    ):
-        raise ParameterError(
-            f"The {param!r} parameter of {owner} must be keyed by pairs of two different "
-            f"metrics from {list(metrics)}, e.g. {(metrics[0], metrics[1])!r}; got {key!r}."
-        )
-    a, b = sorted(key, key=list(metrics).index)
-    return (a, b)
-
-
-def _pairs_map(
-    value: Any, metrics: Sequence[str], *, param: str, owner: str, kind: str
-) -> dict[Pair, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise DataTypeError(
-            f"The {param!r} parameter of {owner} must be a dict {{(metric_a, metric_b): {kind}}}; "
-            f"got {type(value).__name__}."
-        )
-    out: dict[Pair, Any] = {}
-    for key, v in value.items():
-        p = _pair(key, metrics, param=param, owner=owner)
-        if p in out:
-            raise ParameterError(
-                f"The {param!r} parameter of {owner} gives the pair {p!r} twice "
-                "(pairs are unordered)."
-            )
-        out[p] = v
-    return out
-
-
-def _rho(value: Any, *, where: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(float(value))
-        or not -1.0 <= float(value) <= 1.0
-    ):
-        raise ParameterError(f"{where} must be a correlation in [-1, 1]. Got {value!r} instead.")
-    return float(value)
-
-
-def _correlations(
-    value: Any, metrics: Sequence[str], covs: Mapping[Pair, str], *, owner: str
-) -> dict[Pair, float]:
-    """The assumed correlation of every pair that has no covariance column."""
-    open_pairs = [
-        (metrics[a], metrics[b])
-        for a in range(len(metrics))
-        for b in range(a + 1, len(metrics))
-        if (metrics[a], metrics[b]) not in covs
-    ]
-    where = f"The 'correlation' parameter of {owner}"
-    if isinstance(value, Mapping):
-        given = _pairs_map(value, metrics, param="correlation", owner=owner, kind="rho")
-        both = [p for p in given if p in covs]
-        if both:
-            raise ParameterError(
-                f"{where} sets {both[0]!r}, which also has a covariance column; give one or "
-                "the other."
-            )
-        return {p: _rho(given.get(p, 0.0), where=f"{where} for {p!r}") for p in open_pairs}
-    rho = _rho(value, where=where)
-    return dict.fromkeys(open_pairs, rho)
-
-
-def _check_columns(
-    table: pd.DataFrame,
-    roles: Roles,
-    key_cols: Sequence[str],
-    stat_cols: Sequence[str],
-    *,
-    owner: str,
-) -> None:
-    available = [str(c) for c in table.columns]
-    for c in [*key_cols, *stat_cols]:
-        if c not in available:
-            shown = ", ".join(repr(a) for a in available[:SHOW])
-            raise ColumnError(
-                f"Column {c!r} is not in the table passed to {owner}."
-                f"{suggestion(c, available)} Available columns: {shown}."
-            )
-    for c in stat_cols:
-        if c in key_cols:
-            raise ColumnError(
-                f"Column {c!r} is given two roles: it is a key ({roles.role_of(c)!r}) and a "
-                "count/mean/variance/covariance column."
-            )
-        dt = table[c].dtype
-        if not pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
-            conv = pd.to_numeric(table[c], errors="coerce")
-            bad = table[c][conv.isna() & table[c].notna()]
-            ex = f" (e.g. the value {bad.iloc[0]!r})" if len(bad) else ""
-            raise DataTypeError(f"Column {c!r} must be numeric; found type {dt}{ex}.")
-
-
-def _check_psd(
-    noise: np.ndarray,
-    keep: np.ndarray,
-    cells: Sequence[Any],
-    rho: Mapping[Pair, float],
-    *,
-    owner: str,
-) -> None:
-    """Assumed correlations can make an impossible covariance; say so."""
-    idx = np.flatnonzero(keep)
-    if not len(idx):
-        return
-    sub = noise[idx]
-    scale = np.sqrt(np.einsum("cii->ci", sub))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = sub / (scale[:, :, None] * scale[:, None, :])
-    corr = np.nan_to_num(corr, nan=0.0)
-    low = np.linalg.eigvalsh(corr)[:, 0]
-    bad = np.flatnonzero(low < -1e-9)
-    if len(bad):
-        where = cells[int(idx[bad[0]])]
-        shown = ", ".join(f"{a}|{b}: {r:g}" for (a, b), r in rho.items()) or "none"
-        raise DataError(
-            f"{owner}: the sampling covariance of {len(bad)} cell(s), e.g. {where!r}, is not "
-            f"positive semi-definite; the covariance columns or the assumed correlations "
-            f"({shown}) are inconsistent with each other."
-        )
 
 
 # The classmethod-style constructor users know, defined once (here, with its

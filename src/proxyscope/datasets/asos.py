@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from proxyscope.data.arms import arm_summaries
+from proxyscope.data.arms import ArmAdapter, from_arm_summaries
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.validate import check_min_users
 from proxyscope.errors import (
@@ -340,7 +340,7 @@ def load_asos(
             stacklevel=2,
         )
     segments = [SEGMENT] if SEGMENT in table.columns else []
-    return arm_summaries(
+    return from_arm_summaries(
         table,
         experiment="experiment",
         arm="arm",
@@ -353,16 +353,18 @@ def load_asos(
         segments=segments,
         correlation={(FINAL, EARLY): correlation},
         min_users_per_arm=min_users,
-        engine="asos",
-        owner=OWNER,
-        extra={
-            "asos": notes,
-            "citation": (
-                "Liu, Cardoso, Couturier, McCoy (2021). Datasets for Online Controlled "
-                "Experiments. NeurIPS Datasets and Benchmarks. DOI 10.17605/OSF.IO/64JSB "
-                "(CC BY 4.0)."
-            ),
-        },
-        pre_dropped=dropped,
-        stacklevel=4,
+        _adapter=ArmAdapter(
+            engine="asos",
+            owner=OWNER,
+            extra={
+                "asos": notes,
+                "citation": (
+                    "Liu, Cardoso, Couturier, McCoy (2021). Datasets for Online Controlled "
+                    "Experiments. NeurIPS Datasets and Benchmarks. DOI 10.17605/OSF.IO/64JSB "
+                    "(CC BY 4.0)."
+                ),
+            },
+            pre_dropped=dropped,
+            stacklevel=4,  # one more than a direct call: load_asos's own frame
+        ),
     )

@@ -8,7 +8,8 @@ them and why. :func:`weights_history` reads the whole trail back and
 :func:`current_weights` the entry in force for one scope.
 
 The package: this module (the four calls), :mod:`.checks` (their
-inputs, checked where they enter), :mod:`.store` (the DuckDB file).
+inputs, checked where they enter), :mod:`.store` (the DuckDB file) and
+:mod:`.connection` (opening it while other processes use it).
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ from proxyscope.ledger.checks import (
     checked_timestamp,
     override_frame,
 )
+from proxyscope.ledger.connection import LedgerBusyError
 from proxyscope.ledger.store import (
     DEFAULT_TIMEOUT,
     HISTORY_COLUMNS,
     HISTORY_SQL,
     LEDGER_FORMAT,
     SCHEMA_VERSION,
-    LedgerBusyError,
     append_entry,
     read_entries,
 )

@@ -30,6 +30,8 @@ from proxyscope.options import DEFAULT_CI
 #: Version of the saved-file layout; a file with another one is refused.
 FILE_FORMAT = 3
 SAMPLED_GROUP = "sampled"
+#: Log-likelihood variables kept to single precision (see ProxyFit.save).
+SINGLE_PRECISION = ("effect", "outcome")
 
 
 class ProxyFit:
@@ -257,8 +259,23 @@ class ProxyFit:
 
     # -- files -------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fit to NetCDF atomically; :func:`proxyscope.load` reads it back."""
+        """Write the fit to NetCDF atomically; :func:`proxyscope.load` reads it back.
+
+        The per-cell log likelihoods are written as float32 (the fit rounded them to
+        single precision when it made them, so nothing is lost): the demo's file is
+        80 MB instead of 111 MB. Everything else is written as computed (zlib).
+        """
         idata = self._idata
+        if "log_likelihood" in idata.groups():
+            # The same groups (no copy), with those variables cast for the file.
+            groups = {g: idata[g] for g in idata.groups()}
+            loglik = groups["log_likelihood"]
+            groups["log_likelihood"] = loglik.assign(
+                {n: loglik[n].astype(np.float32) for n in SINGLE_PRECISION if n in loglik}
+            )
+            # "sampled" is a group of proxyscope's own: no warning about it.
+            fields: dict[str, Any] = {"warn_on_custom_groups": False, **groups}
+            idata = az.InferenceData(attrs=dict(idata.attrs), **fields)
         return write_atomic(path, lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"), ".nc")
 
     @classmethod
@@ -310,6 +327,9 @@ class ProxyFit:
                 f"{str(p)!r}: the stored model description does not match the recorded "
                 "configuration hash; refusing to load it."
             )
+        if "log_likelihood" in idata.groups():
+            # Computed with in double, as the fit that wrote them was.
+            idata["log_likelihood"] = idata["log_likelihood"].astype(np.float64)
         return cls(idata)
 
     def __repr__(self) -> str:

@@ -16,6 +16,28 @@ from typing import Any
 
 from proxyscope.errors import ParameterError, suggestion
 
+#: What each prior governs, in a few words (the report's priors table; the
+#: class docstring says more).
+ROLES = {
+    "global_location_sd": "mean long-term and proxy effects (global)",
+    "global_slope_sd": "slopes of the long-term effect on the proxies (global)",
+    "sigma_sd": "residual sd: what the proxies miss (global)",
+    "main_location_sd": "per-column shifts of the means",
+    "main_slope_sd": "per-column shifts of the slopes",
+    "main_log_sigma_sd": "per-column shifts of the residual sd (log)",
+    "interaction_location_sd": "segment interactions of the means",
+    "interaction_slope_sd": "segment interactions of the slopes",
+    "interaction_log_sigma_sd": "segment interactions of the residual sd (log)",
+    "none_location_sd": "means per segment (pooling none)",
+    "none_slope_sd": "slopes per segment (pooling none)",
+    "none_log_sigma_sd": "residual sd per segment (pooling none)",
+    "experiment_sd": "sd of the experiments' proxy effects",
+    "experiment_outcome_sd": "sd of the experiments' long-term effect no proxy carries",
+    "cell_sd": "sd of what is left within a cell",
+    "lkj_eta": "correlations of the proxies' effects (LKJ shape)",
+    "min_levels_learned_scale": "levels from which a column's scale is learned",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Priors:

@@ -17,7 +17,9 @@ within-cell deviations are independent, so
     Var tau    = bbar' Omega_E bbar + omega0^2 + sum pi_s^2 (beta_s' Omega_C beta_s + sigma_s^2).
 
 Everything is in original units and vectorised over posterior draws. The
-analyses (:mod:`proxyscope.analyses`) and the fit's own summary read these.
+analyses (:mod:`proxyscope.analyses`) and the fit's own summary read these;
+:func:`segments_for` gives them for segment combinations the data never had,
+from the pooled structure.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.core.draws import flat
+from proxyscope.errors import ParameterError
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -137,3 +140,101 @@ def historical_mix(fit: ProxyFit) -> pd.Series:
     shares = pd.Series(users, index=labels).groupby(level=0).sum()
     shares = shares.reindex(list(fit.structure.labels)).fillna(0.0)
     return shares / shares.sum()
+
+
+def analysis_seed(fit: ProxyFit, random_seed: int | None) -> int:
+    """The seed of an analysis's random draws: ``random_seed``, or the fit's own.
+
+    Defaulting to the seed the fit was sampled with makes every analysis of
+    one fit reproducible: asking twice gives the same numbers.
+    """
+    if random_seed is not None:
+        return int(random_seed)
+    return int(fit.sampler.get("random_seed", 0))
+
+
+def segments_for(
+    fit: ProxyFit, combos: pd.DataFrame, random_seed: int | None = None
+) -> SegmentDraws:
+    """Segment parameters for arbitrary combinations of segment-column levels.
+
+    Combinations seen in the data use their posterior draws; unseen ones are
+    predicted from the pooled structure: global + main effects + a fresh
+    interaction drawn from the posterior interaction scale (additive), global
+    + fresh interaction (exchangeable), or the global value (complete). With
+    ``pooling="none"`` unseen combinations cannot be predicted. The fresh
+    interactions are drawn with :func:`analysis_seed` (the fit's seed unless
+    ``random_seed`` is given), so the same call gives the same draws.
+    """
+    structure = fit.structure
+    base = fitted_segments(fit)
+    if not structure.columns:
+        return base
+    codes = structure.level_codes(combos)
+    for j, col in enumerate(structure.columns):
+        bad = codes[:, j] < 0
+        if bad.any():
+            unknown = sorted(set(combos.loc[bad, col].astype(str)))
+            raise ParameterError(
+                f"Segment column {col!r} has level(s) {unknown} that the fit never saw; known "
+                f"levels: {list(structure.levels[j])}. A level the model has no data on cannot "
+                "be predicted."
+            )
+    lookup = {tuple(row): i for i, row in enumerate(structure.level_index.tolist())}
+    seen = [lookup.get(tuple(row)) for row in codes.tolist()]
+    labels = tuple(
+        structure.label_of([str(v) for v in combos.iloc[i][list(structure.columns)]])
+        for i in range(len(combos))
+    )
+    n = base.n_draws
+    k = base.mu.shape[-1]
+    nu = np.empty((n, len(combos)))
+    mu = np.empty((n, len(combos), k))
+    beta = np.empty((n, len(combos), k))
+    sigma2 = np.empty((n, len(combos)))
+    rng = np.random.default_rng(analysis_seed(fit, random_seed))
+    extrapolated = np.array([i is None for i in seen])
+    if extrapolated.any() and fit.pooling == "none":
+        missing = [labels[i] for i in np.flatnonzero(extrapolated)]
+        raise ParameterError(
+            f"Segment combinations {missing[:5]} were not in the data and pooling='none' "
+            "cannot predict them; use additive or exchangeable pooling."
+        )
+    post = fit.posterior
+    for row, idx in enumerate(seen):
+        if idx is not None:
+            nu[:, row] = base.nu[:, idx]
+            mu[:, row] = base.mu[:, idx]
+            beta[:, row] = base.beta[:, idx]
+            sigma2[:, row] = base.sigma2[:, idx]
+            continue
+        levels = codes[row]
+        nu_r = flat(post["nu_global"]).copy()
+        mu_r = flat(post["mu_global"]).copy()
+        beta_r = flat(post["beta_global"]).copy()
+        logs_r = flat(post["log_sigma_global"]).copy()
+        if fit.pooling == "additive":
+            for j, col in enumerate(structure.columns):
+                lev = structure.levels[j][levels[j]]
+                nu_r += flat(post[f"nu_main_{col}"].sel({col: lev}))
+                mu_r += flat(post[f"mu_main_{col}"].sel({col: lev}))
+                beta_r += flat(post[f"beta_main_{col}"].sel({col: lev}))
+                logs_r += flat(post[f"log_sigma_main_{col}"].sel({col: lev}))
+        if "nu_interaction_sd" in post:
+            nu_r += rng.standard_normal(n) * flat(post["nu_interaction_sd"])
+            mu_r += rng.standard_normal((n, k)) * flat(post["mu_interaction_sd"])
+            beta_r += rng.standard_normal((n, k)) * flat(post["beta_interaction_sd"])
+            logs_r += rng.standard_normal(n) * flat(post["log_sigma_interaction_sd"])
+        nu[:, row], mu[:, row], beta[:, row] = nu_r, mu_r, beta_r
+        sigma2[:, row] = np.exp(2.0 * logs_r)
+    return SegmentDraws(
+        labels=labels,
+        nu=nu,
+        mu=mu,
+        beta=beta,
+        sigma2=sigma2,
+        omega_e=base.omega_e,
+        omega_c=base.omega_c,
+        omega_y=base.omega_y,
+        extrapolated=extrapolated,
+    )

@@ -22,6 +22,7 @@ from proxyscope.options import DEFAULT_CI
 from proxyscope.reporting import plots
 from proxyscope.reporting.content import sections
 from proxyscope.reporting.document import build_document
+from proxyscope.reporting.past_experiments import past_experiments_doc
 from proxyscope.reporting.render_html import render_html
 from proxyscope.reporting.render_md import render_markdown
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Every figure the report can write (transport and compare only when given).
 FIGURES = (
+    "relation",
+    "predictive_check",
     "diagnostics",
     "coefficients",
     "fragility",
@@ -137,6 +140,13 @@ def _check_given(name: str, frame: Any, ci: float) -> None:
         )
 
 
+def _most_fragile(fragility: pd.DataFrame, per_proxy: int = 3) -> list[tuple[str, str]]:
+    """The flagged (segment, proxy) pairs with the highest flip probability, a few per proxy."""
+    flagged = fragility[fragility["flagged"]].sort_values("flip_prob", ascending=False)
+    top = flagged.groupby("proxy", sort=False).head(per_proxy)
+    return [(str(r.segment), str(r.proxy)) for r in top.itertuples()]
+
+
 def report(
     fit: ProxyFit,
     out: str | os.PathLike[str] = "report/",
@@ -197,6 +207,7 @@ def report(
     """
     from proxyscope.analyses.fragility import fragility as run_fragility
     from proxyscope.analyses.recommend import recommend as run_recommend
+    from proxyscope.analyses.relation import past_experiments
     from proxyscope.analyses.surrogacy import surrogacy as run_surrogacy
     from proxyscope.analyses.weights import weights as run_weights
     from proxyscope.model.fit import ProxyFit
@@ -242,6 +253,7 @@ def report(
         rec = recommendations if recommendations is not None else run_recommend(fit, ci=ci)
         trans = _resolve_transport(fit, transport, ci, random_seed)
         comp = _resolve_compare(compare)
+        rel = past_experiments(fit, ci=ci, flagged=_most_fragile(frag))
     if not trustworthy:
         warnings.warn(
             "This report is built from a fit that FAILED its convergence diagnostics; every "
@@ -252,6 +264,16 @@ def report(
 
     level = pct(ci)
     makers: dict[str, tuple[str, Callable[[], tuple[Figure, Any]]]] = {
+        "relation": (
+            f"Past experiments' proxy against long-term estimates ({level} error bars), the "
+            f"fitted relation with its {level} band, and flagged segments' relations",
+            lambda: plots.plot_relation(rel, fit.outcome, trustworthy),
+        ),
+        "predictive_check": (
+            f"Posterior predictive check: each past experiment's long-term estimate and its "
+            f"{level} predictive interval given its proxy estimates",
+            lambda: plots.plot_predictive_check(rel, trustworthy),
+        ),
         "diagnostics": (
             "Trace and rank plots of the worst-mixing parameters (lowest bulk ESS)",
             lambda: plots.plot_diagnostics(fit),
@@ -330,6 +352,7 @@ def report(
         compare=comp,
         figures=figure_doc,
     )
+    document["past_experiments"] = past_experiments_doc(rel)
     parts = sections(document)
     json_path = write_text_atomic(
         out_dir / "report.json", json.dumps(document, indent=2, allow_nan=False) + "\n"

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
 
 #: Version of the report layout (semantic: a major bump breaks readers).
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
 #: ``$id`` of the schema: a URN, never fetched.
 SCHEMA_ID = f"urn:proxyscope:schema:report:{SCHEMA_VERSION}"
 #: How many of the worst-mixing parameters the diagnostics section lists.
@@ -232,9 +232,20 @@ def recommendations_section(rec: pd.DataFrame) -> dict[str, Any]:
         rec,
         [
             "proxy",
+            "gain",
+            "gain_lo",
+            "gain_hi",
+            "calibrated_accuracy",
+            "calibrated_lo",
+            "calibrated_hi",
+            "rule",
             "decision_accuracy",
             "decision_lo",
             "decision_hi",
+            "no_proxy_accuracy",
+            "no_proxy_lo",
+            "no_proxy_hi",
+            "credible",
             "p_best",
             "ste",
             "fragile_segments",
@@ -293,6 +304,7 @@ def compare_section(cmp: Comparison) -> dict[str, Any]:
             row[col] = jsonable(value)
         row["rank"] = None if row["rank"] is None else int(row["rank"])
         row["warning"] = None if row["warning"] is None else bool(row["warning"])
+        row["trustworthy"] = None if row["trustworthy"] is None else bool(row["trustworthy"])
         rows.append(row)
     return {
         "kind": str(cmp.kind),

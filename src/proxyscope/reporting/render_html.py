@@ -13,16 +13,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxyscope.reporting.content import (
-    Block,
-    Bullets,
-    FigureRef,
-    Para,
-    Section,
-    Table,
-    banner,
-    sections,
-)
+from proxyscope.reporting.blocks import Block, Bullets, FigureRef, Para, Section, Table
+from proxyscope.reporting.content import banner, sections
 from proxyscope.reporting.document import UNTRUSTWORTHY_HEADLINE
 
 #: ``id`` of the red banner shown for a fit that failed its diagnostics.
@@ -53,11 +45,17 @@ tr:nth-child(even) td { background: #fafafa; }
 td.marked { background: #fbd5da !important; font-weight: bold; }
 caption { caption-side: bottom; text-align: left; color: #555555; font-size: 0.9em;
   padding-top: 4px; }
+details { margin: 10px 0; }
+summary { cursor: pointer; color: #1f4e79; }
 figure { margin: 14px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e0e0e0; }
 figcaption { color: #555555; font-size: 0.9em; }
 footer { color: #777777; font-size: 0.8em; margin: 2em auto; }
 """
+
+
+#: Tables with more rows than this are collapsed (HTML ``details``), opened with a click.
+OPEN_ROWS = 12
 
 
 def _e(text: Any) -> str:
@@ -75,11 +73,16 @@ def _table(t: Table) -> str:
             cells.append(f"<td{cls}>{_e(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     caption = f"<caption>{_e(t.caption)}</caption>" if t.caption else ""
-    return (
+    markup = (
         f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>"
         + "".join(body)
         + "</tbody></table>"
     )
+    if len(t.rows) <= OPEN_ROWS:
+        return markup
+    # A long table stays one click away instead of running for screens.
+    what = _e(t.caption.rstrip(".")) if t.caption else "Table"
+    return f"<details><summary>{what} ({len(t.rows)} rows)</summary>{markup}</details>"
 
 
 def _figure(f: FigureRef, images: Mapping[str, bytes]) -> str:

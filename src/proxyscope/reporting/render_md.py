@@ -5,16 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxyscope.reporting.content import (
-    Block,
-    Bullets,
-    FigureRef,
-    Para,
-    Section,
-    Table,
-    banner,
-    sections,
-)
+from proxyscope.reporting.blocks import Block, Bullets, FigureRef, Para, Section, Table
+from proxyscope.reporting.content import banner, sections
 from proxyscope.reporting.document import UNTRUSTWORTHY_HEADLINE
 
 

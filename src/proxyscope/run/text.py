@@ -11,7 +11,7 @@ from proxyscope import dims
 from proxyscope._format import interval, num, pct
 
 if TYPE_CHECKING:
-    from proxyscope.run.execute import RunResult
+    from proxyscope.run.result import RunResult
 
 
 def _two(x: Any) -> str:
@@ -66,16 +66,21 @@ def coefficient_rows(coefficients: pd.DataFrame) -> pd.DataFrame:
 
 
 def recommendation_rows(result: RunResult) -> pd.DataFrame:
+    """Per candidate: the gain of its calibrated rule over deciding with no proxy (the
+    ranking), the three rules' shares decided right, P(best), STE, fragile segments."""
     r = result.recommendations
+
+    def spans(stem: str, lo: str, hi: str) -> list[str]:
+        return [interval(m, a, b) for m, a, b in zip(r[stem], r[lo], r[hi], strict=True)]
+
     return pd.DataFrame(
         {
             "proxy": r["proxy"],
-            "decision_accuracy": [
-                interval(m, lo, hi)
-                for m, lo, hi in zip(
-                    r["decision_accuracy"], r["decision_lo"], r["decision_hi"], strict=True
-                )
-            ],
+            "gain_over_no_proxy": spans("gain", "gain_lo", "gain_hi"),
+            "calibrated_rule": spans("calibrated_accuracy", "calibrated_lo", "calibrated_hi"),
+            "naive_rule": spans("decision_accuracy", "decision_lo", "decision_hi"),
+            "no_proxy": [num(v) for v in r["no_proxy_accuracy"]],
+            "credible": ["yes" if v else "no" for v in r["credible"]],
             "p_best": [num(v, 2) for v in r["p_best"]],
             "ste": [num(v) for v in r["ste"]],
             "fragile_segments": [len(v) for v in r["fragile_segments"]],

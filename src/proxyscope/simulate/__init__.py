@@ -12,15 +12,18 @@ for every user, so that ``world.truth`` is exact.
 ['exp_id', 'region', 'device', 'tenure', 'treatment']
 
 Layout: ``scenario`` (levels and coefficients), ``config`` (settings),
-``generate`` (the random stream), ``truth`` (in-sample truth), ``population``
-(truth for a new experiment, by quadrature), ``world`` (the result object).
+``mix`` (the distribution over segment cells), ``generate`` (the random
+stream), ``truth`` (in-sample truth), ``response`` (each cell's effects given
+an experiment) and ``population`` (truth for a new experiment, by quadrature,
+with ``_quadrature``), ``world`` (the result object).
 ``from_model`` draws cell effects from the proxy model itself at known
 parameters, for parameter-recovery checks.
 """
 
 from __future__ import annotations
 
-from proxyscope.simulate.config import FailureCohort, SegmentMix, StreamingConfig
+from proxyscope.simulate.config import FailureCohort, StreamingConfig
+from proxyscope.simulate.mix import SegmentMix
 from proxyscope.simulate.model_world import ModelTruth, from_model
 from proxyscope.simulate.scenario import METRICS, OUTCOME, PROXIES, column_roles
 from proxyscope.simulate.world import World, shifted, streaming

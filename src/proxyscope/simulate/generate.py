@@ -21,7 +21,8 @@ import pandas as pd
 from proxyscope.errors import ParameterError, suggestion
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate._bernoulli import bernoulli_pair, binomial_uniforms
-from proxyscope.simulate.config import SegmentMix, StreamingConfig
+from proxyscope.simulate.config import StreamingConfig
+from proxyscope.simulate.mix import SegmentMix
 
 #: Stream key of the auxiliary generator (uniforms that numpy's stream never provides).
 _AUX_KEY = 0x5EED_A11

@@ -13,7 +13,8 @@ from proxyscope import dims
 from proxyscope.errors import ParameterError
 from proxyscope.simulate import generate, population
 from proxyscope.simulate import scenario as sc
-from proxyscope.simulate.config import FailureCohort, SegmentMix, StreamingConfig
+from proxyscope.simulate.config import FailureCohort, StreamingConfig
+from proxyscope.simulate.mix import SegmentMix
 from proxyscope.simulate.truth import sample_truth
 
 _CONVENTIONS = (

@@ -1,0 +1,223 @@
+"""Past experiments against the fitted relation, and a posterior predictive check.
+
+The one picture a product manager grasps: each past experiment's estimated proxy
+effect against its estimated long-term effect, with the relation the model learned
+and its band. An experiment's estimate is the user-weighted mean of its cells'
+estimates (the mix it ran on), its sampling covariance the matching quadratic form
+of the cells' (``sum_c w_c^2 S_c``). The line is the historical mix's regression of
+a new experiment's true long-term effect on one proxy's true effect, per draw
+(slope ``Cov(tau, theta_k) / Var(theta_k)``), with its ``ci`` band; for segments
+flagged fragile, their own line.
+
+The check: for every past experiment, the posterior predictive distribution of its
+long-term estimate given its proxy estimates (all proxies, noise on both sides: per
+draw a Gaussian conditional of (tau + e_y, theta + e_x) on the mix the experiment
+ran on). Its probability integral transform (PIT) and whether the ``ci`` interval
+holds the estimate: a calibrated model holds about ``ci`` of them. It is an
+in-sample check (the experiments also fitted the model), so it finds misfit, it
+does not prove predictive accuracy: that is :func:`proxyscope.backtest`'s job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr
+
+from proxyscope import dims
+from proxyscope.core.draws import check_ci
+from proxyscope.model.segments import SegmentDraws, fitted_segments, historical_mix
+from proxyscope.options import DEFAULT_CI
+
+if TYPE_CHECKING:
+    from proxyscope.model.fit import ProxyFit
+
+#: Points on each fitted line.
+GRID = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class Relation:
+    """What :func:`past_experiments` returns.
+
+    Attributes
+    ----------
+    points : DataFrame
+        One row per (experiment, proxy): ``experiment``, ``proxy``, ``x`` (the
+        experiment's proxy estimate), ``x_se``, ``y`` (its long-term estimate),
+        ``y_se``.
+    lines : DataFrame
+        ``scope`` ("historical mix" or a flagged segment's label), ``proxy``, ``x``,
+        ``mean``, ``lo``, ``hi``: the fitted relation and its ``ci`` band.
+    check : DataFrame
+        One row per experiment: ``experiment``, ``y``, ``pred_mean``, ``pred_lo``,
+        ``pred_hi`` (posterior predictive of the long-term estimate given the proxy
+        estimates: quantiles of the mixture of each draw's Gaussian), ``pit`` (that
+        mixture's CDF at the estimate) and ``inside`` (the PIT lies in the central
+        ``ci``, i.e. the interval holds the estimate).
+    ci : float
+    """
+
+    points: pd.DataFrame
+    lines: pd.DataFrame
+    check: pd.DataFrame
+    ci: float
+
+    @property
+    def coverage(self) -> float:
+        """Share of past experiments whose long-term estimate lies in its interval."""
+        return float(self.check["inside"].mean())
+
+    def reading(self) -> str:
+        """One sentence on the predictive check."""
+        n = len(self.check)
+        inside = int(self.check["inside"].sum())
+        level = round(100 * self.ci)
+        return (
+            f"Posterior predictive check: the {level}% predictive interval of each past "
+            f"experiment's long-term estimate, given its proxy estimates, holds {inside} of "
+            f"{n} ({100 * inside / n:.0f}%; a calibrated model holds about {level}%). "
+            "In-sample: it finds misfit; held-out accuracy is the backtest's."
+        )
+
+
+def experiment_estimates(fit: ProxyFit) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """Per past experiment: user weights over the fit's segments (E, S), the estimate
+    (E, M) and its sampling covariance (E, M, M), and the experiment ids."""
+    eff = fit.effects
+    users = eff.data[dims.N_TREAT].values + eff.data[dims.N_CONTROL].values
+    experiments = list(eff.experiments)
+    exp_index = pd.Index(experiments).get_indexer(eff.experiment)
+    labels = list(fit.structure.labels)
+    seg_index = pd.Index(labels).get_indexer(pd.Index(eff.segment_label))
+    n_exp, n_seg = len(experiments), len(labels)
+    totals = np.bincount(exp_index, weights=users, minlength=n_exp)
+    w = users / totals[exp_index]
+    shares = np.zeros((n_exp, n_seg))
+    np.add.at(shares, (exp_index, seg_index), w)
+    est = np.zeros((n_exp, eff.effect.shape[1]))
+    np.add.at(est, exp_index, w[:, None] * eff.effect)
+    cov = np.zeros((n_exp, *eff.noise_cov.shape[1:]))
+    np.add.at(cov, exp_index, (w**2)[:, None, None] * eff.noise_cov)
+    return shares, est, cov, experiments
+
+
+def _lines(
+    seg: SegmentDraws, shares: np.ndarray, k: int, grid: np.ndarray, ci: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mom = seg.mix_moments(shares)
+    slope = mom["cov_tau_theta"][:, k] / mom["cov_theta"][:, k, k]
+    intercept = mom["mean_tau"] - slope * mom["mean_theta"][:, k]
+    values = intercept[:, None] + slope[:, None] * grid[None, :]
+    lo, hi = np.quantile(values, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
+    return values.mean(axis=0), lo, hi
+
+
+def past_experiments(
+    fit: ProxyFit, ci: float = DEFAULT_CI, flagged: Sequence[tuple[str, str]] = ()
+) -> Relation:
+    """Past experiments' estimates, the fitted relation per proxy, and the predictive check.
+
+    Parameters
+    ----------
+    fit : ProxyFit
+    ci : float
+        Level of the bands and predictive intervals.
+    flagged : sequence of (segment label, proxy)
+        Segments whose own relation is drawn too (e.g. those
+        :func:`proxyscope.fragility` flags).
+    """
+    ci = check_ci(ci, "past_experiments")
+    seg = fitted_segments(fit)
+    shares, est, cov, experiments = experiment_estimates(fit)
+    proxies = list(fit.proxies)
+    se = np.sqrt(np.einsum("emm->em", cov))
+    points = pd.DataFrame(
+        [
+            {
+                "experiment": experiments[e],
+                "proxy": p,
+                "x": est[e, k + 1],
+                "x_se": se[e, k + 1],
+                "y": est[e, 0],
+                "y_se": se[e, 0],
+            }
+            for k, p in enumerate(proxies)
+            for e in range(len(experiments))
+        ]
+    )
+    hist = historical_mix(fit).to_numpy()
+    labels = list(fit.structure.labels)
+    rows = []
+    for k, p in enumerate(proxies):
+        x = points.loc[points["proxy"] == p, "x"].to_numpy()
+        pad = 0.05 * (x.max() - x.min() or 1.0)
+        grid = np.linspace(x.min() - pad, x.max() + pad, GRID)
+        scopes = [("historical mix", hist)]
+        for label, proxy in flagged:
+            if proxy == p and label in labels:
+                one = np.zeros(len(labels))
+                one[labels.index(label)] = 1.0
+                scopes.append((label, one))
+        for scope, mix in scopes:
+            mean, lo, hi = _lines(seg, mix, k, grid, ci)
+            rows += [
+                {"scope": scope, "proxy": p, "x": g, "mean": m, "lo": a, "hi": b}
+                for g, m, a, b in zip(grid, mean, lo, hi, strict=True)
+            ]
+    lines = pd.DataFrame(rows)
+    check = _predictive_check(seg, shares, est, cov, experiments, ci)
+    return Relation(points=points, lines=lines, check=check, ci=ci)
+
+
+def _predictive_check(
+    seg: SegmentDraws,
+    shares: np.ndarray,
+    est: np.ndarray,
+    cov: np.ndarray,
+    experiments: list,
+    ci: float,
+) -> pd.DataFrame:
+    rows = []
+    for e in range(len(experiments)):
+        mom = seg.mix_moments(shares[e])
+        c = mom["cov_tau_theta"] + cov[e, 0, 1:]
+        v = mom["cov_theta"] + cov[e, 1:, 1:]
+        sol = np.linalg.solve(v, (est[e, 1:] - mom["mean_theta"])[..., None])[..., 0]
+        gain = np.linalg.solve(v, c[..., None])[..., 0]
+        mean = mom["mean_tau"] + np.einsum("nk,nk->n", c, sol)
+        var = mom["var_tau"] + cov[e, 0, 0] - np.einsum("nk,nk->n", c, gain)
+        sd = np.sqrt(np.maximum(var, 1e-300))
+        y = est[e, 0]
+        pit = float(np.mean(ndtr((y - mean) / sd)))
+        lo = _mixture_quantile(mean, sd, (1 - ci) / 2)
+        hi = _mixture_quantile(mean, sd, (1 + ci) / 2)
+        rows.append(
+            {
+                "experiment": experiments[e],
+                "y": y,
+                "pred_mean": float(mean.mean()),
+                "pred_lo": float(lo),
+                "pred_hi": float(hi),
+                "pit": pit,
+                "inside": bool((1 - ci) / 2 <= pit <= (1 + ci) / 2),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _mixture_quantile(mean: np.ndarray, sd: np.ndarray, p: float) -> float:
+    """The ``p`` quantile of the equal-weight mixture of N(mean_n, sd_n^2), by bisection."""
+    lo = float(np.min(mean - 40 * sd))
+    hi = float(np.max(mean + 40 * sd))
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if np.mean(ndtr((mid - mean) / sd)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)

@@ -1,0 +1,84 @@
+"""The log likelihood of experiments a fit never saw, through the model's own kernels.
+
+Leave-one-experiment-out refits (:func:`proxyscope.compare`) score the held-out
+experiments with this: each experiment's cells standardized by the fit's scales and
+packed as the fit's own cells are, the experiment effect integrated out by the same
+compiled kernel, segment cells the fit never saw predicted from its pooled structure
+(:func:`~proxyscope.model.segments.segments_for`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from proxyscope import dims
+from proxyscope.core.codegen import load_kernel_module
+from proxyscope.core.kernels import experiment_cholesky, pack_cells
+from proxyscope.errors import ParameterError
+from proxyscope.model.segments import segments_for
+
+if TYPE_CHECKING:
+    from proxyscope.model.fit import ProxyFit
+
+
+def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
+    """log p(d_e | params) per posterior draw for experiments NOT in the fit.
+
+    Original units, eta_e integrated out, one column per experiment of
+    ``effects`` (in its order). Segment cells the fit never saw are predicted
+    from its pooled structure.
+    """
+    if tuple(effects.metrics) != tuple(fit.info.metrics):
+        raise ParameterError("Held-out cells must have the fit's outcome and proxies.")
+    cells = effects.cells()
+    cols = list(fit.structure.columns)
+    if cols:
+        combos = cells[cols].drop_duplicates().reset_index(drop=True)
+        label_of = {fit.structure.label_of(r[cols]): i for i, r in combos.iterrows()}
+        seg_idx = np.array([label_of[lab] for lab in cells[dims.SEGMENT_LABEL]])
+    else:
+        combos = pd.DataFrame(index=[0])
+        seg_idx = np.zeros(len(cells), dtype=int)
+    seg = segments_for(fit, combos)
+    scales = np.asarray(fit.info.scales)
+    sy, sp = scales[0], scales[1:]
+    exp_ids = effects.experiments
+    exp_idx = pd.Index(exp_ids).get_indexer(effects.experiment)
+    order = np.lexsort((seg_idx, exp_idx))
+    d = (effects.effect[order] / scales).T
+    s_cov = (effects.noise_cov[order] / np.outer(scales, scales)[None]).transpose(1, 2, 0)
+    dat = pack_cells(np.ascontiguousarray(d), np.ascontiguousarray(s_cov))
+    seg_sorted = np.ascontiguousarray(seg_idx[order], dtype=np.int64)
+    exp_sorted = np.ascontiguousarray(exp_idx[order], dtype=np.int64)
+    k = len(sp)
+    kernel = load_kernel_module(k).experiment_posterior
+    n = seg.n_draws
+    loc = np.concatenate([seg.nu[:, None, :] / sy, np.swapaxes(seg.mu, 1, 2) / sp[:, None]], axis=1)
+    beta = np.swapaxes(seg.beta, 1, 2) * (sp / sy)[:, None]
+    sig2 = seg.sigma2 / sy**2
+    scale_mat = np.outer(sp, sp)
+    out = np.empty((n, len(exp_ids)))
+    cells_per_exp = np.bincount(exp_sorted, minlength=len(exp_ids))
+    log_jac = cells_per_exp * float(np.sum(np.log(scales)))
+    for i in range(n):
+        chol_e = experiment_cholesky(
+            np.sqrt(seg.omega_y[i]) / sy,
+            np.linalg.cholesky(seg.omega_e[i] / scale_mat + 1e-12 * np.eye(k)),
+        )
+        chol_c = np.linalg.cholesky(seg.omega_c[i] / scale_mat + 1e-12 * np.eye(k))
+        lp, _, _ = kernel(
+            dat,
+            seg_sorted,
+            exp_sorted,
+            len(exp_ids),
+            np.ascontiguousarray(loc[i]),
+            np.ascontiguousarray(beta[i]),
+            np.ascontiguousarray(sig2[i]),
+            chol_c,
+            chol_e,
+        )
+        out[i] = lp - log_jac
+    return out

@@ -1,0 +1,111 @@
+"""Fitting the model a spec configures: :class:`proxyscope.ProxyModel` from its
+``[model]`` and ``[sampler]``, with one progress line before and after."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import TYPE_CHECKING
+
+from proxyscope.errors import ConvergenceWarning, ProxyscopeError, SpecError
+from proxyscope.model.proxy_model import FAILED_FIT, ProxyModel
+from proxyscope.model.settings import check_sampler_settings, resolve_sampler
+from proxyscope.run.progress import Log, quiet
+from proxyscope.spec import ModelSection, ModelSpec, SamplerSpec
+
+if TYPE_CHECKING:
+    from proxyscope.data.cells import CellEffects
+    from proxyscope.model.fit import ProxyFit
+
+
+def fit_effects(
+    spec: ModelSpec,
+    effects: CellEffects,
+    *,
+    pooling: str | None = None,
+    progress: bool = True,
+    log: Log = quiet,
+    label: str = "",
+) -> ProxyFit:
+    """Fit the spec's model (or another ``pooling``) to ``effects``.
+
+    A failed fit is returned (marked untrustworthy), not raised; its
+    ConvergenceWarning is left to the caller's warning filters.
+    """
+    return fit_model(
+        spec.model, spec.sampler, effects, pooling=pooling, progress=progress, log=log, label=label
+    )
+
+
+def check_settings(sampler: SamplerSpec, surface: str = "spec") -> None:
+    """The sampler settings against the chosen sampler's real ones, before anything
+    compiles; the error names them as ``surface`` does (spec keys, or ``--setting``)."""
+    if not sampler.settings:
+        return
+    owner, param = {"cli": ("proxyscope fit", "--setting")}.get(
+        surface, ("the spec", "[sampler] settings")
+    )
+    try:
+        check_sampler_settings(
+            dict(sampler.settings), resolve_sampler(sampler.name), owner=owner, param=param
+        )
+    except ProxyscopeError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def fit_model(
+    model: ModelSection,
+    sampler: SamplerSpec,
+    effects: CellEffects,
+    *,
+    pooling: str | None = None,
+    progress: bool = True,
+    log: Log = quiet,
+    label: str = "",
+    surface: str = "spec",
+) -> ProxyFit:
+    """Fit :class:`proxyscope.ProxyModel` configured by a spec's ``[model]`` and ``[sampler]``.
+
+    A failed fit's ConvergenceWarning advises in the syntax of ``surface``
+    (spec keys, or command-line flags for ``"cli"``), not in Python's.
+    """
+    chosen = pooling or model.pooling
+    check_settings(sampler, surface)
+    proxy_model = ProxyModel(
+        pooling=chosen,
+        priors=dict(model.priors) or None,
+        sampler=sampler.name,
+        sampler_settings=dict(sampler.settings) or None,
+        cell_correlation=model.cell_correlation,
+        noise=model.noise,
+        followups=sampler.followups,
+        followup_budget=sampler.followup_budget,
+    )
+    what = f" ({label})" if label else ""
+    log(
+        f"fitting {chosen} pooling{what}: {effects.n_cells} cells, {sampler.chains} chains x "
+        f"({sampler.tune} tune + {sampler.draws} draws)"
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = proxy_model.fit(
+            effects,
+            draws=sampler.draws,
+            tune=sampler.tune,
+            chains=sampler.chains,
+            random_seed=sampler.seed,
+            progress=progress,
+        )
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not fit.trustworthy:
+        warnings.warn(
+            FAILED_FIT + fit.diagnostics().for_surface(surface).summary(),
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    verdict = "passed" if fit.trustworthy else "FAILED"
+    log(f"fitted in {time.perf_counter() - t0:.0f} s; diagnostics {verdict}")
+    return fit

@@ -1,0 +1,208 @@
+"""What a spec's data section becomes: the cells (:class:`~proxyscope.CellEffects`).
+
+:func:`load_effects` reads user-level rows (from a file, or simulated and
+written to Parquet first), per-arm summaries, or the ASOS snapshots, as the
+spec's ``[data]`` and ``[columns]`` say. :func:`read_table` and
+:func:`read_target` read the tables a run or a command is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pandas as pd
+
+from proxyscope.data.arms import from_arm_summaries
+from proxyscope.data.sources import resolve_files
+from proxyscope.data.summarize import summarize
+from proxyscope.datasets.asos import load_asos
+from proxyscope.errors import ParameterError
+from proxyscope.run.progress import Log, quiet
+from proxyscope.spec import ASOS_ENV, ModelSpec
+
+if TYPE_CHECKING:
+    from proxyscope.data.cells import CellEffects
+    from proxyscope.simulate.world import World
+
+
+@dataclasses.dataclass
+class Loaded:
+    """Cells read for a spec, and what was learned on the way."""
+
+    effects: CellEffects
+    source: str
+    world: World | None = None
+
+
+def load_effects(
+    spec: ModelSpec,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    out: Path | None = None,
+    correlation: float | None = None,
+    log: Log = quiet,
+) -> Loaded:
+    """Read the spec's data into :class:`~proxyscope.CellEffects`.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    data : path, optional
+        Replaces the spec's data source (``--data``).
+    out : Path, optional
+        Where simulated users are written as Parquet before summarizing; a
+        temporary directory when None.
+    correlation : float, optional
+        Replaces ``[data].correlation`` (the sensitivity analysis).
+    """
+    d = spec.data
+    path = spec.data_path(data)
+    rho = d.correlation if correlation is None else correlation
+    if d.kind == "asos":
+        if path is None:
+            raise ParameterError(
+                f"{spec.origin}: no ASOS file: set [data].path, pass --data, or set ${ASOS_ENV}."
+            )
+        asos = d.asos
+        assert asos is not None and rho is not None
+        metric: int | list[int] | None = None
+        if asos.metrics is not None:
+            metric = asos.metrics[0] if len(asos.metrics) == 1 else list(asos.metrics)
+        log(f"reading the ASOS experiments from {path} (assumed noise correlation {rho:g})")
+        effects = load_asos(
+            path,
+            metric=metric,
+            outcome_metric=asos.outcome_metric,
+            early_day=asos.early_day,
+            scale=asos.scale,
+            correlation=rho,
+            variants=None if asos.variants is None else list(asos.variants),
+            min_users_per_arm=d.min_users_per_arm,
+        )
+        return Loaded(effects, str(path))
+
+    cols = spec.columns
+    assert cols is not None
+    if d.kind == "arm_summaries":
+        assert path is not None
+        table = read_table(path)
+        log(f"building cells from {len(table):,} per-arm rows in {path}")
+        covariance = None
+        if cols.covariance:
+            # Keys are metric pairs "a|b" (the spec checked them).
+            pairs = {tuple(k.split("|", 1)): v for k, v in cols.covariance.items()}
+            covariance = cast("dict[tuple[str, str], str]", pairs)
+        assert cols.count is not None and cols.mean is not None and cols.variance is not None
+        effects = from_arm_summaries(
+            table,
+            experiment=cols.experiment,
+            arm=cols.treatment,
+            treated_value=cols.treated_value,
+            outcome=cols.outcome,
+            proxies=list(cols.proxies),
+            count=cols.count if isinstance(cols.count, str) else dict(cols.count),
+            mean=dict(cols.mean),
+            variance=dict(cols.variance),
+            segments=list(cols.segments),
+            covariance=covariance,
+            correlation=0.0 if rho is None else rho,
+            directions=dict(cols.directions),
+            min_users_per_arm=d.min_users_per_arm,
+            dropna=d.dropna,
+        )
+        return Loaded(effects, str(path))
+
+    if path is None:
+        sim = d.simulate
+        assert sim is not None
+        log(
+            f"simulating {sim.n_users:,} users in {sim.n_experiments} experiments (seed {sim.seed})"
+        )
+        # The simulator (and scipy) is imported only when a spec simulates: loading
+        # a file stays fast.
+        from proxyscope.simulate.world import streaming
+
+        world = streaming(n_users=sim.n_users, n_experiments=sim.n_experiments, seed=sim.seed)
+        if out is None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="proxyscope-") as tmp:
+                return Loaded(
+                    _summarize_file(spec, _write_users(world, Path(tmp), log), log),
+                    "simulated",
+                    world,
+                )
+        return Loaded(_summarize_file(spec, _write_users(world, out, log), log), "simulated", world)
+    return Loaded(_summarize_file(spec, path, log), str(path))
+
+
+def _write_users(world: World, out: Path, log: Log) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "users.parquet"
+    world.users.to_parquet(path, index=False)
+    log(f"wrote the users to {path}")
+    return path
+
+
+def _summarize_file(spec: ModelSpec, path: Path, log: Log) -> CellEffects:
+    d = spec.data
+    cols = spec.columns
+    assert cols is not None
+    log(f"summarizing {path} with {d.engine}")
+    return summarize(
+        os.fspath(path),
+        experiment=cols.experiment,
+        treatment=cols.treatment,
+        outcome=cols.outcome,
+        proxies=list(cols.proxies),
+        segments=list(cols.segments),
+        directions=dict(cols.directions),
+        engine=d.engine,
+        treated_value=cols.treated_value,
+        min_users_per_arm=d.min_users_per_arm,
+        dropna=d.dropna,
+    )
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A CSV or Parquet file (or several, by directory or glob) as one DataFrame."""
+    files = resolve_files(path, owner="proxyscope")
+    if files.format == "parquet":
+        frames = [pd.read_parquet(p) for p in files.paths]
+    else:
+        # Only empty fields are missing: "NA" is a region (North America), not NaN.
+        frames = [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in files.paths]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def read_target(path: str | os.PathLike[str]) -> Any:
+    """A transport target from a file.
+
+    CSV or Parquet: a table with the segment columns (one row per user, or
+    with a ``share``/``count``/``n``/``users`` column). JSON: an object
+    ``{"A / B / C": share, ...}`` or a list of records like the table.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no target file at {str(p)!r}")
+    if p.suffix.lower() == ".json":
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ParameterError(f"{p}: not valid JSON: {exc}.") from None
+        if isinstance(doc, dict):
+            if not all(isinstance(v, int | float) for v in doc.values()):
+                raise ParameterError(
+                    f"{p}: a JSON target must map segment labels to shares (numbers)."
+                )
+            return {str(k): float(v) for k, v in doc.items()}
+        if isinstance(doc, list) and all(isinstance(r, dict) for r in doc):
+            return pd.DataFrame(doc)
+        raise ParameterError(
+            f"{p}: a JSON target must be an object {{label: share}} or a list of records."
+        )
+    return read_table(p)

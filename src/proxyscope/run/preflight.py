@@ -1,0 +1,54 @@
+"""What a spec asks for that can be checked before anything compiles or samples.
+
+``proxyscope validate`` and ``proxyscope run`` both call these, so a spec that
+validates does not fail minutes later: the sampler settings are checked against the
+chosen sampler's real ones, and the transport target's segments against the segment
+columns and levels of the data's cells (and, without pooling, against the segment
+combinations the data hold, the only ones such a model can predict).
+"""
+
+from __future__ import annotations
+
+from proxyscope.analyses.implied import resolve_target
+from proxyscope.data.cells import CellEffects
+from proxyscope.errors import ProxyscopeError, SpecError
+from proxyscope.model.structure import SegmentStructure
+from proxyscope.run.fit import check_settings
+from proxyscope.run.transport import transport_target
+from proxyscope.spec import ModelSpec
+
+
+def check_sampler(spec: ModelSpec) -> None:
+    """``[sampler] settings`` against the sampler ``[sampler] name`` resolves to."""
+    check_settings(spec.sampler)
+
+
+def check_transport(spec: ModelSpec, effects: CellEffects) -> None:
+    """``[analysis.transport]``'s target read and resolved against the cells' segments."""
+    if spec.analysis.transport is None:
+        return
+    structure, _ = SegmentStructure.from_effects(effects)
+    try:
+        combos, _shares = resolve_target(structure, transport_target(spec))
+    except ProxyscopeError as exc:
+        raise SpecError(f"[analysis.transport]: {exc}") from None
+    if spec.model.pooling == "none" and structure.columns:
+        seen = {tuple(row) for row in structure.level_index.tolist()}
+        codes = structure.level_codes(combos).tolist()
+        unseen = [
+            " / ".join(str(v) for v in combos.iloc[i])
+            for i, row in enumerate(codes)
+            if tuple(row) not in seen
+        ]
+        if unseen:
+            raise SpecError(
+                f"[analysis.transport]: segment combination(s) {unseen[:5]} are not in the data "
+                'and pooling = "none" cannot predict them; use additive or exchangeable '
+                "pooling, or leave them out of the target."
+            )
+
+
+def preflight(spec: ModelSpec, effects: CellEffects) -> None:
+    """Every check of this module, in the order a run meets them."""
+    check_sampler(spec)
+    check_transport(spec, effects)

@@ -1,0 +1,153 @@
+"""The sections of a spec as frozen dataclasses (``[data]``, ``[columns]``,
+``[model]``, ``[sampler]``, ``[analysis]`` and its tables, ``[report]``); they know
+nothing of PyMC. :class:`~proxyscope.spec.model_spec.ModelSpec` holds them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from proxyscope.options import DEFAULT_CI
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulateSpec:
+    """Simulated users from :func:`proxyscope.simulate.streaming`."""
+
+    n_users: int = 250_000
+    n_experiments: int = 50
+    seed: int = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class AsosSpec:
+    """Options of the ASOS adapter (:func:`proxyscope.load_asos`).
+
+    ``metrics``: proxy metric ids, pooled as segment column ``metric_id``
+    (None: all four; one id: that metric, no segments). ``outcome_metric``:
+    the final read of this metric is the outcome (None: the same metric).
+    """
+
+    metrics: tuple[int, ...] | None = None
+    outcome_metric: int | None = None
+    early_day: float = 3.0
+    scale: str = "relative"
+    variants: tuple[int, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Where the data come from and how they are read.
+
+    ``kind``: "users" (one row per user, summarized by ``engine``),
+    "arm_summaries" (one row per experiment × segment × arm with counts,
+    means and variances) or "asos" (the ASOS Digital Experiments file).
+    ``path``: a file, directory or glob, relative to the spec's directory;
+    for "users" either ``path`` or ``simulate``. ``correlation``: the assumed
+    user-level correlation of the outcome and proxy values where the data
+    carry no covariance (required for "asos" and, without covariance
+    columns, "arm_summaries").
+    """
+
+    kind: str = "users"
+    path: str | None = None
+    simulate: SimulateSpec | None = None
+    engine: str = "duckdb"
+    min_users_per_arm: int = 10
+    dropna: bool = False
+    correlation: float | None = None
+    asos: AsosSpec | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnsSpec:
+    """Column roles. For "arm_summaries", ``treatment`` is the arm column and
+    ``count``/``mean``/``variance``/``covariance`` name the statistic columns."""
+
+    experiment: str
+    treatment: str
+    outcome: str
+    proxies: tuple[str, ...]
+    segments: tuple[str, ...] = ()
+    treated_value: Any = None
+    directions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    count: str | Mapping[str, str] | None = None
+    mean: Mapping[str, str] | None = None
+    variance: Mapping[str, str] | None = None
+    covariance: Mapping[str, str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    """:class:`proxyscope.ProxyModel` configuration."""
+
+    pooling: str = "additive"
+    cell_correlation: str = "shared"
+    noise: str = "moderated"
+    priors: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSpec:
+    """Sampler name and settings; ``seed`` None draws one (recorded in the fit)."""
+
+    name: str = "auto"
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    seed: int | None = None
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    followups: int = 2
+    followup_budget: float = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TransportSpec:
+    """A target population: segment label → share (or count), or a CSV/JSON file."""
+
+    name: str = "target"
+    shares: Mapping[str, float] | None = None
+    path: str | None = None
+    proxy_effects: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    proxy_se: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareSpec:
+    """Model comparisons: other poolings (LOO of ``kind``) and other proxy sets
+    (always by the outcome density, the only one comparable across proxy sets)."""
+
+    kind: str = "experiment"
+    poolings: tuple[str, ...] = ()
+    proxy_sets: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    refit: bool = True
+    max_refits: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class SensitivitySpec:
+    """Refit under several assumed noise correlations and show how conclusions move."""
+
+    correlations: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisSpec:
+    """Interval width, fragility threshold, STE level, and optional extras."""
+
+    ci: float = DEFAULT_CI
+    threshold: float = 0.5
+    probability: float = 0.95
+    ledger: str | None = None
+    transport: TransportSpec | None = None
+    compare: CompareSpec | None = None
+    sensitivity: SensitivitySpec | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSpec:
+    """Report title and output directory (relative to the working directory)."""
+
+    title: str | None = None
+    out: str | None = None
