@@ -640,3 +640,28 @@ def test_html_renders_in_headless_chromium(untrusted: Any, browser: Any, tmp_pat
     assert ((heat[..., 0] - heat[..., 2]) > 60).mean() > 0.05  # the red heatmap is drawn
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
+
+
+def test_past_experiments_long_tables_and_each_warning_once(untrusted: Any, small_fit: Any) -> None:
+    doc = untrusted.document
+    past = doc["past_experiments"]
+    assert past["n_experiments"] == len(small_fit.effects.experiments)
+    assert past["n_inside"] == sum(r["inside"] for r in past["rows"])
+    assert past["figures"] == ["relation", "predictive_check"]
+    md = untrusted.markdown.read_text(encoding="utf-8")
+    html = untrusted.html.read_text(encoding="utf-8")
+    assert md.index("Past experiments and the learned relation") < md.index("## Data")
+    assert f"holds {past['n_inside']} of {past['n_experiments']}" in md
+    # Long tables are one click away in HTML; short ones stay open.
+    assert "<details><summary>" in html and "rows)</summary><table>" in html
+    # Each fragility warning appears once (in its section), At a glance counts them.
+    for w in (w["message"] for w in doc["warnings"] if w["kind"] == "fragility"):
+        assert md.count(w) == 1
+    n_fragile = sum(w["kind"] == "fragility" for w in doc["warnings"])
+    if n_fragile:
+        assert f"{n_fragile} fragility warning(s): see Fragility." in md
+    # Failed fits are marked wherever a comparison names them.
+    rows = doc["compare"]["rows"]
+    assert all("trustworthy" in r for r in rows)
+    if rows[0]["trustworthy"] is False:
+        assert "FAILED its diagnostics" in doc["compare"]["reading"]

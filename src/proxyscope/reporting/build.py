@@ -295,7 +295,8 @@ def report(
             lambda: plots.plot_surrogacy(surr),
         ),
         "recommendations": (
-            f"Decision accuracy of each candidate with {level} intervals",
+            f"Share of new experiments each candidate decides right: calibrated rule with "
+            f"{level} interval, naive rule, and no proxy (dashed)",
             lambda: plots.plot_recommendations(rec),
         ),
     }

@@ -184,7 +184,12 @@ def plot_surrogacy(surrogacy: pd.DataFrame) -> tuple[Figure, np.ndarray]:
 
 
 def plot_recommendations(recommendations: pd.DataFrame) -> tuple[Figure, Axes]:
-    """Decision accuracy of each candidate with intervals, best first.
+    """What each candidate's reading adds to decisions, best first.
+
+    Per candidate, the share of new experiments decided right by its calibrated
+    rule (filled, with its interval) and by the naive rule (open circle), against
+    deciding with no proxy at all (the dashed line): the gap between the filled
+    point and the line is the gain the ranking uses.
 
     Parameters
     ----------
@@ -192,25 +197,38 @@ def plot_recommendations(recommendations: pd.DataFrame) -> tuple[Figure, Axes]:
         :func:`proxyscope.recommend`.
     """
     ci = ci_label(recommendations.attrs.get("ci"))
-    labels = [f"{p}  (P(best) {b:.2f})" for p, b in recommendations[["proxy", "p_best"]].values]
-    fig = new_figure(6.5, 0.42 * len(labels) + 1.6)
+    labels = [
+        f"{p}  (P(best) {b:.2f}{'' if c else '; no credible relation'})"
+        for p, b, c in recommendations[["proxy", "p_best", "credible"]].values
+    ]
+    fig = new_figure(7.0, 0.45 * len(labels) + 1.8)
     ax = fig.subplots()
-    colors = [MAIN] + [SECOND] * (len(labels) - 1)
+    colors = [MAIN if c else SECOND for c in recommendations["credible"]]
     point_ranges(
         ax,
         labels,
-        recommendations["decision_accuracy"].to_numpy(dtype=float),
-        recommendations["decision_lo"].to_numpy(dtype=float),
-        recommendations["decision_hi"].to_numpy(dtype=float),
+        recommendations["calibrated_accuracy"].to_numpy(dtype=float),
+        recommendations["calibrated_lo"].to_numpy(dtype=float),
+        recommendations["calibrated_hi"].to_numpy(dtype=float),
         colors,
     )
-    ax.axvline(0.5, color="black", linestyle="--", linewidth=0.8)
-    ax.set_xlim(min(0.45, float(np.nanmin(recommendations["decision_lo"])) - 0.02), 1.01)
-    ax.set_xlabel(
-        f"decision accuracy P(same sign): posterior mean and {ci} equal-tailed interval",
-        fontsize=8,
+    y = np.arange(len(labels))[::-1]
+    ax.plot(
+        recommendations["decision_accuracy"].to_numpy(dtype=float),
+        y,
+        "o",
+        markerfacecolor="none",
+        color=SECOND,
+        markersize=6,
+        label="naive rule (ship when it moves the good way)",
     )
-    ax.set_title("Which proxy to decide on (historical mix); dashed: a coin flip", fontsize=9)
+    none = float(recommendations["no_proxy_accuracy"].iloc[0])
+    ax.axvline(none, color="black", linestyle="--", linewidth=0.9, label="no proxy")
+    low = float(np.nanmin(recommendations[["calibrated_lo", "decision_accuracy"]].to_numpy()))
+    ax.set_xlim(min(low, none) - 0.03, 1.01)
+    ax.set_xlabel(f"share decided right (calibrated rule: mean and {ci} interval)", fontsize=9)
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2)
+    ax.set_title("What each reading adds over deciding with no proxy", fontsize=10)
     untrusted_note(fig, recommendations.attrs.get("trustworthy"))
     return fig, ax
 
