@@ -64,6 +64,8 @@ def test_shapes_of_the_pooled_framing(pooled: tuple[CellEffects, list[str]]) -> 
     assert got.effect.shape == (357, 2)
     assert got.noise_cov.shape == (357, 2, 2)
     assert np.all(np.isfinite(got.effect)) and np.all(np.isfinite(got.noise_cov))
+    # Every cell of an experiment is a metric of the same users: the report counts them once.
+    assert got.meta["segments_share_users"] is True
     reasons = set(got.dropped["reason"])
     assert reasons == {
         "no snapshot with variances",
@@ -145,6 +147,7 @@ def test_single_metric_with_another_outcome_metric(path: Path, csv: pd.DataFrame
     np.testing.assert_allclose(got.effect[c], effect, rtol=1e-12)
     np.testing.assert_allclose(got.noise_cov[c], cov, rtol=1e-12)
     assert got.meta["asos"]["outcome_metric"] == 1
+    assert got.meta["segments_share_users"] is False
 
 
 def test_absolute_scale(path: Path, csv: pd.DataFrame) -> None:

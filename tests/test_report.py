@@ -665,3 +665,45 @@ def test_past_experiments_long_tables_and_each_warning_once(untrusted: Any, smal
     assert all("trustworthy" in r for r in rows)
     if rows[0]["trustworthy"] is False:
         assert "FAILED its diagnostics" in doc["compare"]["reading"]
+
+
+def test_a_sensitivity_analysis_has_its_section_figure_and_schema(
+    passing_fit: PassingFit, tmp_path: Path
+) -> None:
+    from proxyscope.reporting.sensitivity import COLUMNS
+
+    rows = [
+        (
+            rho,
+            scope,
+            proxy,
+            0.5 + rho / 4,
+            0.4,
+            0.7,
+            1.0 - rho,
+            0.8 - rho,
+            1.2 - rho,
+            0.8,
+            0.7,
+            0.9,
+            rho < 0.6,
+        )
+        for rho in (0.0, 0.3, 0.6)
+        for scope in ("overall", "NA / TV")
+        for proxy in passing_fit.proxies[:2]
+    ]
+    table_ = pd.DataFrame(rows, columns=list(COLUMNS))
+    files = quiet(ps.report, passing_fit, out=tmp_path, ci=0.8, sensitivity=table_)
+    doc = files.document
+    jsonschema.validate(doc, load_schema())
+    sens = doc["sensitivity"]
+    assert len(sens["rows"]) == len(rows) and sens["figure"] == "sensitivity"
+    first = passing_fit.proxies[0]
+    assert f"{first}: as the assumed correlation goes from 0 to 0.6" in sens["reading"]
+    md = files.markdown.read_text(encoding="utf-8")
+    assert "Sensitivity to the assumed noise correlation" in md and "| NO |" in md
+    assert (tmp_path / "figures" / "sensitivity.png").read_bytes().startswith(PNG_MAGIC)
+    # Without one, the section is null and no figure is left behind.
+    again = quiet(ps.report, passing_fit, out=tmp_path, ci=0.8)
+    assert again.document["sensitivity"] is None
+    assert not (tmp_path / "figures" / "sensitivity.png").exists()

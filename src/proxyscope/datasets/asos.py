@@ -358,6 +358,9 @@ def load_asos(
             owner=OWNER,
             extra={
                 "asos": notes,
+                # The segment column is the metric: every cell of an experiment holds
+                # the same users (the report counts them once).
+                "segments_share_users": bool(segments),
                 "citation": (
                     "Liu, Cardoso, Couturier, McCoy (2021). Datasets for Online Controlled "
                     "Experiments. NeurIPS Datasets and Benchmarks. DOI 10.17605/OSF.IO/64JSB "

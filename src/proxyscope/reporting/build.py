@@ -25,6 +25,7 @@ from proxyscope.reporting.document import build_document
 from proxyscope.reporting.past_experiments import past_experiments_doc
 from proxyscope.reporting.render_html import render_html
 from proxyscope.reporting.render_md import render_markdown
+from proxyscope.reporting.sensitivity import plot_sensitivity, sensitivity_doc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -45,6 +46,7 @@ FIGURES = (
     "recommendations",
     "transport",
     "compare",
+    "sensitivity",
 )
 FIGURE_DIR = "figures"
 
@@ -161,6 +163,7 @@ def report(
     surrogacy: pd.DataFrame | None = None,
     weights: pd.DataFrame | None = None,
     recommendations: pd.DataFrame | None = None,
+    sensitivity: pd.DataFrame | None = None,
 ) -> ReportFiles:
     """Write the posterior report of a fit: report.md, report.json, report.html and figures.
 
@@ -193,6 +196,10 @@ def report(
         for this fit at the same ``ci``: the report shows those (with the
         ``threshold`` and ``probability`` they were computed at) instead of
         computing them again at the defaults.
+    sensitivity : DataFrame, optional
+        A spec run's sensitivity analysis (the conclusions refitted under each
+        assumed noise correlation, :func:`proxyscope.run.sensitivity.run_sensitivity`):
+        adds its section and figure.
 
     Returns
     -------
@@ -307,6 +314,12 @@ def report(
             "interval shaded)",
             lambda: plots.plot_transport(result, ci=ci),
         )
+    if sensitivity is not None:
+        sens = sensitivity
+        makers["sensitivity"] = (
+            f"Fitted slopes under each assumed noise correlation ({level} intervals)",
+            lambda: plot_sensitivity(sens),
+        )
     if comp is not None:
         cmp = comp
         makers["compare"] = (
@@ -354,6 +367,7 @@ def report(
         figures=figure_doc,
     )
     document["past_experiments"] = past_experiments_doc(rel)
+    document["sensitivity"] = sensitivity_doc(sensitivity)
     parts = sections(document)
     json_path = write_text_atomic(
         out_dir / "report.json", json.dumps(document, indent=2, allow_nan=False) + "\n"

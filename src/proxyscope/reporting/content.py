@@ -32,6 +32,7 @@ from proxyscope.reporting.sections_fit import (
     diagnostics_section,
     model_section,
 )
+from proxyscope.reporting.sensitivity import sensitivity_section
 
 
 def banner(doc: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -134,7 +135,7 @@ def sections(doc: Mapping[str, Any]) -> list[Section]:
         surrogacy_section(doc),
         recommendations_section(doc),
     ]
-    for extra in (transport_section(doc), compare_section(doc)):
+    for extra in (transport_section(doc), sensitivity_section(doc), compare_section(doc)):
         if extra is not None:
             out.append(extra)
     return out

@@ -108,6 +108,8 @@ def data_section(fit: ProxyFit) -> dict[str, Any]:
             }
         )
     users = eff.data[dims.N_TREAT].values + eff.data[dims.N_CONTROL].values
+    if meta.get("segments_share_users"):  # e.g. ASOS: cells of an experiment are metrics
+        users = pd.Series(users).groupby(np.asarray(eff.experiment)).max().to_numpy()
     mix = historical_mix(fit)
     assumed = eff.assumed_correlation
     return {

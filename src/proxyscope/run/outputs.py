@@ -37,6 +37,7 @@ def write_report(result: RunResult, *, log: Log = quiet) -> None:
             "surrogacy": result.surrogacy,
             "weights": result.weights,
             "recommendations": result.recommendations,
+            "sensitivity": result.sensitivity,
         },
     )
 
@@ -51,7 +52,7 @@ def report_fit(
     ci: float = DEFAULT_CI,
     log: Log = quiet,
     surface: str = "spec",
-    results: Mapping[str, pd.DataFrame] | None = None,
+    results: Mapping[str, pd.DataFrame | None] | None = None,
 ) -> Path:
     """Write the report of ``fit`` into ``out`` with :func:`proxyscope.report`
     (its diagnostics' advice in the syntax of ``surface``; the analyses in
@@ -72,6 +73,7 @@ def report_fit(
             surrogacy=given.get("surrogacy"),
             weights=given.get("weights"),
             recommendations=given.get("recommendations"),
+            sensitivity=given.get("sensitivity"),
         )
     return out
 

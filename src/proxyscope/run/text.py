@@ -9,6 +9,7 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope._format import interval, num, pct
+from proxyscope.reporting.sensitivity import sensitivity_reading as reading_of_sensitivity
 
 if TYPE_CHECKING:
     from proxyscope.run.result import RunResult
@@ -175,30 +176,7 @@ def sensitivity_rows(result: RunResult) -> pd.DataFrame | None:
 def sensitivity_reading(result: RunResult) -> str | None:
     """One sentence per proxy: how the overall numbers move across the assumptions."""
     s = result.sensitivity
-    if s is None:
-        return None
-    parts = []
-    overall = s[s["scope"] == "overall"]
-    for proxy, g in overall.groupby("proxy", sort=False):
-        g = g.sort_values("correlation")
-        lo_rho, hi_rho = g["correlation"].iloc[0], g["correlation"].iloc[-1]
-        parts.append(
-            f"{proxy}: as the assumed correlation goes from {lo_rho:g} to {hi_rho:g}, the "
-            f"overall R^2 moves from {num(g['r2'].iloc[0])} to {num(g['r2'].iloc[-1])} "
-            f"(range {num(g['r2'].min())}–{num(g['r2'].max())}), the slope from "
-            f"{num(g['slope'].iloc[0])} to {num(g['slope'].iloc[-1])}, and the decision "
-            f"accuracy from {num(g['decision_accuracy'].iloc[0])} to "
-            f"{num(g['decision_accuracy'].iloc[-1])}."
-        )
-        seg = s[(s["scope"] != "overall") & (s["proxy"] == proxy)]
-        if len(seg):
-            parts.append(
-                f"Per segment, over all assumptions, R^2 ranges {num(seg['r2'].min())}–"
-                f"{num(seg['r2'].max())}, the slope {num(seg['slope'].min())}–"
-                f"{num(seg['slope'].max())} and the decision accuracy "
-                f"{num(seg['decision_accuracy'].min())}–{num(seg['decision_accuracy'].max())}."
-            )
-    return " ".join(parts)
+    return None if s is None else reading_of_sensitivity(s)
 
 
 def diagnostics_line(result: RunResult) -> str:
