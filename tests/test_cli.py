@@ -541,7 +541,7 @@ def test_weights_ledger_override_and_history(
     code, _, err = cli(capsys, "weights", "--ledger", ledger, "--override", "watch_min=0.7",
                        "--who", "a", "--why", "b")  # fmt: skip
     assert code == 2
-    assert_one_line_error(err, "sum to 1")
+    assert_one_line_error(err, "The --override weights must sum to 1")  # the flag, not Python's
     code, _, err = cli(capsys, "weights", "--history")
     assert code == 2
     assert_one_line_error(err, "--history needs --ledger FILE")

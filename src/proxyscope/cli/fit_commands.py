@@ -261,15 +261,18 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
             fit = _load_fit(args.fit)
             fingerprint = fit.data_fingerprint
             config = fit.config_hash
-        entry = override_weights(
-            args.ledger,
-            overrides,
-            who=args.who,
-            why=args.why,
-            scope=args.scope or "global",
-            data_fingerprint=fingerprint,
-            config_hash=config,
-        )
+        try:
+            entry = override_weights(
+                args.ledger,
+                overrides,
+                who=args.who,
+                why=args.why,
+                scope=args.scope or "global",
+                data_fingerprint=fingerprint,
+                config_hash=config,
+            )
+        except ProxyscopeError as exc:  # said with the flags, not the Python parameters
+            raise UsageError(_as_flags(str(exc))) from None
         console.print(f"Recorded override entry {entry} in {args.ledger}.")
         return EXIT_OK
     if args.fit is None:
@@ -298,6 +301,22 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
     if args.md:
         write_text(args.md, f"# Adaptive weights of {args.fit}\n\n{markdown_table(table)}\n")
     return strict_code(args, fit.trustworthy, console)
+
+
+#: Python parameters of override_weights as the weights command's flags name them.
+_FLAGS = {
+    "The 'weights' parameter's": "The --override",
+    "The 'weights' parameter": "--override",
+    "The 'who' parameter": "--who",
+    "The 'why' parameter": "--why",
+    "The 'scope' parameter": "--scope",
+}
+
+
+def _as_flags(message: str) -> str:
+    for python, flag in _FLAGS.items():
+        message = message.replace(python, flag)
+    return message
 
 
 COMMANDS: dict[str, Handler] = {
