@@ -155,12 +155,7 @@ def _summarize_file(spec: ModelSpec, path: Path, log: Log) -> CellEffects:
     log(f"summarizing {path} with {d.engine}")
     return summarize(
         os.fspath(path),
-        experiment=cols.experiment,
-        treatment=cols.treatment,
-        outcome=cols.outcome,
-        proxies=list(cols.proxies),
-        segments=list(cols.segments),
-        directions=dict(cols.directions),
+        **cols.roles(),
         engine=d.engine,
         treated_value=cols.treated_value,
         min_users_per_arm=d.min_users_per_arm,

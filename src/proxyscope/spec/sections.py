@@ -77,6 +77,17 @@ class ColumnsSpec:
     variance: Mapping[str, str] | None = None
     covariance: Mapping[str, str] | None = None
 
+    def roles(self) -> dict[str, Any]:
+        """The user-level column roles, as ``summarize`` and its checks take them."""
+        return {
+            "experiment": self.experiment,
+            "treatment": self.treatment,
+            "outcome": self.outcome,
+            "proxies": list(self.proxies),
+            "segments": list(self.segments),
+            "directions": dict(self.directions),
+        }
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection:

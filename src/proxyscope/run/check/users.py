@@ -80,12 +80,7 @@ def _user_checks(con: Any, relation: str, spec: ModelSpec, result: CheckResult) 
     problems = result.problems
     try:
         check_roles(
-            experiment=cols.experiment,
-            treatment=cols.treatment,
-            outcome=cols.outcome,
-            proxies=list(cols.proxies),
-            segments=list(cols.segments),
-            directions=dict(cols.directions),
+            **cols.roles(),
             owner="validate",
         )
     except (ValueError, TypeError) as exc:
@@ -203,12 +198,7 @@ def _summarize(spec: ModelSpec, data: Any) -> Any:
     assert cols is not None
     return summarize(
         data,
-        experiment=cols.experiment,
-        treatment=cols.treatment,
-        outcome=cols.outcome,
-        proxies=list(cols.proxies),
-        segments=list(cols.segments),
-        directions=dict(cols.directions),
+        **cols.roles(),
         # DuckDB reads local files and frames with the same results as the other
         # engines; remote paths keep the spec's engine.
         engine=spec.data.engine if isinstance(data, str) and "://" in data else "duckdb",
