@@ -41,6 +41,7 @@ import dataclasses
 import numpy as np
 from scipy.special import ndtr
 
+from proxyscope._format import num
 from proxyscope.core.bvn import prob_opposite_signs
 
 #: Half-width of the readings searched for the threshold, in predictive standard
@@ -62,7 +63,7 @@ class Rule:
         if self.direction == 0:
             return "ignores the reading"
         side = "above" if self.direction > 0 else "below"
-        return f"ship when the reading is {side} {self.threshold:.4g}"
+        return f"ship when the reading is {side} {num(self.threshold, 4)}"
 
 
 def no_proxy_ships(mean_tau: np.ndarray, var_tau: np.ndarray) -> bool:
