@@ -489,7 +489,13 @@ def test_transport(fits: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (fits / "bad.json").write_text(json.dumps({"Mars / TV": 1.0}))
     code, _, err = cli(capsys, "transport", fits / "additive.nc", fits / "bad.json")
     assert code == 2
-    assert_one_line_error(err, "Mars")
+    assert_one_line_error(err, "Mars", "The TARGET file")  # the argument, not Python's 'target'
+    code, _, err = cli(
+        capsys, "transport", fits / "additive.nc", fits / "target.csv",
+        "--proxy-effect", "watch=2",
+    )  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "--proxy-effect names unknown proxies ['watch']")
     code, _, err = cli(capsys, "transport", fits / "additive.nc", fits / "target.json", "--strict")
     assert code == 3
 

@@ -143,14 +143,17 @@ def cmd_transport(args: argparse.Namespace, console: Console) -> int:
     target = read_target(args.target)
     effects = pairs(args.proxy_effect, flag="--proxy-effect")
     ses = pairs(args.proxy_se, flag="--proxy-se")
-    res = transport(
-        fit,
-        target,
-        proxy_effects=effects or None,
-        proxy_se=ses or None,
-        ci=args.ci,
-        random_seed=args.seed,
-    )
+    try:
+        res = transport(
+            fit,
+            target,
+            proxy_effects=effects or None,
+            proxy_se=ses or None,
+            ci=args.ci,
+            random_seed=args.seed,
+        )
+    except ProxyscopeError as exc:  # said with the command's arguments, not Python's
+        raise UsageError(_as_flags(str(exc), _TRANSPORT_FLAGS)) from None
     summary = res.summary()
     kind = "given the proxy readings" if res.conditional else "of a new experiment"
     console.print(
@@ -272,7 +275,7 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
                 config_hash=config,
             )
         except ProxyscopeError as exc:  # said with the flags, not the Python parameters
-            raise UsageError(_as_flags(str(exc))) from None
+            raise UsageError(_as_flags(str(exc), _WEIGHTS_FLAGS)) from None
         console.print(f"Recorded override entry {entry} in {args.ledger}.")
         return EXIT_OK
     if args.fit is None:
@@ -303,8 +306,16 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
     return strict_code(args, fit.trustworthy, console)
 
 
+#: Python parameters of transport as the transport command names them.
+_TRANSPORT_FLAGS = {
+    "The 'target'": "The TARGET file",
+    "'proxy_effects'": "--proxy-effect",
+    "proxy_effects": "--proxy-effect",
+    "'proxy_se'": "--proxy-se",
+    "proxy_se": "--proxy-se",
+}
 #: Python parameters of override_weights as the weights command's flags name them.
-_FLAGS = {
+_WEIGHTS_FLAGS = {
     "The 'weights' parameter's": "The --override",
     "The 'weights' parameter": "--override",
     "The 'who' parameter": "--who",
@@ -313,8 +324,9 @@ _FLAGS = {
 }
 
 
-def _as_flags(message: str) -> str:
-    for python, flag in _FLAGS.items():
+def _as_flags(message: str, flags: dict[str, str]) -> str:
+    """An error message with a function's Python parameter names replaced by the flags."""
+    for python, flag in flags.items():
         message = message.replace(python, flag)
     return message
 
