@@ -66,17 +66,20 @@ class Rule:
         return f"ship when the reading is {side} {num(self.threshold, 4)}"
 
 
+def _positive(mean_tau: np.ndarray, var_tau: np.ndarray) -> np.ndarray:
+    """Per draw: P(tau > 0)."""
+    return np.asarray(ndtr(mean_tau / np.sqrt(np.maximum(var_tau, 1e-300))))
+
+
 def no_proxy_ships(mean_tau: np.ndarray, var_tau: np.ndarray) -> bool:
     """Whether the no-proxy rule ships: posterior predictive P(tau > 0) >= 0.5."""
-    sd = np.sqrt(np.maximum(var_tau, 1e-300))
-    return bool(np.mean(ndtr(mean_tau / sd)) >= 0.5)
+    return bool(np.mean(_positive(mean_tau, var_tau)) >= 0.5)
 
 
 def no_proxy_accuracy(mean_tau: np.ndarray, var_tau: np.ndarray, ship: bool) -> np.ndarray:
     """Per draw: P(tau has the sign the no-proxy rule takes)."""
-    sd = np.sqrt(np.maximum(var_tau, 1e-300))
-    z = mean_tau / sd
-    return np.asarray(ndtr(z if ship else -z))
+    positive = _positive(mean_tau, var_tau)
+    return positive if ship else 1.0 - positive
 
 
 def calibrated_rule(
@@ -93,15 +96,15 @@ def calibrated_rule(
     spread = float(np.sqrt(np.mean(var_x)))
     if not np.isfinite(spread) or spread <= 0:
         return ignore
-    m_t, v_t, m_x, v_x, c = mean_tau, var_tau, mean_x, var_x, cov
-    slope = c / v_x
-    cond_sd = np.sqrt(np.maximum(v_t - c * slope, 1e-300))
+    slope = cov / var_x
+    cond_sd = np.sqrt(np.maximum(var_tau - cov * slope, 1e-300))
 
     def excess(x: np.ndarray) -> np.ndarray:
         # Sign of P(tau > 0 | X = x) - 0.5 under the posterior predictive: each draw
         # weighted by how likely it makes the reading x (normalised per x in logs).
-        z = (m_t[:, None] + slope[:, None] * (x[None, :] - m_x[:, None])) / cond_sd[:, None]
-        log_w = -0.5 * (x[None, :] - m_x[:, None]) ** 2 / v_x[:, None] - 0.5 * np.log(v_x)[:, None]
+        dx = x[None, :] - mean_x[:, None]
+        z = (mean_tau[:, None] + slope[:, None] * dx) / cond_sd[:, None]
+        log_w = -0.5 * dx**2 / var_x[:, None] - 0.5 * np.log(var_x)[:, None]
         w = np.exp(log_w - log_w.max(axis=0))
         return np.asarray((w * (ndtr(z) - 0.5)).sum(axis=0) / w.sum(axis=0))
 

@@ -107,9 +107,9 @@ def experiment_estimates(fit: ProxyFit) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _lines(
-    seg: SegmentDraws, shares: np.ndarray, k: int, grid: np.ndarray, ci: float
+    mom: dict[str, np.ndarray], k: int, grid: np.ndarray, ci: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mom = seg.mix_moments(shares)
+    """The regression of tau on proxy ``k`` for a mix's moments: mean and band on ``grid``."""
     slope = mom["cov_tau_theta"][:, k] / mom["cov_theta"][:, k, k]
     intercept = mom["mean_tau"] - slope * mom["mean_theta"][:, k]
     values = intercept[:, None] + slope[:, None] * grid[None, :]
@@ -150,21 +150,22 @@ def past_experiments(
             for e in range(len(experiments))
         ]
     )
-    hist = historical_mix(fit).to_numpy()
+    # Each scope's moments once: the historical mix and every flagged segment.
     labels = list(fit.structure.labels)
+    moments = {"historical mix": seg.mix_moments(historical_mix(fit).to_numpy())}
+    for label in dict.fromkeys(label for label, _ in flagged if label in labels):
+        moments[label] = seg.mix_moments(np.eye(len(labels))[labels.index(label)])
     rows = []
     for k, p in enumerate(proxies):
         x = points.loc[points["proxy"] == p, "x"].to_numpy()
         pad = 0.05 * (x.max() - x.min() or 1.0)
         grid = np.linspace(x.min() - pad, x.max() + pad, GRID)
-        scopes = [("historical mix", hist)]
-        for label, proxy in flagged:
-            if proxy == p and label in labels:
-                one = np.zeros(len(labels))
-                one[labels.index(label)] = 1.0
-                scopes.append((label, one))
-        for scope, mix in scopes:
-            mean, lo, hi = _lines(seg, mix, k, grid, ci)
+        scopes = [
+            "historical mix",
+            *(lab for lab, proxy in flagged if proxy == p and lab in labels),
+        ]
+        for scope in scopes:
+            mean, lo, hi = _lines(moments[scope], k, grid, ci)
             rows += [
                 {"scope": scope, "proxy": p, "x": g, "mean": m, "lo": a, "hi": b}
                 for g, m, a, b in zip(grid, mean, lo, hi, strict=True)

@@ -180,8 +180,7 @@ def segments_for(
                 f"levels: {list(structure.levels[j])}. A level the model has no data on cannot "
                 "be predicted."
             )
-    lookup = {tuple(row): i for i, row in enumerate(structure.level_index.tolist())}
-    seen = [lookup.get(tuple(row)) for row in codes.tolist()]
+    seen = structure.fitted_segment(codes)
     labels = tuple(
         structure.label_of([str(v) for v in combos.iloc[i][list(structure.columns)]])
         for i in range(len(combos))

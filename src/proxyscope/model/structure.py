@@ -149,6 +149,12 @@ class SegmentStructure:
             out[:, j] = [lookup.get(str(v), -1) for v in frame[col]]
         return out
 
+    def fitted_segment(self, codes: np.ndarray) -> list[int | None]:
+        """Index of the fitted segment of each row of :meth:`level_codes`; None for a
+        combination of known levels that the data never had."""
+        lookup = {tuple(row): i for i, row in enumerate(self.level_index.tolist())}
+        return [lookup.get(tuple(row)) for row in np.asarray(codes).tolist()]
+
     def frame(self) -> pd.DataFrame:
         """One row per segment: the column values and the label."""
         data: dict[str, Any] = {

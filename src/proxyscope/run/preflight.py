@@ -33,12 +33,11 @@ def check_transport(spec: ModelSpec, effects: CellEffects) -> None:
     except ProxyscopeError as exc:
         raise SpecError(f"[analysis.transport]: {exc}") from None
     if spec.model.pooling == "none" and structure.columns:
-        seen = {tuple(row) for row in structure.level_index.tolist()}
-        codes = structure.level_codes(combos).tolist()
+        seen = structure.fitted_segment(structure.level_codes(combos))
         unseen = [
-            " / ".join(str(v) for v in combos.iloc[i])
-            for i, row in enumerate(codes)
-            if tuple(row) not in seen
+            structure.label_of([str(v) for v in combos.iloc[i]])
+            for i, index in enumerate(seen)
+            if index is None
         ]
         if unseen:
             raise SpecError(
@@ -46,9 +45,3 @@ def check_transport(spec: ModelSpec, effects: CellEffects) -> None:
                 'and pooling = "none" cannot predict them; use additive or exchangeable '
                 "pooling, or leave them out of the target."
             )
-
-
-def preflight(spec: ModelSpec, effects: CellEffects) -> None:
-    """Every check of this module, in the order a run meets them."""
-    check_sampler(spec)
-    check_transport(spec, effects)
