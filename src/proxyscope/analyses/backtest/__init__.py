@@ -13,7 +13,9 @@ Methods (all fitted on the training experiments only):
 
 ``adaptive``
     The posterior adaptive weights of :func:`proxyscope.weights` (global
-    rows; w_k ∝ |beta_k| sd(theta_k), sign from the slope) applied to the
+    rows; w_k ∝ |beta_k| sd(theta_k), sign from the slope where that sign is
+    credible, a proxy whose slope's interval holds zero contributing nothing:
+    ``direction`` 0 of :func:`proxyscope.weights`) applied to the
     experiment's *denoised* readings: the posterior mean of its true
     mix-level proxy effects given the readings and their sampling covariance,
     centred and scaled by the posterior mean and sd(theta_k) of the true
