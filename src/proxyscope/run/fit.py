@@ -7,9 +7,9 @@ import time
 import warnings
 from typing import TYPE_CHECKING
 
-from proxyscope.errors import ConvergenceWarning, ProxyscopeError, SpecError
+from proxyscope.errors import ConvergenceWarning
 from proxyscope.model.proxy_model import FAILED_FIT, ProxyModel
-from proxyscope.model.settings import check_sampler_settings, resolve_sampler
+from proxyscope.run.preflight import check_settings
 from proxyscope.run.progress import Log, quiet
 from proxyscope.spec import ModelSection, ModelSpec, SamplerSpec
 
@@ -35,22 +35,6 @@ def fit_effects(
     return fit_model(
         spec.model, spec.sampler, effects, pooling=pooling, progress=progress, log=log, label=label
     )
-
-
-def check_settings(sampler: SamplerSpec, surface: str = "spec") -> None:
-    """The sampler settings against the chosen sampler's real ones, before anything
-    compiles; the error names them as ``surface`` does (spec keys, or ``--setting``)."""
-    if not sampler.settings:
-        return
-    owner, param = {"cli": ("proxyscope fit", "--setting")}.get(
-        surface, ("the spec", "[sampler] settings")
-    )
-    try:
-        check_sampler_settings(
-            dict(sampler.settings), resolve_sampler(sampler.name), owner=owner, param=param
-        )
-    except ProxyscopeError as exc:
-        raise SpecError(str(exc)) from None
 
 
 def fit_model(

@@ -12,10 +12,26 @@ from __future__ import annotations
 from proxyscope.analyses.implied import resolve_target
 from proxyscope.data.cells import CellEffects
 from proxyscope.errors import ProxyscopeError, SpecError
+from proxyscope.model.settings import check_sampler_settings, resolve_sampler
 from proxyscope.model.structure import SegmentStructure
-from proxyscope.run.fit import check_settings
 from proxyscope.run.transport import transport_target
-from proxyscope.spec import ModelSpec
+from proxyscope.spec import ModelSpec, SamplerSpec
+
+
+def check_settings(sampler: SamplerSpec, surface: str = "spec") -> None:
+    """The sampler settings against the chosen sampler's real ones, before anything
+    compiles; the error names them as ``surface`` does (spec keys, or ``--setting``)."""
+    if not sampler.settings:
+        return
+    owner, param = {"cli": ("proxyscope fit", "--setting")}.get(
+        surface, ("the spec", "[sampler] settings")
+    )
+    try:
+        check_sampler_settings(
+            dict(sampler.settings), resolve_sampler(sampler.name), owner=owner, param=param
+        )
+    except ProxyscopeError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def check_sampler(spec: ModelSpec) -> None:
