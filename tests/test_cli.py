@@ -593,3 +593,74 @@ def test_internal_errors_are_not_disguised_as_input_errors(
     monkeypatch.setattr(data_commands, "check_data", boom)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["validate", str(project / "spec.toml"), "-q"])
+
+
+# -- errors say the flags the user typed ----------------------------------------
+
+
+def test_errors_name_the_flags(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flags = [
+        "--data",
+        project / "users.csv",
+        "--experiment",
+        "exp_id",
+        "--treatment",
+        "treatment",
+        "--outcome",
+        "retained",
+        "--proxies",
+        "watch_min",
+        "-o",
+        project / "cells.nc",
+    ]
+    cases = [
+        (["summarize", *flags, "--treated-value", "7"], ["--treated-value must be one of"]),
+        (["summarize", *flags, "--segments", "zz"], ["Column 'zz' (given as --segments)"]),
+        (["summarize", *flags, "--direction", "watch_min=sideways"], ["--direction watch_min"]),
+        (
+            ["summarize", *flags, "--min-users-per-arm", "100000"],
+            ["at least --min-users-per-arm=100000", "lower --min-users-per-arm"],
+        ),
+        (["demo", "--experiments", "1", "--out", project / "demo"], ["--experiments must be"]),
+        (["weights", project / "fit.nc", "--scope", "NA / TV"], ["--scope only applies with"]),
+    ]
+    for argv, needles in cases:
+        code, _, err = cli(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert_one_line_error(err, *needles)
+        assert "parameter of" not in err and "_per_" not in err, err  # warnings too
+    assert not (project / "cells.nc").exists()
+    # A spec key that no flag set keeps the spec's name: the user wrote it there.
+    code, _, err = cli(capsys, "validate", project / "spec.toml", "--set", "model.pooling=x")
+    assert code == 2
+    assert_one_line_error(err, "[model].pooling must be one of")
+
+
+def test_fit_prior_flag_is_checked_first(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cells = project / "cells.nc"
+    assert cli(capsys, "summarize", project / "spec.toml", "-o", cells, "-q")[0] == 0
+    code, _, err = cli(
+        capsys, "fit", cells, "-o", project / "fit.nc", "--prior", "global_slop_sd=1"
+    )
+    assert code == 2
+    assert_one_line_error(
+        err, "--prior global_slop_sd: not a prior", "Did you mean 'global_slope_sd'?"
+    )
+    code, _, err = cli(capsys, "fit", cells, "-o", project / "fit.nc", "--followup-budget", "-3")
+    assert code == 2
+    assert_one_line_error(err, "--followup-budget must be a positive number")
+    assert not (project / "fit.nc").exists()
+
+
+def test_as_flags_leaves_other_names_alone() -> None:
+    from proxyscope.cli.flags import as_flags
+
+    flags = {"data": "--data", "cell_correlation": "--cell-correlation"}
+    assert as_flags("The 'data' parameter of summarize: no file", flags, {}) == "--data: no file"
+    # A spec key, a different parameter and a word that is not a flag stay as they are.
+    for text in (
+        "x.toml: [model].cell_correlation must be one of",
+        "The 'proxies' parameter of summarize is empty",
+        "the data do not match",
+    ):
+        assert as_flags(text, flags, {}) == text

@@ -39,7 +39,9 @@ from proxyscope.cli.console import (
     one_line,
     warning_policy,
 )
+from proxyscope.cli.flags import SPEC_KEYS, as_flags, command_flags
 from proxyscope.cli.parser import build_parser
+from proxyscope.errors import ProxyscopeError
 
 __all__ = ["build_parser", "main"]
 
@@ -79,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stdout)
         return EXIT_INPUT
     console = Console(quiet=getattr(args, "quiet", False))
+    flags = command_flags(parser, args.command)
+    spec_keys = SPEC_KEYS.get(args.command, {})
+    console.rewrite = lambda message: as_flags(message, flags, spec_keys)
     with warning_policy(console):
         try:
             return int(handler(args.command)(args, console))
@@ -91,7 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except INPUT_ERRORS as exc:
             if debug:
                 raise
-            print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+            message = one_line(exc)
+            if isinstance(exc, ProxyscopeError):  # said with the flags the user typed
+                message = console.rewrite(message)
+            print(f"{PROG}: error: {message}", file=sys.stderr)
             return EXIT_INPUT
 
 

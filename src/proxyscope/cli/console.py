@@ -53,6 +53,8 @@ class Console:
         self.quiet = quiet
         self.t0 = time.perf_counter()
         self.seen: set[str] = set()
+        #: How a library message is said in the command's words (its flags).
+        self.rewrite: Callable[[str], str] = lambda message: message
 
     @property
     def out(self) -> IO[str]:
@@ -77,7 +79,8 @@ class Console:
         if key in self.seen:
             return
         self.seen.add(key)
-        print(f"{PROG}: warning: {' '.join(message.split())}", file=self.err, flush=True)
+        text = self.rewrite(" ".join(message.split()))
+        print(f"{PROG}: warning: {text}", file=self.err, flush=True)
 
 
 #: What runs a command: its parsed arguments and the console in, the exit code out.

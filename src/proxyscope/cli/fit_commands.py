@@ -29,9 +29,10 @@ from proxyscope.cli.console import (
     write_text,
 )
 from proxyscope.data.cells import CellEffects
-from proxyscope.errors import ProxyscopeError
+from proxyscope.errors import ProxyscopeError, suggestion
 from proxyscope.ledger import override_weights, weights_history
 from proxyscope.model.fit import load
+from proxyscope.model.priors import Priors
 from proxyscope.run.fit import fit_model
 from proxyscope.run.load import read_target
 from proxyscope.run.outputs import report_fit
@@ -63,7 +64,16 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     if args.noise is not None:
         model_changes["noise"] = args.noise
     if args.prior:
-        model_changes["priors"] = {**model.priors, **pairs(args.prior, flag="--prior")}
+        given = pairs(args.prior, flag="--prior")
+        valid = Priors.names()
+        unknown = [name for name in given if name not in valid]
+        if unknown:
+            hint = suggestion(unknown[0], valid)
+            raise UsageError(
+                f"--prior {unknown[0]}: not a prior of the model.{hint} "
+                f"Valid names: {', '.join(valid)}."
+            )
+        model_changes["priors"] = {**model.priors, **given}
     model = dataclasses.replace(model, **model_changes)
     sampler_changes: dict[str, Any] = {
         k: getattr(args, k)
@@ -231,6 +241,16 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_weights(args: argparse.Namespace, console: Console) -> int:
+    if not (args.override or args.history):
+        unused = [
+            f for f, v in (("--who", args.who), ("--why", args.why), ("--scope", args.scope)) if v
+        ]
+        if unused:
+            verb = "applies" if len(unused) == 1 else "apply"
+            raise UsageError(
+                f"{', '.join(unused)} only {verb} with --override (--scope also with "
+                "--history); the weights of a fit cover every scope"
+            )
     if args.history:
         if args.ledger is None:
             raise UsageError("--history needs --ledger FILE")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from proxyscope.cli.console import Console, Handler, strict_code
+from proxyscope.cli.flags import DEMO_KEYS
 from proxyscope.run.demo import DEMO_COMPARE, DEMO_OUT, demo_spec
 from proxyscope.run.execute import run_spec
 from proxyscope.run.text import run_text
@@ -17,14 +18,7 @@ from proxyscope.spec import apply_overrides, from_dict, load_spec
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     base = demo_spec()
     changes: list[Any] = list(args.set)
-    for flag, key in (
-        ("users", "data.simulate.n_users"),
-        ("experiments", "data.simulate.n_experiments"),
-        ("seed", "data.simulate.seed"),
-        ("draws", "sampler.draws"),
-        ("tune", "sampler.tune"),
-        ("chains", "sampler.chains"),
-    ):
+    for flag, key in DEMO_KEYS.items():
         v = getattr(args, flag)
         if v is not None:
             changes.append((key, v))

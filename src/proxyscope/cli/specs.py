@@ -12,6 +12,7 @@ from typing import Any
 
 from proxyscope.cli.arguments import pairs, split_names
 from proxyscope.cli.console import EXIT_OK, Console, Handler, UsageError, write_text
+from proxyscope.cli.flags import ROLE_KEYS
 from proxyscope.spec import apply_overrides, from_dict, load_spec, parse_value
 
 
@@ -21,30 +22,17 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     Without SPEC the roles come from the flags alone and ``--data`` is required.
     """
     roles: list[tuple[str, Any]] = []
-    for flag, key in (
-        ("experiment", "columns.experiment"),
-        ("treatment", "columns.treatment"),
-        ("outcome", "columns.outcome"),
-    ):
+    for flag, key in ROLE_KEYS.items():
         v = getattr(args, flag)
-        if v is not None:
-            roles.append((key, v))
-    if args.treated_value is not None:
-        roles.append(("columns.treated_value", parse_value(args.treated_value)))
-    if args.proxies:
-        roles.append(("columns.proxies", split_names(args.proxies)))
-    if args.segments is not None:
-        roles.append(("columns.segments", split_names(args.segments)))
-    if args.direction:
-        roles.append(
-            ("columns.directions", pairs(args.direction, flag="--direction", number=False))
-        )
-    if args.engine is not None:
-        roles.append(("data.engine", args.engine))
-    if args.min_users_per_arm is not None:
-        roles.append(("data.min_users_per_arm", args.min_users_per_arm))
-    if args.dropna:
-        roles.append(("data.dropna", True))
+        if v is None or v is False or v == []:
+            continue
+        if flag == "treated_value":
+            v = parse_value(v)
+        elif flag in ("proxies", "segments"):
+            v = split_names(v)
+        elif flag == "direction":
+            v = pairs(v, flag="--direction", number=False)
+        roles.append((key, v))
 
     if args.spec is not None:
         return load_spec(args.spec, overrides=[*args.set, *roles])

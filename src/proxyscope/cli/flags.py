@@ -1,0 +1,95 @@
+"""Errors said in the command line's words: a Python parameter or a spec key that
+a flag set becomes that flag.
+
+The library's errors name what the library sees: ``The 'treated_value'
+parameter of summarize``, ``[data.simulate].n_experiments``. On the command line
+the user typed ``--treated-value`` or ``--experiments``; :func:`as_flags`
+rewrites the message so it names the flag, from the command's own parser (every
+option's destination and its long name) and the spec keys the flags set
+(:data:`ROLE_KEYS`, :data:`DEMO_KEYS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+
+#: The spec keys that ``validate`` and ``summarize`` set from their role flags.
+ROLE_KEYS: dict[str, str] = {
+    "experiment": "columns.experiment",
+    "treatment": "columns.treatment",
+    "outcome": "columns.outcome",
+    "treated_value": "columns.treated_value",
+    "proxies": "columns.proxies",
+    "segments": "columns.segments",
+    "direction": "columns.directions",
+    "engine": "data.engine",
+    "min_users_per_arm": "data.min_users_per_arm",
+    "dropna": "data.dropna",
+}
+#: The spec keys that ``demo`` sets from its flags.
+DEMO_KEYS: dict[str, str] = {
+    "users": "data.simulate.n_users",
+    "experiments": "data.simulate.n_experiments",
+    "seed": "data.simulate.seed",
+    "draws": "sampler.draws",
+    "tune": "sampler.tune",
+    "chains": "sampler.chains",
+}
+#: Per command, the spec keys its flags set (by the flag's destination).
+SPEC_KEYS: dict[str, dict[str, str]] = {
+    "validate": ROLE_KEYS,
+    "summarize": ROLE_KEYS,
+    "demo": DEMO_KEYS,
+}
+
+_PARAMETER = re.compile(r"[Tt]he '(\w+)' parameter(?:'s)?(?: of [\w.]+)?")
+_GIVEN_AS = re.compile(r"\(given as '(\w+)'\)")
+
+
+def command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """Each option of ``command`` by its destination: ``{"treated_value": "--treated-value"}``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            sub = action.choices[command]
+            return {
+                a.dest: max(a.option_strings, key=len)
+                for a in sub._actions
+                if a.option_strings and a.dest != "help"
+            }
+    return {}
+
+
+def as_flags(message: str, flags: Mapping[str, str], spec_keys: Mapping[str, str]) -> str:
+    """``message`` with the parameters and spec keys that flags set named by the flag.
+
+    ``flags`` maps an option's destination to its flag (:func:`command_flags`),
+    ``spec_keys`` a destination to the spec key it sets. Only names the command
+    has as options are rewritten; a message about anything else is unchanged.
+    """
+
+    def parameter(match: re.Match[str]) -> str:
+        flag = flags.get(match.group(1))
+        return flag if flag is not None else match.group(0)
+
+    def given_as(match: re.Match[str]) -> str:
+        flag = flags.get(match.group(1))
+        return f"(given as {flag})" if flag is not None else match.group(0)
+
+    text = _PARAMETER.sub(parameter, message)
+    text = _GIVEN_AS.sub(given_as, text)
+    for dest, key in spec_keys.items():
+        flag = flags.get(dest)
+        if flag is None:
+            continue
+        section, _, name = key.rpartition(".")
+        # "[columns.directions].a" names one entry of --direction: "--direction a".
+        text = re.sub(rf"\[{re.escape(key)}\]\.", f"{flag} ", text)
+        text = text.replace(f"[{section}].{name}", flag)
+    for dest, flag in flags.items():
+        if "_" in dest:  # a bare Python name ("lower min_users_per_arm"); plain words stay
+            text = re.sub(rf"(?<![\w'.-]){re.escape(dest)}\b", flag, text)
+    if text != message:
+        text = re.sub(r"^(options|command-line): ", "", text)
+    return text
