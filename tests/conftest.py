@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _fuzz  # noqa: F401  (registers and loads the hypothesis profiles)
 import numpy as np
 import pandas as pd
 import pytest
