@@ -17,6 +17,8 @@ of the segment's means, with the spread the real fit's posterior gives them:
 - its posterior mean and equal-tailed 90% interval of the flip probability are
   scored as ``bench_truth.py`` scores the model (mean absolute error, share of
   cells whose interval holds the truth), averaged over ``--replicates``;
+- the coverage over the cells whose truth is above 0 (``*_cover90_positive``):
+  an equal-tailed interval of a positive quantity never holds a truth of 0;
 - the coverage of the 90% highest-density interval is reported as well
   (``*_cover90_hdi``): a flip probability whose truth is 0 or near it has a
   right-skewed posterior, and an equal-tailed interval of a positive quantity
@@ -70,12 +72,26 @@ def _score(
     return float(np.abs(mean - truth).mean()), float(((lo <= truth) & (truth <= hi)).mean())
 
 
-def one_seed(seed: int, draws: int, replicates: int, n_post: int) -> list[dict[str, Any]]:
+def fit_world(seed: int, draws: int) -> tuple[Any, Any]:
+    """The seed's default world and its default fit (the fit ``bench_truth.py`` makes
+    with ``--draws`` = ``--tune``)."""
     world = ps.simulate.streaming(n_users=250_000, n_experiments=50, seed=seed)
     effects = ps.summarize(world.users, engine="duckdb", **ROLES)
     fit = ps.ProxyModel().fit(
         effects, draws=draws, tune=draws, chains=4, random_seed=seed, progress=False
     )
+    return world, fit
+
+
+def one_seed(seed: int, draws: int, replicates: int, n_post: int) -> list[dict[str, Any]]:
+    world, fit = fit_world(seed, draws)
+    return floor_rows(world, fit, seed, replicates, n_post)
+
+
+def floor_rows(
+    world: Any, fit: Any, seed: int, replicates: int, n_post: int
+) -> list[dict[str, Any]]:
+    """The semi-oracle's and the model's scores on one world and its fit."""
     labels = [" / ".join(c) for c in cell_labels()]
     order = [list(fit.structure.labels).index(lab) for lab in labels]
     mom = fitted_segments(fit).segment_moments()
@@ -107,7 +123,11 @@ def one_seed(seed: int, draws: int, replicates: int, n_post: int) -> list[dict[s
             lo, hi = np.quantile(flips, [0.05, 0.95], axis=0)
             h_lo, h_hi = hdi(flips)
             mae, cover = _score(flips.mean(axis=0), lo, hi, lockstep)
-            scores.append((mae, cover, _score(flips.mean(axis=0), h_lo, h_hi, lockstep)[1]))
+            pos = lockstep > 0
+            cover_pos = _score(flips.mean(axis=0)[pos], lo[pos], hi[pos], lockstep[pos])[1]
+            scores.append(
+                (mae, cover, _score(flips.mean(axis=0), h_lo, h_hi, lockstep)[1], cover_pos)
+            )
         model = frag.loc[[(lab, proxy) for lab in labels]]
         m_lo, m_hi = hdi(model_flips[:, :, k])
         m_mae, m_cov = _score(
@@ -116,6 +136,13 @@ def one_seed(seed: int, draws: int, replicates: int, n_post: int) -> list[dict[s
             model["flip_hi"].to_numpy(),
             pop,
         )
+        pos = pop > 0
+        m_cov_pos = _score(
+            model["flip_prob"].to_numpy()[pos],
+            model["flip_lo"].to_numpy()[pos],
+            model["flip_hi"].to_numpy()[pos],
+            pop[pos],
+        )[1]
         rows.append(
             {
                 "seed": seed,
@@ -124,8 +151,10 @@ def one_seed(seed: int, draws: int, replicates: int, n_post: int) -> list[dict[s
                 "oracle_mae": float(np.mean([s[0] for s in scores])),
                 "oracle_cover90": float(np.mean([s[1] for s in scores])),
                 "oracle_cover90_hdi": float(np.mean([s[2] for s in scores])),
+                "oracle_cover90_positive": float(np.mean([s[3] for s in scores])),
                 "model_mae": m_mae,
                 "model_cover90": m_cov,
+                "model_cover90_positive": m_cov_pos,
                 "model_cover90_hdi": float(np.mean((m_lo <= pop) & (pop <= m_hi))),
                 "median_sd_z_tau": float(np.median(st)),
                 "median_sd_z_theta": float(np.median(sh)),
@@ -162,9 +191,11 @@ def main() -> None:
             "oracle_mae",
             "oracle_cover90",
             "oracle_cover90_hdi",
+            "oracle_cover90_positive",
             "model_mae",
             "model_cover90",
             "model_cover90_hdi",
+            "model_cover90_positive",
             "lockstep_vs_pop_mae",
             "median_sd_z_tau",
             "median_sd_z_theta",

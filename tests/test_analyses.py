@@ -1009,6 +1009,10 @@ def test_weights_are_slope_times_spread_shares(case: Case) -> None:
         np.testing.assert_array_equal(
             rows["direction"], np.where(s_lo > 0, 1, np.where(s_hi < 0, -1, 0))
         )
+        # The composite's coefficient: each draw's share signed by that draw's slope.
+        np.testing.assert_allclose(
+            rows["signed_weight"], (shares * np.sign(slopes)).mean(0), rtol=1e-9
+        )
     # The per-draw weights the analysis itself uses are shares too.
     per_draw = weight_draws(bbar, omega)
     np.testing.assert_allclose(per_draw.sum(axis=1), 1.0)

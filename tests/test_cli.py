@@ -583,7 +583,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 
 def test_internal_errors_are_not_disguised_as_input_errors(
-    monkeypatch: pytest.MonkeyPatch, project: Path
+    monkeypatch: pytest.MonkeyPatch, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import proxyscope.cli.data_commands as data_commands
 
@@ -591,8 +591,13 @@ def test_internal_errors_are_not_disguised_as_input_errors(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(data_commands, "check_data", boom)
+    monkeypatch.delenv("PROXYSCOPE_DEBUG", raising=False)
+    code, _, err = cli(capsys, "validate", project / "spec.toml", "-q")
+    assert code == 1  # one line, no traceback (tests/test_cli_hostile.py has the rest)
+    assert err.startswith("proxyscope: internal error: RuntimeError: a bug")
+    assert len(err.splitlines()) == 1
     with pytest.raises(RuntimeError, match="a bug"):
-        main(["validate", str(project / "spec.toml"), "-q"])
+        main(["validate", str(project / "spec.toml"), "-q", "--debug"])
 
 
 # -- errors say the flags the user typed ----------------------------------------

@@ -52,6 +52,10 @@ class DataWarning(ProxyscopeWarning):
     """Something was dropped or assumed while reading data."""
 
 
+class UnverifiedFileWarning(ProxyscopeWarning):
+    """A saved file predates checksums: it cannot be verified as unaltered."""
+
+
 def closest(name: str, candidates: Iterable[Any]) -> str | None:
     """The candidate most similar to ``name``, or None when nothing is close."""
     names = [str(c) for c in candidates]

@@ -27,9 +27,18 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.analyses.arguments import check_choice, check_int
 from proxyscope.analyses.backtest import mix_effects
 from proxyscope.data.cells import CellEffects
-from proxyscope.errors import DataWarning, ParameterError, check_one_of
+from proxyscope.errors import DataTypeError, DataWarning
+
+
+def _check_effects(effects: object, owner: str) -> None:
+    if not isinstance(effects, CellEffects):
+        raise DataTypeError(
+            f"The 'effects' parameter of {owner} must be CellEffects (from ps.summarize or "
+            f"ps.from_arm_summaries); got {type(effects).__name__}."
+        )
 
 
 def experiment_effects(effects: CellEffects) -> pd.DataFrame:
@@ -41,6 +50,7 @@ def experiment_effects(effects: CellEffects) -> pd.DataFrame:
     :func:`proxyscope.analyses.backtest.mix_effects`, as a table: one row per
     experiment (sorted by id), one column per metric.
     """
+    _check_effects(effects, "experiment_effects")
     mixed = mix_effects(effects)
     index = pd.Index(mixed.experiments, name=dims.EXPERIMENT)
     return pd.DataFrame(mixed.effect, index=index, columns=list(effects.metrics)).sort_index()
@@ -48,6 +58,7 @@ def experiment_effects(effects: CellEffects) -> pd.DataFrame:
 
 def reliability_scores(effects: CellEffects) -> pd.DataFrame:
     """The seed's proxy ranking: one row per proxy, best reliability first."""
+    _check_effects(effects, "reliability_scores")
     exp = experiment_effects(effects)
     frame = effects.to_frame()
     y = exp[effects.outcome]
@@ -99,9 +110,9 @@ def sign_counting(
         ``min_count`` is absent, with a :class:`~proxyscope.errors.DataWarning`
         naming it (the filter hides small segments, however fragile).
     """
-    check_one_of(reference, ("experiment", "cell"), param="reference", owner="sign_counting")
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
-        raise ParameterError(f"min_count must be an integer >= 0; got {min_count!r}.")
+    _check_effects(effects, "sign_counting")
+    check_choice(reference, ("experiment", "cell"), "reference", "sign_counting")
+    min_count = check_int(min_count, "min_count", "sign_counting", low=0)
     frame = effects.to_frame()
     if reference == "experiment":
         overall = experiment_effects(effects)[effects.outcome]

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from proxyscope.errors import ParameterError
+from proxyscope.analyses.arguments import check_bool, check_choice, check_fit, check_int, check_seed
+from proxyscope.errors import DataTypeError, ParameterError
 from proxyscope.model.heldout import heldout_experiment_loglik
 from proxyscope.options import COMPARE_LEVELS
 
@@ -185,12 +186,22 @@ def compare(
         At most this many refits per model (experiments are grouped into that
         many folds).
     """
-    if kind not in COMPARE_LEVELS:
-        from proxyscope.errors import check_one_of
-
-        check_one_of(kind, tuple(COMPARE_LEVELS), param="kind", owner="compare")
-    if not isinstance(fits, Mapping) or len(fits) < 2:
-        raise ParameterError("compare needs a mapping of at least two named fits.")
+    kind = check_choice(kind, tuple(COMPARE_LEVELS), "kind", "compare")
+    if not isinstance(fits, Mapping):
+        raise DataTypeError(
+            "The 'fits' parameter of compare must be a mapping {name: fit} of at least two "
+            f"fits; got {type(fits).__name__}."
+        )
+    if len(fits) < 2:
+        raise ParameterError(
+            f"The 'fits' parameter of compare needs at least two named fits; got {len(fits)}."
+        )
+    for name, fit in fits.items():
+        check_fit(fit, f"compare (fits[{name!r}])")
+    refit = check_bool(refit, "refit", "compare")
+    max_refits = check_int(max_refits, "max_refits", "compare", low=1)
+    random_seed = check_seed(random_seed, "compare")
+    progress = check_bool(progress, "progress", "compare")
     fingerprints = {
         name: (f.effects.n_cells, tuple(map(str, f.effects.experiments)))
         for name, f in fits.items()

@@ -55,10 +55,17 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.analyses.arguments import (
+    check_bool,
+    check_choice,
+    check_fit,
+    check_int,
+    check_unit,
+)
 from proxyscope.analyses.implied import proxy_flips
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.core.draws import check_ci, interval
-from proxyscope.errors import ParameterError, ProxyscopeWarning
+from proxyscope.errors import ProxyscopeWarning
 from proxyscope.model.segments import fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
@@ -103,6 +110,8 @@ def fragility(
         posterior draws).
     warn : bool
         Emit a :class:`FragilityWarning` per flagged segment.
+    max_draws : int
+        At least 1: the posterior draws ``by="cell"`` evaluates (evenly spaced).
 
     Returns
     -------
@@ -113,15 +122,12 @@ def fragility(
         The warnings are also in ``.attrs["warnings"]``; ``.attrs["ci"]``,
         ``.attrs["threshold"]`` and ``.attrs["trustworthy"]`` say how to read it.
     """
-    ci = check_ci(ci)
-    if not 0 < threshold < 1:
-        raise ParameterError(
-            f"The 'threshold' parameter of fragility must be in (0, 1); got {threshold!r}."
-        )
-    if by not in ("segment", "cell"):
-        from proxyscope.errors import check_one_of
-
-        check_one_of(by, ("segment", "cell"), param="by", owner="fragility")
+    fit = check_fit(fit, "fragility")
+    ci = check_ci(ci, "fragility")
+    threshold = check_unit(threshold, "threshold", "fragility")
+    by = check_choice(by, ("segment", "cell"), "by", "fragility")
+    warn = check_bool(warn, "warn", "fragility")
+    max_draws = check_int(max_draws, "max_draws", "fragility", low=1)
     fit.warn_if_untrustworthy("fragility")
     if by == "cell":
         return _cell_fragility(fit, ci, max_draws)

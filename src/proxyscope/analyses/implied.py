@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.analyses.arguments import is_number
 from proxyscope.core.bvn import prob_opposite_signs
-from proxyscope.errors import ColumnError, DataTypeError, ParameterError
+from proxyscope.errors import ColumnError, DataError, DataTypeError, ParameterError
 from proxyscope.model.segments import historical_mix
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def resolve_target(structure: SegmentStructure, target: Any) -> tuple[pd.DataFra
         weight_col = next(
             (c for c in ("share", "count", "n", "users") if c in target.columns), None
         )
+        _check_table(target, cols, weight_col)
         if not cols:
             return pd.DataFrame(index=[0]), np.ones(1)
         keys = target[cols].astype(str)
@@ -79,24 +81,28 @@ def resolve_target(structure: SegmentStructure, target: Any) -> tuple[pd.DataFra
             w = np.ones(len(target))
         else:
             w = pd.to_numeric(target[weight_col], errors="coerce").to_numpy(dtype=float)
-            if not np.isfinite(w).all() or (w < 0).any():
-                raise ParameterError(
-                    f"The 'target' column {weight_col!r} must hold finite non-negative numbers."
-                )
         grouped = keys.assign(w=w).groupby(cols, as_index=False)["w"].sum()
         combos = pd.DataFrame(grouped[cols]).reset_index(drop=True)
         shares = grouped["w"].to_numpy(dtype=float)
     elif isinstance(target, (Mapping, pd.Series)):
         items = list(target.items())
+        if not items:
+            raise ParameterError(
+                "The 'target' population is empty (a mapping with no segments); give "
+                "{segment: count or share, ...}, or None for the historical mix."
+            )
         rows = []
         for key, value in items:
             parts = _key_parts(key, cols)
+            if not is_number(value):
+                raise DataTypeError(
+                    f"The 'target' count or share of {key!r} must be a number; got "
+                    f"{type(value).__name__} {value!r}."
+                )
             try:
                 number = float(value)
-            except (TypeError, ValueError):
-                raise DataTypeError(
-                    f"The 'target' count or share of {key!r} must be a number; got {value!r}."
-                ) from None
+            except OverflowError:  # an integer beyond the float range
+                number = float("inf")
             rows.append((*parts, number))
         frame = pd.DataFrame(rows, columns=[*cols, "w"])
         if (frame["w"] < 0).any() or not np.isfinite(frame["w"]).all():
@@ -113,7 +119,13 @@ def resolve_target(structure: SegmentStructure, target: Any) -> tuple[pd.DataFra
             "The 'target' must be a DataFrame with the segment columns, a mapping or Series "
             f"of segment -> count or share, or None; got {type(target).__name__}."
         )
-    total = shares.sum()
+    with np.errstate(over="ignore"):  # an overflow is refused just below
+        total = shares.sum()
+    if not np.isfinite(total):
+        raise ParameterError(
+            "The 'target' counts or shares add up to more than the largest float; give "
+            "shares or smaller counts."
+        )
     if total <= 0:
         raise ParameterError("The 'target' population is empty (all counts or shares are zero).")
     keep = shares > 0
@@ -130,6 +142,45 @@ def resolve_target(structure: SegmentStructure, target: Any) -> tuple[pd.DataFra
                 )
         return kept, shares[keep] / total
     return combos[keep].reset_index(drop=True), shares[keep] / total
+
+
+def _check_table(target: pd.DataFrame, cols: list[str], weight_col: str | None) -> None:
+    """A target table's segment columns and weight column hold usable values: each
+    column once, no missing segment (a row without one cannot be placed in the mix:
+    dropping it would answer for a different population), finite non-negative
+    numeric weights."""
+    used = [*cols, *([weight_col] if weight_col is not None else [])]
+    twice = [c for c in used if int(np.sum(target.columns == c)) > 1]
+    if twice:
+        raise ColumnError(
+            f"The 'target' has the column(s) {twice} more than once; keep one of each."
+        )
+    for col in cols:
+        missing = int(target[col].isna().sum())
+        if missing:
+            raise DataError(
+                f"The 'target' has {missing:,} of {len(target):,} rows with no value in "
+                f"segment column {col!r}; fill them in or drop them (a row without its "
+                "segment cannot be placed in the mix, and leaving it out would describe "
+                "another population)."
+            )
+    if weight_col is None:
+        return
+    raw = target[weight_col]
+    mixed = raw.dtype == object and any(isinstance(v, bool | np.bool_) for v in raw)
+    if pd.api.types.is_bool_dtype(raw) or mixed:
+        raise DataTypeError(
+            f"The 'target' column {weight_col!r} must hold counts or shares (numbers); got "
+            "booleans."
+        )
+    w = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        first = raw[bad].iloc[0]
+        raise ParameterError(
+            f"The 'target' column {weight_col!r} must hold finite non-negative numbers; "
+            f"{int(bad.sum()):,} of {len(raw):,} rows do not (e.g. {first!r})."
+        )
 
 
 def _key_parts(key: Any, cols: Sequence[str]) -> tuple[str, ...]:

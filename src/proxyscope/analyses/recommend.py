@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from proxyscope.analyses.arguments import check_fit, check_unit
 from proxyscope.analyses.composite import mix_composite, project
 from proxyscope.analyses.decisions import (
     Rule,
@@ -34,7 +35,6 @@ from proxyscope.analyses.implied import proxy_flips, resolve_mix
 from proxyscope.analyses.surrogacy import STE_DRAWS, _subsample, threshold_effect
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.core.draws import check_ci, interval
-from proxyscope.errors import ParameterError
 from proxyscope.model.segments import fitted_segments, segments_for
 from proxyscope.options import DEFAULT_CI
 
@@ -112,12 +112,10 @@ def recommend(
         ``attrs["safe"]`` is False when no candidate may be decided on;
         ``attrs["no_proxy_ships"]`` is the no-proxy rule's decision.
     """
-    ci = check_ci(ci)
-    for name, value in (("probability", probability), ("threshold", threshold)):
-        if not 0 < value < 1:
-            raise ParameterError(
-                f"The {name!r} parameter of recommend must be in (0, 1); got {value!r}."
-            )
+    fit = check_fit(fit, "recommend")
+    ci = check_ci(ci, "recommend")
+    probability = check_unit(probability, "probability", "recommend")
+    threshold = check_unit(threshold, "threshold", "recommend")
     fit.warn_if_untrustworthy("recommend")
     names, naive, ctx = decision_draws(fit, target)
     mom = ctx["moments"]

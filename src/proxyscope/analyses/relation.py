@@ -21,15 +21,17 @@ does not prove predictive accuracy: that is :func:`proxyscope.backtest`'s job.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
 from proxyscope import dims
+from proxyscope.analyses.arguments import check_fit
 from proxyscope.core.draws import check_ci
+from proxyscope.errors import DataTypeError, ParameterError, suggestion
 from proxyscope.model.segments import SegmentDraws, fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
@@ -131,7 +133,9 @@ def past_experiments(
         Segments whose own relation is drawn too (e.g. those
         :func:`proxyscope.fragility` flags).
     """
+    fit = check_fit(fit, "past_experiments")
     ci = check_ci(ci, "past_experiments")
+    flagged = _check_flagged(fit, flagged)
     seg = fitted_segments(fit)
     shares, est, cov, experiments = experiment_estimates(fit)
     proxies = list(fit.proxies)
@@ -173,6 +177,35 @@ def past_experiments(
     lines = pd.DataFrame(rows)
     check = _predictive_check(seg, shares, est, cov, experiments, ci)
     return Relation(points=points, lines=lines, check=check, ci=ci)
+
+
+def _check_flagged(fit: ProxyFit, flagged: Any) -> list[tuple[str, str]]:
+    """``flagged`` as (segment label, proxy) pairs of the fit's labels and proxies."""
+    where = "The 'flagged' parameter of past_experiments"
+    if isinstance(flagged, (str, bytes)) or not isinstance(flagged, Iterable):
+        raise DataTypeError(
+            f"{where} must be a sequence of (segment label, proxy) pairs; got "
+            f"{type(flagged).__name__}."
+        )
+    pairs = []
+    labels, proxies = list(fit.structure.labels), list(fit.proxies)
+    for item in flagged:
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            raise DataTypeError(f"{where} must hold (segment label, proxy) pairs; got {item!r}.")
+        label, proxy = str(item[0]), str(item[1])
+        if label not in labels:
+            raise ParameterError(
+                f"{where} names segment {label!r}, which the fit does not have; its segments "
+                f"are {labels[:12]}{' ...' if len(labels) > 12 else ''}."
+                + suggestion(label, labels)
+            )
+        if proxy not in proxies:
+            raise ParameterError(
+                f"{where} names proxy {proxy!r}; the fit's proxies are {proxies}."
+                + suggestion(proxy, proxies)
+            )
+        pairs.append((label, proxy))
+    return pairs
 
 
 def _predictive_check(

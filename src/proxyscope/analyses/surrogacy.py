@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from proxyscope.analyses.arguments import check_fit, check_unit
 from proxyscope.analyses.composite import mix_composite, project
 from proxyscope.core.draws import check_ci, interval
-from proxyscope.errors import ParameterError
 from proxyscope.model.segments import fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
@@ -107,11 +107,9 @@ def surrogacy(fit: ProxyFit, ci: float = DEFAULT_CI, probability: float = 0.95) 
         for the composite, the surrogate index, in long-term units — NaN where
         it is not reached or not defined). The first row is ``overall``.
     """
-    ci = check_ci(ci)
-    if not 0 < probability < 1:
-        raise ParameterError(
-            f"The 'probability' parameter of surrogacy must be in (0, 1); got {probability!r}."
-        )
+    fit = check_fit(fit, "surrogacy")
+    ci = check_ci(ci, "surrogacy")
+    probability = check_unit(probability, "probability", "surrogacy")
     fit.warn_if_untrustworthy("surrogacy")
     seg = fitted_segments(fit)
     shares = historical_mix(fit).to_numpy()

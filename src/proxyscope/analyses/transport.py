@@ -22,6 +22,12 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.analyses.arguments import (
+    check_fit,
+    check_noise,
+    check_readings,
+    check_seed,
+)
 from proxyscope.analyses.implied import proxy_flips, resolve_mix
 from proxyscope.analyses.surrogacy import r2_all
 from proxyscope.core.draws import check_ci, interval
@@ -125,18 +131,34 @@ def transport(
         ``users``/``share`` column), or {segment tuple or "A / B / C" label:
         count or share}. See :func:`proxyscope.analyses.implied.resolve_mix`.
     proxy_effects : mapping, optional
-        Proxy readings (original units, good direction as the fit reads them)
-        of an experiment run on the target; any subset of the proxies.
+        Proxy readings (finite numbers; original units, good direction as the fit
+        reads them) of an experiment run on the target; any subset of the proxies.
+        A reading more than :data:`MAX_READING_SD` predictive standard deviations
+        from what the fit expects is refused (wrong units), not conditioned on.
     proxy_se : mapping, optional
-        Standard errors of those readings (independent); or ``proxy_cov``, their
-        full sampling covariance in the order of ``proxy_effects``.
+        Positive standard errors of exactly those readings (independent); or
+        ``proxy_cov``, their full sampling covariance in the order of
+        ``proxy_effects`` (a finite symmetric positive semi-definite matrix).
+        Neither is allowed without ``proxy_effects``; without either the readings
+        are taken as exact.
     ci : float
         Interval width.
     random_seed : int, optional
-        For the predictive draws (and interactions of unseen segments); by
-        default the fit's sampling seed, so the same call gives the same draws.
+        A non-negative integer, for the predictive draws (and interactions of
+        unseen segments); by default the fit's sampling seed, so the same call
+        gives the same draws.
+
+    Raises
+    ------
+    DataTypeError, ParameterError, ColumnError, DataError
+        For an argument of the wrong type or value, each naming the parameter (or
+        the target's column) and what was found.
     """
-    ci = check_ci(ci)
+    fit = check_fit(fit, "transport")
+    ci = check_ci(ci, "transport")
+    random_seed = check_seed(random_seed, "transport")
+    readings = None if proxy_effects is None else check_readings(fit, proxy_effects, "transport")
+    noise = check_noise(fit, readings or {}, proxy_se, proxy_cov, "transport")
     fit.warn_if_untrustworthy("transport")
     combos, shares = resolve_mix(fit, target)
     rng = np.random.default_rng(analysis_seed(fit, random_seed))
@@ -146,23 +168,12 @@ def transport(
     hist = hist_seg.mix_moments(historical_mix(fit).to_numpy())
 
     n = seg.n_draws
-    conditional = proxy_effects is not None and len(proxy_effects) > 0
+    conditional = bool(readings)
     mean = mom["mean_tau"].copy()
     var = mom["var_tau"].copy()
-    readings: dict[str, float] | None = None
-    if conditional:
-        assert proxy_effects is not None
-        readings = {str(k): float(v) for k, v in proxy_effects.items()}
-        unknown = [p for p in readings if p not in fit.proxies]
-        if unknown:
-            raise ParameterError(
-                f"proxy_effects names unknown proxies {unknown}; the fit's proxies are "
-                f"{list(fit.proxies)}."
-            )
-        if not all(np.isfinite(v) for v in readings.values()):
-            raise ParameterError("proxy_effects must be finite numbers.")
+    if readings:
         idx = [fit.proxies.index(p) for p in readings]
-        noise = _noise(readings, proxy_se, proxy_cov)
+        _check_range(readings, idx, mom, noise)
         obs = np.array(list(readings.values()))
         c = mom["cov_tau_theta"][:, idx]
         v = mom["cov_theta"][:, idx][:, :, idx] + noise
@@ -171,6 +182,14 @@ def transport(
         mean = mean + np.einsum("nk,nk->n", gain, resid)
         var = var - np.einsum("nk,nk->n", gain, c)
     draws = mean + np.sqrt(np.maximum(var, 0.0)) * rng.standard_normal(n)
+    if not np.all(np.isfinite(draws)):
+        # The checks above keep the conditioning finite; this is the promise kept
+        # if an extreme proxy_se/proxy_cov still overflows the linear algebra.
+        raise ParameterError(
+            "transport: the prediction given 'proxy_effects' and their noise ('proxy_se' or "
+            "'proxy_cov') is not finite; the readings or their noise are too extreme for "
+            "the fit (check their units)."
+        )
     hist_draws = hist["mean_tau"] + np.sqrt(hist["var_tau"]) * rng.standard_normal(n)
     gap = mom["mean_tau"] - hist["mean_tau"]
     flips = proxy_flips(mom)
@@ -187,34 +206,37 @@ def transport(
         proxies=fit.proxies,
         target=table,
         conditional=conditional,
-        proxy_effects=readings,
+        proxy_effects=readings if conditional else None,
         ci=ci,
         trustworthy=fit.trustworthy,
     )
 
 
-def _noise(
-    readings: Mapping[str, float],
-    proxy_se: Mapping[str, float] | None,
-    proxy_cov: np.ndarray | None,
-) -> np.ndarray:
-    k = len(readings)
-    if proxy_cov is not None and proxy_se is not None:
-        raise ParameterError("Give proxy_se or proxy_cov, not both.")
-    if proxy_cov is not None:
-        cov = np.asarray(proxy_cov, dtype=float)
-        if cov.shape != (k, k) or not np.all(np.isfinite(cov)):
+#: How far (in predictive standard deviations) a proxy reading may lie from what
+#: the fit expects of it. Far beyond any real experiment, so it refuses only a
+#: reading in the wrong units or a number typed wrong; within it the Gaussian
+#: conditioning stays finite.
+MAX_READING_SD = 1e6
+
+
+def _check_range(
+    readings: Mapping[str, float], idx: list[int], mom: dict[str, np.ndarray], noise: np.ndarray
+) -> None:
+    """Refuse a reading so far from the fit's predictive distribution of it (a new
+    experiment's proxy effect plus the reading's noise) that conditioning on it
+    overflows: e.g. ``proxy_effects={"early_ctr": 1e308}`` gave NaN."""
+    centre = mom["mean_theta"][:, idx].mean(axis=0)
+    var = np.einsum("nkk->k", mom["cov_theta"][:, idx][:, :, idx]) / mom["cov_theta"].shape[0]
+    scale = np.sqrt(var + np.diagonal(noise))
+    for j, (name, value) in enumerate(readings.items()):
+        distance = abs(value - centre[j])
+        if not distance <= MAX_READING_SD * scale[j]:
+            with np.errstate(over="ignore", divide="ignore"):  # "inf standard deviations"
+                far = distance / scale[j]
             raise ParameterError(
-                f"proxy_cov must be a finite {k}x{k} matrix in the order of proxy_effects; "
-                f"got shape {cov.shape}."
+                f"The 'proxy_effects' parameter of transport gives {name!r} = {value!r}, "
+                f"{far:.3g} predictive standard deviations from what the "
+                f"fit expects of a new experiment's reading (mean {centre[j]:.4g}, sd "
+                f"{scale[j]:.4g}); readings further than {MAX_READING_SD:g} sd cannot be "
+                "conditioned on (check the reading's units)."
             )
-        return cov
-    if proxy_se is None:
-        return np.zeros((k, k))
-    missing = [p for p in readings if p not in proxy_se]
-    if missing:
-        raise ParameterError(f"proxy_se lacks standard errors for {missing}.")
-    se = np.array([float(proxy_se[p]) for p in readings])
-    if not np.all(np.isfinite(se)) or np.any(se < 0):
-        raise ParameterError("proxy_se must hold finite non-negative standard errors.")
-    return np.diag(se**2)

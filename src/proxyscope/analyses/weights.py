@@ -17,6 +17,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from proxyscope.analyses.arguments import (
+    check_bool,
+    check_fit,
+    check_noise,
+    check_optional_path,
+    check_optional_str,
+    check_readings,
+    check_seed,
+)
 from proxyscope.analyses.composite import mix_composite, weight_draws
 from proxyscope.analyses.implied import resolve_mix
 from proxyscope.analyses.transport import transport
@@ -61,9 +70,18 @@ def weights(
         (posterior mean), ``weight_lo``, ``weight_hi``, ``direction`` (+1 if
         the long-term effect credibly rises with the proxy, -1 if it credibly
         falls, 0 if the slope's ``ci`` interval holds 0: its sign is unclear and
-        the proxy enters a weighted sum with no sign). The global rows come first.
+        the proxy enters a weighted sum with no sign) and ``signed_weight``, the
+        posterior mean of w_k sign(beta_k): the proxy's coefficient in a composite
+        score read under the posterior (a proxy whose sign the draws disagree on
+        is shrunk toward 0 rather than dropped, so two correlated proxies whose
+        slopes are each unclear still carry the relation they share). The global
+        rows come first.
     """
-    ci = check_ci(ci)
+    fit = check_fit(fit, "weights")
+    ci = check_ci(ci, "weights")
+    by_segment = check_bool(by_segment, "by_segment", "weights")
+    ledger = check_optional_path(ledger, "ledger", "weights")
+    note = check_optional_str(note, "note", "weights")
     fit.warn_if_untrustworthy("weights")
     combos, shares = resolve_mix(fit, target)
     base = segments_for(fit, combos)
@@ -75,6 +93,7 @@ def weights(
         mean = w.mean(axis=0)
         s_lo, s_hi = interval(slopes, ci)
         direction = np.where(s_lo > 0, 1, np.where(s_hi < 0, -1, 0))
+        signed = (w * np.sign(slopes)).mean(axis=0)
         for k, proxy in enumerate(fit.proxies):
             rows.append(
                 {
@@ -84,6 +103,7 @@ def weights(
                     "weight_lo": float(lo[k]),
                     "weight_hi": float(hi[k]),
                     "direction": int(direction[k]),
+                    "signed_weight": float(signed[k]),
                 }
             )
 
@@ -137,28 +157,26 @@ def surrogate_index(
         and ``long_term_effect`` (the full posterior predictive mean and
         interval given the readings and their noise), plus ``p_positive``.
     """
-    ci = check_ci(ci)
-    missing = [p for p in fit.proxies if p not in proxy_effects]
-    if missing:
-        from proxyscope.errors import ParameterError
-
-        raise ParameterError(
-            "The 'proxy_effects' parameter of surrogate_index needs a reading for every proxy; "
-            f"missing {missing}."
-        )
-    combos, shares = resolve_mix(fit, target)
-    seg = segments_for(fit, combos, random_seed=random_seed)
-    comp = mix_composite(seg, shares)
-    theta = np.array([float(proxy_effects[p]) for p in fit.proxies])
-    index = float(comp.value(theta))
+    fit = check_fit(fit, "surrogate_index")
+    ci = check_ci(ci, "surrogate_index")
+    random_seed = check_seed(random_seed, "surrogate_index")
+    readings = check_readings(fit, proxy_effects, "surrogate_index", every=True)
+    check_noise(fit, readings, proxy_se, None, "surrogate_index")
+    # The prediction first: transport refuses readings too far out to condition on
+    # (and checks the target) before the index is computed from them.
     pred = transport(
         fit,
         target,
-        proxy_effects=dict(proxy_effects),
+        proxy_effects=readings,
         proxy_se=proxy_se,
         ci=ci,
         random_seed=random_seed,
     ).summary(ci)
+    combos, shares = resolve_mix(fit, target)
+    seg = segments_for(fit, combos, random_seed=random_seed)
+    comp = mix_composite(seg, shares)
+    theta = np.array([readings[p] for p in fit.proxies])
+    index = float(comp.value(theta))
     eff = pred.iloc[0]
     rows = [
         ("composite", index, np.nan, np.nan),

@@ -6,12 +6,13 @@ spec end to end), ``validate`` (data against a spec, no fitting), ``spec``
 ``report``, ``transport``, ``compare`` and ``weights``. ``proxyscope CMD
 --help`` documents each.
 
-Exit codes: 0 success; 2 bad input or spec (one line on stderr,
-``proxyscope: error: ...``, no traceback); 3 a fit that failed its
-convergence diagnostics, with ``--strict``; 1 an unexpected internal error
-(with its traceback). ``--debug`` (anywhere on the line, or
-``PROXYSCOPE_DEBUG=1``) shows the traceback of input errors too: the errors
-caught as bad input include ValueError and TypeError, which a bug can raise.
+Exit codes: 0 success; 2 bad input or spec: proxyscope's own errors, command-line
+usage errors, and a file named on the line that is missing, unreadable or a
+directory (one line on stderr, ``proxyscope: error: ...``); 3 a fit that failed
+its convergence diagnostics, with ``--strict``; 1 anything else, which is a bug
+(one line on stderr, ``proxyscope: internal error: ...``, naming the exception).
+No traceback is shown unless ``--debug`` (anywhere on the line) or
+``PROXYSCOPE_DEBUG=1`` asks for it.
 
 Results go to stdout; progress and warnings to stderr.
 
@@ -28,14 +29,17 @@ import os
 import sys
 from collections.abc import Sequence
 
+from proxyscope.cli.arguments import check_outputs
 from proxyscope.cli.console import (
     EXIT_INPUT,
+    EXIT_INTERNAL,
     EXIT_OK,
-    INPUT_ERRORS,
     PROG,
     Console,
     Handler,
     UsageError,
+    internal_error,
+    is_input_error,
     one_line,
     warning_policy,
 )
@@ -66,7 +70,10 @@ def handler(command: str) -> Handler:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     parser = build_parser()
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    args_list = [
+        os.fspath(a) if isinstance(a, os.PathLike) else a
+        for a in (sys.argv[1:] if argv is None else argv)
+    ]
     # --debug is accepted anywhere on the line, and as PROXYSCOPE_DEBUG=1.
     debug = "--debug" in args_list or os.environ.get("PROXYSCOPE_DEBUG", "") not in ("", "0")
     args_list = [a for a in args_list if a != "--debug"]
@@ -86,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.rewrite = lambda message: as_flags(message, flags, spec_keys)
     with warning_policy(console):
         try:
+            check_outputs(args, flags)
             return int(handler(args.command)(args, console))
         except UsageError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -93,9 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
-        except INPUT_ERRORS as exc:
+        except Exception as exc:  # every exception ends here as one line and an exit code
             if debug:
                 raise
+            if not is_input_error(exc):
+                print(internal_error(exc), file=sys.stderr)
+                return EXIT_INTERNAL
             message = one_line(exc)
             if isinstance(exc, ProxyscopeError):  # said with the flags the user typed
                 message = console.rewrite(message)

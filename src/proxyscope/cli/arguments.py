@@ -1,14 +1,19 @@
 """Values read from the command line: ``NAME=VALUE`` items, comma-separated names,
-and paths that must be existing files."""
+paths that must be existing files (of the right kind) and output directories."""
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from proxyscope.cli.console import UsageError
+from proxyscope.errors import IncompatibleFileError
+
+#: The first bytes of an HDF5 file, which every NetCDF file proxyscope writes is.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def pairs(items: Sequence[str] | None, *, flag: str, number: bool = True) -> dict[str, Any]:
@@ -42,4 +47,48 @@ def existing_file(path: str | os.PathLike[str], what: str) -> Path:
         raise FileNotFoundError(f"no {what} at {str(p)!r}")
     if p.is_dir():
         raise IsADirectoryError(f"{what} {str(p)!r} is a directory, not a file")
+    return p
+
+
+def netcdf_file(path: str | os.PathLike[str], what: str, origin: str) -> Path:
+    """An existing NetCDF (HDF5) file, checked by its first bytes before a library opens it.
+
+    ``what`` names the file ("cells file") and ``origin`` what writes it ("'proxyscope
+    summarize'"): a CSV or a truncated file is refused with that, not with what the
+    HDF5 library says of it.
+    """
+    p = existing_file(path, what)
+    with p.open("rb") as fh:
+        head = fh.read(len(HDF5_SIGNATURE))
+    if head != HDF5_SIGNATURE:
+        found = "an empty file" if not head else "not a NetCDF file"
+        raise IncompatibleFileError(f"{str(p)!r} is not a {what} from {origin} ({found}).")
+    return p
+
+
+#: Options that name a file to write, and options that name a directory to write into.
+OUTPUT_FILES = ("output", "json", "md")
+OUTPUT_DIRS = ("out",)
+
+
+def check_outputs(args: argparse.Namespace, flags: Mapping[str, str]) -> None:
+    """The outputs the command line names, checked before any work: a file to write is
+    not a directory, a directory to write into is not a file (``flags`` names them)."""
+    for dest in OUTPUT_FILES:
+        value = getattr(args, dest, None)
+        if value is not None and Path(value).is_dir():
+            raise UsageError(
+                f"{flags.get(dest, dest)} {str(value)!r} is a directory; give a file name to write"
+            )
+    for dest in OUTPUT_DIRS:
+        value = getattr(args, dest, None)
+        if value is not None:
+            output_dir(value, flags.get(dest, dest))
+
+
+def output_dir(path: str | os.PathLike[str], flag: str) -> Path:
+    """A directory to write into: it may exist, but not as a file."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {str(p)!r} is a file; give a directory to write the outputs into")
     return p

@@ -19,31 +19,63 @@ from proxyscope.errors import ProxyscopeError, ProxyscopeWarning
 
 PROG = "proxyscope"
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_UNCONVERGED = 0, 1, 2, 3
-#: Errors that mean "bad input or spec": reported in one line, exit code 2.
-INPUT_ERRORS: tuple[type[BaseException], ...] = (
-    ProxyscopeError,
-    ValueError,
-    TypeError,
-    KeyError,
-    OSError,
-)
 
 
 class UsageError(Exception):
     """A command-line syntax error (unknown option, missing argument, bad number)."""
 
 
+#: The operating system's errors about a file the user named (missing, no
+#: permission, a directory where a file belongs or the reverse, already there).
+FILE_ERRORS: tuple[type[OSError], ...] = (
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
+)
+#: Errors that mean "bad input or spec": reported in one line, exit code 2. Not
+#: ValueError, TypeError or KeyError: proxyscope checks its input where it enters
+#: and raises its own errors, so one of those is a bug (exit code 1).
+INPUT_ERRORS: tuple[type[BaseException], ...] = (ProxyscopeError, UsageError, *FILE_ERRORS)
+
+
+def is_input_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is bad input (exit code 2) rather than a bug (exit code 1).
+
+    Besides :data:`INPUT_ERRORS`, an OSError the operating system raised on a named
+    path (no space left on a device, a name too long) is the user's to fix; an
+    OSError without a path (a library's "file signature not found") is not: that a
+    library met a file it could not read means proxyscope did not check it first.
+    """
+    if isinstance(exc, INPUT_ERRORS):
+        return True
+    return isinstance(exc, OSError) and exc.filename is not None
+
+
 def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (KeyError's quotes explained)."""
-    if isinstance(exc, KeyError) and not isinstance(exc, ProxyscopeError):
-        text = f"missing key {exc.args[0]!r}" if exc.args else "missing key"
-    elif isinstance(exc, FileNotFoundError) and exc.filename and not exc.args[1:]:
+    """An exception's message on one line (an OSError with the file it is about)."""
+    if isinstance(exc, FileNotFoundError) and exc.filename and not exc.args[1:]:
         text = str(exc)
     elif isinstance(exc, OSError) and exc.filename:
         text = f"{exc.strerror or exc}: {exc.filename}"
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())
+
+
+def internal_error(exc: BaseException) -> str:
+    """The one line that reports a bug: the exception's type and message, and what to do."""
+    kind = type(exc)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":
+        name = f"{kind.__module__}.{name}"
+    message = " ".join(str(exc).split())
+    return (
+        f"{PROG}: internal error: {name}{': ' + message if message else ''} "
+        "(a bug in proxyscope, not a problem with your input; rerun with --debug for the "
+        "traceback, and please report it)"
+    )
 
 
 class Console:

@@ -17,13 +17,12 @@ from proxyscope._format import interval, num
 from proxyscope.analyses.compare import compare
 from proxyscope.analyses.transport import transport
 from proxyscope.analyses.weights import weights
-from proxyscope.cli.arguments import existing_file, pairs
+from proxyscope.cli.arguments import existing_file, netcdf_file, pairs
 from proxyscope.cli.console import (
     EXIT_OK,
     Console,
     Handler,
     UsageError,
-    one_line,
     strict_code,
     write_json,
     write_text,
@@ -42,15 +41,7 @@ from proxyscope.spec import ModelSection, SamplerSpec, load_spec, parse_value
 
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
-    cells = existing_file(args.cells, "cells file")
-    try:
-        effects = CellEffects.load(cells)
-    except ProxyscopeError:
-        raise
-    except (OSError, ValueError) as exc:  # h5py / xarray: not NetCDF at all
-        raise ValueError(
-            f"{str(cells)!r} is not a cells file from 'proxyscope summarize' ({one_line(exc)})"
-        ) from None
+    effects = CellEffects.load(netcdf_file(args.cells, "cells file", "'proxyscope summarize'"))
     if args.spec is not None:
         spec = load_spec(args.spec, overrides=args.set)
         model, sampler = spec.model, spec.sampler
@@ -113,6 +104,8 @@ def _named_fits(items: Sequence[str]) -> dict[str, Any]:
         name, sep, path = item.partition("=")
         if not sep:
             name, path = Path(item).stem, item
+        if not name.strip() or not path:
+            raise UsageError(f"a fit is NAME=FIT or FIT; got {item!r}")
         if name in fits:
             raise UsageError(f"two fits are named {name!r}; name them with NAME=PATH")
         fits[name] = _load_fit(path)
@@ -134,7 +127,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         )
     where = report_fit(
         fit,
-        Path(args.out),
+        Path(args.out),  # not a file: checked with the other outputs (check_outputs)
         transport=transported,
         compare=comparison,
         title=args.title,
@@ -328,6 +321,8 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
 
 #: Python parameters of transport as the transport command names them.
 _TRANSPORT_FLAGS = {
+    "The 'proxy_effects' parameter of transport": "--proxy-effect",
+    "The 'proxy_se' parameter of transport": "--proxy-se",
     "The 'target'": "The TARGET file",
     "'proxy_effects'": "--proxy-effect",
     "proxy_effects": "--proxy-effect",

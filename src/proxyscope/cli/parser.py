@@ -7,6 +7,7 @@ finds the function that runs it.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from proxyscope import spec as specdef
@@ -22,24 +23,32 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _integer(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """The type of an integer flag in [``low``, ``high``]: the bounds the spec checks for
+    the key the flag sets (:data:`proxyscope.spec.MAX_DRAWS`, ...)."""
+    want = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}")
+        if v > high:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer at most {high}{f' ({why})' if why else ''}, got {text!r}"
+            )
+        return v
+
+    return parse
 
 
-def _nonnegative(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
+_positive = _integer(1, specdef.MAX_COUNT)
+_seed = _integer(0, specdef.MAX_SEED, "a 32-bit seed")
+_draws = _integer(1, specdef.MAX_DRAWS, "per chain")
+_tune = _integer(0, specdef.MAX_TUNE, "per chain")
+_chains = _integer(1, specdef.MAX_CHAINS)
 
 
 def _level(text: str) -> float:
@@ -103,12 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
             "predicts for another population."
         ),
         epilog=(
-            "Exit codes: 0 success; 2 bad input or spec; 3 a fit failed its diagnostics "
-            "(with --strict); 1 internal error."
+            "Exit codes: 0 success; 2 bad input or spec (a missing or unreadable file, a bad "
+            "value; one line 'proxyscope: error: ...'); 3 a fit failed its diagnostics (with "
+            "--strict); 1 an internal error, i.e. a bug (one line 'proxyscope: internal "
+            "error: ...'; --debug shows its traceback)."
         ),
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of any error (also PROXYSCOPE_DEBUG=1)",
+    )
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser, help="what to do"
     )
@@ -125,12 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
         "New-heavy cohort, and write the report.",
     )
     p.add_argument("--out", help="output directory (default ./proxyscope-demo)")
-    p.add_argument("--users", type=_positive, help="simulated users (default 250000)")
-    p.add_argument("--experiments", type=_positive, help="simulated experiments (default 50)")
-    p.add_argument("--seed", type=_nonnegative, help="simulation seed (default 7)")
-    p.add_argument("--draws", type=_positive, help="posterior draws per chain (default 1000)")
-    p.add_argument("--tune", type=_nonnegative, help="tuning steps per chain (default 1000)")
-    p.add_argument("--chains", type=_positive, help="chains (default 4)")
+    p.add_argument(
+        "--users", type=_integer(1, specdef.MAX_USERS), help="simulated users (default 250000)"
+    )
+    p.add_argument(
+        "--experiments",
+        type=_integer(1, specdef.MAX_EXPERIMENTS),
+        help="simulated experiments (default 50)",
+    )
+    p.add_argument("--seed", type=_seed, help="simulation seed (default 7)")
+    p.add_argument("--draws", type=_draws, help="posterior draws per chain (default 1000)")
+    p.add_argument("--tune", type=_tune, help="tuning steps per chain (default 1000)")
+    p.add_argument("--chains", type=_chains, help="chains (default 4)")
     p.add_argument(
         "--compare",
         action="store_true",
@@ -216,13 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=specdef.SAMPLERS,
         help="NUTS sampler (default auto: nutpie if installed)",
     )
-    p.add_argument("--draws", type=_positive, help="draws per chain")
-    p.add_argument("--tune", type=_nonnegative, help="tuning steps per chain")
-    p.add_argument("--chains", type=_positive, help="chains (default 4)")
-    p.add_argument("--seed", type=_nonnegative, help="random seed")
+    p.add_argument("--draws", type=_draws, help="draws per chain")
+    p.add_argument("--tune", type=_tune, help="tuning steps per chain")
+    p.add_argument("--chains", type=_chains, help="chains (default 4)")
+    p.add_argument("--seed", type=_seed, help="random seed")
     p.add_argument(
         "--followups",
-        type=_nonnegative,
+        type=_integer(0, specdef.MAX_FOLLOWUPS),
         help="follow-up runs after a run fails its diagnostics (default 2; 0: none)",
     )
     p.add_argument(
@@ -262,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ci", type=_level, default=DEFAULT_CI, help=f"interval width (default {DEFAULT_CI:g})"
     )
-    p.add_argument("--seed", type=_nonnegative, help="random seed of predictive draws")
+    p.add_argument("--seed", type=_seed, help="random seed of predictive draws")
     _common(p, strict=True)
 
     p = add(
@@ -291,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ci", type=_level, default=DEFAULT_CI, help=f"interval width (default {DEFAULT_CI:g})"
     )
-    p.add_argument("--seed", type=_nonnegative, help="random seed of predictive draws")
+    p.add_argument("--seed", type=_seed, help="random seed of predictive draws")
     p.add_argument("--json", help="write the result as JSON")
     p.add_argument("--md", help="write the result as Markdown")
     _common(p, strict=True)
@@ -318,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5,
         help="at most this many refits per model for high Pareto k (default 5)",
     )
-    p.add_argument("--seed", type=_nonnegative, help="random seed of refits")
+    p.add_argument("--seed", type=_seed, help="random seed of refits")
     p.add_argument("--json", help="write the table and reading as JSON")
     p.add_argument("--md", help="write the table and reading as Markdown")
     _common(p, strict=True)

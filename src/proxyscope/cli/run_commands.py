@@ -4,9 +4,9 @@ simulated world) and ``run`` (a spec file)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from proxyscope.cli.arguments import output_dir
 from proxyscope.cli.console import Console, Handler, strict_code
 from proxyscope.cli.flags import DEMO_KEYS
 from proxyscope.run.demo import DEMO_COMPARE, DEMO_OUT, demo_spec
@@ -26,7 +26,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     if args.compare:
         raw.setdefault("analysis", {})["compare"] = dict(DEMO_COMPARE)
     spec = from_dict(raw, origin="demo")
-    out = Path(args.out or DEMO_OUT)
+    out = output_dir(args.out or DEMO_OUT, "--out")
     console.log(f"proxyscope demo: writing into {out}/")
     result = run_spec(spec, out=out, progress=not console.quiet, log=console.log)
     console.print(run_text(result))
@@ -35,7 +35,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     spec = load_spec(args.spec, overrides=args.set)
-    out = Path(args.out or spec.report.out or f"proxyscope-{spec.name}")
+    where = "--out" if args.out else "[report].out" if spec.report.out else "the output directory"
+    out = output_dir(args.out or spec.report.out or f"proxyscope-{spec.name}", where)
     console.log(f"running {args.spec} into {out}/")
     result = run_spec(spec, out=out, data=args.data, progress=not console.quiet, log=console.log)
     console.print(run_text(result))

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from proxyscope import dims
+from proxyscope.data.cellchecks import describe_cell, nonfinite_error
+from proxyscope.data.tables import check_values, select_frame
 from proxyscope.data.validate import SHOW, Roles
 from proxyscope.errors import (
     ColumnError,
@@ -143,8 +146,12 @@ def check_columns(
     stat_cols: Sequence[str],
     *,
     owner: str,
-) -> None:
-    """Every key and statistic column is in the table, has one role, and is numeric."""
+) -> pd.DataFrame:
+    """Every key and statistic column is in the table once, has one role, and is numeric.
+
+    Returns the used columns, labelled by their names (the caller's table is
+    not changed; labels that are not strings are used by their string form).
+    """
     available = [str(c) for c in table.columns]
     for c in [*key_cols, *stat_cols]:
         if c not in available:
@@ -159,12 +166,32 @@ def check_columns(
                 f"Column {c!r} is given two roles: it is a key ({roles.role_of(c)!r}) and a "
                 "count/mean/variance/covariance column."
             )
-        dt = table[c].dtype
-        if not pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
-            conv = pd.to_numeric(table[c], errors="coerce")
-            bad = table[c][conv.isna() & table[c].notna()]
+
+    def role_of(c: str) -> str:
+        if c == roles.treatment:
+            return "arm"
+        return roles.role_of(c) if c in key_cols else "count/mean/variance/covariance"
+
+    used = list(dict.fromkeys([*key_cols, *stat_cols]))
+    where = f"the table passed to {owner}"
+    frame = select_frame(table, used, where=where, role_of=role_of, case="none")
+    for c in stat_cols:
+        dt = frame[c].dtype
+        if (
+            not pd.api.types.is_numeric_dtype(dt)
+            or pd.api.types.is_bool_dtype(dt)
+            or pd.api.types.is_complex_dtype(dt)
+        ):
+            conv = pd.to_numeric(frame[c], errors="coerce")
+            bad = frame[c][conv.isna() & frame[c].notna()]
             ex = f" (e.g. the value {bad.iloc[0]!r})" if len(bad) else ""
             raise DataTypeError(f"Column {c!r} must be numeric; found type {dt}{ex}.")
+    check_values(frame, keys=key_cols, metrics=(), role_of=role_of, nonnumeric=_unused)
+    return frame
+
+
+def _unused(column: str, role: str, found: str, example: Any) -> Exception:
+    raise AssertionError("no metric columns are checked here")
 
 
 def check_psd(
@@ -173,13 +200,27 @@ def check_psd(
     cells: Sequence[Any],
     rho: Mapping[Pair, float],
     *,
+    metrics: Sequence[str],
     owner: str,
 ) -> None:
-    """Assumed correlations can make an impossible covariance; say so."""
+    """Assumed correlations can make an impossible covariance; say so.
+
+    A covariance that overflowed (variances near 1e308) is named as such first,
+    never blamed on the correlations.
+    """
     idx = np.flatnonzero(keep)
     if not len(idx):
         return
     sub = noise[idx]
+    err = nonfinite_error(
+        np.zeros((len(idx), len(metrics))),
+        sub,
+        metrics,
+        lambda i: _cell(cells[int(idx[i])]),
+        owner=owner,
+    )
+    if err is not None:
+        raise err
     scale = np.sqrt(np.einsum("cii->ci", sub))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = sub / (scale[:, :, None] * scale[:, None, :])
@@ -194,3 +235,28 @@ def check_psd(
             f"positive semi-definite; the covariance columns or the assumed correlations "
             f"({shown}) are inconsistent with each other."
         )
+
+
+def _cell(key: Sequence[Any]) -> str:
+    """A cell key (experiment, segment values...) for messages."""
+    label = dims.LABEL_SEP.join(str(v) for v in key[1:]) or dims.ALL_SEGMENTS
+    return describe_cell(key[0], label)
+
+
+#: Largest count accepted: every whole number up to 2**53 is exact as a float.
+MAX_COUNT = 2**53
+
+
+def check_counts(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Counts are whole numbers of users from 0 to 2**53 (an int64 cannot overflow)."""
+    for c in dict.fromkeys(columns):
+        x = frame[c].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero((x < 0) | (x != np.floor(x)) | (x > MAX_COUNT))
+        if len(bad):
+            v = frame[c].iloc[int(bad[0])]
+            v = v.item() if isinstance(v, np.generic) else v
+            raise DataError(
+                f"Column {c!r} (given in 'count') has {len(bad)} value(s) that are not a "
+                f"number of users, e.g. {v!r}; counts must be whole numbers from 0 to 2**53."
+            )

@@ -32,6 +32,7 @@ from proxyscope import dims
 from proxyscope.data.arm_checks import (
     Pair,
     check_columns,
+    check_counts,
     check_psd,
     correlations,
     pairs_map,
@@ -123,7 +124,8 @@ def from_arm_summaries(
         Names of the proxy metrics.
     count : str or dict
         Users per arm: one column for every metric, or ``{metric: column}``
-        when metrics were measured on different numbers of users.
+        when metrics were measured on different numbers of users. Whole
+        numbers from 0 to 2**53.
     mean, variance : dict
         ``{metric: column}`` with each metric's mean and user-level variance
         (ddof=1) per arm.
@@ -190,8 +192,7 @@ def from_arm_summaries(
     stat_cols = list(
         dict.fromkeys([*counts.values(), *means.values(), *variances.values(), *covs.values()])
     )
-    check_columns(table, roles, key_cols, stat_cols, owner=owner)
-    frame = table[list(dict.fromkeys(key_cols + stat_cols))]
+    frame = check_columns(table, roles, key_cols, stat_cols, owner=owner)
     extra_meta: dict[str, Any] = dict(adapter.extra or {})
 
     # Missing and impossible values.
@@ -230,6 +231,7 @@ def from_arm_summaries(
                     f"Column {c!r} (given in {param!r}) has {neg} negative values; "
                     "expected numbers >= 0."
                 )
+    check_counts(frame, list(counts.values()))
 
     values = list(pd.unique(frame[roles.treatment].to_numpy()))
     treated, control = resolve_treated(
@@ -285,7 +287,7 @@ def from_arm_summaries(
         present = ~np.isnan(n[:, 0])
         n_arm[name] = np.where(present, np.round(np.nanmax(np.where(present[:, None], n, 0), 1)), 0)
         low[name] = np.where(present, np.nanmin(np.where(present[:, None], n, 0), 1), 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             for j in range(m):
                 noise[:, j, j] += var[:, j] / n[:, j]
             for a, b in pair_list:
@@ -307,7 +309,7 @@ def from_arm_summaries(
         else:
             reasons.append(None)
     keep_cells = np.asarray([r is None for r in reasons])
-    check_psd(noise, keep_cells, list(uniq), rho, owner=owner)
+    check_psd(noise, keep_cells, list(uniq), rho, metrics=metrics, owner=owner)
 
     keys = pd.DataFrame(
         {name: [t[i] for t in uniq] for i, name in enumerate([dims.EXPERIMENT, *roles.segments])}

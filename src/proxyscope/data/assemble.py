@@ -16,16 +16,19 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
-from proxyscope.data.cells import CellEffects, build
+from proxyscope.data.cellchecks import describe_cell, nonfinite_error, segment_value_error
+from proxyscope.data.cells import CellEffects, build, segment_labels
 from proxyscope.data.validate import SHOW, scalar, show_values
 from proxyscope.errors import DataError, DataWarning
 
 
 def experiment_values(values: Sequence[Any]) -> np.ndarray:
-    """Experiment ids as stored: int64 when every id is a whole number, else strings.
+    """Experiment ids as stored: whole numbers as int64, else strings.
 
     Whole-number floats (an integer column that pandas widened to float
-    because of a missing value) become ints too.
+    because of a missing value) become ints too. Ids are labels, kept exactly:
+    whole numbers beyond int64 (ids >= 2**63, uint64 columns) are stored as
+    uint64 when none is negative, else as strings.
     """
     vals = [scalar(v) for v in values]
     whole = all(
@@ -34,17 +37,30 @@ def experiment_values(values: Sequence[Any]) -> np.ndarray:
         for v in vals
     )
     if whole:
-        return np.asarray([int(v) for v in vals], dtype=np.int64)
+        ints = [int(v) for v in vals]
+        if all(INT64.min <= i <= INT64.max for i in ints):
+            return np.asarray(ints, dtype=np.int64)
+        if all(0 <= i <= UINT64.max for i in ints):
+            return np.asarray(ints, dtype=np.uint64)
+        vals = ints
     out = np.empty(len(vals), dtype=object)
     out[:] = [str(v) for v in vals]
     return out
 
 
+INT64 = np.iinfo(np.int64)
+UINT64 = np.iinfo(np.uint64)
+
+
 def _sort_key(values: Sequence[Any]) -> list[Any]:
-    """Numbers sort as numbers when a column holds only numbers; otherwise as text."""
+    """Numbers sort as numbers when a column holds only numbers; otherwise as text.
+
+    Whole numbers stay Python ints, which compare exactly with each other and
+    with floats (ids above 2**53 are not all distinct as floats).
+    """
     vals = [scalar(v) for v in values]
     if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vals):
-        return [float(v) for v in vals]
+        return [v if isinstance(v, int) else float(v) for v in vals]
     return [str(v) for v in vals]
 
 
@@ -100,6 +116,9 @@ def finish(
     noise_cov = np.asarray(noise_cov, dtype=float)[order]
     reasons = [drop_reason[i] for i in order]
     keep = np.asarray([r is None for r in reasons], dtype=bool)
+    bad_value = segment_value_error(keys, segments)
+    if bad_value is not None:
+        raise bad_value
 
     dropped: list[dict[str, Any]] = [dict(r) for r in pre_dropped]
     for i in np.flatnonzero(~keep):
@@ -136,10 +155,18 @@ def finish(
             f"{experiment_column!r} remains; at least two are needed."
         )
 
+    idx = np.flatnonzero(keep)
+    labels = segment_labels(keys, segments)
+
+    def describe(i: int) -> str:
+        return describe_cell(keys[dims.EXPERIMENT].iloc[idx[i]], labels[idx[i]])
+
+    err = nonfinite_error(effect[idx], noise_cov[idx], [outcome, *proxies], describe, owner=owner)
+    if err is not None:
+        raise err
     sign = np.asarray([1.0] + [-1.0 if directions[p] == "lower" else 1.0 for p in proxies])
     effect = effect * sign
     noise_cov = noise_cov * sign[:, None] * sign[None, :]
-    idx = np.flatnonzero(keep)
     return build(
         keys.iloc[idx].reset_index(drop=True),
         n_treat[idx],

@@ -29,11 +29,18 @@ import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
-from proxyscope._io import write_atomic
 from proxyscope._version import __version__
-from proxyscope.errors import DataError, DataTypeError, IncompatibleFileError, ParameterError
-
-META_ATTR = "proxyscope_cell_effects"
+from proxyscope.core import checksum, hdf5
+from proxyscope.data import cellfile
+from proxyscope.data.cellchecks import check_cells
+from proxyscope.data.cellfile import META_ATTR
+from proxyscope.errors import (
+    DataError,
+    DataTypeError,
+    IncompatibleFileError,
+    ParameterError,
+    ProxyscopeError,
+)
 
 
 def segment_labels(frame: pd.DataFrame, segments: Sequence[str]) -> np.ndarray:
@@ -101,6 +108,7 @@ class CellEffects:
             )
         if d.sizes[dims.CELL] == 0:
             raise DataError("CellEffects has no cells.")
+        check_cells(d, self.segments, metrics)
 
     # -- metadata ----------------------------------------------------------
     @property
@@ -261,23 +269,39 @@ class CellEffects:
 
     # -- persistence -------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write to NetCDF atomically (an earlier file survives a crash)."""
-        data = self._data
-        return write_atomic(path, lambda tmp: data.to_netcdf(tmp, engine="h5netcdf"))
+        """Write to NetCDF atomically (an earlier file survives a crash).
+
+        The file carries a checksum of everything in it (attribute
+        ``proxyscope_checksum``), which :meth:`load` verifies.
+        """
+        return cellfile.write(self._data, hdf5.as_path(path, "CellEffects.save"))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CellEffects:
-        """Read a file written by :meth:`save`."""
-        p = Path(path)
+        """Read a file written by :meth:`save`, after checking it (see :mod:`.cellfile`).
+
+        A file written before checksums loads with an
+        :class:`~proxyscope.errors.UnverifiedFileWarning`.
+
+        Raises
+        ------
+        IncompatibleFileError
+            If the file is not a readable CellEffects file, its metadata are malformed,
+            its checksum does not match its contents, or it holds invalid cell effects.
+        """
+        p = hdf5.as_path(path, "CellEffects.load")
         if not p.exists():
             raise ParameterError(f"CellEffects.load: no file at {str(p)!r}.")
-        with xr.open_dataset(p, engine="h5netcdf") as ds:
-            data = ds.load()
-        if META_ATTR not in data.attrs:
+        data, verified = cellfile.read(p)
+        try:
+            effects = cls(data)
+        except ProxyscopeError as exc:
             raise IncompatibleFileError(
-                f"{str(p)!r} is not a proxyscope CellEffects file (no {META_ATTR!r} attribute)."
-            )
-        return cls(data)
+                f"{str(p)!r} does not hold valid cell effects: {exc}"
+            ) from None
+        if not verified:
+            checksum.warn_unverified(repr(str(p)), "cells file", stacklevel=2)
+        return effects
 
     # -- display -----------------------------------------------------------
     def __repr__(self) -> str:

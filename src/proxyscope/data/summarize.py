@@ -32,6 +32,7 @@ from proxyscope import dims
 from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.engines import ARM, N, Source, count_col, cov_col, key_col, mean_col, pairs
+from proxyscope.data.tables import summarize_input
 from proxyscope.data.validate import (
     Roles,
     _same,
@@ -130,19 +131,24 @@ def summarize(
         proxies), ``noise_cov[cell, metric, metric_]`` = Cov_T/n_T + Cov_C/n_C
         with sample covariances, ``n_treat``, ``n_control``; cells ordered by
         experiment, then segment values. Experiment ids stay integers when
-        they are whole numbers, strings otherwise.
+        they are whole numbers (uint64 beyond int64), strings otherwise.
+        Column labels that are not strings are named by their string form.
 
     Raises
     ------
     ColumnError
         A column is missing (the closest name is suggested), given two roles,
-        or a segment column has a reserved name.
+        appears twice in the data, differs only in case from another used
+        column (DuckDB and Spark cannot tell them apart), a segment column has
+        a reserved name or a value holding the label separator " / ", or the
+        input files do not agree on the used columns.
     DataTypeError
-        A metric column is not numeric, or ``data`` is not what the engine reads.
+        A metric column is not numeric, a used column holds complex numbers or
+        mixes value types (1 and '1'), or ``data`` is not what the engine reads.
     DataError
-        Empty input, a treatment column without exactly two values, an
-        experiment with one arm, fewer than two experiments, missing or
-        infinite values.
+        Empty input, a file that cannot be read (named), a treatment column
+        without exactly two values, an experiment with one arm, fewer than two
+        experiments, missing or infinite values, or numbers that overflow.
     ParameterError
         Unknown engine or direction, ``min_users_per_arm`` < 2, a
         ``treated_value`` that is not in the data or cannot be inferred.
@@ -181,6 +187,7 @@ def summarize(
             f"Got {memory_limit!r}."
         )
 
+    data = summarize_input(engine, data, roles, owner=OWNER)
     source = open_source(engine, data, memory_limit=memory_limit, threads=threads, spark=spark)
     try:
         return _summarize(source, roles, treated_value, min_users, drop)
@@ -220,14 +227,13 @@ def _summarize(
     select = getattr(source, "select", None)
     if select is not None:
         select(roles.columns)
+    raw = source.distinct(roles.treatment, DISTINCT_LIMIT)
+    if not raw:
+        raise DataError(f"The data passed to {OWNER} is empty: it has no rows.")
     for m in roles.metrics:
         kind, found = source.kind(m)
         if kind == "other":
             raise nonnumeric_error(m, roles.role_of(m), found, source.nonnumeric_example(m))
-
-    raw = source.distinct(roles.treatment, DISTINCT_LIMIT)
-    if not raw:
-        raise DataError(f"The data passed to {OWNER} is empty: it has no rows.")
     values = [v for v in raw if not is_missing(v)]
     treated, control = resolve_treated(
         values, treated_value, column=roles.treatment, more=len(raw) >= DISTINCT_LIMIT
@@ -306,7 +312,7 @@ def _summarize(
         None if (a >= min_users and b >= min_users) else f"below min_users_per_arm={min_users}"
         for a, b in zip(n_t, n_c, strict=True)
     ]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         effect = cells["mean_t"] - cells["mean_c"]
         noise = cells["cov_t"] / n_t[:, None, None] + cells["cov_c"] / n_c[:, None, None]
     extra.update(

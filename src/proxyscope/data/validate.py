@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,7 @@ def name_list(value: Any, *, param: str, owner: str, allow_empty: bool) -> tuple
             raise DataTypeError(
                 f"The {param!r} parameter of {owner} must hold non-empty strings; got {v!r}."
             )
+        check_chars(v, param=param, owner=owner)
     if not out and not allow_empty:
         raise ParameterError(
             f"The {param!r} parameter of {owner} needs at least one column name; got an empty list."
@@ -121,7 +123,24 @@ def column_name(value: Any, *, param: str, owner: str) -> str:
             f"The {param!r} parameter of {owner} must be a column name (a non-empty string); "
             f"got {value!r}."
         )
+    check_chars(value, param=param, owner=owner)
     return value
+
+
+def check_chars(name: str, *, param: str, owner: str) -> None:
+    """A name holds no control character (NUL, newline, ...) nor a lone surrogate.
+
+    Such names cannot be stored (NetCDF drops a trailing NUL, UTF-8 cannot
+    encode a surrogate), so a metric or segment column would not match itself
+    after building or saving.
+    """
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise ParameterError(
+                f"The {param!r} parameter of {owner} names the column {name!r}, which holds "
+                f"the control character {ch!r}; such names cannot be stored. Rename the "
+                "column."
+            )
 
 
 def check_roles(
@@ -236,6 +255,8 @@ def missing_columns_error(roles: Roles, available: Sequence[str]) -> ColumnError
             )
     if not parts:
         return None
+    if not len(available):
+        return ColumnError(" ".join(parts) + " The data has no columns.")
     shown = ", ".join(repr(a) for a in list(available)[:SHOW])
     more = f", ... ({len(available)} in all)" if len(available) > SHOW else ""
     return ColumnError(" ".join(parts) + f" Available columns: {shown}{more}.")

@@ -63,9 +63,12 @@ import pandas as pd
 
 from proxyscope.data.arms import ArmAdapter, from_arm_summaries
 from proxyscope.data.cells import CellEffects
+from proxyscope.data.sources import csv_header, read_error
 from proxyscope.data.validate import check_min_users
+from proxyscope.datasets.asos_checks import check_raw, check_scaled, variant_list
 from proxyscope.errors import (
     ColumnError,
+    DataError,
     DataWarning,
     ParameterError,
     check_one_of,
@@ -109,13 +112,21 @@ def read_asos(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise ParameterError(f"The 'path' parameter of {OWNER}: no file at {str(p)!r}.")
-    raw = pd.read_csv(p, dtype={"experiment_id": str})
+    where = str(p)
+    if p.stat().st_size == 0:
+        raise DataError(f"The ASOS file {where!r} is empty (0 bytes); expected a CSV file.")
+    csv_header(where, ",")  # a DataError naming the file if it is not UTF-8 CSV text
+    try:
+        raw = pd.read_csv(p, dtype={"experiment_id": str})
+    except (ValueError, OSError) as exc:  # parser and decoding errors of this file
+        raise read_error(where, "the ASOS CSV file", exc) from None
     for c in COLUMNS:
         if c not in raw.columns:
             raise ColumnError(
-                f"Column {c!r} of the ASOS file is not in {str(p)!r}."
+                f"Column {c!r} of the ASOS file is not in {where!r}."
                 f"{suggestion(c, [str(x) for x in raw.columns])}"
             )
+    check_raw(raw, where)
     return raw
 
 
@@ -173,7 +184,7 @@ def asos_arm_table(
 
     d = raw[list(COLUMNS)].copy()
     if variants is not None:
-        keep_v = [int(v) for v in variants]
+        keep_v = variant_list(variants)
         d = d[d["variant_id"].isin(keep_v)]
         if d.empty:
             raise ParameterError(
@@ -265,12 +276,14 @@ def asos_arm_table(
     )
     cols = ["experiment", *([SEGMENT] if pooled else []), "arm"]
     cols += ["n_early", "n_final", "mean_early", "mean_final", "var_early", "var_final"]
-    return pd.DataFrame(rows, columns=cols), dropped, notes
+    table = pd.DataFrame(rows, columns=cols)
+    check_scaled(table, scale)
+    return table, dropped, notes
 
 
 def raw_experiments(raw: pd.DataFrame, variants: Sequence[int] | None) -> np.ndarray:
     """Every "<experiment_id>:<variant_id>" in the file (after the variant filter)."""
-    d = raw if variants is None else raw[raw["variant_id"].isin([int(v) for v in variants])]
+    d = raw if variants is None else raw[raw["variant_id"].isin(variant_list(variants))]
     return np.asarray(
         (d["experiment_id"].astype(str) + ":" + d["variant_id"].astype(str)).unique(),
         dtype=object,

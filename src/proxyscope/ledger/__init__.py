@@ -8,8 +8,9 @@ them and why. :func:`weights_history` reads the whole trail back and
 :func:`current_weights` the entry in force for one scope.
 
 The package: this module (the four calls), :mod:`.checks` (their
-inputs, checked where they enter), :mod:`.store` (the DuckDB file) and
-:mod:`.connection` (opening it while other processes use it).
+inputs, checked where they enter), :mod:`.store` (the DuckDB file),
+:mod:`.schema` (checking a file is an intact ledger; what a damaged one means)
+and :mod:`.connection` (opening it while other processes use it).
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ from proxyscope.ledger.checks import (
     override_frame,
 )
 from proxyscope.ledger.connection import LedgerBusyError
+from proxyscope.ledger.schema import LEDGER_FORMAT, SCHEMA_VERSION
 from proxyscope.ledger.store import (
     DEFAULT_TIMEOUT,
     HISTORY_COLUMNS,
     HISTORY_SQL,
-    LEDGER_FORMAT,
-    SCHEMA_VERSION,
     append_entry,
     read_entries,
 )
@@ -116,9 +116,12 @@ def record_weights(
     Raises
     ------
     ColumnError, DataError, DataTypeError, ParameterError
-        For invalid inputs; nothing is written.
+        For invalid inputs (text that is not valid Unicode, a path that cannot be a
+        ledger file); nothing is written.
     IncompatibleFileError
-        If ``path`` is not a proxyscope ledger or has an unknown schema version.
+        If ``path`` is not a proxyscope ledger, has an unknown schema version, was
+        altered outside proxyscope or is damaged; the file is left as it is (see
+        :mod:`proxyscope.ledger.schema`).
     LedgerBusyError
         If another process held the file for longer than ``timeout``.
     """
@@ -230,9 +233,10 @@ def weights_history(
     Raises
     ------
     ParameterError
-        If there is no file at ``path``.
+        If there is no file at ``path`` (or it cannot be a ledger file).
     IncompatibleFileError
-        If the file is not a proxyscope ledger or has an unknown schema version.
+        If the file is not a proxyscope ledger, has an unknown schema version, was
+        altered outside proxyscope or is damaged (see :mod:`proxyscope.ledger.schema`).
     LedgerBusyError
         If a writer held the file for longer than ``timeout``.
     """
@@ -277,6 +281,8 @@ def current_weights(
     ------
     ParameterError
         If there is no file at ``path`` or no entry for ``scope``.
+    IncompatibleFileError
+        As for :func:`weights_history`.
     """
     check_text(scope, param="scope", required=True)
     timeout = checked_timeout(timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from numbers import Real
@@ -31,27 +32,95 @@ SUM_TOLERANCE = 1e-6
 
 
 def checked_path(path: Any, *, must_exist: bool) -> Path:
+    """The ledger file named by ``path``, refused early when it cannot be one.
+
+    Refuses what DuckDB would misread or what would write somewhere unexpected:
+    in-memory and remote names, NUL characters, text that is not valid Unicode,
+    folders and other non-files, links to nothing, a parent that is a file.
+    """
     if not isinstance(path, str | os.PathLike):
         raise DataTypeError(
             f"The 'path' parameter must be a file path (str or os.PathLike). "
             f"Got {type(path).__name__} instead."
         )
     text = os.fspath(path)
-    if not isinstance(text, str) or not text.strip() or text.strip() == ":memory:":
+    if not isinstance(text, str) or not text.strip() or text.strip().startswith(":memory:"):
         raise ParameterError(
             f"The 'path' parameter must name a ledger file on disk. Got {text!r} instead."
         )
+    why = _unusable_path_text(text)
+    if why:
+        raise ParameterError(
+            f"The 'path' parameter must name a local ledger file. Got {text!r}, which {why}."
+        )
     target = Path(text).expanduser()
+    try:
+        _check_file_kind(target, text, must_exist=must_exist)
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ParameterError(
+            f"The 'path' parameter must name a ledger file the system can open. Got {text!r}: "
+            f"{exc.strerror or exc}."
+        ) from exc
+    return target
+
+
+# A URL (``s3://...``) or a DuckDB connection prefix (``md:...``) is not a local file.
+_REMOTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|(?:md|motherduck):)")
+
+
+def _unusable_path_text(text: str) -> str | None:
+    """Why DuckDB could not open ``text`` as a local file, or None."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    bad = _lone_surrogate(text)
+    if bad is not None:
+        return f"is not valid Unicode (a lone surrogate at position {bad})"
+    if _REMOTE.match(text):
+        return "is a URL or a remote database name"
+    return None
+
+
+def _check_file_kind(target: Path, text: str, *, must_exist: bool) -> None:
+    """Refuse a link to nothing, a folder, a non-regular file or a missing parent folder."""
+    if target.is_symlink() and not target.exists():
+        raise ParameterError(
+            f"The 'path' parameter must name a weights ledger. Got {text!r}, a symbolic link to "
+            f"{os.readlink(target)!r}, which does not exist (or is a loop of links). Point the "
+            "link at an existing ledger, or remove it."
+        )
     if target.is_dir():
         raise ParameterError(
             f"The 'path' parameter must name a ledger file. Got {text!r}, which is a directory."
         )
-    if must_exist and not target.exists():
+    if target.exists() and not target.is_file():
         raise ParameterError(
-            f"The 'path' parameter must name an existing weights ledger. "
-            f"Got {text!r}, which does not exist."
+            f"The 'path' parameter must name a ledger file. Got {text!r}, which is not a "
+            "regular file (a device, socket or pipe)."
         )
-    return target
+    if must_exist:
+        if not target.exists():
+            raise ParameterError(
+                f"The 'path' parameter must name an existing weights ledger. "
+                f"Got {text!r}, which does not exist."
+            )
+        return
+    for parent in target.absolute().parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ParameterError(
+                    f"The 'path' parameter must name a ledger file in a folder. Got {text!r}, "
+                    f"but {str(parent)!r} exists and is not a folder."
+                )
+            return
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """The position of the first lone surrogate in ``text`` (it has no UTF-8 form), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return int(exc.start)
+    return None
 
 
 def checked_timeout(timeout: Any) -> float:
@@ -70,7 +139,18 @@ def check_text(value: Any, *, param: str, required: bool) -> str | None:
     if not isinstance(value, str) or not value.strip():
         need = "a non-empty string" if required else "a non-empty string or None"
         raise ParameterError(f"The {param!r} parameter must be {need}. Got {value!r} instead.")
+    bad = _lone_surrogate(value)
+    if bad is not None:
+        raise ParameterError(
+            f"The {param!r} parameter must be valid Unicode text to be stored in the ledger. "
+            f"Got {_clip(value)}, which has a lone surrogate {value[bad]!r} at position {bad}."
+        )
     return value
+
+
+def _clip(value: str, limit: int = 80) -> str:
+    """``repr`` of a possibly huge string, shortened for a message."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def checked_meta(
@@ -133,9 +213,10 @@ def override_frame(weights: Any, scope: str) -> pd.DataFrame:
                 f"(and optionally scope); it is missing {', '.join(map(repr, missing))} "
                 f"and has {have}.{''.join(suggestion(m, have) for m in missing)}"
             )
-        return pd.DataFrame(
-            {"scope": scope, "proxy": weights["proxy"].to_numpy(), "weight": weights["weight"]}
-        )
+        # Object dtype: pandas' own string dtype cannot even hold text that is not
+        # valid Unicode, and checked_table refuses such names with a clear message.
+        proxies = pd.Series(weights["proxy"].to_numpy(), index=weights.index, dtype=object)
+        return pd.DataFrame({"scope": scope, "proxy": proxies, "weight": weights["weight"]})
     if isinstance(weights, pd.Series | Mapping):
         items = list(weights.items())
         if not items:
@@ -152,7 +233,7 @@ def override_frame(weights: Any, scope: str) -> pd.DataFrame:
         return pd.DataFrame(
             {
                 "scope": [scope] * len(items),
-                "proxy": [p for p, _ in items],
+                "proxy": pd.Series([p for p, _ in items], dtype=object),
                 "weight": [float(v) for _, v in items],
             }
         )
@@ -192,6 +273,13 @@ def checked_table(table: Any, *, param: str) -> pd.DataFrame:
                 raise DataError(
                     f"The {param!r} parameter's {col!r} column must hold non-empty strings. "
                     f"Found {value!r}."
+                )
+            bad = _lone_surrogate(value)
+            if bad is not None:
+                raise DataError(
+                    f"The {param!r} parameter's {col!r} column must hold valid Unicode text. "
+                    f"Found {_clip(value)}, which has a lone surrogate {value[bad]!r} at "
+                    f"position {bad}."
                 )
         out[col] = values
     labels = list(zip(out["scope"], out["proxy"], strict=True))

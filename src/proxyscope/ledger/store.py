@@ -23,7 +23,9 @@ An entry and all its values are inserted in one transaction, so a reader never
 sees an entry without its values, and a writer killed mid-write leaves every
 earlier entry intact (DuckDB writes a transaction to its write-ahead log only
 when it commits and replays the log on the next open). Opening the file,
-waiting while another process holds it, is :mod:`proxyscope.ledger.connection`.
+waiting while another process holds it, is :mod:`proxyscope.ledger.connection`;
+checking that a file is a ledger of this schema (and what a damaged ledger
+means for its history) is :mod:`proxyscope.ledger.schema`.
 """
 
 from __future__ import annotations
@@ -39,16 +41,10 @@ import numpy as np
 import pandas as pd
 
 from proxyscope._version import __version__
-from proxyscope.errors import (
-    DataError,
-    IncompatibleFileError,
-    ProxyscopeWarning,
-    suggestion,
-)
+from proxyscope.errors import ProxyscopeWarning, suggestion
 from proxyscope.ledger.connection import connect
+from proxyscope.ledger.schema import check_intact, create_schema, ledger_state
 
-LEDGER_FORMAT = "proxyscope-weights-ledger"
-SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT = 60.0
 
 HISTORY_COLUMNS = (
@@ -70,93 +66,12 @@ HISTORY_COLUMNS = (
 )
 _FLOAT_COLUMNS = ("weight", "weight_lo", "weight_hi", "ci")
 
-_SCHEMA = (
-    "CREATE SEQUENCE ledger_entry_id START 1",
-    "CREATE TABLE ledger_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
-    """CREATE TABLE ledger_entries (
-        entry_id BIGINT PRIMARY KEY,
-        created_at TIMESTAMPTZ NOT NULL,
-        entry_time TIMESTAMPTZ NOT NULL,
-        kind VARCHAR NOT NULL CHECK (kind IN ('computed', 'override')),
-        n_values INTEGER NOT NULL CHECK (n_values > 0),
-        ci DOUBLE,
-        data_fingerprint VARCHAR,
-        config_hash VARCHAR,
-        who VARCHAR,
-        why VARCHAR,
-        note VARCHAR,
-        proxyscope_version VARCHAR NOT NULL
-    )""",
-    """CREATE TABLE ledger_values (
-        entry_id BIGINT NOT NULL REFERENCES ledger_entries (entry_id),
-        scope VARCHAR NOT NULL,
-        proxy VARCHAR NOT NULL,
-        weight DOUBLE NOT NULL,
-        weight_lo DOUBLE,
-        weight_hi DOUBLE,
-        PRIMARY KEY (entry_id, scope, proxy)
-    )""",
-)
-_TABLES = frozenset({"ledger_meta", "ledger_entries", "ledger_values"})
-
 HISTORY_SQL = """
     SELECT e.entry_id, epoch_us(e.entry_time), e.kind, v.scope, v.proxy,
            v.weight, v.weight_lo, v.weight_hi, e.ci, e.data_fingerprint,
            e.config_hash, e.who, e.why, e.note, e.proxyscope_version
     FROM ledger_values AS v JOIN ledger_entries AS e USING (entry_id)
 """
-
-
-def _ledger_state(con: Any, target: Path) -> str:
-    """``"ledger"`` for a valid ledger, ``"empty"`` for a database with no tables."""
-    tables = {
-        row[0]
-        for row in con.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'main' AND table_catalog = current_database()"
-        ).fetchall()
-    }
-    if not tables:
-        return "empty"
-    if "ledger_meta" not in tables:
-        shown = ", ".join(sorted(tables)[:5])
-        raise IncompatibleFileError(
-            f"The file {str(target)!r} is a DuckDB database but not a proxyscope weights ledger "
-            f"(it has no ledger_meta table; its tables: {shown})."
-        )
-    meta = dict(con.execute("SELECT key, value FROM ledger_meta").fetchall())
-    if meta.get("format") != LEDGER_FORMAT:
-        raise IncompatibleFileError(
-            f"The file {str(target)!r} is not a proxyscope weights ledger: its format is "
-            f"{meta.get('format')!r}, expected {LEDGER_FORMAT!r}."
-        )
-    version = meta.get("schema_version")
-    if version != str(SCHEMA_VERSION):
-        newer = version is not None and version.isdigit() and int(version) > SCHEMA_VERSION
-        hint = " Upgrade proxyscope to read it." if newer else ""
-        raise IncompatibleFileError(
-            f"The weights ledger {str(target)!r} has schema version {version!r}; proxyscope "
-            f"{__version__} reads schema version {SCHEMA_VERSION} only.{hint}"
-        )
-    if not tables >= _TABLES:
-        raise IncompatibleFileError(
-            f"The weights ledger {str(target)!r} is damaged: tables "
-            f"{sorted(_TABLES - tables)} are missing."
-        )
-    return "ledger"
-
-
-def _create_schema(con: Any) -> None:
-    for statement in _SCHEMA:
-        con.execute(statement)
-    con.executemany(
-        "INSERT INTO ledger_meta VALUES (?, ?)",
-        [
-            ["format", LEDGER_FORMAT],
-            ["schema_version", str(SCHEMA_VERSION)],
-            ["created_with", f"proxyscope {__version__}"],
-        ],
-    )
 
 
 def _insert_values(con: Any, entry_id: int, rows: pd.DataFrame) -> None:
@@ -170,7 +85,10 @@ def _insert_values(con: Any, entry_id: int, rows: pd.DataFrame) -> None:
             "FROM _proxyscope_ledger_rows"
         )
     finally:
-        con.unregister("_proxyscope_ledger_rows")
+        # After a failed insert the transaction is aborted and unregistering fails
+        # too; that must not hide the error that explains why.
+        with suppress(duckdb.Error):
+            con.unregister("_proxyscope_ledger_rows")
 
 
 def _previous_proxies(con: Any) -> dict[str, set[str]]:
@@ -215,9 +133,13 @@ def append_entry(
     with connect(target, read_only=False, timeout=timeout) as con:
         con.execute("BEGIN TRANSACTION")
         try:
-            fresh = _ledger_state(con, target) == "empty"
+            fresh = ledger_state(con, target) == "empty"
             if fresh:
-                _create_schema(con)
+                create_schema(con)
+            else:
+                # Never append to a ledger whose history cannot be read back: the
+                # entry would be lost again when the user restores a backup.
+                check_intact(con, target)
             if meta["kind"] == "override":
                 before = {} if fresh else _previous_proxies(con)
                 cautions = _override_cautions(rows, before)
@@ -259,11 +181,11 @@ def read_entries(
     with connect(target, read_only=True, timeout=timeout) as con:
         con.execute("BEGIN TRANSACTION")
         try:
-            if _ledger_state(con, target) == "empty":
+            if ledger_state(con, target) == "empty":
                 records: list[tuple[Any, ...]] = []
                 scopes: list[str] = []
             else:
-                _check_complete(con, target)
+                check_intact(con, target)
                 records = con.execute(sql, params).fetchall()
                 scopes = (
                     [
@@ -276,24 +198,10 @@ def read_entries(
                     else []
                 )
         finally:
-            con.execute("ROLLBACK")
+            with suppress(duckdb.Error):  # a failed read must report its own error
+                con.execute("ROLLBACK")
     frame = _history_frame(records)
     return (frame, scopes) if want_scopes else frame
-
-
-def _check_complete(con: Any, target: Path) -> None:
-    """Every entry has exactly the value rows it declares (transactions guarantee it)."""
-    broken = con.execute(
-        "SELECT e.entry_id, e.n_values, count(v.entry_id) FROM ledger_entries AS e "
-        "LEFT JOIN ledger_values AS v USING (entry_id) GROUP BY e.entry_id, e.n_values "
-        "HAVING count(v.entry_id) <> e.n_values ORDER BY 1 LIMIT 1"
-    ).fetchall()
-    if broken:
-        entry_id, declared, found = broken[0]
-        raise DataError(
-            f"The weights ledger {str(target)!r} is damaged: entry {entry_id} declares "
-            f"{declared} weight rows but has {found}."
-        )
 
 
 def _history_frame(records: list[tuple[Any, ...]]) -> pd.DataFrame:

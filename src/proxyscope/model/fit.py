@@ -16,22 +16,23 @@ import xarray as xr
 
 from proxyscope import dims
 from proxyscope._io import write_atomic
-from proxyscope._version import __version__
+from proxyscope.core import checksum, hdf5
+from proxyscope.data import cellfile
 from proxyscope.data.cells import META_ATTR, CellEffects
-from proxyscope.errors import ConvergenceWarning, IncompatibleFileError, ParameterError
+from proxyscope.errors import (
+    ConvergenceWarning,
+    IncompatibleFileError,
+    ParameterError,
+    ProxyscopeError,
+)
 from proxyscope.model import diagnostics as diag
-from proxyscope.model import recover
-from proxyscope.model.posterior import ModelInfo, StdParameters, config_hash, std_parameters
+from proxyscope.model import fitfile, recover
+from proxyscope.model.fitfile import SAMPLED_GROUP
+from proxyscope.model.posterior import ModelInfo, StdParameters, std_parameters
 from proxyscope.model.prior_predictive import prior_predictive
 from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
 from proxyscope.model.summary import coefficient_table
 from proxyscope.options import DEFAULT_CI
-
-#: Version of the saved-file layout; a file with another one is refused.
-FILE_FORMAT = 3
-SAMPLED_GROUP = "sampled"
-#: Log-likelihood variables kept to single precision (see ProxyFit.save).
-SINGLE_PRECISION = ("effect", "outcome")
 
 
 class ProxyFit:
@@ -263,74 +264,57 @@ class ProxyFit:
 
         The per-cell log likelihoods are written as float32 (the fit rounded them to
         single precision when it made them, so nothing is lost): the demo's file is
-        80 MB instead of 111 MB. Everything else is written as computed (zlib).
+        80 MB instead of 111 MB. Everything else is written as computed (zlib). The
+        file carries a checksum of everything in it, computed on what is written
+        (attribute ``proxyscope_checksum``), which :func:`proxyscope.load` verifies.
         """
-        idata = self._idata
-        if "log_likelihood" in idata.groups():
-            # The same groups (no copy), with those variables cast for the file.
-            groups = {g: idata[g] for g in idata.groups()}
-            loglik = groups["log_likelihood"]
-            groups["log_likelihood"] = loglik.assign(
-                {n: loglik[n].astype(np.float32) for n in SINGLE_PRECISION if n in loglik}
-            )
-            # "sampled" is a group of proxyscope's own: no warning about it.
-            fields: dict[str, Any] = {"warn_on_custom_groups": False, **groups}
-            idata = az.InferenceData(attrs=dict(idata.attrs), **fields)
-        return write_atomic(path, lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"), ".nc")
+        target = hdf5.as_path(path, "ProxyFit.save")
+        idata = fitfile.for_file(self._idata)
+        return write_atomic(target, lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"), ".nc")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ProxyFit:
-        """Read a file written by :meth:`save`.
+        """Read a file written by :meth:`save`, after checking it (see :mod:`.fitfile`).
+
+        A file written before checksums loads with an
+        :class:`~proxyscope.errors.UnverifiedFileWarning`; its stored verdict is then
+        checked against the diagnostics of its draws (a fit whose draws fail them is
+        marked untrustworthy whatever the file says).
 
         Raises
         ------
         IncompatibleFileError
-            If the file is not a proxyscope fit, was written with another file
-            format, or its configuration does not match its recorded hash.
+            If the file is not a readable proxyscope fit, was written with another file
+            format, or was altered after it was written: its checksum, its configuration
+            hash or its data fingerprint does not match, a group, variable or attribute
+            proxyscope reads is missing or malformed, or a posterior draw is NaN or
+            infinite.
         """
-        p = Path(path)
+        p = hdf5.as_path(path, "proxyscope.load")
         if not p.exists():
             raise ParameterError(f"proxyscope.load: no file at {str(p)!r}.")
+        where = repr(str(p))
+        idata, verified = fitfile.read(p)
+        fit = cls(idata)
+        meta = idata["constant_data"].attrs.get(META_ATTR)
+        cellfile.check_meta(meta, f"{where}, group 'constant_data'")
         try:
-            idata = az.from_netcdf(p, engine="h5netcdf")
-        except Exception as exc:  # h5py / xarray raise many kinds
+            effects = fit.effects
+        except ProxyscopeError as exc:
             raise IncompatibleFileError(
-                f"{str(p)!r} is not a readable NetCDF InferenceData file: {exc}"
+                f"{where}: its 'constant_data' group is not valid cell effects: {exc}"
             ) from None
-        attrs = idata.attrs
-        for key in (
-            "proxyscope_file_format",
-            "proxyscope_config",
-            "proxyscope_config_hash",
-            "proxyscope_model_info",
-        ):
-            if key not in attrs:
-                raise IncompatibleFileError(
-                    f"{str(p)!r} is not a proxyscope fit: attribute {key!r} is missing."
+        fitfile.check_data(idata, effects.fingerprint(), where)
+        if not verified:
+            extra = ""
+            if fit.trustworthy and not fit.diagnostics().passed:
+                idata.attrs[fitfile.TRUSTWORTHY_ATTR] = "false"
+                extra = (
+                    " Its draws FAIL the convergence diagnostics although the file does not "
+                    "say so: the fit is treated as untrustworthy."
                 )
-        fmt = int(attrs["proxyscope_file_format"])
-        if fmt != FILE_FORMAT:
-            raise IncompatibleFileError(
-                f"{str(p)!r} was written by proxyscope {attrs.get('proxyscope_version', '?')} "
-                f"with file format {fmt}; this proxyscope ({__version__}) reads format "
-                f"{FILE_FORMAT}. Refit the model with this version."
-            )
-        config = json.loads(attrs["proxyscope_config"])
-        if config_hash(config) != attrs["proxyscope_config_hash"]:
-            raise IncompatibleFileError(
-                f"{str(p)!r}: the model configuration does not match its recorded hash "
-                "(the file was altered after it was written); refusing to load it."
-            )
-        info = ModelInfo.from_json(attrs["proxyscope_model_info"])
-        if config_hash(info.config()) != attrs["proxyscope_config_hash"]:
-            raise IncompatibleFileError(
-                f"{str(p)!r}: the stored model description does not match the recorded "
-                "configuration hash; refusing to load it."
-            )
-        if "log_likelihood" in idata.groups():
-            # Computed with in double, as the fit that wrote them was.
-            idata["log_likelihood"] = idata["log_likelihood"].astype(np.float64)
-        return cls(idata)
+            checksum.warn_unverified(where, "fit", extra=extra, stacklevel=3)
+        return fit
 
     def __repr__(self) -> str:
         post = self.posterior

@@ -15,7 +15,7 @@ from proxyscope import dims
 from proxyscope._version import __version__
 from proxyscope.data.cells import META_ATTR, CellEffects
 from proxyscope.model import recover
-from proxyscope.model.fit import FILE_FORMAT, SAMPLED_GROUP
+from proxyscope.model.fitfile import FILE_FORMAT, SAMPLED_GROUP
 from proxyscope.model.posterior import config_hash, named_posterior, std_parameters
 from proxyscope.model.setup import Prepared, model_info
 

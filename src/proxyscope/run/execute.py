@@ -39,7 +39,7 @@ from proxyscope.run.comparisons import run_comparisons
 from proxyscope.run.fit import fit_effects
 from proxyscope.run.load import load_effects
 from proxyscope.run.outputs import write_report, write_summary
-from proxyscope.run.preflight import check_sampler, check_transport
+from proxyscope.run.preflight import check_spec, check_transport
 from proxyscope.run.progress import Log, quiet
 from proxyscope.run.result import RunResult
 from proxyscope.run.sensitivity import run_sensitivity
@@ -85,7 +85,7 @@ def run_spec(
     spec_path.write_text(dumps_spec(spec), encoding="utf-8")
     files["spec"] = spec_path
 
-    check_sampler(spec)  # before the data are read: nothing of a run is spent on a typo
+    check_spec(spec)  # before the data are read: nothing of a run is spent on a typo
     loaded = load_effects(spec, data=data, out=out_dir, log=log)
     effects = loaded.effects
     check_transport(spec, effects)  # before the fit

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING, Any, cast
 import pandas as pd
 
 from proxyscope.data.arms import from_arm_summaries
-from proxyscope.data.sources import resolve_files
+from proxyscope.data.sources import CSV_SUFFIXES, PARQUET_SUFFIXES, resolve_files
 from proxyscope.data.summarize import summarize
 from proxyscope.datasets.asos import load_asos
-from proxyscope.errors import ParameterError
+from proxyscope.errors import DataError, ParameterError, ProxyscopeError
 from proxyscope.run.progress import Log, quiet
 from proxyscope.spec import ASOS_ENV, ModelSpec
 
@@ -180,24 +181,87 @@ def read_target(path: str | os.PathLike[str]) -> Any:
     CSV or Parquet: a table with the segment columns (one row per user, or
     with a ``share``/``count``/``n``/``users`` column). JSON: an object
     ``{"A / B / C": share, ...}`` or a list of records like the table.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ParameterError, DataError
+        The file is not a target (wrong suffix, unreadable, empty, a JSON value
+        that is not a share, a label given twice); the message names the file.
+        What the table holds is checked against the fit by
+        :func:`proxyscope.analyses.implied.resolve_target`.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no target file at {str(p)!r}")
     if p.suffix.lower() == ".json":
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ParameterError(f"{p}: not valid JSON: {exc}.") from None
-        if isinstance(doc, dict):
-            if not all(isinstance(v, int | float) for v in doc.values()):
-                raise ParameterError(
-                    f"{p}: a JSON target must map segment labels to shares (numbers)."
-                )
-            return {str(k): float(v) for k, v in doc.items()}
-        if isinstance(doc, list) and all(isinstance(r, dict) for r in doc):
-            return pd.DataFrame(doc)
+        return _json_target(p)
+    kind = "Parquet" if p.name.lower().endswith(PARQUET_SUFFIXES) else "CSV"
+    if not p.name.lower().endswith(PARQUET_SUFFIXES + CSV_SUFFIXES):
         raise ParameterError(
-            f"{p}: a JSON target must be an object {{label: share}} or a list of records."
+            f"{p}: a target file must be CSV ({', '.join(CSV_SUFFIXES)}), Parquet "
+            f"({', '.join(PARQUET_SUFFIXES)}) or JSON (.json); got {p.suffix or 'no suffix'!r}."
         )
-    return read_table(p)
+    try:
+        return read_table(p)
+    except ProxyscopeError:
+        raise
+    # The file is parsed here and nowhere else: pandas and pyarrow say "not a table"
+    # with these (EmptyDataError, ParserError, UnicodeDecodeError and ArrowInvalid are
+    # ValueErrors; an unreadable file an OSError).
+    except (ValueError, OSError) as exc:
+        raise DataError(
+            f"{p}: not a readable {kind} target table "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'empty'})."
+        ) from None
+
+
+def _json_target(p: Path) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ParameterError(f"{p}: the JSON target gives {twice} more than once.")
+        return dict(items)
+
+    def constant(name: str) -> float:
+        raise ParameterError(f"{p}: the JSON target holds {name}; shares must be finite numbers.")
+
+    try:
+        doc = json.loads(
+            p.read_text(encoding="utf-8"), object_pairs_hook=pairs, parse_constant=constant
+        )
+    except UnicodeDecodeError:
+        raise ParameterError(f"{p}: not a UTF-8 text file (a JSON target is text).") from None
+    except OSError as exc:
+        raise DataError(f"{p}: cannot be read ({exc.strerror or exc}).") from None
+    except json.JSONDecodeError as exc:
+        raise ParameterError(f"{p}: not valid JSON: {exc}.") from None
+    if isinstance(doc, dict):
+        bad = {
+            k: v
+            for k, v in doc.items()
+            if isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or (isinstance(v, float) and not math.isfinite(v))  # 1e400 reads as inf
+        }
+        if bad:
+            first = next(iter(bad))
+            raise ParameterError(
+                f"{p}: a JSON target must map segment labels to shares (numbers); got "
+                f"{bad[first]!r} for {first!r}."
+            )
+        if not doc:
+            raise ParameterError(f"{p}: the JSON target is empty; give {{label: share, ...}}.")
+        try:
+            return {str(k): float(v) for k, v in doc.items()}
+        except OverflowError:  # an integer beyond the float range
+            raise ParameterError(f"{p}: a share in the JSON target is too large.") from None
+    if isinstance(doc, list) and all(isinstance(r, dict) for r in doc):
+        if not doc:
+            raise ParameterError(f"{p}: the JSON target holds no records.")
+        return pd.DataFrame(doc)
+    raise ParameterError(
+        f"{p}: a JSON target must be an object {{label: share}} or a list of records."
+    )

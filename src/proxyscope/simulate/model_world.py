@@ -19,6 +19,14 @@ as one made before it existed.)
 
 with S the same sampling covariance in every cell (``noise_sd``, and
 correlation ``noise_corr`` between every pair of metrics).
+
+:class:`ModelParameters` holds any set of the model's parameters (segment
+slopes and residual scales per level too, and a leading axis of draws, e.g.
+draws from the model's prior), and :func:`simulate_cells` draws one world per
+set at once (vectorised), for simulation-based calibration
+(``benchmarks/bench_sbc.py``); both live in :mod:`proxyscope.simulate.model_draws`
+and are re-exported here. :func:`from_model` keeps its own random stream, so
+its worlds are the same draw for draw as before these existed.
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ import pandas as pd
 from proxyscope import dims
 from proxyscope.data.cells import CellEffects, build
 from proxyscope.errors import ParameterError
+from proxyscope.simulate.model_draws import ModelParameters, SimulatedCells, simulate_cells
+
+__all__ = ["ModelParameters", "ModelTruth", "SimulatedCells", "from_model", "simulate_cells"]
 
 
 @dataclasses.dataclass(frozen=True)

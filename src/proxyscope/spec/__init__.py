@@ -14,7 +14,8 @@ Relative paths in a spec are relative to the spec file's directory.
 Modules:
 
 - :mod:`~proxyscope.spec.constants`: the format's version, samplers, LOO levels,
-  prior names and the ASOS adapter's roles.
+  prior names, the ASOS adapter's roles and the largest integers a spec accepts
+  (``MAX_DRAWS``, ``MAX_SEED``, ...; the command-line flags check the same).
 - :mod:`~proxyscope.spec.sections`: one frozen dataclass per section.
 - :mod:`~proxyscope.spec.model_spec`: :class:`ModelSpec` (the whole spec) and its
   canonical form (:func:`to_dict`, :func:`dumps_spec`, :func:`dump_spec`).
@@ -49,6 +50,14 @@ from proxyscope.spec.constants import (
     ASOS_SEGMENT,
     COMPARE_KINDS,
     INTEGER_PRIORS,
+    MAX_CHAINS,
+    MAX_COUNT,
+    MAX_DRAWS,
+    MAX_EXPERIMENTS,
+    MAX_FOLLOWUPS,
+    MAX_SEED,
+    MAX_TUNE,
+    MAX_USERS,
     PRIOR_NAMES,
     SAMPLERS,
     SPEC_VERSION,
@@ -83,6 +92,14 @@ __all__ = [
     "DIRECTIONS",
     "ENGINES",
     "INTEGER_PRIORS",
+    "MAX_CHAINS",
+    "MAX_COUNT",
+    "MAX_DRAWS",
+    "MAX_EXPERIMENTS",
+    "MAX_FOLLOWUPS",
+    "MAX_SEED",
+    "MAX_TUNE",
+    "MAX_USERS",
     "NOISE_MODES",
     "POOLINGS",
     "PRIOR_NAMES",

@@ -31,6 +31,27 @@ PRIOR_NAMES = (
     "min_levels_learned_scale",
 )
 INTEGER_PRIORS = ("min_levels_learned_scale",)
+
+# The largest integers a spec (and the command-line flags that set the same keys)
+# accepts, so a typo such as ``draws = 10000000000`` is refused when the spec is read,
+# not by the sampler after the data were read.
+#: Seeds (sampler, simulation, analyses): 32 bits, the range every consumer takes
+#: (NumPy's legacy seeding, the seeds proxyscope draws itself).
+MAX_SEED = 2**32 - 1
+#: Draws and tuning steps per chain: far beyond any fit of this model (1,000 is the
+#: default), well within the sampler's integer types and memory.
+MAX_DRAWS = 100_000
+MAX_TUNE = 100_000
+MAX_CHAINS = 64
+#: Simulated users and experiments (``[data.simulate]``): the simulator holds the users
+#: in memory.
+MAX_USERS = 100_000_000
+MAX_EXPERIMENTS = 100_000
+#: Counts and identifiers (users per arm, ASOS metric and variant ids, refits, the
+#: integer prior): a 32-bit signed integer, what the data engines store them as.
+MAX_COUNT = 2**31 - 1
+#: Follow-up runs after a failed fit.
+MAX_FOLLOWUPS = 5
 ASOS_ENV = "PROXYSCOPE_ASOS_PATH"
 #: The ASOS adapter's fixed roles (see :func:`proxyscope.load_asos`).
 ASOS_OUTCOME, ASOS_PROXY, ASOS_SEGMENT = "final", "early", "metric_id"

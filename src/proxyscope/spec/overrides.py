@@ -24,9 +24,16 @@ def apply_overrides(
     text) or a pair ``("a.b.c", value)``.
     """
     out = copy.deepcopy(dict(raw))
+    if isinstance(overrides, str):  # one override, not a sequence of its characters
+        overrides = [overrides]
     for item in overrides:
-        if isinstance(item, tuple):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             dotted, value = item
+        elif not isinstance(item, str):
+            raise SpecError(
+                f"{origin}: an override must be 'section.key=value' or a pair (key, value); "
+                f"got {item!r}."
+            )
         elif "=" not in item:
             raise SpecError(
                 f"{origin}: the override {item!r} must look like section.key=value "
@@ -55,6 +62,8 @@ def parse_value(text: str) -> Any:
     """A command-line value read as TOML (``200``, ``0.5``, ``true``, ``["a"]``), else text."""
     text = text.strip()
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+        doc = tomllib.loads(f"v = {text}")
+    except (tomllib.TOMLDecodeError, RecursionError):  # not one TOML value: the text itself
         return text
+    # "1\nname = 'x'" is a value and another key: the text, not the value alone.
+    return doc["v"] if list(doc) == ["v"] else text

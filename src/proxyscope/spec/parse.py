@@ -49,6 +49,12 @@ from proxyscope.options import CELL_CORRELATIONS, NOISE_MODES, POOLINGS
 from proxyscope.spec.constants import (
     ASOS_PROXY,
     INTEGER_PRIORS,
+    MAX_CHAINS,
+    MAX_COUNT,
+    MAX_DRAWS,
+    MAX_FOLLOWUPS,
+    MAX_SEED,
+    MAX_TUNE,
     PRIOR_NAMES,
     SAMPLERS,
     SPEC_VERSION,
@@ -56,10 +62,10 @@ from proxyscope.spec.constants import (
 from proxyscope.spec.model_spec import ModelSpec
 from proxyscope.spec.parse_analysis import analysis_section
 from proxyscope.spec.parse_data import columns_section, data_section
-from proxyscope.spec.read import Table, check_number, type_word
+from proxyscope.spec.read import Table, check_int, check_number, type_word
 from proxyscope.spec.sections import ModelSection, ReportSpec, SamplerSpec
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def from_dict(
@@ -69,6 +75,8 @@ def from_dict(
     base_dir: str | os.PathLike[str] | None = None,
 ) -> ModelSpec:
     """Validate parsed TOML content into a :class:`ModelSpec`."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{origin}: a spec must be a table (a mapping); got {type_word(raw)}.")
     top = Table(raw, "", origin)
     version = top.take_int("spec_version", SPEC_VERSION, minimum=1)
     if version != SPEC_VERSION:
@@ -76,7 +84,7 @@ def from_dict(
             "spec_version", f"is {version}; this proxyscope reads version {SPEC_VERSION}."
         )
     name = top.take_str("name")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise top.error(
             "name",
             "must be a short name of letters, digits, '_', '-' or '.' (it names the output "
@@ -127,9 +135,9 @@ def _model(top: Table) -> ModelSection:
     def prior(path: str, v: Any) -> float:
         name = path.rsplit(".", 1)[-1]
         if name in INTEGER_PRIORS:
-            if isinstance(v, bool) or not isinstance(v, int) or v < 2:
-                raise SpecError(f"{t.origin}: {path} must be an integer >= 2; got {v!r}.")
-            return v
+            return check_int(
+                v, lambda m: SpecError(f"{t.origin}: {path} {m}"), minimum=2, maximum=MAX_COUNT
+            )
         return check_number(
             v,
             lambda m: SpecError(f"{t.origin}: {path} {m}"),
@@ -148,26 +156,25 @@ def _sampler(top: Table) -> SamplerSpec:
         return SamplerSpec()
 
     def setting(path: str, v: Any) -> Any:
-        if isinstance(v, Mapping | list):
+        if not isinstance(v, str | int | float | bool):  # a table, an array, a date
             raise SpecError(
                 f"{t.origin}: {path} must be a string, number or boolean; got {type_word(v)}."
             )
         return v
 
+    per_chain = "per chain; the default is 1000"
     out = SamplerSpec(
         name=t.take_str("name", "auto", allowed=SAMPLERS),
-        draws=t.take_int("draws", SamplerSpec.draws, minimum=1),
-        tune=t.take_int("tune", SamplerSpec.tune, minimum=0),
-        chains=t.take_int("chains", SamplerSpec.chains, minimum=1),
-        seed=t.take_int("seed", None, minimum=0),
+        draws=t.take_int("draws", SamplerSpec.draws, minimum=1, maximum=MAX_DRAWS, why=per_chain),
+        tune=t.take_int("tune", SamplerSpec.tune, minimum=0, maximum=MAX_TUNE, why=per_chain),
+        chains=t.take_int("chains", SamplerSpec.chains, minimum=1, maximum=MAX_CHAINS),
+        seed=t.take_int("seed", None, minimum=0, maximum=MAX_SEED, why="a 32-bit seed"),
         settings=t.take_mapping("settings", setting),
-        followups=t.take_int("followups", SamplerSpec.followups, minimum=0),
+        followups=t.take_int("followups", SamplerSpec.followups, minimum=0, maximum=MAX_FOLLOWUPS),
         followup_budget=t.take_float(
             "followup_budget", SamplerSpec.followup_budget, low=0.0, open_low=True
         ),
     )
-    if out.followups > 5:
-        raise SpecError(f"{t.origin}: followups must be at most 5; got {out.followups}.")
     t.done()
     return out
 
@@ -176,6 +183,6 @@ def _report(top: Table) -> ReportSpec:
     t = top.take_table("report")
     if t is None:
         return ReportSpec()
-    out = ReportSpec(title=t.take_str("title", None), out=t.take_str("out", None))
+    out = ReportSpec(title=t.take_str("title", None), out=t.take_path("out", None))
     t.done()
     return out

@@ -3,10 +3,12 @@ engine, ASOS options) and the ``[columns]`` roles that go with it."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from proxyscope.errors import SpecError, suggestion
 from proxyscope.options import ASOS_SCALES, DATA_KINDS, DIRECTIONS, ENGINES
+from proxyscope.spec.constants import MAX_COUNT, MAX_EXPERIMENTS, MAX_SEED, MAX_USERS
 from proxyscope.spec.read import Table, show_set, type_word
 from proxyscope.spec.sections import AsosSpec, ColumnsSpec, DataSpec, SimulateSpec
 
@@ -15,28 +17,39 @@ def data_section(top: Table) -> DataSpec:
     t = top.take_table("data", required=True)
     assert t is not None
     kind = t.take_str("kind", "users", allowed=DATA_KINDS)
-    path = t.take_str("path", None)
+    path = t.take_path("path", None)
     sim_t = t.take_table("simulate")
     engine = t.take_str("engine", "duckdb", allowed=ENGINES)
-    min_users = t.take_int("min_users_per_arm", 10, minimum=2)
+    min_users = t.take_int("min_users_per_arm", 10, minimum=2, maximum=MAX_COUNT)
     dropna = t.take_bool("dropna", False)
     correlation = t.take_float("correlation", None, low=-1.0, high=1.0)
     asos_t = t.take_table("asos")
     simulate = None
     if sim_t is not None:
+        in_memory = "the simulator holds them in memory"
         simulate = SimulateSpec(
-            n_users=sim_t.take_int("n_users", SimulateSpec.n_users, minimum=1),
-            n_experiments=sim_t.take_int("n_experiments", SimulateSpec.n_experiments, minimum=2),
-            seed=sim_t.take_int("seed", SimulateSpec.seed, minimum=0),
+            n_users=sim_t.take_int(
+                "n_users", SimulateSpec.n_users, minimum=1, maximum=MAX_USERS, why=in_memory
+            ),
+            n_experiments=sim_t.take_int(
+                "n_experiments",
+                SimulateSpec.n_experiments,
+                minimum=2,
+                maximum=MAX_EXPERIMENTS,
+                why=in_memory,
+            ),
+            seed=sim_t.take_int(
+                "seed", SimulateSpec.seed, minimum=0, maximum=MAX_SEED, why="a 32-bit seed"
+            ),
         )
         sim_t.done()
     asos = None
     if asos_t is not None:
-        metrics = asos_t.take_number_list("metrics", None, integer=True, low=1)
-        variants = asos_t.take_number_list("variants", None, integer=True, low=1)
+        metrics = asos_t.take_number_list("metrics", None, integer=True, low=1, high=MAX_COUNT)
+        variants = asos_t.take_number_list("variants", None, integer=True, low=1, high=MAX_COUNT)
         asos = AsosSpec(
             metrics=metrics,
-            outcome_metric=asos_t.take_int("outcome_metric", None, minimum=1),
+            outcome_metric=asos_t.take_int("outcome_metric", None, minimum=1, maximum=MAX_COUNT),
             early_day=asos_t.take_float("early_day", 3.0, low=0.0),
             scale=asos_t.take_str("scale", "relative", allowed=ASOS_SCALES),
             variants=variants,
@@ -112,6 +125,13 @@ def columns_section(top: Table, data: DataSpec) -> ColumnsSpec | None:
             "treated_value",
             f"must be a string, number or boolean; got {treated_value!r} "
             f"({type_word(treated_value)}).",
+        )
+    if isinstance(treated_value, float) and not math.isfinite(treated_value):
+        raise t.error("treated_value", f"must be a finite number; got {treated_value!r}.")
+    if isinstance(treated_value, int) and not -(2**63) <= treated_value < 2**63:
+        raise t.error(
+            "treated_value",
+            f"must fit a 64-bit integer (as a treatment column's values do); got {treated_value}.",
         )
 
     def direction(path: str, v: Any) -> str:

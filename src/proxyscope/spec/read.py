@@ -13,6 +13,7 @@ list of allowed keys.
 
 from __future__ import annotations
 
+import datetime
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,6 +43,8 @@ def type_word(obj: Any) -> str:
         return "a table"
     if isinstance(obj, list):
         return "an array"
+    if isinstance(obj, datetime.date | datetime.time):
+        return "a date or time"
     return type(obj).__name__
 
 
@@ -109,17 +112,30 @@ class Table:
             raise self.error(key, f"must be a non-empty string; got {v!r}.")
         return v
 
-    def take_int(self, key: str, default: Any = _MISSING, *, minimum: int | None = None) -> Any:
-        """An integer (at least ``minimum``), or ``default``."""
+    def take_path(self, key: str, default: Any = _MISSING) -> Any:
+        """A file or directory path: a non-empty string the file system can take."""
+        v = self.take_str(key, default)
+        if isinstance(v, str) and "\x00" in v:
+            raise self.error(key, f"must be a file path; got {v!r}, which holds a NUL character.")
+        return v
+
+    def take_int(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        why: str = "",
+    ) -> Any:
+        """An integer (within ``minimum`` and ``maximum``), or ``default``.
+
+        ``why`` follows the message of a value above ``maximum`` (what the bound is).
+        """
         v = self._take(key, default)
         if v is default and key not in self.raw:
             return v
-        want = "an integer" + (f" >= {minimum}" if minimum is not None else "")
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self.error(key, f"must be {want}; got {v!r} ({type_word(v)}).")
-        if minimum is not None and v < minimum:
-            raise self.error(key, f"must be {want}; got {v!r}.")
-        return v
+        return check_int(v, lambda m: self.error(key, m), minimum=minimum, maximum=maximum, why=why)
 
     def take_float(
         self,
@@ -198,16 +214,19 @@ class Table:
             return v
         if not isinstance(v, list) or not v:
             raise self.error(key, f"must be a non-empty array of numbers; got {v!r}.")
-        out = []
+        out: list[float] = []
         for i, item in enumerate(v):
-            if integer and (isinstance(item, bool) or not isinstance(item, int)):
-                raise self.error(key, f"must hold integers; item {i} is {item!r}.")
             where = f"{key}[{i}]"
 
             def fail(m: str, where: str = where) -> SpecError:
                 return self.error(where, m)
 
-            out.append(check_number(item, fail, low=low, high=high))
+            if integer:
+                lo = None if low is None else math.ceil(low)
+                hi = None if high is None else math.floor(high)
+                out.append(check_int(item, fail, minimum=lo, maximum=hi))
+            else:
+                out.append(check_number(item, fail, low=low, high=high))
         if len(set(out)) != len(out):
             raise self.error(key, f"repeats a value: {v!r}.")
         return tuple(int(x) for x in out) if integer else tuple(out)
@@ -266,6 +285,29 @@ class Table:
                     name,
                     f"is not a known key.{hint} Allowed keys in {where}: {', '.join(allowed)}.",
                 )
+
+
+def check_int(
+    v: Any,
+    fail: Callable[[str], SpecError],
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    why: str = "",
+) -> int:
+    """``v`` if it is an integer (not a boolean) within the bounds; else ``fail(message)``.
+
+    Messages: "must be an integer >= 1; got 0." and, above ``maximum``, "must be at
+    most 100000 (``why``); got 1180591620717411303424."
+    """
+    want = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise fail(f"must be {want}; got {v!r} ({type_word(v)}).")
+    if minimum is not None and v < minimum:
+        raise fail(f"must be {want}; got {v!r}.")
+    if maximum is not None and v > maximum:
+        raise fail(f"must be at most {maximum}{f' ({why})' if why else ''}; got {v!r}.")
+    return v
 
 
 def check_number(

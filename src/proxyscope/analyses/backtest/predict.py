@@ -90,10 +90,15 @@ def _one_fold(
         rf_x, rf_y = train_effects.effect[:, 1:], train_effects.effect[:, 0]
     single = np.zeros(k)
     single[best_single_proxy(train.proxies, train.outcome)] = 1.0
+    # The adaptive score's coefficients are the signed weights, rescaled to shares
+    # (the calibration line absorbs the scale): weight |c_k| / sum |c|, sign of c_k.
+    coef = glob["signed_weight"].to_numpy(dtype=float)
+    total = float(np.abs(coef).sum())
+    shares_k = np.abs(coef) / total if total > 0 else np.zeros(k)
     chosen: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {
         "adaptive": (
-            glob["weight"].to_numpy(dtype=float),
-            glob["direction"].to_numpy(dtype=float),
+            shares_k,
+            np.sign(coef),
             den_train,
             den_test,
         ),

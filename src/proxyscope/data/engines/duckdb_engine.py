@@ -35,7 +35,7 @@ from proxyscope.data.engines import (
     records_frame,
 )
 from proxyscope.data.sources import Files, is_pathlike, is_spark_frame, resolve_files, wrong_type
-from proxyscope.errors import ParameterError
+from proxyscope.errors import DataError, ParameterError
 
 HEAD = 1000
 #: DuckDB threads when the caller names none: one, for results that repeat bit for bit.
@@ -98,9 +98,9 @@ class DuckDBSource:
         elif type(data).__module__.startswith("pyarrow") and type(data).__name__ == "Table":
             frame = data
             self._desc = "pyarrow.Table"
-        elif is_pathlike(data):
+        elif isinstance(data, Files) or is_pathlike(data):
             frame = None
-            self._files = resolve_files(data, owner=owner)
+            self._files = data if isinstance(data, Files) else resolve_files(data, owner=owner)
             self._desc = self._files.describe()
         elif is_spark_frame(data):
             raise wrong_type("duckdb", data, accepted, " Use engine='spark' for a Spark DataFrame.")
@@ -127,11 +127,35 @@ class DuckDBSource:
             if self._files.format == "parquet":
                 self._from = f"read_parquet({paths})"
             else:
-                self._from = f"read_csv({paths}, header = true)"
+                delim = literal(self._files.delimiter)
+                self._from = f"read_csv({paths}, header = true, delim = {delim})"
         self._types: dict[str, str] | None = None
 
     def _fetch(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        return self._con.execute(sql, params).fetchall()
+        return self._execute(sql, params).fetchall()
+
+    def _execute(self, sql: str, params: Any = None) -> Any:
+        """Run a query; DuckDB's complaints about the data become a DataError naming it."""
+        import duckdb
+
+        data_errors = tuple(
+            getattr(duckdb, name)
+            for name in (
+                "ConversionException",
+                "InvalidInputException",
+                "IOException",
+                "TypeMismatchException",
+            )
+            if hasattr(duckdb, name)
+        )
+        try:
+            return self._con.execute(sql, params)
+        except data_errors as exc:
+            # Its first line, and the one naming the column when there is one.
+            lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
+            shown = lines[:1] + [x for x in lines[1:] if 'column "' in x][:1]
+            detail = "; ".join(shown) or type(exc).__name__
+            raise DataError(f"DuckDB cannot read {self._desc}: {detail}") from None
 
     # -- schema ------------------------------------------------------------
     def describe(self) -> str:
@@ -141,7 +165,21 @@ class DuckDBSource:
         if self._types is None:
             rows = self._fetch(f"DESCRIBE SELECT * FROM {self._from}")
             self._types = {str(r[0]): str(r[1]) for r in rows}
+            self._check_header(list(self._types))
         return self._types
+
+    def _check_header(self, names: list[str]) -> None:
+        """DuckDB's CSV sniffer read the header line we read (else rows are malformed)."""
+        files = self._files
+        if files is None or files.format != "csv" or not files.schemas or not files.schemas[0]:
+            return
+        header = [n for n, _ in files.schemas[0]]
+        if names != header:
+            raise DataError(
+                f"DuckDB cannot read {files.paths[0]!r} by its header line {header[:8]}: it "
+                f"found the columns {names[:8]}. Some rows probably have more or fewer "
+                "fields than the header; fix those rows."
+            )
 
     def columns(self) -> list[str]:
         return list(self._schema())
@@ -225,7 +263,7 @@ class DuckDBSource:
             f"{where} GROUP BY {', '.join(group)}"
         )
         params = {f"r{i}": float(r) for i, r in enumerate(refs)}
-        cur = self._con.execute(sql, params)
+        cur = self._execute(sql, params)
         names = [d[0] for d in cur.description]
         return records_frame(names, cur.fetchall(), len(keys))
 

@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 
 from proxyscope.data.engines import ARM, N, count_col, cov_col, key_col, mean_col, pairs
-from proxyscope.data.sources import Files, is_pathlike, is_spark_frame, resolve_files, wrong_type
+from proxyscope.data.sources import (
+    Files,
+    is_pathlike,
+    is_spark_frame,
+    read_error,
+    resolve_files,
+    wrong_type,
+)
 
 #: Rows scanned for a reference value before looking through the whole column.
 HEAD = 1000
@@ -32,6 +39,8 @@ class PandasSource:
         self._frame: pd.DataFrame | None = None
         if isinstance(data, pd.DataFrame):
             self._frame = data
+        elif isinstance(data, Files):
+            self._files = data
         elif is_pathlike(data):
             self._files = resolve_files(data, owner=owner)
         elif is_spark_frame(data):
@@ -58,22 +67,34 @@ class PandasSource:
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(first).names)
-        return [str(c) for c in pd.read_csv(first, nrows=0).columns]
+        header = pd.read_csv(first, nrows=0, sep=self._files.delimiter)
+        return [str(c) for c in header.columns]
 
     def select(self, columns: Sequence[str]) -> None:
         """Read only these columns (files are read here, once)."""
         self._wanted = list(dict.fromkeys(columns))
         if self._frame is None:
             assert self._files is not None
-            if self._files.format == "parquet":
-                parts = [pd.read_parquet(p, columns=self._wanted) for p in self._files.paths]
-            else:
-                # Only empty fields are missing, as in DuckDB and Spark ("NA" is a region).
-                parts = [
-                    pd.read_csv(p, usecols=self._wanted, keep_default_na=False, na_values=[""])
-                    for p in self._files.paths
-                ]
+            parts = [self._read(p) for p in self._files.paths]
             self._frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+    def _read(self, path: str) -> pd.DataFrame:
+        """One file's used columns; a DataError naming the file when it cannot be read."""
+        assert self._files is not None
+        parquet = self._files.format == "parquet"
+        try:
+            if parquet:
+                return pd.read_parquet(path, columns=self._wanted)
+            # Only empty fields are missing, as in DuckDB and Spark ("NA" is a region).
+            # Every column is parsed (not usecols): pandas checks the number of fields
+            # of each row only then, and would drop the extra fields of a long row.
+            frame = pd.read_csv(
+                path, sep=self._files.delimiter, keep_default_na=False, na_values=[""]
+            )
+            assert self._wanted is not None
+            return frame.loc[:, list(self._wanted)]
+        except (ValueError, OSError) as exc:  # parser, decoding and Arrow errors of this file
+            raise read_error(path, "a Parquet file" if parquet else "a CSV file", exc) from None
 
     def _col(self, column: str) -> pd.Series:
         assert self._frame is not None, "select() reads files first"
@@ -85,6 +106,13 @@ class PandasSource:
             return "bool", str(s.dtype)
         if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_complex_dtype(s.dtype):
             return "numeric", str(s.dtype)
+        if s.dtype == object:
+            # Python numbers in an object column: DuckDB reads them as numbers too.
+            inferred = pd.api.types.infer_dtype(s, skipna=True)
+            if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
+                return "numeric", str(s.dtype)
+            if inferred == "boolean":
+                return "bool", str(s.dtype)
         return "other", str(s.dtype)
 
     def nonnumeric_example(self, column: str) -> Any:

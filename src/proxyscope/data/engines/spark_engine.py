@@ -58,14 +58,15 @@ class SparkSource:
         self._files: Files | None = None
         if is_spark_frame(data):
             self._df = data
-        elif is_pathlike(data):
-            self._files = resolve_files(data, owner=owner)
+        elif isinstance(data, Files) or is_pathlike(data):
+            self._files = data if isinstance(data, Files) else resolve_files(data, owner=owner)
             reader = session(spark).read
             paths = list(self._files.paths)
             if self._files.format == "parquet":
                 self._df = reader.parquet(*paths)
             else:
-                self._df = reader.csv(paths, header=True, inferSchema=True)
+                sep = self._files.delimiter
+                self._df = reader.csv(paths, header=True, inferSchema=True, sep=sep)
         elif isinstance(data, pd.DataFrame):
             raise wrong_type(
                 "spark",

@@ -24,20 +24,22 @@ from proxyscope.errors import SpecError
 from proxyscope.run.check.findings import CheckResult, lower_first, result_lines
 from proxyscope.run.check.summaries import check_arms, check_asos
 from proxyscope.run.check.users import check_users
-from proxyscope.run.preflight import check_sampler
+from proxyscope.run.preflight import check_spec
 from proxyscope.spec import ModelSpec
 
 __all__ = ["CheckResult", "check_data", "result_lines"]
 
 
 def check_data(spec: ModelSpec, data: str | os.PathLike[str] | None = None) -> CheckResult:
-    """Check the spec's data (or ``data`` instead) and its sampler settings and transport
-    target without fitting."""
+    """Check the spec's data (or ``data`` instead), its sampler settings, transport
+    target and weights ledger without fitting."""
     try:
-        check_sampler(spec)
+        check_spec(spec)
     except SpecError as exc:
         result = check_data_only(spec, data)
-        result.problems.insert(0, lower_first(str(exc)))
+        problem = lower_first(str(exc))
+        if problem not in result.problems:  # a target file is read again with the cells
+            result.problems.insert(0, problem)
         return result
     return check_data_only(spec, data)
 

@@ -15,6 +15,7 @@ from proxyscope._format import plain
 from proxyscope.data.engines.duckdb_engine import numeric_type
 from proxyscope.data.sources import resolve_files
 from proxyscope.data.summarize import summarize
+from proxyscope.data.tables import check_files
 from proxyscope.data.validate import check_roles, resolve_treated
 from proxyscope.errors import suggestion
 from proxyscope.run.check.findings import SHOW, CheckResult, confirm, lower_first
@@ -53,6 +54,9 @@ def check_users(spec: ModelSpec, path: Path | None) -> CheckResult:
             data_arg: Any = frame
         else:
             files = resolve_files(path, owner="validate")
+            # The files agree on the used columns (else DuckDB's queries below fail).
+            role = {c: r for r, c in _roles(spec)}
+            check_files(files, list(role), role_of=lambda c: role.get(c, "?"), hive=True)
             listed = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in files.paths) + "]"
             relation = (
                 f"read_parquet({listed})"
@@ -72,6 +76,19 @@ def check_users(spec: ModelSpec, path: Path | None) -> CheckResult:
             lambda effects: check_transport(spec, effects),
         )
     return result
+
+
+def _roles(spec: ModelSpec) -> list[tuple[str, str]]:
+    """(role, column) of every column the spec uses."""
+    cols = spec.columns
+    assert cols is not None
+    return [
+        ("experiment", cols.experiment),
+        ("treatment", cols.treatment),
+        ("outcome", cols.outcome),
+        *[("proxies", p) for p in cols.proxies],
+        *[("segments", s) for s in cols.segments],
+    ]
 
 
 def _user_checks(con: Any, relation: str, spec: ModelSpec, result: CheckResult) -> None:
@@ -128,7 +145,8 @@ def _user_checks(con: Any, relation: str, spec: ModelSpec, result: CheckResult) 
             exprs.append(f"count_if(isinf({_q(c)}))")
         else:
             exprs += ["0", "0"]
-    counts = con.execute(f"SELECT {', '.join(exprs)} FROM {relation}").fetchone()
+    # (No used column in the data: nothing to count; the missing ones are listed above.)
+    counts = con.execute(f"SELECT {', '.join(exprs)} FROM {relation}").fetchone() if used else ()
     missing_by: dict[str, int] = {}
     for i, c in enumerate(used):
         n_null, n_nan, n_inf = counts[3 * i], counts[3 * i + 1], counts[3 * i + 2]

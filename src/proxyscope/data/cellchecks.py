@@ -1,0 +1,128 @@
+"""Checks every set of cells passes, however it was built.
+
+:func:`~proxyscope.summarize` (each engine), :func:`~proxyscope.data.arms.from_arm_summaries`
+and the :class:`~proxyscope.data.cells.CellEffects` constructor (a dataset built
+by hand, or loaded) all call these, so one rule gives one message:
+
+- no segment value holds the label separator ``" / "`` (two different cells
+  could get one label and be pooled as one segment);
+- every effect and sampling covariance is a finite number (an overflow is
+  named as one, with the cell and metric);
+- counts are integers >= 0, and no (experiment, segment) is two cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from proxyscope import dims
+from proxyscope.errors import ColumnError, DataError
+
+
+def segment_value_error(
+    frame: Mapping[str, Any] | pd.DataFrame | xr.Dataset, segments: Sequence[str]
+) -> ColumnError | None:
+    """The error for a segment value that holds the label separator, or None.
+
+    Labels join the segment values with ``" / "``: with that separator inside a
+    value, two different cells could get one label ('a / y' + 'z' and
+    'a' + 'y / z' both read 'a / y / z'). ``frame`` maps each segment column
+    to its values.
+    """
+    for s in segments:
+        values = pd.unique(pd.Series(np.asarray(frame[s]), dtype=object).astype(str))
+        bad = [v for v in values if dims.LABEL_SEP in v]
+        if bad:
+            return ColumnError(
+                f"Segment column {s!r} has the value {bad[0]!r}, which contains "
+                f"{dims.LABEL_SEP!r}, the separator of segment labels ('IN / Mobile'): two "
+                "different cells could get one label and be pooled as one segment. Replace "
+                f"{dims.LABEL_SEP!r} in that column's values (e.g. with '-')."
+            )
+    return None
+
+
+def nonfinite_error(
+    effect: np.ndarray,
+    noise_cov: np.ndarray,
+    metrics: Sequence[str],
+    describe: Callable[[int], str],
+    *,
+    owner: str,
+) -> DataError | None:
+    """The error for a NaN or infinite effect or sampling covariance, or None.
+
+    ``describe(i)`` names cell i. A covariance overflows when the metric's
+    values are too large for double precision (variances near 1e308).
+    """
+    effect = np.asarray(effect, dtype=float)
+    noise_cov = np.asarray(noise_cov, dtype=float)
+    bad_effect = ~np.isfinite(effect)
+    if bad_effect.any():
+        i, j = (int(x) for x in np.argwhere(bad_effect)[0])
+        return DataError(
+            f"{owner}: the effect of {metrics[j]!r} in cell {describe(i)} is {effect[i, j]} "
+            "(not a finite number): the metric's means overflow double precision. Rescale "
+            "the metric (e.g. to thousands)."
+        )
+    bad_noise = ~np.isfinite(noise_cov)
+    if bad_noise.any():
+        i, j, k = (int(x) for x in np.argwhere(bad_noise)[0])
+        what = (
+            f"variance of {metrics[j]!r}"
+            if j == k
+            else f"covariance of {metrics[j]!r} and {metrics[k]!r}"
+        )
+        return DataError(
+            f"{owner}: the sampling {what} in cell {describe(i)} is {noise_cov[i, j, k]} "
+            "(not a finite number): the metric's variances or covariances overflow double "
+            "precision. Rescale the metric (e.g. to thousands)."
+        )
+    return None
+
+
+def describe_cell(experiment: Any, label: Any) -> str:
+    """A cell for messages: its experiment and segment label."""
+    exp = experiment.item() if isinstance(experiment, np.generic) else experiment
+    return f"(experiment {exp!r}, segment {str(label)!r})"
+
+
+def check_cells(data: xr.Dataset, segments: Sequence[str], metrics: Sequence[str]) -> None:
+    """The checks of the CellEffects constructor on a dataset of the right shape."""
+    bad_value = segment_value_error(data, segments)
+    if bad_value is not None:
+        raise bad_value
+    experiment = np.asarray(data[dims.EXPERIMENT].values)
+    label = np.asarray(data[dims.SEGMENT_LABEL].values).astype(str)
+
+    def describe(i: int) -> str:
+        return describe_cell(experiment[i], label[i])
+
+    err = nonfinite_error(
+        data[dims.EFFECT].values,
+        data[dims.NOISE_COV].values,
+        metrics,
+        describe,
+        owner="CellEffects",
+    )
+    if err is not None:
+        raise err
+    for var in (dims.N_TREAT, dims.N_CONTROL):
+        n = np.asarray(data[var].values)
+        if n.dtype.kind not in "iu" or (n < 0).any():
+            raise DataError(
+                f"CellEffects variable {var!r} must hold counts of users (integers >= 0); "
+                f"got dtype {n.dtype}, smallest value {n.min()!r}."
+            )
+    dup = pd.DataFrame({"e": experiment, "s": label}).duplicated(keep=False).to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise DataError(
+            f"CellEffects has {int(dup.sum())} cells that repeat one (experiment, segment), "
+            f"e.g. {describe(i)}; each must be one cell."
+        )
