@@ -13,7 +13,7 @@ That check cannot pass a miscalibrated posterior: the same fits' posteriors
 shrunk 0.7x about their means (intervals 30% too narrow) fail it, which the
 second slow test asserts (measured: pooled outer share 0.26, z = 9.4, and 4
 quantities fail on their own; the real posteriors: 0.09, z = -0.7, none).
-About 3 minutes on a loaded 2-core machine.
+36 s on an idle 2-core machine, about 3 minutes on a loaded one.
 
 The fast tests check the model world's input validation (hostile inputs,
 property-based) and its draws against the model's moments.
