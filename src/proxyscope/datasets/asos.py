@@ -65,7 +65,7 @@ from proxyscope.data.arms import ArmAdapter, from_arm_summaries
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.sources import csv_header, read_error
 from proxyscope.data.validate import check_min_users
-from proxyscope.datasets.asos_checks import check_raw, check_scaled, variant_list
+from proxyscope.datasets.asos_checks import NUMBER_COLUMNS, check_raw, check_scaled, variant_list
 from proxyscope.errors import (
     ColumnError,
     DataError,
@@ -78,18 +78,7 @@ from proxyscope.options import ASOS_SCALES
 
 OWNER = "load_asos"
 ENV = "PROXYSCOPE_ASOS_PATH"
-COLUMNS = (
-    "experiment_id",
-    "variant_id",
-    "metric_id",
-    "time_since_start",
-    "count_c",
-    "count_t",
-    "mean_c",
-    "mean_t",
-    "variance_c",
-    "variance_t",
-)
+COLUMNS = ("experiment_id", *NUMBER_COLUMNS)
 SEGMENT = "metric_id"
 EARLY, FINAL = "early", "final"
 #: Tolerance on snapshot times (the file stores 3.0000000000000004 for day 3).
