@@ -353,3 +353,22 @@ def test_asos_file_problems_are_named(tmp_path: Path) -> None:
     for bad in (["a"], "12", 3):
         with pytest.raises(ParameterError, match="'variants'"):
             asos_arm_table(raw, variants=bad)
+
+
+def test_read_table_names_a_file_no_reader_can_read(tmp_path: Path) -> None:
+    """Arm-summary and target tables read by the CLI and validate: a ragged CSV is a
+    DataError naming the file, not a pandas ParserError."""
+    from proxyscope.run.load import read_table
+
+    ragged = tmp_path / "arms.csv"
+    ragged.write_text("a,b\n1,2\n3,4,5,6\n")
+    with pytest.raises(DataError, match=r"arms\.csv"):
+        read_table(ragged)
+
+
+def test_a_target_label_keeps_a_slash_inside_a_level() -> None:
+    """'a/b / x' is the levels ('a/b', 'x'); 'A/B' without spaces still reads as two."""
+    from proxyscope.analyses.implied import _key_parts
+
+    assert _key_parts("a/b / x", ["s1", "s2"]) == ("a/b", "x")
+    assert _key_parts("IN/Mobile", ["s1", "s2"]) == ("IN", "Mobile")

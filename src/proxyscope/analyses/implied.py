@@ -187,7 +187,10 @@ def _key_parts(key: Any, cols: Sequence[str]) -> tuple[str, ...]:
     if not cols and key in (dims.ALL_SEGMENTS, ()):
         return ()  # a fit with no segment columns labels its one segment "all"
     if isinstance(key, str):
-        parts = tuple(p.strip() for p in key.split(dims.LABEL_SEP.strip()))
+        # The label's own separator first ("a/b" may be one level); "A/B" is accepted too.
+        parts = tuple(key.split(dims.LABEL_SEP))
+        if len(parts) != len(cols):
+            parts = tuple(p.strip() for p in key.split(dims.LABEL_SEP.strip()))
     elif isinstance(key, tuple):
         parts = tuple(str(p) for p in key)
     else:

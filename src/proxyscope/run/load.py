@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
+from pyarrow import ArrowException as ArrowError
 
 from proxyscope.data.arms import from_arm_summaries
-from proxyscope.data.sources import CSV_SUFFIXES, PARQUET_SUFFIXES, resolve_files
+from proxyscope.data.sources import CSV_SUFFIXES, PARQUET_SUFFIXES, read_error, resolve_files
 from proxyscope.data.summarize import summarize
 from proxyscope.datasets.asos import load_asos
 from proxyscope.errors import DataError, ParameterError, ProxyscopeError
@@ -167,11 +168,16 @@ def _summarize_file(spec: ModelSpec, path: Path, log: Log) -> CellEffects:
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A CSV or Parquet file (or several, by directory or glob) as one DataFrame."""
     files = resolve_files(path, owner="proxyscope")
-    if files.format == "parquet":
-        frames = [pd.read_parquet(p) for p in files.paths]
-    else:
-        # Only empty fields are missing: "NA" is a region (North America), not NaN.
-        frames = [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in files.paths]
+    frames = []
+    for p in files.paths:
+        try:
+            if files.format == "parquet":
+                frames.append(pd.read_parquet(p))
+            else:
+                # Only empty fields are missing: "NA" is a region (North America), not NaN.
+                frames.append(pd.read_csv(p, keep_default_na=False, na_values=[""]))
+        except (ValueError, OSError, ArrowError) as exc:  # pandas' and pyarrow's reader errors
+            raise read_error(str(p), f"a {files.format.upper()} file", exc) from None
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
