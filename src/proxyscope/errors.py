@@ -87,3 +87,15 @@ def check_one_of(
     shown = "{" + ", ".join(repr(a) for a in allowed) + "}"
     hint = suggestion(value, allowed) if isinstance(value, str) else ""
     raise ParameterError(f"{where} must be one of {shown}. Got {value!r} instead.{hint}")
+
+
+def number_range(low: float | None, high: float | None, *, open_low: bool, open_high: bool) -> str:
+    """The words for a number within bounds: "a number in (0, 1]", "a number >= 2"."""
+    if low is not None and high is not None:
+        left, right = "(" if open_low else "[", ")" if open_high else "]"
+        return f"a number in {left}{low:g}, {high:g}{right}"
+    if low is not None:
+        return f"a number {'>' if open_low else '>='} {low:g}"
+    if high is not None:
+        return f"a number {'<' if open_high else '<='} {high:g}"
+    return "a finite number"

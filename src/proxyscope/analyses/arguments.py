@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from proxyscope.errors import DataTypeError, ParameterError, check_one_of, suggestion
+from proxyscope.errors import (
+    DataTypeError,
+    ParameterError,
+    check_one_of,
+    number_range,
+    suggestion,
+)
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -86,14 +92,7 @@ def check_real(
     open_high: bool = True,
 ) -> float:
     """``value`` as a finite float within the bounds (open by default)."""
-    if low is not None and high is not None:
-        want = f"a number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-    elif low is not None:
-        want = f"a number {'>' if open_low else '>='} {low:g}"
-    elif high is not None:
-        want = f"a number {'<' if open_high else '<='} {high:g}"
-    else:
-        want = "a finite number"
+    want = number_range(low, high, open_low=open_low, open_high=open_high)
     if not is_number(value):
         raise DataTypeError(
             f"{_where(param, owner)} must be {want}; got {_kind(value)} {_shown(value)}."

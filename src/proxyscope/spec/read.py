@@ -19,7 +19,7 @@ import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from proxyscope.errors import SpecError, suggestion
+from proxyscope.errors import SpecError, number_range, suggestion
 
 _MISSING: Any = object()
 
@@ -320,16 +320,7 @@ def check_number(
     open_high: bool = False,
 ) -> float:
     """``v`` as a float if it is a finite number within the bounds; else ``fail(message)``."""
-    lo_b = "(" if open_low else "["
-    hi_b = ")" if open_high else "]"
-    if low is not None and high is not None:
-        want = f"a number in {lo_b}{low:g}, {high:g}{hi_b}"
-    elif low is not None:
-        want = f"a number {'>' if open_low else '>='} {low:g}"
-    elif high is not None:
-        want = f"a number {'<' if open_high else '<='} {high:g}"
-    else:
-        want = "a finite number"
+    want = number_range(low, high, open_low=open_low, open_high=open_high)
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
         raise fail(f"must be {want}; got {v!r} ({type_word(v)}).")
     x = float(v)
