@@ -24,6 +24,8 @@ NOISE_COV = "noise_cov"
 N_TREAT = "n_treat"
 N_CONTROL = "n_control"
 SEGMENT_LABEL = "segment_label"
+#: Coordinate on ``cell``: how the cell's effect was estimated (see proxyscope.data.designs).
+DESIGN = "design"
 
 #: Separator used in human-readable segment labels, e.g. "IN / Mobile / New".
 LABEL_SEP = " / "

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.data import designs
 from proxyscope.data.cellchecks import describe_cell, nonfinite_error, segment_value_error
 from proxyscope.data.cells import CellEffects, build, segment_labels
 from proxyscope.data.validate import SHOW, scalar, show_values
@@ -91,6 +92,9 @@ def finish(
     assumed_correlation: Mapping[str, float] | None = None,
     pre_dropped: Sequence[Mapping[str, Any]] = (),
     stacklevel: int = 4,
+    design: str | Sequence[str] | np.ndarray = designs.AB,
+    variables: Mapping[str, np.ndarray] | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> CellEffects:
     """Order cells, drop and report the flagged ones, sign proxies, and build.
 
@@ -104,6 +108,10 @@ def finish(
         Why each cell is dropped, or None to keep it.
     pre_dropped : sequence of dict
         Cells an adapter dropped before this step (reported with the rest).
+    design, variables, units
+        As in :func:`~proxyscope.data.cells.build`; per-cell ``design`` values and
+        ``variables`` are aligned with ``keys`` (ordered, dropped and, for
+        variables over metrics, signed here like the effects).
     """
     exp = experiment_values(list(keys[dims.EXPERIMENT]))
     keys = keys.copy()
@@ -115,6 +123,8 @@ def finish(
     effect = np.asarray(effect, dtype=float)[order]
     noise_cov = np.asarray(noise_cov, dtype=float)[order]
     reasons = [drop_reason[i] for i in order]
+    per_cell = designs.check_design(design, len(order), owner=owner)[order]
+    variables = {k: np.asarray(v)[order] for k, v in (variables or {}).items()}
     keep = np.asarray([r is None for r in reasons], dtype=bool)
     bad_value = segment_value_error(keys, segments)
     if bad_value is not None:
@@ -167,6 +177,16 @@ def finish(
     sign = np.asarray([1.0] + [-1.0 if directions[p] == "lower" else 1.0 for p in proxies])
     effect = effect * sign
     noise_cov = noise_cov * sign[:, None] * sign[None, :]
+    signed = {}
+    for name, values in variables.items():
+        n_metric_axes = designs.OPTIONAL_VARIABLES[name][0].count(
+            dims.METRIC
+        ) + designs.OPTIONAL_VARIABLES[name][0].count(dims.METRIC_)
+        if n_metric_axes == 1:
+            values = values * sign
+        elif n_metric_axes == 2:
+            values = values * sign[:, None] * sign[None, :]
+        signed[name] = values[idx]
     return build(
         keys.iloc[idx].reset_index(drop=True),
         n_treat[idx],
@@ -182,6 +202,9 @@ def finish(
         dropped=dropped,
         assumed_correlation=assumed_correlation,
         extra=extra,
+        design=per_cell[idx],
+        variables=signed,
+        units=units,
     )
 
 

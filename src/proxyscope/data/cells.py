@@ -10,8 +10,11 @@ with
   difference, ``Cov_T / n_T + Cov_C / n_C``;
 - ``n_treat[cell]``, ``n_control[cell]``: users per arm;
 
-with coordinates on ``cell`` named ``experiment``, ``segment_label`` and one
-per segment column. Metadata (roles, directions, dropped cells, assumptions)
+with coordinates on ``cell`` named ``experiment``, ``segment_label``,
+``design`` (how the effect was estimated: :mod:`proxyscope.data.designs`) and
+one per segment column, and the optional per-cell variables of
+:data:`proxyscope.data.designs.OPTIONAL_VARIABLES` (cluster counts, the
+spillover effect and its covariance). Metadata (roles, directions, dropped cells, assumptions)
 lives in one JSON attribute so that the dataset survives NetCDF.
 """
 
@@ -31,7 +34,7 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope._version import __version__
 from proxyscope.core import checksum, hdf5
-from proxyscope.data import cellfile
+from proxyscope.data import cellfile, designs
 from proxyscope.data.cellchecks import check_cells
 from proxyscope.data.cellfile import META_ATTR
 from proxyscope.errors import (
@@ -52,6 +55,10 @@ def segment_labels(frame: pd.DataFrame, segments: Sequence[str]) -> np.ndarray:
     for p in parts[1:]:
         out = out + dims.LABEL_SEP + p
     return out
+
+
+#: The variables every CellEffects dataset has.
+_REQUIRED = (dims.EFFECT, dims.NOISE_COV, dims.N_TREAT, dims.N_CONTROL)
 
 
 class CellEffects:
@@ -77,6 +84,11 @@ class CellEffects:
             raise DataError(
                 f"The dataset given to CellEffects has no {META_ATTR!r} attribute; "
                 "build it with proxyscope.summarize or CellEffects.from_arm_summaries."
+            )
+        if dims.DESIGN not in data.coords and dims.CELL in data.dims:
+            # Cells written before designs were recorded are user-randomized A/B tests.
+            data = data.assign_coords(
+                {dims.DESIGN: (dims.CELL, np.full(data.sizes[dims.CELL], designs.AB, dtype=object))}
             )
         self._data = data
         self._meta: dict[str, Any] = json.loads(data.attrs[META_ATTR])
@@ -108,6 +120,28 @@ class CellEffects:
             )
         if d.sizes[dims.CELL] == 0:
             raise DataError("CellEffects has no cells.")
+        given = pd.unique(pd.Series(np.asarray(d[dims.DESIGN].values, dtype=object)))
+        bad = [str(v) for v in given if str(v) not in designs.DESIGNS]
+        if bad:
+            raise DataError(
+                f"CellEffects coordinate {dims.DESIGN!r} holds {bad[0]!r}; a design is one "
+                f"of {list(designs.DESIGNS)}."
+            )
+        for var, (want_dims, _) in designs.OPTIONAL_VARIABLES.items():
+            if var in d and d[var].dims != want_dims:
+                raise DataError(
+                    f"CellEffects variable {var!r} must have dims {want_dims}; got {d[var].dims}."
+                )
+        unknown = sorted(
+            str(v)
+            for v in d.data_vars
+            if v not in _REQUIRED and v not in designs.OPTIONAL_VARIABLES
+        )
+        if unknown:
+            raise DataError(
+                f"CellEffects dataset has variables it does not know: {unknown}; known: "
+                f"{[*_REQUIRED, *designs.OPTIONAL_VARIABLES]}."
+            )
         check_cells(d, self.segments, metrics)
 
     # -- metadata ----------------------------------------------------------
@@ -155,6 +189,35 @@ class CellEffects:
         """
         got = self._meta.get("assumed_correlation")
         return None if got is None else dict(got)
+
+    @property
+    def units(self) -> dict[str, str] | None:
+        """Unit of each metric's effect (e.g. "minutes", "percent"), or None when unstated."""
+        got = self._meta.get("units")
+        return None if got is None else dict(got)
+
+    @property
+    def design(self) -> np.ndarray:
+        """Design of every cell ("ab", "cluster", ...; see :mod:`proxyscope.data.designs`)."""
+        return np.asarray(self._data[dims.DESIGN].values).astype(str)
+
+    @property
+    def designs(self) -> list[str]:
+        """The distinct designs of the cells, in the order of ``designs.DESIGNS``."""
+        return designs.order(list(self.design))
+
+    def variable(self, name: str) -> np.ndarray:
+        """An optional per-cell variable (``designs.OPTIONAL_VARIABLES``), filled where absent."""
+        if name not in designs.OPTIONAL_VARIABLES:
+            raise ParameterError(
+                f"The 'name' parameter of CellEffects.variable must be one of "
+                f"{list(designs.OPTIONAL_VARIABLES)}; got {name!r}."
+            )
+        if name in self._data:
+            return np.asarray(self._data[name].values)
+        want_dims, fill = designs.OPTIONAL_VARIABLES[name]
+        shape = tuple(self._data.sizes[dim] for dim in want_dims)
+        return np.full(shape, fill)
 
     @property
     def dropped(self) -> pd.DataFrame:
@@ -206,6 +269,7 @@ class CellEffects:
         out = self.cells()
         out["n_treat"] = self._data[dims.N_TREAT].values
         out["n_control"] = self._data[dims.N_CONTROL].values
+        out[dims.DESIGN] = self.design
         eff = self.effect
         se = np.sqrt(np.einsum("cii->ci", self.noise_cov))
         for j, m in enumerate(self.metrics):
@@ -223,6 +287,13 @@ class CellEffects:
         keys = self.cells().astype(str)
         h.update(pd.util.hash_pandas_object(keys, index=False).to_numpy().tobytes())
         h.update(json.dumps([self.metrics, self.segments, self.directions]).encode())
+        # Cells of A/B tests only hash as before designs were recorded.
+        if set(self.designs) != {designs.AB} or self.units is not None:
+            h.update(json.dumps([list(self.design), self.units]).encode())
+        for var in designs.OPTIONAL_VARIABLES:
+            if var in self._data:
+                h.update(var.encode())
+                h.update(np.ascontiguousarray(self._data[var].values, dtype=np.float64).tobytes())
         return h.hexdigest()
 
     # -- derived objects ---------------------------------------------------
@@ -254,6 +325,30 @@ class CellEffects:
         meta["proxies"] = proxies
         meta["directions"] = {p: self.directions[p] for p in proxies}
         return self._replace(data, meta)
+
+    @classmethod
+    def concat(cls, parts: Sequence[CellEffects]) -> CellEffects:
+        """One history from several sets of cells (of any designs).
+
+        The parts must agree on the outcome, the proxies (same order), their
+        directions, the segment columns and the stated units; the cells are
+        kept in the order given, each with its own design. Optional per-cell
+        variables that only some parts have are filled in the others
+        (:data:`proxyscope.data.designs.OPTIONAL_VARIABLES`). Experiment ids
+        stay integers when every part's are, else they become strings. The
+        metadata keep each part's own under ``meta["parts"]``; the dropped
+        cells and assumed correlations of every part are kept.
+
+        Raises
+        ------
+        ParameterError
+            ``parts`` is empty or holds something other than CellEffects.
+        DataError
+            The parts differ in metrics, directions, segment columns or units
+            (the first difference is named, with the parts' positions), or one
+            (experiment, segment) appears in two parts.
+        """
+        return _concat(cls, parts)
 
     def _replace(self, data: xr.Dataset, meta: Mapping[str, Any] | None = None) -> CellEffects:
         data = data.assign_coords({dims.CELL: np.arange(data.sizes[dims.CELL])})
@@ -318,6 +413,11 @@ class CellEffects:
             f"control {int(d[dims.N_CONTROL].sum())}",
             f"  engine: {self._meta.get('engine', 'unknown')}",
         ]
+        if self.designs != [designs.AB]:
+            counts = pd.Series(self.design).value_counts()
+            lines.append(
+                "  designs: " + ", ".join(f"{d} ({int(counts[d])} cells)" for d in self.designs)
+            )
         dropped = self._meta.get("dropped", [])
         if dropped:
             why: dict[str, int] = {}
@@ -349,12 +449,18 @@ def build(
     dropped: Sequence[Mapping[str, Any]] = (),
     assumed_correlation: Mapping[str, float] | None = None,
     extra: Mapping[str, Any] | None = None,
+    design: str | Sequence[str] | np.ndarray = designs.AB,
+    variables: Mapping[str, np.ndarray] | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> CellEffects:
     """Assemble a :class:`CellEffects` from arrays (used by every engine).
 
     ``keys`` holds one row per cell with the experiment column (named
     ``experiment``) and the segment columns. ``effect`` and ``noise_cov`` are
-    in the good direction of each proxy already.
+    in the good direction of each proxy already. ``design`` is one design for
+    every cell or one per cell; ``variables`` holds optional per-cell
+    variables (:data:`proxyscope.data.designs.OPTIONAL_VARIABLES`) by name;
+    ``units`` the unit of each metric's effect.
     """
     metrics = [outcome, *proxies]
     n = len(keys)
@@ -377,6 +483,7 @@ def build(
     }
     for s in segments:
         coords[s] = (dims.CELL, keys[s].astype(str).to_numpy(dtype=object))
+    coords[dims.DESIGN] = (dims.CELL, designs.check_design(design, n, owner="CellEffects"))
     meta: dict[str, Any] = {
         "outcome": outcome,
         "proxies": list(proxies),
@@ -388,15 +495,22 @@ def build(
         "assumed_correlation": dict(assumed_correlation) if assumed_correlation else None,
         "version": __version__,
     }
+    if units is not None:
+        meta["units"] = {m: str(units[m]) for m in metrics}
     if extra:
         meta.update(_jsonable(dict(extra)))
+    data_vars: dict[str, Any] = {
+        dims.EFFECT: ((dims.CELL, dims.METRIC), effect),
+        dims.NOISE_COV: ((dims.CELL, dims.METRIC, dims.METRIC_), noise_cov),
+        dims.N_TREAT: ((dims.CELL,), np.asarray(n_treat, dtype=np.int64)),
+        dims.N_CONTROL: ((dims.CELL,), np.asarray(n_control, dtype=np.int64)),
+    }
+    for name, values in (variables or {}).items():
+        want_dims, fill = designs.OPTIONAL_VARIABLES[name]
+        kind = np.int64 if isinstance(fill, int) else np.float64
+        data_vars[name] = (want_dims, np.asarray(values, dtype=kind))
     data = xr.Dataset(
-        {
-            dims.EFFECT: ((dims.CELL, dims.METRIC), effect),
-            dims.NOISE_COV: ((dims.CELL, dims.METRIC, dims.METRIC_), noise_cov),
-            dims.N_TREAT: ((dims.CELL,), np.asarray(n_treat, dtype=np.int64)),
-            dims.N_CONTROL: ((dims.CELL,), np.asarray(n_control, dtype=np.int64)),
-        },
+        data_vars,
         coords=coords,
         attrs={META_ATTR: json.dumps(meta)},
     )
@@ -415,3 +529,88 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return _jsonable(obj.tolist())
     return obj
+
+
+def _concat(cls: type[CellEffects], parts: Sequence[CellEffects]) -> CellEffects:
+    owner = "CellEffects.concat"
+    if isinstance(parts, CellEffects) or not isinstance(parts, Sequence | tuple) or not parts:
+        raise ParameterError(
+            f"The 'parts' parameter of {owner} must be a non-empty list of CellEffects; "
+            f"got {type(parts).__name__}."
+        )
+    for i, p in enumerate(parts):
+        if not isinstance(p, CellEffects):
+            raise ParameterError(
+                f"The 'parts' parameter of {owner} must hold CellEffects; part {i} is "
+                f"{type(p).__name__}."
+            )
+    first = parts[0]
+    checks: tuple[tuple[str, Callable[[CellEffects], Any]], ...] = (
+        ("outcome", lambda p: p.outcome),
+        ("proxies", lambda p: list(p.proxies)),
+        ("directions", lambda p: p.directions),
+        ("segment columns", lambda p: list(p.segments)),
+        ("units", lambda p: p.units),
+    )
+    for what, get in checks:
+        for i, p in enumerate(parts[1:], start=1):
+            if get(p) != get(first):
+                raise DataError(
+                    f"{owner}: part {i} has {what} {get(p)!r} but part 0 has {get(first)!r}; "
+                    "every part must measure the same metrics, in the same directions and "
+                    "units, over the same segment columns."
+                )
+    exp_parts = [p.experiment for p in parts]
+    if all(e.dtype.kind == "i" for e in exp_parts):
+        experiments: np.ndarray = np.concatenate(exp_parts).astype(np.int64)
+    elif all(e.dtype.kind == "u" for e in exp_parts):
+        experiments = np.concatenate(exp_parts).astype(np.uint64)
+    else:
+        experiments = np.concatenate([e.astype(str).astype(object) for e in exp_parts])
+    labels = np.concatenate([p.segment_label for p in parts])
+    where = np.concatenate([np.full(p.n_cells, i) for i, p in enumerate(parts)])
+    dup = pd.DataFrame({"e": experiments.astype(str), "s": labels}).duplicated(keep=False)
+    if dup.any():
+        rows = np.flatnonzero(dup.to_numpy())
+        e, s = experiments[rows[0]], labels[rows[0]]
+        in_parts = sorted({int(where[r]) for r in rows if str(experiments[r]) == str(e)})
+        raise DataError(
+            f"{owner}: experiment {scalar_text(e)}, segment {s!r} appears in parts "
+            f"{in_parts}; each (experiment, segment) must be one cell. Give the parts' "
+            "experiments distinct ids (e.g. prefix them with their source)."
+        )
+    datas = []
+    for p in parts:
+        d = p.data.drop_vars([dims.EXPERIMENT, dims.CELL], errors="ignore")
+        for var, (want_dims, fill) in designs.OPTIONAL_VARIABLES.items():
+            if var not in d and any(var in q.data for q in parts):
+                shape = tuple(d.sizes[dim] for dim in want_dims)
+                kind = np.int64 if isinstance(fill, int) else np.float64
+                d[var] = (want_dims, np.full(shape, fill, dtype=kind))
+        datas.append(d)
+    data = xr.concat(datas, dim=dims.CELL, data_vars="all", coords="all", join="exact")
+    data = data.assign_coords(
+        {dims.CELL: np.arange(data.sizes[dims.CELL]), dims.EXPERIMENT: (dims.CELL, experiments)}
+    )
+    meta = first.meta
+    meta["engine"] = "+".join(dict.fromkeys(str(p.meta.get("engine")) for p in parts))
+    meta["dropped"] = [row for p in parts for row in p.meta.get("dropped", [])]
+    assumed: dict[str, float] = {}
+    for p in parts:
+        assumed.update(p.assumed_correlation or {})
+    meta["assumed_correlation"] = assumed or None
+    meta_parts: list[dict[str, Any]] = []
+    for p in parts:
+        own = p.meta
+        if "parts" in own:  # an earlier concatenation: keep its parts, flat
+            meta_parts.extend(own["parts"])
+        else:
+            meta_parts.append({**own, "n_cells": p.n_cells, "designs": p.designs})
+    meta["parts"] = meta_parts
+    data.attrs = {META_ATTR: json.dumps(meta)}
+    return cls(data)
+
+
+def scalar_text(value: Any) -> str:
+    """An experiment id as shown in messages."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
