@@ -182,6 +182,7 @@ def _one_draw(std, i):
         sig2=std.sig2[i : i + 1],
         chol_c=std.chol_c[i : i + 1],
         chol_e=std.chol_e[i : i + 1],
+        bias_cov=std.bias_cov[i : i + 1],
     )
 
 

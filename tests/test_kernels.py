@@ -113,7 +113,7 @@ def test_log_likelihood_equals_dense_gaussian(k: int) -> None:
 def test_gradients_equal_finite_differences(k: int) -> None:
     p = _problem(k, n_exp=3, n_seg=3, n_cells=9, seed=10 + k)
     names = ["loc", "beta", "sig2", "chol_c", "chol_e"]
-    _, *grads = _kernel(p)
+    grads = _kernel(p)[1:6]
     h = 1e-6
 
     def total(**over) -> float:
@@ -131,6 +131,43 @@ def test_gradients_equal_finite_differences(k: int) -> None:
             down[idx] -= h
             numeric = (total(**{name: up}) - total(**{name: down})) / (2 * h)
             assert abs(numeric - grad[idx]) < 1e-6 * max(1.0, abs(numeric)), (name, idx)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_covariance_added_per_segment_and_its_gradient(k: int) -> None:
+    """v_add (the design-bias terms) adds to every cell of its segment; g_v is its gradient."""
+    p = _problem(k, n_exp=3, n_seg=3, n_cells=9, seed=30 + k)
+    m = k + 1
+    rng = np.random.default_rng(k)
+    a = rng.normal(size=(m, m, 3)) * 0.3
+    extra = np.einsum("ijs,kjs->iks", a, a)  # (M, M, S) positive semi-definite
+    packed = np.zeros((m * (m + 1) // 2, 3))
+    for i in range(m):
+        for j in range(i + 1):
+            packed[i * (i + 1) // 2 + j] = extra[i, j]
+
+    def dense(v: np.ndarray) -> float:
+        full = np.zeros((m, m, 3))
+        for i in range(m):
+            for j in range(i + 1):
+                full[i, j] = full[j, i] = v[i * (i + 1) // 2 + j]
+        q = {**p, "s_cov": p["s_cov"] + full[:, :, p["seg"]]}
+        return float(_dense(q, p["loc"], p["beta"], p["sig2"], p["chol_c"], p["chol_e"]).sum())
+
+    out = proxy_model_logp(
+        pack_cells(p["d"], p["s_cov"]), p["seg"], p["cexp"], p["n_exp"], p["loc"], p["beta"],
+        p["sig2"], p["chol_c"], p["chol_e"], True, packed,
+    )  # fmt: skip
+    assert out[0].sum() == pytest.approx(dense(packed), abs=1e-10)
+    h = 1e-6
+    for idx in np.ndindex(packed.shape):
+        up, down = packed.copy(), packed.copy()
+        up[idx] += h
+        down[idx] -= h
+        numeric = (dense(up) - dense(down)) / (2 * h)
+        i = int((np.sqrt(8 * idx[0] + 1) - 1) // 2)
+        both = 1.0 if idx[0] == i * (i + 1) // 2 + i else 2.0  # off-diagonal: (i, j) and (j, i)
+        assert abs(numeric - both * out[6][idx]) < 1e-6 * max(1.0, abs(numeric)), idx
 
 
 def test_a_cell_without_positive_definite_covariance_gives_minus_inf() -> None:
@@ -165,6 +202,8 @@ def test_cell_logliks_match_scipy() -> None:
         stacked["sig2"],
         np.stack([q["chol_c"] for q in draws]),
         eta,
+        np.zeros((n_draw, 1, k + 1, k + 1)),
+        np.zeros(p["d"].shape[1], dtype=np.int64),
     )
     for t, q in enumerate(draws):
         oc = q["chol_c"] @ q["chol_c"].T

@@ -268,18 +268,8 @@ def _refit_high_k(
     k_new = k.copy()
     from proxyscope.model.proxy_model import ProxyModel
 
-    config = fit.config
     sampler = fit.sampler
-    model = ProxyModel(
-        pooling=config["pooling"],
-        priors=config["priors"],
-        sampler=sampler["name"],
-        sampler_settings={k: v for k, v in sampler["settings"].items() if k != "cores"},
-        cell_correlation=config.get("cell_correlation", "shared"),
-        noise=config.get("noise", "as_given"),
-        followups=int(sampler.get("followups", 0)),
-        followup_budget=float(sampler.get("followup_budget", 4.0)),
-    )
+    model = ProxyModel.like(fit)
     done: list[Any] = []
     for f, fold in enumerate(folds):
         held = set(experiments[fold].tolist())

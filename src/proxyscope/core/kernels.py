@@ -241,13 +241,17 @@ def cell_logliks(
     sig2: np.ndarray,
     chol_c: np.ndarray,
     eta: np.ndarray,
+    bias: np.ndarray,
+    group: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per draw and cell: log N(d_c; m_c, A_c) and the outcome's conditional log density.
 
     ``d[M, C]``, ``s_cov[M, M, C]``; per draw ``loc[N, M, S]``,
     ``beta[N, K, S]``, ``sig2[N, S]``, ``chol_c[N, K, K]``, ``eta[N, E, M]``
     (the outcome's own experiment effect first, then the proxies').
-    The cell's mean is m_c = m_s + H_s eta_e and A_c = V_s + S_c. The matrix
+    ``bias[N, G, M, M]`` holds each design group's bias covariance (group 0,
+    the randomized designs, zeros) and ``group[C]`` each cell's group.
+    The cell's mean is m_c = m_s + H_s eta_e and A_c = V_s + S_c + bias. The matrix
     is factored with the proxies first and the outcome last, so the last
     pivot is the outcome's variance given the proxy estimates and the last
     term of the forward solve its standardized residual: one factorization
@@ -281,7 +285,7 @@ def cell_logliks(
                 r[i] = d[pi, c] - mean
                 for j in range(i + 1):
                     pj = perm[j]
-                    a[i, j] = v_seg[pi, pj, s] + s_cov[pi, pj, c]
+                    a[i, j] = v_seg[pi, pj, s] + s_cov[pi, pj, c] + bias[t, group[c], pi, pj]
             ok = _small_cholesky(a, low)
             if not ok:
                 full[t, c] = -np.inf

@@ -55,6 +55,7 @@ _FAMILY_NAMES = (
     (("sd_e", "corr_e", "omega_e", "cpc_e"), "experiment-effect covariance"),
     (("sd_c", "corr_c", "omega_c", "cpc_c"), "within-cell covariance"),
     (("eta",), "experiment effects"),
+    (("bias_",), "design bias (non-randomized designs)"),
 )
 
 
@@ -77,6 +78,11 @@ def describe(parameter: str) -> str:
         piece = "scales" if base.startswith("sd") else "correlations"
     elif base in ("eta", "eta_outcome"):
         piece = "per experiment"
+    elif base.startswith("bias_"):
+        design = base.split("__")[-1] if "__" in base else ""
+        piece = ("scales" if "_sd" in base else "correlations") + (
+            f" of {design}" if design else ""
+        )
     else:
         piece = "per segment"
     return f"{family}, {piece}"

@@ -19,6 +19,7 @@ from proxyscope._io import write_atomic
 from proxyscope.core import checksum, hdf5
 from proxyscope.data import cellfile
 from proxyscope.data.cells import META_ATTR, CellEffects
+from proxyscope.data.designs import OPTIONAL_VARIABLES
 from proxyscope.errors import (
     ConvergenceWarning,
     IncompatibleFileError,
@@ -117,12 +118,9 @@ class ProxyFit:
     def effects(self) -> CellEffects:
         """The CellEffects the model was fitted on."""
         const = self._idata["constant_data"]
-        data = xr.Dataset(
-            {
-                name: const[name]
-                for name in (dims.EFFECT, dims.NOISE_COV, dims.N_TREAT, dims.N_CONTROL)
-            }
-        )
+        names = [dims.EFFECT, dims.NOISE_COV, dims.N_TREAT, dims.N_CONTROL]
+        names += [v for v in OPTIONAL_VARIABLES if v in const]
+        data = xr.Dataset({name: const[name] for name in names})
         data.attrs[META_ATTR] = const.attrs[META_ATTR]
         return CellEffects(data)
 

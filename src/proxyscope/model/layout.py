@@ -31,6 +31,18 @@ AXIS = dims.INTERACTION_AXIS
 FAMILY_PREFIX = ("loc", "slope", "log_sigma")
 #: The sd of eta0_e, the experiment's long-term effect that no proxy carries.
 OUTCOME_SD = "sd_e_outcome"
+#: Dim of the canonical partial correlations of a design's bias (M = K + 1 metrics).
+BIAS_CPC = "bias_cpc"
+
+
+def bias_sd_name(design: str) -> str:
+    """Sampled name of the per-metric sds of a design's bias (standardized units)."""
+    return f"bias_sd__{design}"
+
+
+def bias_cpc_name(design: str) -> str:
+    """Sampled name of the CPCs of a design's bias correlation (shifted to (0, 1))."""
+    return f"bias_cpc__{design}"
 
 
 def contrast_dim(column: str) -> str:
@@ -143,6 +155,8 @@ class Layout:
         return np.broadcast_to(c.main[block.family][block.column][:, None], (block.rows, 1))
 
     def _shape(self, block: Block) -> tuple[int, ...]:
+        if block.name.startswith("bias_"):
+            return (block.rows * block.cols,)
         if block.name == OUTCOME_SD:
             return ()
         if block.family == dn.LOG_SIGMA:
@@ -159,6 +173,8 @@ class Layout:
 
     def dims_of(self, block: Block) -> tuple[str, ...]:
         """Named dims of a block's variable (after the chain and draw dims)."""
+        if block.name.startswith("bias_"):
+            return (dims.METRIC,) if block.kind == "log_scale" else (BIAS_CPC,)
         if block.kind == "logit_cpc":
             return (CPC,)
         if block.name == OUTCOME_SD:
@@ -195,6 +211,7 @@ class Layout:
         k = len(self.proxies)
         if k > 1:
             coords[CPC] = list(range(k * (k - 1) // 2))
+        coords[BIAS_CPC] = list(range((k + 1) * k // 2))
         for j, col in enumerate(self.structure.columns):
             coords[contrast_dim(col)] = list(range(len(self.structure.levels[j]) - 1))
         data = {
@@ -238,11 +255,15 @@ def build_layout(
     cell_correlation: str,
     coordinates: Coordinates,
     outcome_effect: bool = True,
+    bias_designs: tuple[str, ...] = (),
 ) -> Layout:
     """The flat vector of a model with these settings, sampled in ``coordinates``.
 
     ``outcome_effect``: whether the model has eta0_e, the experiment's
     long-term effect that no proxy carries (``sd_e_outcome``).
+    ``bias_designs``: the designs whose cells get a bias term (per design, M
+    log sds then M (M - 1) / 2 logit CPCs, after every other parameter, so a
+    model without them has exactly the vector it had before they existed).
     """
     k = len(proxies)
     m = k + 1
@@ -354,7 +375,17 @@ def build_layout(
         else None
     )
 
+    bias_first = offset
+    for design in bias_designs:
+        add(bias_sd_name(design), m, 1, "log_scale", prior_sd=priors.bias_sd)
+        add(bias_cpc_name(design), 1, m * (m - 1) // 2, "logit_cpc")
+    fl_bias = put([priors.bias_sd, *cpc_shapes(m, priors.bias_lkj_eta)])
+
     ints = np.full(dn.HEADER + dn.RECORD * len(records), -1, dtype=np.int64)
+    ints[dn.H_BIAS_N] = len(bias_designs)
+    ints[dn.H_BIAS] = bias_first
+    ints[dn.H_FL_BIAS] = fl_bias
+    ints[dn.H_KSEG] = -1  # the data's kernel segments: set by NativeDensity
     ints[dn.H_K] = k
     ints[dn.H_S] = n_seg
     ints[dn.H_FREE] = 1 if cell_correlation == "free" else 0

@@ -22,6 +22,7 @@ import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+from proxyscope.core import density as dn
 from proxyscope.core.codegen import compile_sampler_code, is_compiled, load_posterior_module
 from proxyscope.core.kernels import pack_cells
 from proxyscope.core.native import DataTable
@@ -56,6 +57,23 @@ def load_density(n_proxies: int, announce: bool = True) -> None:
     compile_sampler_code(n_proxies)
 
 
+def kernel_segments(
+    ints: np.ndarray, cell_segment: np.ndarray, cell_group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The layout's ints with the kernel segments' table appended, and each cell's one.
+
+    A kernel segment is a (segment, design group) pair present in the data:
+    the likelihood kernel gives its cells the segment's parameters and the
+    group's bias covariance (:func:`proxyscope.core.density.bias_forward`).
+    """
+    pairs = np.stack([cell_segment, cell_group], axis=1)
+    unique, kseg = np.unique(pairs, axis=0, return_inverse=True)
+    table = np.concatenate([[len(unique)], unique[:, 0], unique[:, 1]]).astype(np.int64)
+    out = np.concatenate([ints, table]).astype(np.int64)
+    out[dn.H_KSEG] = len(ints)
+    return out, np.ascontiguousarray(kseg.reshape(-1), dtype=np.int64)
+
+
 class NativeDensity:
     """The log posterior (and gradient) of one model on one dataset."""
 
@@ -64,12 +82,15 @@ class NativeDensity:
         self.data = data
         k = len(layout.proxies)
         self._module = load_posterior_module(k)
+        ints, seg = layout.ints, data.cell_segment
+        if data.bias_designs:
+            ints, seg = kernel_segments(layout.ints, data.cell_segment, data.groups)
         self.table = DataTable(
             layout.n_dim,
-            layout.ints,
+            ints,
             layout.floats,
             pack_cells(data.d, data.s_cov),
-            data.cell_segment,
+            seg,
             data.cell_experiment,
             data.n_experiments,
         )

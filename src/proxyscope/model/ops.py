@@ -91,7 +91,7 @@ def _call_kernel(
     chol_e: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     n_exp = int(cexp[-1]) + 1
-    lp, *grads = proxy_model_logp(
+    lp, *grads, _ = proxy_model_logp(
         np.ascontiguousarray(dat, dtype=np.float64),
         np.ascontiguousarray(seg, dtype=np.int64),
         np.ascontiguousarray(cexp, dtype=np.int64),

@@ -20,10 +20,12 @@ from proxyscope._format import plain
 from proxyscope.core.kernels import experiment_cholesky
 from proxyscope.model import families
 from proxyscope.model.builder import corr_cholesky
-from proxyscope.model.layout import OUTCOME_SD
+from proxyscope.model.layout import OUTCOME_SD, bias_cpc_name, bias_sd_name
 from proxyscope.model.structure import SegmentStructure
 
 FAMILIES = ("loc", "slope", "log_sigma")
+#: Dim of the designs with a bias term in the posterior (bias_sd, bias_corr).
+BIAS_DESIGN = "bias_design"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,8 @@ class ModelInfo:
     order: tuple[int, ...]
     cell_correlation: str = "shared"
     noise: str = "as_given"
+    #: Designs whose cells have a bias term (DESIGN.md §8), in DESIGNS order.
+    bias_designs: tuple[str, ...] = ()
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -54,6 +58,12 @@ class ModelInfo:
 
     def config(self) -> dict[str, Any]:
         """The model configuration (what the config hash covers)."""
+        out = self._config()
+        if self.bias_designs:  # (absent otherwise: earlier fits keep their hash)
+            out["bias_designs"] = list(self.bias_designs)
+        return out
+
+    def _config(self) -> dict[str, Any]:
         return {
             "pooling": self.pooling,
             "priors": self.priors,
@@ -81,6 +91,8 @@ class ModelInfo:
             "cell_correlation": self.cell_correlation,
             "noise": self.noise,
         }
+        if self.bias_designs:
+            raw["bias_designs"] = list(self.bias_designs)
         return json.dumps(raw, sort_keys=True)
 
     @classmethod
@@ -100,6 +112,7 @@ class ModelInfo:
             order=tuple(int(x) for x in raw["order"]),
             cell_correlation=raw.get("cell_correlation", "shared"),
             noise=raw.get("noise", "as_given"),
+            bias_designs=tuple(raw.get("bias_designs", ())),
         )
 
 
@@ -164,6 +177,14 @@ def cholesky_values(
     return np.asarray(sd[..., :, None] * corr_cholesky(2.0 * u - 1.0, k, np))
 
 
+def bias_covariance(raw: xr.Dataset, design: str, m: int) -> np.ndarray:
+    """Sigma_d (chain, draw, M, M) of a design's bias, standardized units."""
+    sd = np.asarray(raw[bias_sd_name(design)].values, dtype=float)
+    u = np.asarray(raw[bias_cpc_name(design)].values, dtype=float)
+    low = sd[..., :, None] * corr_cholesky(2.0 * u - 1.0, m, np)
+    return np.asarray(low @ np.swapaxes(low, -1, -2))
+
+
 def outcome_experiment_sd(raw: xr.Dataset) -> np.ndarray:
     """The sd (chain, draw) of eta0_e, the experiment's long-term effect no proxy
     carries (standardized); zeros for a model without it (one cell per experiment,
@@ -181,7 +202,9 @@ class StdParameters:
     loc (N, M, S), slope (N, K, S), sig2 (N, S), chol_c (N, K, K) and chol_e
     (N, M, M) with N = chains x draws; chol_e is the factor of the experiment
     effects (eta0_e, eta_e), the outcome's own first
-    (:func:`proxyscope.core.kernels.experiment_cholesky`).
+    (:func:`proxyscope.core.kernels.experiment_cholesky`). bias_cov (N, G, M,
+    M): the bias covariance Sigma_d of each design group, group 0 (the
+    randomized designs) zeros, group g the fit's ``bias_designs[g - 1]``.
     """
 
     loc: np.ndarray
@@ -189,6 +212,7 @@ class StdParameters:
     sig2: np.ndarray
     chol_c: np.ndarray
     chol_e: np.ndarray
+    bias_cov: np.ndarray
 
     @property
     def n_draws(self) -> int:
@@ -204,7 +228,11 @@ def std_parameters(raw: xr.Dataset, info: ModelInfo) -> StdParameters:
     chol_c = cholesky_values(raw, "c", k, info.cell_correlation)
     chol_e = experiment_cholesky(outcome_experiment_sd(raw), cholesky_values(raw, "e", k))
     n = loc.shape[0] * loc.shape[1]
+    bias = np.zeros((n, 1 + len(info.bias_designs), k + 1, k + 1))
+    for g, design in enumerate(info.bias_designs, start=1):
+        bias[:, g] = bias_covariance(raw, design, k + 1).reshape(n, k + 1, k + 1)
     return StdParameters(
+        bias_cov=bias,
         loc=np.ascontiguousarray(loc.reshape(n, *loc.shape[2:])),
         slope=np.ascontiguousarray(slope.reshape(n, *slope.shape[2:])),
         sig2=np.ascontiguousarray(np.exp(2.0 * log_sigma).reshape(n, -1)),
@@ -304,6 +332,18 @@ def named_posterior(
 
     if OUTCOME_SD in raw:
         out[OUTCOME_SD] = (cd, np.asarray(raw[OUTCOME_SD].values, dtype=float) * sy)
+    if info.bias_designs:
+        m = k + 1
+        cov = np.stack([bias_covariance(raw, d, m) for d in info.bias_designs], axis=2)
+        sd_std = np.sqrt(np.einsum("...ii->...i", cov))
+        coords[BIAS_DESIGN] = list(info.bias_designs)
+        coords[dims.METRIC] = list(info.metrics)
+        coords[dims.METRIC_] = list(info.metrics)
+        out["bias_sd"] = ((*cd, BIAS_DESIGN, dims.METRIC), sd_std * scales)
+        out["bias_corr"] = (
+            (*cd, BIAS_DESIGN, dims.METRIC, dims.METRIC_),
+            cov / (sd_std[..., :, None] * sd_std[..., None, :]),
+        )
     if eta_std is not None:
         coords[dims.EXPERIMENT] = list(info.experiments)
         out["eta"] = ((*cd, dims.EXPERIMENT, dims.PROXY), eta_std[..., 1:] * sp)

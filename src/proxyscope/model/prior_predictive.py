@@ -13,11 +13,35 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope.model import recover, sampling
 from proxyscope.model.builder import build_model
-from proxyscope.model.posterior import std_parameters
+from proxyscope.model.layout import bias_cpc_name, bias_sd_name, cpc_shapes
+from proxyscope.model.posterior import ModelInfo, std_parameters
 from proxyscope.model.priors import Priors
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
+
+
+def _with_bias_draws(
+    prior: xr.Dataset, info: ModelInfo, priors: Priors, rng: np.random.Generator
+) -> xr.Dataset:
+    """The prior draws with each design's bias parameters drawn from their priors.
+
+    (The PyMC model has no bias term; its priors are simple enough to draw
+    here: per metric sd ~ HalfNormal(bias_sd), CPCs ~ Beta(b, b) as the LKJ.)
+    """
+    if not info.bias_designs:
+        return prior
+    m = len(info.metrics)
+    shapes = cpc_shapes(m, priors.bias_lkj_eta)
+    lead = (prior.sizes[dims.CHAIN], prior.sizes[dims.DRAW])
+    cd = (dims.CHAIN, dims.DRAW)
+    extra = {}
+    for design in info.bias_designs:
+        sd = np.abs(rng.normal(0.0, priors.bias_sd, (*lead, m)))
+        u = rng.beta(shapes, shapes, (*lead, len(shapes)))
+        extra[bias_sd_name(design)] = ((*cd, dims.METRIC + "_bias"), sd)
+        extra[bias_cpc_name(design)] = ((*cd, "bias_cpc"), u)
+    return prior.assign(extra)
 
 
 def prior_predictive(
@@ -34,9 +58,10 @@ def prior_predictive(
             draws=draws, var_names=names, random_seed=random_seed
         ).prior
     info = fit.info
+    rng = np.random.default_rng(random_seed)
+    prior = _with_bias_draws(prior, info, Priors(**info.priors), rng)
     params = std_parameters(prior, info)
     data = built.data
-    rng = np.random.default_rng(random_seed)
     k = len(info.proxies)
     n = params.n_draws
     sims = np.empty((n, data.d.shape[1], k + 1))
@@ -44,7 +69,8 @@ def prior_predictive(
         z = rng.standard_normal((data.n_experiments, k + 1))
         eta = z @ params.chol_e[i].T
         mean, v = recover._cell_prior(params, i, data, eta)
-        total = np.moveaxis(v + data.s_cov, -1, 0)
+        noise = recover.error_cov(params, data, i) if recover.has_bias(params, data) else data.s_cov
+        total = np.moveaxis(v + noise, -1, 0)
         low = np.linalg.cholesky(total)
         eps = np.einsum("cij,cj->ci", low, rng.standard_normal((data.d.shape[1], k + 1)))
         sims[i] = mean.T + eps

@@ -35,6 +35,8 @@ ROLES = {
     "experiment_outcome_sd": "sd of the experiments' long-term effect no proxy carries",
     "cell_sd": "sd of what is left within a cell",
     "lkj_eta": "correlations of the proxies' effects (LKJ shape)",
+    "bias_sd": "sd of a non-randomized design's bias, per metric",
+    "bias_lkj_eta": "correlations of a design's bias across metrics (LKJ shape)",
     "min_levels_learned_scale": "levels from which a column's scale is learned",
 }
 
@@ -102,6 +104,18 @@ class Priors:
         and raises its flip probabilities; lowering it (1: P(|r| > 0.95) about
         0.004 for K = 4; 0.5: about 0.013) loosens that pull, at the price of
         less regularisation of weakly identified correlations.
+    bias_sd : float
+        HalfNormal scale of the sd, per metric, of the bias b_c ~ N(0, Sigma_d)
+        of a cell estimated by a design that is not randomized (DESIGN.md §8:
+        did, rdd, ipw, synthetic_control, external), in standardized units (1
+        is the spread of the true cell effects). Its prior mean, 0.8 of that
+        spread, keeps Sigma_d honest when a design has few experiments rather
+        than letting it collapse to zero (no bias). Only in models of cells
+        with such a design.
+    bias_lkj_eta : float
+        LKJ shape of the correlation of a design's bias across the outcome and
+        the proxies (confounding tends to move them together; 2 is a mild pull
+        toward independence that the data override).
     min_levels_learned_scale : int
         Segment columns with at least this many levels get a learned main
         effect scale; fewer levels get the fixed scale above.
@@ -123,6 +137,8 @@ class Priors:
     experiment_outcome_sd: float = 0.5
     cell_sd: float = 0.5
     lkj_eta: float = 2.0
+    bias_sd: float = 1.0
+    bias_lkj_eta: float = 2.0
     min_levels_learned_scale: int = 5
 
     def __post_init__(self) -> None:

@@ -188,6 +188,22 @@ class ProxyModel:
             effects, self.pooling, self.priors, self.cell_correlation, noise=self.noise
         )
 
+    @classmethod
+    def like(cls, fit: ProxyFit) -> ProxyModel:
+        """The model (pooling, priors, sampler and its settings) that made ``fit``,
+        to refit it on other cells (model comparison refits, design refits)."""
+        config, sampler = fit.config, fit.sampler
+        return cls(
+            pooling=config["pooling"],
+            priors=config["priors"],
+            sampler=sampler["name"],
+            sampler_settings={k: v for k, v in sampler["settings"].items() if k != "cores"},
+            cell_correlation=config.get("cell_correlation", "shared"),
+            noise=config.get("noise", "as_given"),
+            followups=int(sampler.get("followups", 0)),
+            followup_budget=float(sampler.get("followup_budget", 4.0)),
+        )
+
     def fit(
         self,
         effects: CellEffects,

@@ -7,7 +7,8 @@ parameters their conditionals are Gaussian, so they are recovered exactly:
 - eta_e | d, params ~ N(eta*_e, R_e) (from the likelihood kernel);
 - the latent true effects of a cell, (tau_c, theta_c) | d_c, eta_e, params
   ~ N(m + V (V + S)^-1 (d - m), V - V (V + S)^-1 V) with m = m_s + H_s eta_e,
-  V = V_s, S = S_c.
+  V = V_s, S = S_c (+ Sigma_d for a cell of a design whose estimates may be
+  biased: the bias is part of the estimate's error, not of the true effect).
 
 Log likelihoods for model comparison come from the same algebra: per cell,
 log N(d_c; m_s + H_s eta_e, V_s + S_c) given the recovered eta_e; per
@@ -34,12 +35,16 @@ def experiment_conditionals(
     """
     k = params.slope.shape[1]
     kernel = load_kernel_module(k).experiment_posterior
+    biased = has_bias(params, data)
     dat = pack_cells(data.d, data.s_cov)
+    v_add = np.zeros(((k + 1) * (k + 2) // 2, params.loc.shape[2]))
     n, e = params.n_draws, data.n_experiments
     lp = np.empty((n, e))
     mean = np.empty((n, e, k + 1))
     cov = np.empty((n, e, k + 1, k + 1))
     for i in range(n):
+        if biased:
+            dat = pack_cells(data.d, error_cov(params, data, i))
         lp[i], mean[i], cov[i] = kernel(
             dat,
             data.cell_segment,
@@ -50,8 +55,20 @@ def experiment_conditionals(
             params.sig2[i],
             params.chol_c[i],
             params.chol_e[i],
+            v_add,
         )
     return lp, mean, cov
+
+
+def has_bias(params: StdParameters, data: FitData) -> bool:
+    """Whether some cell's design has a bias term."""
+    return bool(params.bias_cov.shape[1] > 1 and np.any(data.groups > 0))
+
+
+def error_cov(params: StdParameters, data: FitData, i: int) -> np.ndarray:
+    """Each cell's estimation error covariance (M, M, C) at draw ``i``: S_c + Sigma_d(c)."""
+    bias = params.bias_cov[i][data.groups]  # (C, M, M)
+    return np.ascontiguousarray(data.s_cov + np.moveaxis(bias, 0, -1))
 
 
 def draw_gaussian(mean: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -100,6 +117,8 @@ def logliks(params: StdParameters, data: FitData, eta: np.ndarray) -> tuple[np.n
         np.ascontiguousarray(params.sig2, dtype=np.float64),
         np.ascontiguousarray(params.chol_c, dtype=np.float64),
         np.ascontiguousarray(eta, dtype=np.float64),
+        np.ascontiguousarray(params.bias_cov, dtype=np.float64),
+        np.ascontiguousarray(data.groups, dtype=np.int64),
     )
     full -= float(np.sum(np.log(data.scales)))
     outcome -= float(np.log(data.scales[0]))
@@ -116,7 +135,7 @@ def latent_moments(
     """
     mean, v = _cell_prior(params, i, data, eta[i])
     v = np.moveaxis(v, -1, 0)  # (C, M, M)
-    s = np.moveaxis(data.s_cov, -1, 0)
+    s = np.moveaxis(error_cov(params, data, i) if has_bias(params, data) else data.s_cov, -1, 0)
     resid = (data.d - mean).T  # (C, M)
     total = v + s
     gain = np.linalg.solve(total, v).swapaxes(-1, -2)  # V (V + S)^-1, V and V+S symmetric

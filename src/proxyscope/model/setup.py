@@ -43,6 +43,7 @@ class Prepared:
             self.cell_correlation,
             self.coordinates,
             self.data.has_outcome_experiment_effect,
+            self.data.bias_designs,
         )
 
     def with_coordinates(self, chosen: coords.Coordinates) -> Prepared:
@@ -91,4 +92,5 @@ def model_info(prepared: Prepared, effects: CellEffects) -> ModelInfo:
         order=tuple(int(x) for x in prepared.data.order),
         cell_correlation=prepared.cell_correlation,
         noise=prepared.noise,
+        bias_designs=prepared.data.bias_designs,
     )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.data import designs
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.noise import moderate_noise
 from proxyscope.errors import DataError, ParameterError, check_one_of
@@ -222,6 +223,9 @@ class FitData:
     cell_segment, cell_experiment : (C,) int indices (in the sorted order).
     order : (C,) positions of the sorted cells in the CellEffects.
     experiments : experiment ids, in index order.
+    cell_group : (C,) int, 0 for a cell of a randomized design, g >= 1 for one of
+        ``bias_designs[g - 1]`` (the designs whose estimates may be biased).
+    bias_designs : those designs, in the order of ``proxyscope.data.designs.DESIGNS``.
     """
 
     d: np.ndarray
@@ -231,6 +235,15 @@ class FitData:
     cell_experiment: np.ndarray
     order: np.ndarray
     experiments: np.ndarray
+    cell_group: np.ndarray | None = None
+    bias_designs: tuple[str, ...] = ()
+
+    @property
+    def groups(self) -> np.ndarray:
+        """``cell_group``, zeros when no cell's design may be biased."""
+        if self.cell_group is None:
+            return np.zeros(self.d.shape[1], dtype=np.int64)
+        return self.cell_group
 
     @property
     def n_experiments(self) -> int:
@@ -298,6 +311,11 @@ def fit_data(effects: CellEffects, cell_segment: np.ndarray) -> FitData:
             f"{int(bad.sum())} cells have non-finite effects or noise covariances; "
             "summaries must be finite."
         )
+    design = effects.design[order]
+    bias_designs = tuple(d for d in designs.order(list(design)) if not designs.is_randomized(d))
+    group = np.zeros(len(order), dtype=np.int64)
+    for g, name in enumerate(bias_designs, start=1):
+        group[design == name] = g
     return FitData(
         d=np.ascontiguousarray(eff.T),
         s_cov=np.ascontiguousarray(cov.transpose(1, 2, 0)),
@@ -306,6 +324,8 @@ def fit_data(effects: CellEffects, cell_segment: np.ndarray) -> FitData:
         cell_experiment=np.ascontiguousarray(exp_index[order], dtype=np.int64),
         order=order,
         experiments=np.asarray(exp_ids),
+        cell_group=group,
+        bias_designs=bias_designs,
     )
 
 

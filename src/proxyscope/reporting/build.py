@@ -21,6 +21,7 @@ from proxyscope.model.advice import SURFACES
 from proxyscope.options import DEFAULT_CI
 from proxyscope.reporting import plots
 from proxyscope.reporting.content import sections
+from proxyscope.reporting.designs import designs_doc
 from proxyscope.reporting.document import build_document
 from proxyscope.reporting.past_experiments import past_experiments_doc
 from proxyscope.reporting.render_html import render_html
@@ -164,6 +165,7 @@ def report(
     weights: pd.DataFrame | None = None,
     recommendations: pd.DataFrame | None = None,
     sensitivity: pd.DataFrame | None = None,
+    designs: Any = None,
 ) -> ReportFiles:
     """Write the posterior report of a fit: report.md, report.json, report.html and figures.
 
@@ -200,6 +202,11 @@ def report(
         A spec run's sensitivity analysis (the conclusions refitted under each
         assumed noise correlation, :func:`proxyscope.run.sensitivity.run_sensitivity`):
         adds its section and figure.
+    designs : DesignReport, optional
+        A :func:`proxyscope.design_bias` result for this fit (e.g. with its
+        refits). By default, when the fit's cells are not all user-randomized
+        A/B tests, it is computed here without refits; the report then has a
+        section on designs.
 
     Returns
     -------
@@ -212,6 +219,7 @@ def report(
         Once, when the fit failed its convergence diagnostics; the report then
         carries an unmistakable warning on every surface.
     """
+    from proxyscope.analyses.designs import DesignReport, design_bias
     from proxyscope.analyses.fragility import fragility as run_fragility
     from proxyscope.analyses.recommend import recommend as run_recommend
     from proxyscope.analyses.relation import past_experiments
@@ -261,6 +269,13 @@ def report(
         trans = _resolve_transport(fit, transport, ci, random_seed)
         comp = _resolve_compare(compare)
         rel = past_experiments(fit, ci=ci, flagged=_most_fragile(frag))
+        if designs is None and fit.effects.designs != ["ab"]:
+            designs = design_bias(fit, refit=False, ci=ci)
+    if designs is not None and not isinstance(designs, DesignReport):
+        raise DataTypeError(
+            "The 'designs' parameter of report must be what proxyscope.design_bias returned; "
+            f"got {type(designs).__name__}."
+        )
     if not trustworthy:
         warnings.warn(
             "This report is built from a fit that FAILED its convergence diagnostics; every "
@@ -368,6 +383,7 @@ def report(
     )
     document["past_experiments"] = past_experiments_doc(rel)
     document["sensitivity"] = sensitivity_doc(sensitivity)
+    document["designs"] = designs_doc(designs)
     parts = sections(document)
     json_path = write_text_atomic(
         out_dir / "report.json", json.dumps(document, indent=2, allow_nan=False) + "\n"

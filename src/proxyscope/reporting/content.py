@@ -16,6 +16,7 @@ from typing import Any
 
 from proxyscope._format import interval, pct
 from proxyscope.reporting.blocks import Block, Bullets, Para, Section, prob
+from proxyscope.reporting.designs import designs_section
 from proxyscope.reporting.document import UNTRUSTWORTHY_TEXT
 from proxyscope.reporting.past_experiments import past_experiments_section
 from proxyscope.reporting.sections_analyses import (
@@ -135,7 +136,13 @@ def sections(doc: Mapping[str, Any]) -> list[Section]:
         surrogacy_section(doc),
         recommendations_section(doc),
     ]
-    for extra in (transport_section(doc), sensitivity_section(doc), compare_section(doc)):
+    extras = (
+        designs_section(doc),
+        transport_section(doc),
+        sensitivity_section(doc),
+        compare_section(doc),
+    )
+    for extra in extras:
         if extra is not None:
             out.append(extra)
     return out

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 #: Bump when the generated code changes, so stale cache files are not reused.
-CODEGEN_VERSION = 12
+CODEGEN_VERSION = 13
 
 
 def _kernels_digest() -> str:

@@ -35,7 +35,9 @@ def generate_source(k: int) -> str:
 
 
 _ORCHESTRATION = """@_inline_jit
-def _first_pass(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c):
+def _first_pass(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, v_add):
+    # v_add (packed, per segment): a covariance added to every cell's of the
+    # segment (the design-bias terms; zeros without them, which adds exactly 0).
     n_seg = loc.shape[1]
     loc = np.ascontiguousarray(loc)
     beta = np.ascontiguousarray(beta)
@@ -44,7 +46,7 @@ def _first_pass(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c):
     for i in range({m}):
         for j in range(i + 1):
             for s in range(n_seg):
-                v_packed[i * (i + 1) // 2 + j, s] = v_seg[i, j, s]
+                v_packed[i * (i + 1) // 2 + j, s] = v_seg[i, j, s] + v_add[i * (i + 1) // 2 + j, s]
     n_blocks = dat.shape[0]
     seg_b = blocked_index(seg, n_blocks)
     o1 = np.empty((n_blocks, {out1_rows}, {lanes}))
@@ -54,15 +56,17 @@ def _first_pass(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c):
 
 
 @_inline_jit
-def logp(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, want_grad):
+def logp(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, v_add, want_grad):
+    # Also returns the gradient g_v with respect to each segment's covariance
+    # (packed), which the design-bias terms need.
     n_seg = loc.shape[1]
     v_seg, oc, o1, lp, b_sum, p_sum, exp_bad, seg_b, beta = _first_pass(
-        dat, seg, cexp, n_exp, loc, beta, sig2, chol_c
+        dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, v_add
     )
     eta, rr, g_chol_e = experiment_step_k(p_sum, b_sum, chol_e, lp, exp_bad, want_grad)
     if not want_grad:
         return (lp, np.zeros(({m}, n_seg)), np.zeros(({k}, n_seg)), np.zeros(n_seg),
-                np.zeros(({k}, {k})), g_chol_e)
+                np.zeros(({k}, {k})), g_chol_e, np.zeros(({nw}, n_seg)))
     live = np.empty(n_exp)
     for e in range(n_exp):
         live[e] = 0.0 if exp_bad[e] else 1.0
@@ -70,16 +74,16 @@ def logp(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, want_grad):
     pass2(o1, seg_b, blocked_index(cexp, o1.shape[0]), beta, eta, rr, live, o2)
     g_loc, g_v, g_beta = reduce_segments_k(seg, n_seg, o2)
     g_sig2, g_chol_c = chain_rule(g_v, g_beta, beta, v_seg, oc, chol_c)
-    return lp, g_loc, g_beta, g_sig2, g_chol_c, g_chol_e
+    return lp, g_loc, g_beta, g_sig2, g_chol_c, g_chol_e, g_v
 
 
 @_jit
-def experiment_posterior(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e):
+def experiment_posterior(dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, v_add):
     # Marginal log likelihood per experiment and the Gaussian conditional of
     # eta_e given the data and the parameters: mean eta* (E, J), covariance R
     # (J = K + 1: the outcome's own experiment effect first, then the proxies').
     v_seg, oc, o1, lp, b_sum, p_sum, exp_bad, seg_b, beta = _first_pass(
-        dat, seg, cexp, n_exp, loc, beta, sig2, chol_c
+        dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, v_add
     )
     # (a computed flag, not the literal True: numba compiles a literal argument
     # as a type of its own)

@@ -112,7 +112,8 @@ def proxy_model_logp(
     chol_c: np.ndarray,
     chol_e: np.ndarray,
     want_grad: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    v_add: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Log likelihood per experiment and the gradient of its sum.
 
     Parameters
@@ -129,16 +130,22 @@ def proxy_model_logp(
         covariance, the outcome's own effect first (see
         :func:`proxyscope.core.kernels.experiment_cholesky`).
     want_grad : compute the gradients (otherwise zeros).
+    v_add : (M (M + 1) / 2, S) a covariance added to the cells of each segment
+        (packed lower triangle; the design-bias terms), default zeros.
 
     Returns
     -------
     lp (E,), then the gradients of ``lp.sum()`` with respect to loc (M, S),
     beta (K, S), sig2 (S,), chol_c (K, K) and chol_e (M, M) (lower
-    triangles). An experiment with a cell whose covariance is not positive
+    triangles), and with respect to each segment's covariance (packed, as
+    ``v_add``). An experiment with a cell whose covariance is not positive
     definite gets ``-inf``.
     """
+    m = beta.shape[0] + 1
+    if v_add is None:
+        v_add = np.zeros((m * (m + 1) // 2, loc.shape[1]))
     return logp_kernel(beta.shape[0])(
-        dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, want_grad
+        dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, v_add, want_grad
     )
 
 

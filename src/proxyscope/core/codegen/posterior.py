@@ -18,9 +18,19 @@ def posterior(x, grad, ints, floats, dat, seg, cexp, n_exp):
     # gradient, written to grad.
     lp, loc, slope, log_sigma, chol_c, chol_e = prior_forward(x, grad, ints, floats)
     sig2 = np.exp(2.0 * log_sigma)
-    lpe, g_loc, g_beta, g_sig2, g_chol_c, g_chol_e = logp(
-        dat, seg, cexp, n_exp, loc, slope, sig2, chol_c, chol_e, n_exp >= 0
-    )
+    if ints[H_BIAS_N] == 0:
+        v_add = np.zeros(({nw}, loc.shape[1]))
+        lpe, g_loc, g_beta, g_sig2, g_chol_c, g_chol_e, g_v = logp(
+            dat, seg, cexp, n_exp, loc, slope, sig2, chol_c, chol_e, v_add, n_exp >= 0
+        )
+    else:
+        # seg indexes kernel segments: (segment, design group) pairs.
+        lpb, loc_k, slope_k, sig2_k, v_add = bias_forward(x, grad, ints, floats, loc, slope, sig2)
+        lp += lpb
+        lpe, g_loc_k, g_beta_k, g_sig2_k, g_chol_c, g_chol_e, g_v = logp(
+            dat, seg, cexp, n_exp, loc_k, slope_k, sig2_k, chol_c, chol_e, v_add, n_exp >= 0
+        )
+        g_loc, g_beta, g_sig2 = bias_back(x, grad, ints, floats, g_loc_k, g_beta_k, g_sig2_k, g_v)
     likelihood_back(x, grad, ints, floats, g_loc, g_beta, 2.0 * sig2 * g_sig2, g_chol_c, g_chol_e)
     return lp + lpe.sum()
 
@@ -68,9 +78,12 @@ def posterior_source(k: int) -> str:
         "import math",
         "import numpy as np",
         "import numba",
-        "from proxyscope.core.density import likelihood_back, prior_forward",
+        "from proxyscope.core.density import (",
+        "    H_BIAS_N, bias_back, bias_forward, likelihood_back, prior_forward,",
+        ")",
         "from proxyscope.core.kernels import _inline_jit",
         "from proxyscope.core.native import EXPAND_SIGNATURE, LOGP_SIGNATURE, table_arrays",
         f"from {kernel_name} import logp",
     ]
-    return "\n".join(lines) + "\n" + _POSTERIOR
+    nw = (k + 1) * (k + 2) // 2
+    return "\n".join(lines) + "\n" + _POSTERIOR.replace("{nw}", str(nw))
