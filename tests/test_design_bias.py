@@ -190,3 +190,19 @@ def test_the_report_has_a_section_on_designs(biased_fit: ps.ProxyFit, tmp_path) 
     jsonschema.validate(doc, load_schema())
     assert doc["designs"]["designs"][1]["design"] == "did"
     assert "Designs: which estimates may be biased" in files.markdown.read_text()
+
+
+def test_held_out_experiments_of_a_biased_design_get_its_sigma_d(biased_fit: ps.ProxyFit) -> None:
+    """The held-out density of an experiment the fit saw equals its in-fit marginal one."""
+    from proxyscope.model.heldout import heldout_experiment_loglik
+
+    stored = biased_fit.idata.log_likelihood["experiment_effect"].stack(
+        sample=(dims.CHAIN, dims.DRAW)
+    )
+    for e in (0, 3, 5):  # ab, did, ipw
+        got = heldout_experiment_loglik(biased_fit, biased_fit.model_effects.subset([e]))[:, 0]
+        want = stored.sel({dims.EXPERIMENT: e}).values
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    other = with_designs(_cells(seed=9, k=2), {1: "rdd"}).subset([1])
+    with pytest.raises(ps.errors.ParameterError, match="rdd"):
+        heldout_experiment_loglik(biased_fit, other)

@@ -17,6 +17,7 @@ import pandas as pd
 from proxyscope import dims
 from proxyscope.core.codegen import load_kernel_module
 from proxyscope.core.kernels import experiment_cholesky, pack_cells
+from proxyscope.data.designs import RANDOMIZED
 from proxyscope.errors import ParameterError
 from proxyscope.model.segments import segments_for
 
@@ -29,7 +30,8 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
 
     Original units, eta_e integrated out, one column per experiment of
     ``effects`` (in its order). Segment cells the fit never saw are predicted
-    from its pooled structure.
+    from its pooled structure. A cell of a design the fit gives a bias term
+    has the fit's Sigma_d (per draw) added to its covariance.
     """
     if tuple(effects.metrics) != tuple(fit.info.metrics):
         raise ParameterError("Held-out cells must have the fit's outcome and proxies.")
@@ -51,6 +53,7 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
     d = (effects.effect[order] / scales).T
     s_cov = (effects.noise_cov[order] / np.outer(scales, scales)[None]).transpose(1, 2, 0)
     dat = pack_cells(np.ascontiguousarray(d), np.ascontiguousarray(s_cov))
+    group = _bias_groups(fit, effects.design[order])
     seg_sorted = np.ascontiguousarray(seg_idx[order], dtype=np.int64)
     exp_sorted = np.ascontiguousarray(exp_idx[order], dtype=np.int64)
     k = len(sp)
@@ -63,7 +66,12 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
     out = np.empty((n, len(exp_ids)))
     cells_per_exp = np.bincount(exp_sorted, minlength=len(exp_ids))
     log_jac = cells_per_exp * float(np.sum(np.log(scales)))
+    v_add = np.zeros(((k + 1) * (k + 2) // 2, seg.nu.shape[1]))
+    bias = fit.std.bias_cov if group.any() else None
     for i in range(n):
+        if bias is not None:
+            extra = np.moveaxis(bias[i][group], 0, -1)
+            dat = pack_cells(np.ascontiguousarray(d), np.ascontiguousarray(s_cov + extra))
         chol_e = experiment_cholesky(
             np.sqrt(seg.omega_y[i]) / sy,
             np.linalg.cholesky(seg.omega_e[i] / scale_mat + 1e-12 * np.eye(k)),
@@ -79,6 +87,23 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
             np.ascontiguousarray(sig2[i]),
             chol_c,
             chol_e,
+            v_add,
         )
         out[i] = lp - log_jac
     return out
+
+
+def _bias_groups(fit: ProxyFit, design: np.ndarray) -> np.ndarray:
+    """Each held-out cell's design group in the fit (0: no bias term)."""
+    group = np.zeros(len(design), dtype=np.int64)
+    for g, name in enumerate(fit.info.bias_designs, start=1):
+        group[design == name] = g
+    unknown = sorted(
+        {str(d) for d in design if d not in RANDOMIZED and d not in fit.info.bias_designs}
+    )
+    if unknown:
+        raise ParameterError(
+            f"Held-out cells of design(s) {unknown} have no bias term in the fit, which saw "
+            f"only {sorted(set(fit.effects.designs))}; their bias cannot be predicted."
+        )
+    return group
