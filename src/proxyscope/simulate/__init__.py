@@ -18,14 +18,24 @@ an experiment) and ``population`` (truth for a new experiment, by quadrature,
 with ``_quadrature``), ``world`` (the result object).
 ``from_model`` draws cell effects from the proxy model itself at known
 parameters, for parameter-recovery checks.
+
+``workspace`` randomizes the streaming world's users by workspace, with
+workspace baselines (users of one workspace are alike) and spillover to
+collaborating control users, with the direct and spillover truth of every
+cell (``workspace_config`` holds its settings). ``mixed_history`` is a history
+of experiments of several designs drawn from the proxy model, the
+non-randomized ones biased by confounding of a known size and direction.
 """
 
 from __future__ import annotations
 
 from proxyscope.simulate.config import FailureCohort, StreamingConfig
 from proxyscope.simulate.mix import SegmentMix
+from proxyscope.simulate.mixed import MixedConfig, MixedHistory, mixed_history
 from proxyscope.simulate.model_world import ModelTruth, from_model
 from proxyscope.simulate.scenario import METRICS, OUTCOME, PROXIES, column_roles
+from proxyscope.simulate.workspace_config import WorkspaceConfig
+from proxyscope.simulate.workspace_world import WorkspaceWorld, workspace
 from proxyscope.simulate.world import World, shifted, streaming
 
 __all__ = [
@@ -33,12 +43,18 @@ __all__ = [
     "OUTCOME",
     "PROXIES",
     "FailureCohort",
+    "MixedConfig",
+    "MixedHistory",
     "ModelTruth",
     "SegmentMix",
     "StreamingConfig",
+    "WorkspaceConfig",
+    "WorkspaceWorld",
     "World",
     "column_roles",
     "from_model",
+    "mixed_history",
     "shifted",
     "streaming",
+    "workspace",
 ]
