@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_summarize.py [--rows 10_000_000] [--big]
+        [--clusters 20_000] [--clustered-only]
 
 Writes a user-level Parquet file once (experiment, 3 segment columns,
 treatment, an outcome and 4 proxies; cached under ``benchmarks/_data/``),
@@ -17,10 +18,22 @@ then times, each in a fresh subprocess so that each peak RSS is its own:
   ``groupby([exp_id, *segments, treatment])[metric].mean().unstack()``
   (means only: no covariances, no checks).
 
+The clustered case (issue 23) writes a second file of ``--rows`` users in
+``--clusters`` workspaces (each workspace in one experiment and one region,
+randomized as a whole, with a baseline shared by its users' metrics), then
+times on it, in the same run:
+
+- ``duckdb_flat``: ``summarize(path, engine="duckdb")``, users as independent;
+- ``duckdb_cluster``: the same with ``cluster="ws"`` (clustered covariance);
+
+and reports their time ratio (target <= 2) and peak memory (target <= 1 GB).
+
 Wall time is the operation inside the child (after imports); peak memory is
 the child's maximum resident set size, imports included. ``--big`` also
 summarizes 100M rows (10 Parquet files read through a glob) with DuckDB.
-Results are printed as a table and written to ``benchmarks/_results/``.
+``--clustered-only`` runs the clustered case alone. Results are printed as a
+table and written to ``benchmarks/_results/`` (``summarize.json``,
+``summarize_clustered.json``).
 """
 
 from __future__ import annotations
@@ -56,7 +69,23 @@ ROW_GROUP = 500_000
 # -- data -----------------------------------------------------------------------
 
 
-def _chunk(rng: Any, n: int, n_experiments: int) -> Any:
+REGIONS = (["NA", "LATAM", "EU", "IN"], [0.35, 0.20, 0.25, 0.20])
+
+
+def _workspaces(seed: int, clusters: int, n_experiments: int) -> dict[str, Any]:
+    """Per workspace: its experiment, arm, region and baseline (fixed by the seed)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, clusters])
+    return {
+        "exp": np.arange(clusters) % n_experiments,
+        "t": rng.integers(0, 2, clusters),
+        "region": rng.choice(len(REGIONS[0]), size=clusters, p=REGIONS[1]),
+        "base": rng.normal(0, 0.5, clusters),
+    }
+
+
+def _chunk(rng: Any, n: int, n_experiments: int, ws: dict[str, Any] | None = None) -> Any:
     import numpy as np
     import pyarrow as pa
 
@@ -64,16 +93,25 @@ def _chunk(rng: Any, n: int, n_experiments: int) -> Any:
         codes = rng.choice(len(levels), size=n, p=p)
         return pa.array(np.asarray(levels, dtype=object)[codes], type=pa.string())
 
-    exp = rng.integers(0, n_experiments, n)
-    t = rng.integers(0, 2, n)
+    if ws is None:
+        exp = rng.integers(0, n_experiments, n)
+        t = rng.integers(0, 2, n)
+        region = None  # drawn below, in the order this file always drew it
+        base = np.zeros(n)
+    else:  # users of workspaces randomized as a whole
+        w = rng.integers(0, len(ws["exp"]), n)
+        exp, t, base = ws["exp"][w], ws["t"][w], ws["base"][w]
+        region = pa.array(np.asarray(REGIONS[0], dtype=object)[ws["region"][w]], type=pa.string())
     tau = rng.normal(0, 0.12, n_experiments)[exp]
-    sat = rng.normal(size=n)
-    eng = rng.normal(size=n)
+    sat = rng.normal(size=n) + base
+    eng = rng.normal(size=n) + base
     logit = -0.3 + 0.7 * sat + 0.15 * eng + t * tau
+    extra = {} if ws is None else {"ws": pa.array(w, type=pa.int64())}
     return pa.table(
         {
+            **extra,
             "exp_id": pa.array(exp, type=pa.int64()),
-            "region": pick(["NA", "LATAM", "EU", "IN"], [0.35, 0.20, 0.25, 0.20]),
+            "region": pick(*REGIONS) if region is None else region,
             "device": pick(["TV", "Mobile", "Desktop"], [0.45, 0.45, 0.10]),
             "tenure": pick(["New", "Existing"], [0.30, 0.70]),
             "treatment": pa.array(t, type=pa.int64()),
@@ -92,8 +130,11 @@ def _chunk(rng: Any, n: int, n_experiments: int) -> Any:
     )
 
 
-def write_users(path: Path, rows: int, seed: int, n_experiments: int = 50) -> Path:
-    """Write ``rows`` user rows to one Parquet file in chunks (cached)."""
+def write_users(
+    path: Path, rows: int, seed: int, n_experiments: int = 50, clusters: int = 0
+) -> Path:
+    """Write ``rows`` user rows to one Parquet file in chunks (cached); with
+    ``clusters``, users of that many workspaces (column ``ws``)."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -102,11 +143,12 @@ def write_users(path: Path, rows: int, seed: int, n_experiments: int = 50) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     rng = np.random.default_rng(seed)
+    ws = _workspaces(seed, clusters, n_experiments) if clusters else None
     writer = None
     try:
         done = 0
         while done < rows:
-            table = _chunk(rng, min(CHUNK, rows - done), n_experiments)
+            table = _chunk(rng, min(CHUNK, rows - done), n_experiments, ws)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table, row_group_size=ROW_GROUP)
@@ -130,17 +172,27 @@ def dataset(rows: int) -> str:
     return str(folder / "*.parquet")
 
 
+def clustered_dataset(rows: int, clusters: int) -> str:
+    """The Parquet path of ``rows`` users in ``clusters`` workspaces (one file)."""
+    return str(
+        write_users(DATA / f"users_{rows}_ws{clusters}.parquet", rows, 11, clusters=clusters)
+    )
+
+
 # -- what each child runs -----------------------------------------------------------
 
 
 def _child(mode: str, path: str) -> dict[str, Any]:
     import pandas as pd
 
-    if mode in ("duckdb", "duckdb_all", "pandas"):
+    if mode in ("duckdb", "duckdb_all", "pandas", "duckdb_flat", "duckdb_cluster"):
         import proxyscope.data as psd
     start = time.perf_counter()
     if mode in ("duckdb", "pandas"):
         cells = psd.summarize(path, engine=mode, **ROLES).n_cells
+    elif mode in ("duckdb_flat", "duckdb_cluster"):
+        cluster = "ws" if mode == "duckdb_cluster" else None
+        cells = psd.summarize(path, engine="duckdb", cluster=cluster, **ROLES).n_cells
     elif mode == "duckdb_all":
         cells = psd.summarize(path, engine="duckdb", threads=os.cpu_count(), **ROLES).n_cells
     elif mode == "groupby":
@@ -187,17 +239,52 @@ def table(results: list[dict[str, Any]], rows: int) -> str:
     return "\n".join(lines)
 
 
+def clustered_table(flat: dict[str, Any], clus: dict[str, Any], rows: int, clusters: int) -> str:
+    ratio = clus["seconds"] / flat["seconds"]
+    return "\n".join(
+        [
+            f"clustered case: {rows:,} user rows in {clusters:,} workspaces from Parquet, duckdb",
+            f"{'summarize':<26}{'wall s':>9}{'peak MB':>10}",
+            f"{'users independent':<26}{flat['seconds']:>9.2f}{flat['peak_mb']:>10.0f}",
+            f"{'cluster=ws':<26}{clus['seconds']:>9.2f}{clus['peak_mb']:>10.0f}",
+            f"time ratio clustered / independent: {ratio:.2f} (target <= 2); "
+            f"peak {clus['peak_mb']:.0f} MB (target <= 1024)",
+        ]
+    )
+
+
+def run_clustered(rows: int, clusters: int) -> dict[str, Any]:
+    """The clustered case: the same file summarized without and with ``cluster``."""
+    t0 = time.perf_counter()
+    path = clustered_dataset(rows, clusters)
+    print(f"\ndata: {path} (ready in {time.perf_counter() - t0:.1f} s)")
+    flat = run_child("duckdb_flat", path)
+    clus = run_child("duckdb_cluster", path)
+    print(clustered_table(flat, clus, rows, clusters))
+    out = {"rows": rows, "clusters": clusters, "independent": flat, "clustered": clus}
+    out["time_ratio"] = clus["seconds"] / flat["seconds"]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "summarize_clustered.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; return the results (also printed and saved as JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=lambda s: int(s.replace("_", "")), default=10_000_000)
     parser.add_argument("--big", action="store_true", help="also 100M rows on duckdb")
+    parser.add_argument("--clusters", type=lambda s: int(s.replace("_", "")), default=20_000)
+    parser.add_argument(
+        "--clustered-only", action="store_true", help="only the clustered case (cluster=)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_child(args.child, args.path)))
         return {}
+    if args.clustered_only:
+        return {"clustered": run_clustered(args.rows, args.clusters)}
 
     t0 = time.perf_counter()
     path = dataset(args.rows)
@@ -219,6 +306,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "summarize.json").write_text(json.dumps(report, indent=2))
+    report["clustered"] = run_clustered(args.rows, args.clusters)
     return report
 
 

@@ -16,6 +16,11 @@ Checks run as engine queries whose results are a few rows: the schema, a few
 distinct treatment values, counts of missing or infinite values (only when
 the aggregate shows any), and the aggregate itself. Nothing is collected to
 pandas; the caller's data is never modified.
+
+Cluster-randomized experiments (``cluster=``): the engine aggregates per
+(cell, arm, cluster) instead, counts and means only, and
+:mod:`proxyscope.data.clustered` computes each cell's difference in means and
+its joint cluster-robust (CR1) covariance from those rows.
 """
 
 from __future__ import annotations
@@ -29,9 +34,19 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
+from proxyscope.data import aggregate, clustered, designs
+from proxyscope.data import exposure as exposure_checks
 from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
 from proxyscope.data.cells import CellEffects
-from proxyscope.data.engines import ARM, N, Source, count_col, cov_col, key_col, mean_col, pairs
+from proxyscope.data.engines import (
+    ARM,
+    CLUSTER,
+    EXPOSURE,
+    ClusterAggregate,
+    N,
+    Source,
+    key_col,
+)
 from proxyscope.data.tables import summarize_input
 from proxyscope.data.validate import (
     Roles,
@@ -65,6 +80,9 @@ def summarize(
     proxies: Sequence[str] | str,
     segments: Sequence[str] | str = (),
     directions: Mapping[str, str] | None = None,
+    cluster: str | None = None,
+    exposure: str | None = None,
+    exposure_values: Mapping[str, Any] | None = None,
     engine: str = "duckdb",
     treated_value: Any = None,
     min_users_per_arm: int = 10,
@@ -96,6 +114,34 @@ def summarize(
     directions : dict, optional
         Good direction per proxy, "higher" (default) or "lower". A "lower"
         proxy is negated, so every effect reads "positive is better".
+    cluster : str, optional
+        Column with the unit of randomization (workspace, team, market) of a
+        cluster-randomized experiment. Each cell's effect is unchanged; its
+        ``noise_cov`` becomes the joint cluster-robust covariance: per-user
+        influence functions of the difference in means summed within each
+        cluster of the cell (a cluster with users in both arms sums both), and
+        V = G/(G − 1) · Σ_g s_g s_gᵀ with G the distinct clusters in the cell
+        (CR1: pyfixest's CRV1 with ``ssc(k_adj=False, G_adj=True)`` for
+        ``metric ~ treated`` within the cell; formulas and the linearmodels
+        relation in :mod:`proxyscope.data.clustered`). Cells get design
+        "cluster" and the variables ``n_clusters_treat``,
+        ``n_clusters_control`` and ``n_clusters_shared`` (clusters with users
+        in both arms); ``meta["cluster"]`` totals the shared clusters. Fewer
+        than 30 clusters in an arm of a kept cell: a DataWarning; fewer than
+        2: a DataError. A missing cluster value is a missing key (see ``dropna``).
+    exposure : str, optional
+        With ``cluster``: column saying, per user, "direct" (treated),
+        "spillover" (a control user exposed to treated users) or
+        "pure_control". The cell's effect is then the direct effect (direct −
+        pure control; ``n_treat`` direct users, ``n_control`` pure-control
+        users), and the variables ``spillover`` (spillover − pure control,
+        signed like the effects), ``spillover_cov`` and ``n_spillover`` hold
+        the spillover effect, NaN in cells with fewer than two spillover users
+        or clusters (listed in ``meta["exposure"]``). See
+        :func:`proxyscope.data.exposure.spillover_effects`.
+    exposure_values : dict, optional
+        The exposure column's value for each role, e.g. ``{"direct": 2,
+        "spillover": 1, "pure_control": 0}``; roles not given are their own name.
     engine : {"duckdb", "pandas", "spark"}, default "duckdb"
     treated_value : object, optional
         The treatment column's value for the treated arm. Inferred when the
@@ -137,7 +183,8 @@ def summarize(
     Raises
     ------
     ColumnError
-        A column is missing (the closest name is suggested), given two roles,
+        A column is missing (the closest name is suggested), given two roles
+        (the cluster and exposure columns included),
         appears twice in the data, differs only in case from another used
         column (DuckDB and Spark cannot tell them apart), a segment column has
         a reserved name or a value holding the label separator " / ", or the
@@ -148,10 +195,14 @@ def summarize(
     DataError
         Empty input, a file that cannot be read (named), a treatment column
         without exactly two values, an experiment with one arm, fewer than two
-        experiments, missing or infinite values, or numbers that overflow.
+        experiments, missing or infinite values, or numbers that overflow;
+        with ``cluster``, a kept cell with fewer than two clusters in an arm;
+        with ``exposure``, values other than the three roles', or direct users
+        in the control arm or other users in the treated arm.
     ParameterError
         Unknown engine or direction, ``min_users_per_arm`` < 2, a
-        ``treated_value`` that is not in the data or cannot be inferred.
+        ``treated_value`` that is not in the data or cannot be inferred,
+        ``exposure`` without ``cluster``, malformed ``exposure_values``.
     """
     check_one_of(engine, ENGINES, param="engine", owner=OWNER)
     roles = check_roles(
@@ -162,6 +213,11 @@ def summarize(
         segments=segments,
         directions=directions,
         owner=OWNER,
+        cluster=cluster,
+        exposure=exposure,
+    )
+    exposure_map = exposure_checks.check_exposure_values(
+        exposure_values, exposure=roles.exposure, owner=OWNER
     )
     min_users = check_min_users(min_users_per_arm, owner=OWNER)
     drop = check_flag(dropna, param="dropna", owner=OWNER)
@@ -190,7 +246,7 @@ def summarize(
     data = summarize_input(engine, data, roles, owner=OWNER)
     source = open_source(engine, data, memory_limit=memory_limit, threads=threads, spark=spark)
     try:
-        return _summarize(source, roles, treated_value, min_users, drop)
+        return _summarize(source, roles, treated_value, min_users, drop, exposure_map)
     finally:
         source.close()
 
@@ -218,7 +274,12 @@ def open_source(
 
 
 def _summarize(
-    source: Source, roles: Roles, treated_value: Any, min_users: int, dropna: bool
+    source: Source,
+    roles: Roles,
+    treated_value: Any,
+    min_users: int,
+    dropna: bool,
+    exposure_values: Mapping[str, Any] | None = None,
 ) -> CellEffects:
     available = source.columns()
     err = missing_columns_error(roles, available)
@@ -243,7 +304,12 @@ def _summarize(
     first = source.first_finite(metrics)
     refs = [_or_zero(first[m]) for m in metrics]
     keys = list(roles.keys)
-    agg = source.aggregate(keys, roles.treatment, metrics, refs, drop_missing=False)
+    rows: ClusterAggregate | None = None
+    if roles.cluster is None:
+        agg = source.aggregate(keys, roles.treatment, metrics, refs, drop_missing=False)
+    else:
+        rows = _cluster_rows(source, roles, refs, drop_missing=False)
+        agg = rows.arms(len(keys))
     n_rows = int(agg[N].sum())
 
     # Missing keys: their groups come back with a missing key value.
@@ -253,10 +319,13 @@ def _summarize(
     for name, c in zip(key_names, key_cols, strict=True):
         miss = agg[c].map(is_missing).to_numpy(dtype=bool)
         key_missing[name] = int(agg[N].to_numpy()[miss].sum())
+    if rows is not None:
+        for name, label in zip(roles.labels, (CLUSTER, EXPOSURE), strict=False):
+            key_missing[name] = int(rows.n[rows.labels[label].missing()].sum())
 
     # Missing or infinite metric values show in the aggregate; only then count them.
     metric_missing = dict.fromkeys(metrics, 0)
-    if _suspicious(agg, len(metrics)):
+    if aggregate.suspicious(agg, len(metrics)):
         bad = source.bad_counts(metrics)
         infinite = {m: bad[m][1] for m in metrics}
         if any(infinite.values()):
@@ -272,7 +341,13 @@ def _summarize(
     if any(missing.values()):
         if not dropna:
             raise missing_values_error({c: missing[c] for c in roles.columns}, roles)
-        if any(metric_missing.values()):
+        if rows is not None:
+            if any(metric_missing.values()):
+                rows = _cluster_rows(source, roles, refs, drop_missing=True)
+            labels = list(rows.labels.values())
+            rows = rows.take(~np.logical_or.reduce([f.missing() for f in labels]))
+            agg = rows.arms(len(keys))
+        elif any(metric_missing.values()):
             agg = source.aggregate(keys, roles.treatment, metrics, refs, drop_missing=True)
         complete = ~np.logical_or.reduce([agg[c].map(is_missing).to_numpy(bool) for c in key_cols])
         agg = agg[complete].reset_index(drop=True)
@@ -303,18 +378,34 @@ def _summarize(
     if len(arms_by_exp) < 2:
         raise too_few_experiments_error(list(arms_by_exp), experiment_column=roles.experiment)
 
-    cells = _pivot(agg, is_t, len(keys), len(metrics))
+    design: str = designs.AB
+    variables: dict[str, np.ndarray] | None = None
+    if rows is None:
+        cells = aggregate.pivot(agg, is_t, len(keys), len(metrics))
+        key_values, n_t, n_c = cells["keys"], cells["n_t"], cells["n_c"]
+        reasons: list[str | None] = [
+            None if (a >= min_users and b >= min_users) else f"below min_users_per_arm={min_users}"
+            for a, b in zip(n_t, n_c, strict=True)
+        ]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            effect = cells["mean_t"] - cells["mean_c"]
+            noise = cells["cov_t"] / n_t[:, None, None] + cells["cov_c"] / n_c[:, None, None]
+    else:
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            got = clustered.cell_effects(
+                rows,
+                roles,
+                treated,
+                exposure_values=exposure_values,
+                min_users=min_users,
+                owner=OWNER,
+            )
+        key_values, n_t, n_c, reasons = got.keys, got.n_treat, got.n_control, got.reasons
+        effect, noise, variables, design = got.effect, got.noise_cov, got.variables, designs.CLUSTER
+        extra.update(got.meta)
     keys_frame = pd.DataFrame(
-        {name: cells["keys"][:, i] for i, name in enumerate([dims.EXPERIMENT, *roles.segments])}
+        {name: key_values[:, i] for i, name in enumerate([dims.EXPERIMENT, *roles.segments])}
     )
-    n_t, n_c = cells["n_t"], cells["n_c"]
-    reasons = [
-        None if (a >= min_users and b >= min_users) else f"below min_users_per_arm={min_users}"
-        for a, b in zip(n_t, n_c, strict=True)
-    ]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        effect = cells["mean_t"] - cells["mean_c"]
-        noise = cells["cov_t"] / n_t[:, None, None] + cells["cov_c"] / n_c[:, None, None]
     extra.update(
         {
             "columns": {"experiment": roles.experiment, "treatment": roles.treatment},
@@ -341,51 +432,25 @@ def _summarize(
         experiment_column=roles.experiment,
         extra=extra,
         stacklevel=4,
+        design=design,
+        variables=variables,
+    )
+
+
+def _cluster_rows(
+    source: Source, roles: Roles, refs: list[float], drop_missing: bool
+) -> ClusterAggregate:
+    assert roles.cluster is not None
+    return source.cluster_aggregate(
+        list(roles.keys),
+        roles.treatment,
+        roles.cluster,
+        list(roles.metrics),
+        refs,
+        drop_missing,
+        exposure=roles.exposure,
     )
 
 
 def _or_zero(x: float | None) -> float:
     return 0.0 if x is None else x
-
-
-def _suspicious(agg: pd.DataFrame, m: int) -> bool:
-    """True when a count, mean or covariance shows a missing or non-finite value."""
-    n = agg[N].to_numpy(dtype=float)
-    for i in range(m):
-        if np.any(agg[count_col(i)].to_numpy(dtype=float) != n):
-            return True
-        if np.any(~np.isfinite(agg[mean_col(i)].to_numpy(dtype=float)) & (n > 0)):
-            return True
-    for i, j in pairs(m):
-        if np.any(~np.isfinite(agg[cov_col(i, j)].to_numpy(dtype=float)) & (n >= 2)):
-            return True
-    return False
-
-
-def _pivot(agg: pd.DataFrame, is_t: np.ndarray, n_keys: int, m: int) -> dict[str, np.ndarray]:
-    """One row per cell with both arms side by side (an absent arm has n = 0)."""
-    key_tuples = pd.Series(
-        list(zip(*[agg[key_col(i)] for i in range(n_keys)], strict=True)), dtype=object
-    )
-    cell, uniq = pd.factorize(key_tuples)
-    n_cells = len(uniq)
-    n = agg[N].to_numpy(dtype=np.int64)
-    means = np.stack([agg[mean_col(i)].to_numpy(dtype=float) for i in range(m)], axis=1)
-    covs = np.empty((len(agg), m, m))
-    for i, j in pairs(m):
-        v = agg[cov_col(i, j)].to_numpy(dtype=float)
-        covs[:, i, j] = v
-        covs[:, j, i] = v
-    out: dict[str, np.ndarray] = {}
-    for arm, mask in (("t", is_t), ("c", ~is_t)):
-        idx = np.full(n_cells, -1)
-        idx[cell[mask]] = np.flatnonzero(mask)
-        has = idx >= 0
-        out[f"n_{arm}"] = np.where(has, n[idx], 0)
-        out[f"mean_{arm}"] = np.where(has[:, None], means[idx], np.nan)
-        out[f"cov_{arm}"] = np.where(has[:, None, None], covs[idx], np.nan)
-    keys = np.empty((n_cells, n_keys), dtype=object)
-    for c, tup in enumerate(uniq):
-        keys[c, :] = list(tup)
-    out["keys"] = keys
-    return out

@@ -54,7 +54,7 @@ def summarize_input(engine: str, data: Any, roles: Roles, *, owner: str) -> Any:
         if err is not None:
             raise err
         frame = select_frame(data, roles.columns, where="the data", role_of=roles.role_of)
-        keys = [*roles.keys, roles.treatment]
+        keys = [*roles.keys, roles.treatment, *roles.labels]  # cluster, exposure: labels too
         check_values(
             frame,
             keys=keys,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from proxyscope import dims
+from proxyscope.data.designs import OPTIONAL_VARIABLES
 from proxyscope.errors import (
     ColumnError,
     DataError,
@@ -30,9 +31,11 @@ from proxyscope.errors import (
 from proxyscope.options import DIRECTIONS
 
 #: Names a segment column may not take: they are dimensions, coordinates or
-#: variables of the CellEffects dataset.
+#: variables of the CellEffects dataset (the optional ones included).
 RESERVED = frozenset(
     {
+        *OPTIONAL_VARIABLES,
+        dims.DESIGN,
         dims.CELL,
         dims.EXPERIMENT,
         dims.SEGMENT,
@@ -66,6 +69,8 @@ class Roles:
     proxies: tuple[str, ...]
     segments: tuple[str, ...]
     directions: dict[str, str] = field(default_factory=dict)
+    cluster: str | None = None
+    exposure: str | None = None
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -78,13 +83,18 @@ class Roles:
         return (self.experiment, *self.segments)
 
     @property
+    def labels(self) -> tuple[str, ...]:
+        """The cluster and exposure columns that are given (read as labels, like keys)."""
+        return tuple(c for c in (self.cluster, self.exposure) if c is not None)
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """Every column read, each once."""
-        return (*self.keys, self.treatment, *self.metrics)
+        return (*self.keys, self.treatment, *self.labels, *self.metrics)
 
     def role_of(self, column: str) -> str:
         """The parameter that names ``column`` (for messages)."""
-        for role in ("experiment", "treatment", "outcome"):
+        for role in ("experiment", "treatment", "outcome", "cluster", "exposure"):
             if getattr(self, role) == column:
                 return role
         if column in self.proxies:
@@ -153,6 +163,8 @@ def check_roles(
     directions: Any,
     owner: str,
     treatment_param: str = "treatment",
+    cluster: Any = None,
+    exposure: Any = None,
 ) -> Roles:
     """Check names and roles; no data is read.
 
@@ -161,13 +173,22 @@ def check_roles(
     ColumnError
         A column is given two roles, or a segment column has a reserved name.
     ParameterError, DataTypeError
-        A name or a direction is malformed.
+        A name or a direction is malformed, or ``exposure`` is given without
+        ``cluster``.
     """
     exp = column_name(experiment, param="experiment", owner=owner)
     trt = column_name(treatment, param=treatment_param, owner=owner)
     out = column_name(outcome, param="outcome", owner=owner)
     prx = name_list(proxies, param="proxies", owner=owner, allow_empty=False)
     seg = name_list(segments, param="segments", owner=owner, allow_empty=True)
+    clu = None if cluster is None else column_name(cluster, param="cluster", owner=owner)
+    xpo = None if exposure is None else column_name(exposure, param="exposure", owner=owner)
+    if xpo is not None and clu is None:
+        raise ParameterError(
+            f"The 'exposure' parameter of {owner} needs 'cluster' too: direct and spillover "
+            "effects are estimated with cluster-robust covariances. Got exposure="
+            f"{xpo!r} and cluster=None; pass cluster= the randomization unit's column."
+        )
 
     seen: dict[str, str] = {}
     for role, names in (
@@ -176,6 +197,8 @@ def check_roles(
         ("outcome", (out,)),
         ("proxies", prx),
         ("segments", seg),
+        ("cluster", () if clu is None else (clu,)),
+        ("exposure", () if xpo is None else (xpo,)),
     ):
         for name in names:
             if name in seen:
@@ -192,7 +215,8 @@ def check_roles(
                 f"Segment column {s!r} has a name reserved by CellEffects "
                 f"({', '.join(sorted(RESERVED))}); rename it before summarizing."
             )
-    return Roles(exp, trt, out, prx, seg, check_directions(directions, prx, out, owner=owner))
+    dirs = check_directions(directions, prx, out, owner=owner)
+    return Roles(exp, trt, out, prx, seg, dirs, cluster=clu, exposure=xpo)
 
 
 def check_directions(

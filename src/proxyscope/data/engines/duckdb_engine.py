@@ -26,7 +26,11 @@ import pandas as pd
 
 from proxyscope.data.engines import (
     ARM,
+    CLUSTER,
+    EXPOSURE,
+    ClusterAggregate,
     N,
+    arrow_aggregate,
     count_col,
     cov_col,
     key_col,
@@ -134,8 +138,11 @@ class DuckDBSource:
     def _fetch(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         return self._execute(sql, params).fetchall()
 
-    def _execute(self, sql: str, params: Any = None) -> Any:
-        """Run a query; DuckDB's complaints about the data become a DataError naming it."""
+    def _execute(self, sql: str, params: Any = None, *, arrow: bool = False) -> Any:
+        """Run a query; DuckDB's complaints about the data become a DataError naming it.
+
+        ``arrow``: return the result as an Arrow table (columns, not Python rows).
+        """
         import duckdb
 
         data_errors = tuple(
@@ -149,6 +156,8 @@ class DuckDBSource:
             if hasattr(duckdb, name)
         )
         try:
+            if arrow:
+                return self._con.sql(sql, params=params).to_arrow_table()
             return self._con.execute(sql, params)
         except data_errors as exc:
             # Its first line, and the one naming the column when there is one.
@@ -266,6 +275,39 @@ class DuckDBSource:
         cur = self._execute(sql, params)
         names = [d[0] for d in cur.description]
         return records_frame(names, cur.fetchall(), len(keys))
+
+    def cluster_aggregate(
+        self,
+        keys: Sequence[str],
+        treatment: str,
+        cluster: str,
+        metrics: Sequence[str],
+        refs: Sequence[float],
+        drop_missing: bool,
+        exposure: str | None = None,
+    ) -> ClusterAggregate:
+        labels = [*keys, treatment, cluster]
+        names = [key_col(i) for i in range(len(keys))] + [ARM, CLUSTER]
+        if exposure is not None:
+            labels.append(exposure)
+            names.append(EXPOSURE)
+        inner = [f"{ident(c)} AS {name}" for c, name in zip(labels, names, strict=True)]
+        inner += [f"CAST({ident(m)} AS DOUBLE) - $r{i} AS x{i}" for i, m in enumerate(metrics)]
+        outer = [*names, f"count(*) AS {N}"]
+        outer += [f"count(x{i}) AS {count_col(i)}" for i in range(len(metrics))]
+        outer += [f"avg(x{i}) AS {mean_col(i)}" for i in range(len(metrics))]
+        where = ""
+        if drop_missing:
+            where = "WHERE " + " AND ".join(
+                f"x{i} IS NOT NULL AND NOT isnan(x{i})" for i in range(len(metrics))
+            )
+        sql = (
+            f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {self._from}) "
+            f"{where} GROUP BY {', '.join(names)}"
+        )
+        # Columns, not Python rows: a row per cluster can be many rows.
+        params = {f"r{i}": float(r) for i, r in enumerate(refs)}
+        return arrow_aggregate(self._execute(sql, params, arrow=True), names, len(metrics))
 
     def close(self) -> None:
         self._con.close()

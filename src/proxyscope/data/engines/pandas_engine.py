@@ -4,7 +4,8 @@ Groups are found once by factorizing the key columns; counts, means and
 covariances are per-group sums (``numpy.bincount``) of metric values shifted
 by their reference, covariances in two passes (centre, then cross-products
 with the usual correction term), so nothing cancels catastrophically. The
-caller's frame is only read.
+caller's frame is only read. The cluster aggregate is the same sums per
+(cell, arm, cluster[, exposure]) group, counts and means only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from proxyscope.data.engines import ARM, N, count_col, cov_col, key_col, mean_col, pairs
+from proxyscope.data.engines import (
+    ARM,
+    CLUSTER,
+    EXPOSURE,
+    ClusterAggregate,
+    Factor,
+    N,
+    combine,
+    count_col,
+    cov_col,
+    key_col,
+    mean_col,
+    pairs,
+)
 from proxyscope.data.sources import (
     Files,
     is_pathlike,
@@ -164,6 +178,31 @@ class PandasSource:
         with np.errstate(invalid="ignore", over="ignore"):
             return self._aggregate(keys, treatment, metrics, refs, drop_missing)
 
+    def _groups(
+        self, group_cols: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """Group code per row (in order of first appearance), the first row of each
+        group, and each column's codes and distinct values."""
+        codes: list[np.ndarray] = []
+        uniques: list[np.ndarray] = []
+        for c in group_cols:
+            fac = pd.factorize(self._col(c), use_na_sentinel=False)
+            codes.append(np.asarray(fac[0], dtype=np.int64))
+            uniques.append(np.asarray(pd.Series(fac[1]).astype(object), dtype=object))
+        g, first = combine([Factor(c, u) for c, u in zip(codes, uniques, strict=True)])
+        return g, first, codes, uniques
+
+    def _shifted(
+        self, g: np.ndarray, metrics: Sequence[str], refs: Sequence[float], drop_missing: bool
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each metric minus its reference (new arrays), without missing rows if asked."""
+        xs = [np.subtract(self._values(c), r) for c, r in zip(metrics, refs, strict=True)]
+        if drop_missing:
+            keep = ~np.logical_or.reduce([np.isnan(x) for x in xs])
+            g = g[keep]
+            xs = [x[keep] for x in xs]
+        return g, xs
+
     def _aggregate(
         self,
         keys: Sequence[str],
@@ -172,28 +211,9 @@ class PandasSource:
         refs: Sequence[float],
         drop_missing: bool,
     ) -> pd.DataFrame:
-        group_cols = [*keys, treatment]
-        codes: list[np.ndarray] = []
-        uniques: list[np.ndarray] = []
-        for c in group_cols:
-            fac = pd.factorize(self._col(c), use_na_sentinel=False)
-            codes.append(np.asarray(fac[0], dtype=np.int64))
-            uniques.append(np.asarray(pd.Series(fac[1]).astype(object), dtype=object))
-        combined = codes[0]
-        for code, uniq in zip(codes[1:], uniques[1:], strict=True):
-            combined = np.asarray(pd.factorize(combined * len(uniq) + code)[0], dtype=np.int64)
-        g = np.asarray(pd.factorize(combined)[0], dtype=np.int64)
-        n_groups = int(g.max()) + 1 if len(g) else 0
-        # Codes are numbered in order of first appearance: a row starts a new
-        # group exactly when its code exceeds every code before it.
-        prev_max = np.concatenate([[-1], np.maximum.accumulate(g)[:-1]]) if len(g) else g
-        first = np.flatnonzero(g > prev_max)
-
-        xs = [np.subtract(self._values(c), r) for c, r in zip(metrics, refs, strict=True)]
-        if drop_missing:
-            keep = ~np.logical_or.reduce([np.isnan(x) for x in xs])
-            g = g[keep]
-            xs = [x[keep] for x in xs]
+        g, first, codes, uniques = self._groups([*keys, treatment])
+        n_groups = len(first)
+        g, xs = self._shifted(g, metrics, refs, drop_missing)
 
         out: dict[str, Any] = {}
         for i, (code, uniq) in enumerate(zip(codes, uniques, strict=True)):
@@ -219,6 +239,39 @@ class PandasSource:
             out[cov_col(i, j)] = _divide(sp, n - 1)
         # Groups emptied by drop_missing are absent, as in the SQL engines.
         return pd.DataFrame(out)[n > 0].reset_index(drop=True)
+
+    def cluster_aggregate(
+        self,
+        keys: Sequence[str],
+        treatment: str,
+        cluster: str,
+        metrics: Sequence[str],
+        refs: Sequence[float],
+        drop_missing: bool,
+        exposure: str | None = None,
+    ) -> ClusterAggregate:
+        names = [key_col(i) for i in range(len(keys))] + [ARM, CLUSTER]
+        group_cols = [*keys, treatment, cluster]
+        if exposure is not None:
+            names.append(EXPOSURE)
+            group_cols.append(exposure)
+        with np.errstate(invalid="ignore", over="ignore"):
+            g, first, codes, uniques = self._groups(group_cols)
+            n_groups = len(first)
+            g, xs = self._shifted(g, metrics, refs, drop_missing)
+            n = np.bincount(g, minlength=n_groups)
+            counts = np.empty((n_groups, len(xs)), dtype=np.int64)
+            means = np.empty((n_groups, len(xs)))
+            for i, x in enumerate(xs):
+                nan = np.isnan(x)
+                counts[:, i] = n - np.bincount(g, weights=nan, minlength=n_groups).astype(np.int64)
+                means[:, i] = _divide(np.bincount(g, weights=x, minlength=n_groups), n)
+        labels = {
+            name: Factor(code[first], uniq)
+            for name, code, uniq in zip(names, codes, uniques, strict=True)
+        }
+        # Groups emptied by drop_missing are absent, as in the SQL engines.
+        return ClusterAggregate(labels, n, counts, means).take(n > 0)
 
     def close(self) -> None:
         pass

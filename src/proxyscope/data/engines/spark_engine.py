@@ -16,7 +16,11 @@ import pandas as pd
 
 from proxyscope.data.engines import (
     ARM,
+    CLUSTER,
+    EXPOSURE,
+    ClusterAggregate,
     N,
+    arrow_aggregate,
     count_col,
     cov_col,
     key_col,
@@ -172,6 +176,46 @@ class SparkSource:
         res = df.groupBy(*group).agg(*aggs)
         names = list(res.columns)
         return records_frame(names, [tuple(r) for r in res.collect()], len(keys))
+
+    def cluster_aggregate(
+        self,
+        keys: Sequence[str],
+        treatment: str,
+        cluster: str,
+        metrics: Sequence[str],
+        refs: Sequence[float],
+        drop_missing: bool,
+        exposure: str | None = None,
+    ) -> ClusterAggregate:
+        from pyspark.sql import functions as F
+
+        labels = [*keys, treatment, cluster]
+        names = [key_col(i) for i in range(len(keys))] + [ARM, CLUSTER]
+        if exposure is not None:
+            labels.append(exposure)
+            names.append(EXPOSURE)
+        proj = [col(c).alias(name) for c, name in zip(labels, names, strict=True)]
+        proj += [
+            (self._double(m) - F.lit(float(r))).alias(f"x{i}")
+            for i, (m, r) in enumerate(zip(metrics, refs, strict=True))
+        ]
+        df = self._df.select(*proj)
+        if drop_missing:
+            for i in range(len(metrics)):
+                x = F.col(f"x{i}")
+                df = df.where(x.isNotNull() & ~F.isnan(x))
+        aggs = [F.count(F.lit(1)).alias(N)]
+        aggs += [F.count(F.col(f"x{i}")).alias(count_col(i)) for i in range(len(metrics))]
+        aggs += [F.avg(F.col(f"x{i}")).alias(mean_col(i)) for i in range(len(metrics))]
+        res = df.groupBy(*names).agg(*aggs)
+        if hasattr(res, "toArrow"):  # Spark 4: columns, not Python rows
+            return arrow_aggregate(res.toArrow(), names, len(metrics))
+        import pyarrow as pa
+
+        rows = [tuple(r) for r in res.collect()]
+        cols = list(zip(*rows, strict=True)) if rows else [() for _ in res.columns]
+        table = pa.table({c: pa.array(list(v)) for c, v in zip(res.columns, cols, strict=True)})
+        return arrow_aggregate(table, names, len(metrics))
 
     def close(self) -> None:
         pass
