@@ -118,6 +118,14 @@ class MixedConfig:
         semi-definite for the number of metrics (>= -1 / (metrics - 1)).
     clusters_per_arm : int
         Clusters per arm recorded on ``cluster`` cells (>= 2).
+    bias_shared : float
+        Share in [0, 1] of each cell's bias variance that all cells of its
+        experiment share: b_c = sqrt(s) A z_e + sqrt(1 - s) A z_c with A A' =
+        Sigma_d, so every cell's bias is still N(0, Sigma_d). 0 (default): each
+        cell's bias is its own, as the model assumes; 1: one bias per
+        experiment (confounding that comes with how the experiment was
+        assigned moves all its segments alike), which the model's per-cell
+        term only approximates.
 
     Raises
     ------
@@ -131,8 +139,12 @@ class MixedConfig:
     bias_sd_multiple: float | Mapping[str, float] = 2.5
     bias_corr: float | Mapping[str, float] = 0.8
     clusters_per_arm: int = 40
+    bias_shared: float = 0.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "bias_shared", check_number(f"{_OWNER}.bias_shared", self.bias_shared, 0.0, 1.0)
+        )
         shares = self.design_shares
         if not isinstance(shares, Mapping) or not shares:
             raise ParameterError(
@@ -237,6 +249,7 @@ def mixed_history(
     bias_sd_multiple: float | Mapping[str, float] | None = None,
     bias_corr: float | Mapping[str, float] | None = None,
     clusters_per_arm: int | None = None,
+    bias_shared: float | None = None,
     seed: int = 0,
     **model: Any,
 ) -> MixedHistory:
@@ -246,7 +259,7 @@ def mixed_history(
     ----------
     config : MixedConfig, optional
         The designs' settings at once; the keywords below replace its fields.
-    design_shares, bias_sd_multiple, bias_corr, clusters_per_arm
+    design_shares, bias_sd_multiple, bias_corr, clusters_per_arm, bias_shared
         Fields of :class:`MixedConfig`.
     seed : int
         Seed of from_model's draws and of the designs' stream.
@@ -275,7 +288,7 @@ def mixed_history(
         if key not in _MODEL_OPTIONS:
             raise ParameterError(
                 f"Unknown option {key!r} of mixed_history; expected one of "
-                f"{['design_shares', 'bias_sd_multiple', 'bias_corr', 'clusters_per_arm']} "
+                f"{[f.name for f in dataclasses.fields(MixedConfig)]} "
                 f"or an option of from_model {list(_MODEL_OPTIONS)}."
                 + suggestion(
                     key, [*_MODEL_OPTIONS, *(f.name for f in dataclasses.fields(MixedConfig))]
@@ -294,6 +307,7 @@ def mixed_history(
         "bias_sd_multiple": bias_sd_multiple,
         "bias_corr": bias_corr,
         "clusters_per_arm": clusters_per_arm,
+        "bias_shared": bias_shared,
     }
     given = {k: v for k, v in given.items() if v is not None}
     base = config if config is not None else MixedConfig()
@@ -310,6 +324,10 @@ def mixed_history(
     sampling_sd = np.sqrt(np.diag(cells.noise_cov[0]))
     present = [d for d in BIASED if d in counts]
     covs = {d: config.bias_cov(sampling_sd, d) for d in present}
+    if config.bias_shared > 0:  # drawn after z, so a world without sharing keeps its draws
+        exp_index = pd.Index(experiments).get_indexer(cells.experiment)
+        z_e = rng.standard_normal((len(experiments), z.shape[1]))[exp_index]
+        z = np.sqrt(config.bias_shared) * z_e + np.sqrt(1.0 - config.bias_shared) * z
     bias = np.zeros_like(cells.effect)
     for d in present:
         rows = design == d
