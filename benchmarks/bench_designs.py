@@ -1,15 +1,15 @@
 """Benchmark: does the design-bias term keep the slopes honest on a history of many designs?
 
 Worlds: :func:`proxyscope.simulate.mixed_history` (the proxy model's own cells at
-known parameters, two proxies with true slopes 0.8 and 0.15: a strong and a weak one; experiments of the
-designs ab, cluster, did, ipw, rdd and synthetic_control in the default shares; every
-cell of a non-randomized design biased by b ~ N(0, Sigma_d), sd ``--bias`` (6) times
-the sampling sd, correlation 0.8 between every pair of metrics), with the bias
-either each cell's own (``--shared 0``, as the model assumes) or shared by all
-cells of an experiment (``--shared 1``: confounding that comes with how an
-experiment was assigned; the model's per-cell term only approximates it). Per
-seed and sharing, four fits of the default model (4 chains x (``--draws`` +
-``--tune``), seed = seed):
+known parameters, two proxies with true slopes 0.8 and 0.15: a strong and a weak
+one; experiments of the designs ab, cluster, did, ipw, rdd and synthetic_control
+in the default shares; every cell of a non-randomized design biased by b ~ N(0,
+Sigma_d), sd ``--bias`` (6) times the sampling sd, correlation 0.8 between every
+pair of metrics), with the bias either each cell's own (``--shared 0``, as the
+model assumes) or shared by all cells of an experiment (``--shared 1``:
+confounding that comes with how an experiment was assigned; the model's per-cell
+term only approximates it). Per seed and sharing, four fits of the default model
+(4 chains x (``--draws`` + ``--tune``), seed = seed):
 
 - ``bias_term``: the cells as they are (each non-randomized design gets its
   Sigma_d);

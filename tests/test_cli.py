@@ -27,6 +27,7 @@ COMMANDS = [
     "validate",
     "spec",
     "summarize",
+    "estimates",
     "fit",
     "report",
     "transport",
@@ -669,3 +670,261 @@ def test_as_flags_leaves_other_names_alone() -> None:
         "the data do not match",
     ):
         assert as_flags(text, flags, {}) == text
+
+
+# -- clusters, estimates and extra sources (issue 23) ---------------------------------
+
+
+def _clustered(project: Path) -> pd.DataFrame:
+    """The users, randomized by workspace: 60 workspaces per experiment, half treated;
+    a quarter of the workspaces are control users exposed to treated ones."""
+    frame = users()
+    frame["ws"] = frame["exp_id"] * 1000 + np.arange(len(frame)) % 60
+    frame["treatment"] = (frame["ws"] % 2).astype(np.int64)
+    frame["expo"] = np.where(
+        frame["treatment"] == 1, "direct", np.where(frame["ws"] % 4 == 0, "spill", "pure")
+    )
+    frame.to_csv(project / "clustered.csv", index=False)
+    return frame
+
+
+def test_summarize_by_cluster_and_exposure_is_the_library_call(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    from proxyscope.data import CellEffects, summarize
+
+    frame = _clustered(project)
+    roles = ["--experiment", "exp_id", "--treatment", "treatment", "--outcome", "retained"]
+    roles += ["--proxies", "watch_min,ctr", "--data", project / "clustered.csv"]
+    code, _, err = cli(capsys, "summarize", *roles, "--cluster", "ws", "-o", project / "c.nc", "-q")
+    assert code == 0, err
+    got = CellEffects.load(project / "c.nc")
+    kw: dict[str, Any] = {"experiment": "exp_id", "treatment": "treatment"}
+    kw |= {"outcome": "retained", "proxies": ["watch_min", "ctr"], "cluster": "ws"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the same warning the CLI printed
+        ref = summarize(frame, **kw)
+        ref_x = summarize(
+            frame, **kw, exposure="expo",
+            exposure_values={"spillover": "spill", "pure_control": "pure"},
+        )  # fmt: skip
+    assert got.designs == ["cluster"]
+    np.testing.assert_allclose(got.noise_cov, ref.noise_cov, rtol=1e-9)
+    np.testing.assert_allclose(got.effect, ref.effect, rtol=1e-9)
+    exposure = ["--exposure", "expo", "--exposure-value", "spillover=spill"]
+    exposure += ["--exposure-value", "pure_control=pure"]
+    code, _, err = cli(
+        capsys, "summarize", *roles, "--cluster", "ws", *exposure, "-o", project / "x.nc"
+    )
+    assert code == 0, err
+    assert "fewer than 30 clusters of column 'ws'" in err  # the warning, said once
+    got_x = CellEffects.load(project / "x.nc")
+    np.testing.assert_allclose(got_x.effect, ref_x.effect, rtol=1e-9)
+    np.testing.assert_allclose(got_x.variable("spillover"), ref_x.variable("spillover"), rtol=1e-9)
+    # Errors name the flags.
+    code, _, err = cli(capsys, "summarize", *roles, "--exposure", "expo")
+    assert code == 2
+    assert_one_line_error(err, "--exposure needs --cluster too")
+    code, _, err = cli(capsys, "summarize", *roles, "--cluster", "ws", "--exposure", "expo",
+                       "--exposure-value", "spilover=spill")  # fmt: skip
+    assert_one_line_error(err, "--exposure-value spilover is not a known exposure role. Did you")
+    code, _, err = cli(capsys, "summarize", *roles, "--cluster", "wss")
+    assert code == 2
+    assert_one_line_error(err, "'wss'")
+
+
+def _estimates(project: Path) -> pd.DataFrame:
+    """A scorecard of 4 other experiments (ids ext-1...): one row per experiment and metric."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for e in range(1, 5):
+        for m, sign in (("retained", 1.0), ("watch_min", 1.0), ("rebuffer", -1.0)):
+            rows.append({"exp_id": f"ext-{e}", "metric": m, "est": sign * rng.normal(),
+                         "se": 0.1 + rng.random(), "how": "did" if e % 2 else "rdd"})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.to_csv(project / "est.csv", index=False)
+    pairs = table.pivot(index="exp_id", columns="metric", values="se").reset_index()
+    pd.DataFrame(
+        [
+            {"exp_id": r.exp_id, "metric_a": a, "metric_b": b,
+             "covariance": 0.2 * getattr(r, a) * getattr(r, b)}
+            for r in pairs.itertuples() for a, b in
+            (("retained", "watch_min"), ("retained", "rebuffer"), ("watch_min", "rebuffer"))
+        ]
+    ).to_csv(project / "pairs.csv", index=False)  # fmt: skip
+    return table
+
+
+def test_estimates_command(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from proxyscope.data import CellEffects
+    from proxyscope.data.estimates import from_estimates
+
+    table = _estimates(project)
+    flags = ["--experiment", "exp_id", "--metric", "metric", "--estimate", "est", "--se", "se"]
+    flags += ["--outcome", "retained", "--proxies", "watch_min,rebuffer"]
+    flags += ["--direction", "rebuffer=lower"]
+    out_path = project / "est.nc"
+    code, out, err = cli(
+        capsys, "estimates", project / "est.csv", *flags, "--correlation", "0.2",
+        "--design", "how", "-o", out_path,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "ASSUMED noise correlations (not estimated): retained|watch_min: 0.2" in out
+    assert f"Saved 4 cells to {out_path}." in out
+    got = CellEffects.load(out_path)
+    assert list(got.design) == ["did", "rdd", "did", "rdd"]
+    ref = from_estimates(
+        table, experiment="exp_id", metric="metric", estimate="est", se="se",
+        outcome="retained", proxies=["watch_min", "rebuffer"],
+        directions={"rebuffer": "lower"}, correlation=0.2, design="how",
+    )  # fmt: skip
+    assert got.fingerprint() == ref.fingerprint()
+    # The covariance table gives the same cells here (it holds 0.2 * se_a * se_b).
+    code, out, err = cli(
+        capsys, "estimates", project / "est.csv", *flags, "--covariance", project / "pairs.csv",
+        "--design", "how", "-o", project / "cov.nc",
+    )  # fmt: skip
+    assert code == 0, err
+    by_cov = CellEffects.load(project / "cov.nc")
+    np.testing.assert_allclose(by_cov.noise_cov, got.noise_cov, rtol=1e-12)
+    assert by_cov.assumed_correlation is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ([], "one of the arguments --covariance --correlation is required"),
+        (["--correlation", "0.2", "--covariance", "p.csv"], "not allowed with argument"),
+        (["--correlation", "1"], "--correlation must be in (-1, 1)"),
+        (["--correlation", "0.2", "--se", "sd"], "Column 'sd' (given as --se) is not in the table"),
+        (["--correlation", "0.2", "--design", "hwo"], "--design is 'hwo', which is neither a des"),
+        (["--correlation", "0.2", "--outcome", "retaind"], "holds 'retained', which is neither"),
+        (["--correlation", "0.2", "--direction", "retained=lower"], "--direction retained is not"),
+    ],
+)
+def test_estimates_command_errors_name_the_flags(
+    project: Path, extra: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _estimates(project)
+    flags = ["--experiment", "exp_id", "--metric", "metric", "--estimate", "est", "--se", "se"]
+    flags += ["--outcome", "retained", "--proxies", "watch_min,rebuffer", *extra]
+    code, _, err = cli(capsys, "estimates", project / "est.csv", *flags)
+    assert code == 2
+    assert_one_line_error(err, needle)
+
+
+def test_validate_a_history_of_several_sources(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _estimates(project)
+    extra = """
+[[data.extra]]
+kind = "estimates"
+path = "est.csv"
+design = "how"
+covariance = "pairs.csv"
+columns = { metric = "metric", estimate = "est", se = "se" }
+"""
+    (project / "mixed.toml").write_text(
+        SPEC.replace('proxies = ["watch_min", "starts", "ctr", "rebuffer"]',
+                     'proxies = ["watch_min", "rebuffer"]')
+        .replace('segments = ["region", "device"]', "segments = []")
+        + extra
+    )  # fmt: skip
+    code, out, err = cli(capsys, "validate", project / "mixed.toml")
+    assert code == 0, out + err
+    assert "cells: 7" in out and "experiments with cells: 7" in out
+    code, out, err = cli(capsys, "summarize", project / "mixed.toml", "-o", project / "m.nc")
+    assert code == 0, err
+    assert "designs: ab (3 cells), did (2 cells), rdd (2 cells)" in out
+    # A problem in the extra source is found by building the cells.
+    (project / "pairs.csv").write_text("exp_id,metric_a,metric_b,covariance\n")
+    code, out, _ = cli(capsys, "validate", project / "mixed.toml")
+    assert code == 2
+    assert "lacks the covariance of" in out
+
+
+def test_validate_an_estimates_table_lists_every_problem(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _estimates(project)
+    table.loc[0, "se"] = -1.0
+    table.loc[1, "est"] = np.nan
+    table.loc[2, "metric"] = "rebufer"
+    table.to_csv(project / "bad.csv", index=False)
+    (project / "est.toml").write_text(
+        'name = "est"\n[data]\nkind = "estimates"\npath = "bad.csv"\ncorrelation = 0.1\n'
+        '[columns]\nexperiment = "exp_id"\nmetric = "metric"\nestimate = "est"\nse = "se"\n'
+        'outcome = "retained"\nproxies = ["watch_min", "rebuffer"]\n'
+    )
+    code, out, _ = cli(capsys, "validate", project / "est.toml")
+    assert code == 2
+    assert out.startswith("3 problems in ")
+    assert "column 'se' (given as 'se') has 1 value(s) that are not positive finite" in out
+    assert "missing values in 'est': 1 rows" in out
+    assert "holds 1 name(s) that are neither the outcome nor a proxy: ['rebufer']" in out
+
+
+def test_a_correlation_override_reaches_every_source_that_assumes_one(project: Path) -> None:
+    # What the sensitivity analysis does: every source that assumes a correlation
+    # takes the grid's value; a source with estimated covariances keeps them.
+    from proxyscope.run.load import load_effects
+    from proxyscope.run.sensitivity import base_correlation
+    from proxyscope.spec import load_spec
+
+    _estimates(project)
+    base = SPEC.replace('proxies = ["watch_min", "starts", "ctr", "rebuffer"]',
+                        'proxies = ["watch_min", "rebuffer"]')  # fmt: skip
+    base = base.replace('segments = ["region", "device"]', "segments = []")
+    source = '\n[[data.extra]]\nkind = "estimates"\npath = "est.csv"\nCOVARIANCE\n'
+    source += 'columns = { metric = "metric", estimate = "est", se = "se" }\n'
+    assumed = source.replace("COVARIANCE", "correlation = 0.2")
+    estimated = source.replace("COVARIANCE", 'covariance = "pairs.csv"')
+    (project / "a.toml").write_text(base + assumed)
+    (project / "b.toml").write_text(base + estimated)
+    a, b = load_spec(project / "a.toml"), load_spec(project / "b.toml")
+    assert base_correlation(a) == 0.2 and base_correlation(b) is None
+    at_base = load_effects(a).effects
+    moved = load_effects(a, correlation=0.6).effects
+    np.testing.assert_array_equal(moved.noise_cov[:3], at_base.noise_cov[:3])  # user rows
+    ext = slice(3, None)
+    se = np.sqrt(np.einsum("cii->ci", at_base.noise_cov[ext]))
+    corr = moved.noise_cov[ext] / (se[:, :, None] * se[:, None, :])
+    np.testing.assert_allclose(np.abs(corr[:, 0, 1]), 0.6, rtol=1e-12)
+    assert moved.assumed_correlation == {
+        "retained|watch_min": 0.6, "retained|rebuffer": 0.6, "watch_min|rebuffer": 0.6,
+    }  # fmt: skip
+    fixed = load_effects(b).effects
+    assert load_effects(b, correlation=0.6).effects.fingerprint() == fixed.fingerprint()
+
+
+def test_summarize_arm_summaries_of_another_design(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from proxyscope.data import CellEffects
+
+    frame = users()
+    g = frame.groupby(["exp_id", "treatment"])
+    arms = pd.DataFrame(
+        {"n": g.size(), "mean_y": g["retained"].mean(), "var_y": g["retained"].var(),
+         "mean_x": g["watch_min"].mean(), "var_x": g["watch_min"].var()}
+    ).reset_index()  # fmt: skip
+    arms.to_csv(project / "arms.csv", index=False)
+    (project / "arms.toml").write_text(
+        'name = "arms"\n[data]\nkind = "arm_summaries"\npath = "arms.csv"\ncorrelation = 0.3\n'
+        '[columns]\nexperiment = "exp_id"\ntreatment = "treatment"\noutcome = "y"\n'
+        'proxies = ["x"]\ncount = "n"\n'
+        'mean = { y = "mean_y", x = "mean_x" }\nvariance = { y = "var_y", x = "var_x" }\n'
+    )
+    out_path = project / "ipw.nc"
+    code, out, err = cli(
+        capsys, "summarize", project / "arms.toml", "--design", "ipw", "-o", out_path
+    )
+    assert code == 0, err
+    assert "designs: ipw (3 cells)" in out
+    assert CellEffects.load(out_path).designs == ["ipw"]
+    code, _, err = cli(capsys, "summarize", project / "arms.toml", "--design", "IPW")
+    assert code == 2
+    assert_one_line_error(err, "--design must be one of {'ab', 'cluster',", "Did you mean 'ipw'?")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from proxyscope.cli import main
@@ -121,6 +122,7 @@ def test_run_json_and_report_agree(tiny_run: tuple[Path, int, str, str]) -> None
     assert doc["all_fits_passed"] is False
     assert doc["fit"]["pooling"] == "complete"
     assert doc["data"]["n_experiments"] == 6
+    assert doc["data"]["designs"] == {"ab": doc["data"]["n_cells"]}
     assert doc["transport"]["name"] == "mostly mobile"
     assert doc["transport"]["summary"][0]["quantity"] == "long_term_effect"
     assert doc["comparisons"]["proxy_sets"]["kind"] == "outcome"
@@ -236,3 +238,71 @@ def test_demo_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "proxyscope demo: writing into" in err
     spec = load_spec(out / "spec.toml")
     assert spec.data.simulate is not None and spec.data.simulate.n_users == 20_000
+
+
+def test_sensitivity_of_estimates_made_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import proxyscope as ps
+
+    world = ps.simulate.streaming(n_users=20_000, n_experiments=8, seed=5)
+    cells = ps.summarize(world.users, experiment="exp_id", treatment="treatment",
+                         outcome="long_retained", proxies=["early_watch_min"])  # fmt: skip
+    frame = cells.to_frame()
+    rows = [
+        {"exp": r["experiment"], "metric": m, "est": r[f"effect_{m}"], "se": r[f"se_{m}"],
+         "nt": r["n_treat"], "nc": r["n_control"]}
+        for _, r in frame.iterrows() for m in cells.metrics
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "scorecard.csv", index=False)
+    (tmp_path / "est.toml").write_text(
+        """
+name = "scorecard"
+[data]
+kind = "estimates"
+path = "scorecard.csv"
+correlation = 0.2
+design = "external"
+[columns]
+experiment = "exp"
+metric = "metric"
+estimate = "est"
+se = "se"
+n_treat = "nt"
+n_control = "nc"
+outcome = "long_retained"
+proxies = ["early_watch_min"]
+[model]
+pooling = "complete"
+noise = "as_given"
+[sampler]
+draws = 30
+tune = 30
+chains = 1
+seed = 1
+[analysis.sensitivity]
+correlations = [0.0, 0.6]
+"""
+    )
+    out = tmp_path / "out"
+    code, stdout, err = cli(capsys, "run", tmp_path / "est.toml", "--out", out, "-q")
+    assert code == 0, err
+    assert "Assumed noise correlation (not in the data): long_retained|early_watch_min: 0.2." in (
+        stdout
+    )
+    assert "Sensitivity to the assumed noise correlation (90% intervals):" in stdout
+    assert "as the assumed correlation goes from 0 to 0.6" in stdout
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["data"]["assumed_correlation"] == {"long_retained|early_watch_min": 0.2}
+    assert doc["data"]["designs"] == {"external": 8} and doc["data"]["extra_sources"] == []
+    assert "Designs: external: 8 cells." in stdout
+    assert "- Designs: external: 8 cells" in (out / "run.md").read_text()
+    rows = doc["sensitivity"]
+    assert sorted({r["correlation"] for r in rows}) == [0.0, 0.2, 0.6]
+    for r in rows:
+        assert r["slope_lo"] <= r["slope"] <= r["slope_hi"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["sensitivity"] is not None
+    assert [r["correlation"] for r in report["sensitivity"]["rows"]] == [0.0, 0.2, 0.6]
+    saved = ps.CellEffects.load(out / "cells.nc")
+    assert saved.designs == ["external"] and saved.assumed_correlation is not None

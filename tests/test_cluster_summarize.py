@@ -29,6 +29,8 @@ ROLES: dict[str, Any] = {
     "cluster": "ws",
 }
 FEW = "fewer than 30 clusters"
+SPAN = "span several segment cells"
+INFLATION = "experiment_variance_inflation"
 #: pyfixest 0.60 under pandas 3.1 (third-party noise).
 PYFIXEST_NOISE = pytest.mark.filterwarnings(
     "ignore:The inplace keyword:pandas.errors.Pandas4Warning:pyfixest"
@@ -79,8 +81,10 @@ def frame() -> pd.DataFrame:
 
 
 def run(data: Any, **kw: Any) -> CellEffects:
-    """summarize with ROLES, expecting the few-clusters warning (every arm has < 30)."""
-    with pytest.warns(DataWarning, match=FEW):
+    """summarize with ROLES, expecting the few-clusters warning (every arm has < 30)
+    (and the one about workspaces spanning regions, tested on its own)."""
+    with pytest.warns(DataWarning, match=FEW), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*" + SPAN)
         return summarize(data, **{**ROLES, **kw})
 
 
@@ -221,7 +225,7 @@ def test_cluster_counts_and_shared_clusters(frame: pd.DataFrame) -> None:
         assert got.variable("n_clusters_control")[c] == cell.loc[cell.treated == 0, "ws"].nunique()
     assert got.variable("n_clusters_shared").tolist() == shared
     assert shared[:2] == [0, 0] and min(shared[2:4]) > 0 and shared[4:] == [0, 0]
-    assert got.meta["cluster"] == {
+    assert {k: v for k, v in got.meta["cluster"].items() if k != INFLATION} == {
         "column": "ws",
         "shared_clusters": sum(shared),
         "cells_with_shared": 2,
@@ -261,7 +265,9 @@ def test_engines_agree(
         )
     for name in names:
         np.testing.assert_array_equal(got.variable(name), ref.variable(name))
-    assert got.meta["cluster"] == ref.meta["cluster"]
+    mine, theirs = got.meta["cluster"], ref.meta["cluster"]  # (copies)
+    assert mine.pop(INFLATION) == pytest.approx(theirs.pop(INFLATION), rel=1e-9)
+    assert mine == theirs
 
 
 @pytest.mark.parametrize("engine", ["pandas", "duckdb"])
@@ -272,7 +278,11 @@ def test_missing_cluster_values_are_missing_keys(engine: str, frame: pd.DataFram
     data.loc[[900], "exposure"] = None
     with pytest.raises(DataError, match=r"'ws' \(cluster\): 3, 'exposure' \(exposure\): 1"):
         summarize(data, engine=engine, exposure="exposure", **ROLES)
-    with pytest.warns(DataWarning, match="dropped 6 of"), pytest.warns(DataWarning, match=FEW):
+    with (
+        pytest.warns(DataWarning, match="dropped 6 of"),
+        pytest.warns(DataWarning, match=FEW),
+        pytest.warns(DataWarning, match=SPAN),
+    ):
         got = summarize(data, engine=engine, dropna=True, exposure="exposure", **ROLES)
     ref = run(data.dropna(), engine="pandas", exposure="exposure")
     assert got.meta["dropna"]["missing_by_column"] == {"ws": 3, "exposure": 1, "watch": 2}
@@ -321,7 +331,7 @@ def test_exposure_values_map_other_labels(frame: pd.DataFrame) -> None:
 
 
 def test_few_clusters_warning_names_cells_and_counts(frame: pd.DataFrame) -> None:
-    with pytest.warns(DataWarning, match=FEW) as record:
+    with pytest.warns(DataWarning, match=FEW) as record, pytest.warns(DataWarning, match=SPAN):
         summarize(frame, engine="pandas", **ROLES)
     text = str(record[0].message)
     assert "6 of 6 cells" in text and "column 'ws'" in text
@@ -382,3 +392,36 @@ def test_cluster_column_with_another_role(
 ) -> None:
     with pytest.raises(ColumnError, match=message):
         summarize(frame, **{**ROLES, **overrides})
+
+
+def test_clusters_spanning_cells_are_measured_and_warned(frame: pd.DataFrame) -> None:
+    """The inflation of an experiment's overall effect variance that per-cell covariances
+    miss, against a direct computation from per-user influence functions."""
+    with pytest.warns(DataWarning, match=SPAN), pytest.warns(DataWarning, match=FEW):
+        effects = summarize(frame, **ROLES)
+    got = effects.meta["cluster"]["experiment_variance_inflation"]
+    want: dict[str, list[float]] = {m: [] for m in METRICS}
+    for _, exp in frame.groupby("exp_id"):
+        share = exp.groupby("region").size() / len(exp)
+        psi = pd.DataFrame(index=exp.index, columns=METRICS, dtype=float)
+        for (region, t), arm in exp.groupby(["region", "treated"]):
+            sign = 1.0 if t == 1 else -1.0
+            psi.loc[arm.index] = (
+                sign * share[region] * (arm[METRICS] - arm[METRICS].mean()) / len(arm)
+            ).to_numpy()
+        joint = psi.groupby(exp["ws"]).sum().pow(2).sum()
+        apart = psi.groupby([exp["region"], exp["ws"]]).sum().pow(2).sum()
+        for m in METRICS:
+            want[m].append(joint[m] / apart[m])
+    for m in METRICS:
+        assert got[m] == pytest.approx(float(np.median(want[m])), rel=1e-9)
+    # Segments of the cluster itself (each workspace in one cell): nothing to warn about.
+    nested = frame.assign(region=np.where(frame["ws"] % 2 == 0, "NA", "EU"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        warnings.filterwarnings("ignore", message=".*" + FEW)
+        inner = summarize(nested, **ROLES)
+    assert all(
+        v == pytest.approx(1.0, abs=1e-12)
+        for v in inner.meta["cluster"]["experiment_variance_inflation"].values()
+    )

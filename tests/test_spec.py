@@ -105,6 +105,14 @@ def test_spec_prior_names_mirror_the_package() -> None:
     assert list(specmod.INTEGER_PRIORS) == ints
 
 
+def test_spec_designs_and_exposure_roles_mirror_the_data_layer() -> None:
+    # Copied so that checking a spec loads no data library; they must not drift.
+    from proxyscope.data import designs, exposure
+
+    assert specmod.DESIGNS == designs.DESIGNS
+    assert specmod.EXPOSURE_ROLES == exposure.EXPOSURE_ROLES
+
+
 # -- parsing -------------------------------------------------------------------
 
 
@@ -277,7 +285,7 @@ def test_invalid_specs_name_the_problem(extra: str, expected: str) -> None:
         ("name = 'x'\n", r"the spec needs a \[data\] table\."),
         (
             'name = "t"\n[data]\nkind = "user"\npath = "u.csv"\n',
-            r"\[data\]\.kind must be one of \{'users', 'arm_summaries', 'asos'\}; "
+            r"\[data\]\.kind must be one of \{'users', 'arm_summaries', 'asos', 'estimates'\}; "
             r"got 'user'\. Did you mean 'users'\?",
         ),
         ('name = "t"\n[data]\npath = "u.csv"\n', r"the spec needs a \[columns\] table\."),
@@ -374,3 +382,213 @@ def test_any_title_survives_writing_and_reading(title: str) -> None:
     spec = demo_spec()
     spec = dataclasses.replace(spec, report=dataclasses.replace(spec.report, title=title))
     assert loads_spec(spec.dumps()) == spec
+
+
+# -- designs, clusters, estimates and extra sources (issue 23) -------------------------
+
+ESTIMATES = """
+name = "est"
+[data]
+kind = "estimates"
+path = "estimates.csv"
+correlation = 0.3
+[columns]
+experiment = "exp"
+metric = "metric"
+estimate = "est"
+se = "se"
+outcome = "ltv"
+proxies = ["d7", "d1"]
+directions = { d1 = "lower" }
+"""
+
+
+def test_estimates_spec_round_trips_and_says_what_it_reads() -> None:
+    spec = parse(ESTIMATES)
+    assert spec.data.kind == "estimates" and spec.data.correlation == 0.3
+    assert spec.data.takes_correlation
+    cols = spec.columns
+    assert cols is not None and cols.treatment is None
+    assert (cols.metric, cols.estimate, cols.se, cols.n_treat) == ("metric", "est", "se", None)
+    assert spec.outcome == "ltv" and spec.proxies == ("d7", "d1")
+    text = spec.dumps()
+    assert "min_users_per_arm" not in text and "dropna" not in text and "treatment" not in text
+    assert loads_spec(text, origin="x.toml") == spec
+    with_cov = parse(
+        ESTIMATES.replace("correlation = 0.3", 'covariance = "pairs.csv"\ndesign = "how"')
+        .replace('se = "se"', 'se = "se"\nn_treat = "nt"\nn_control = "nc"')
+    )  # fmt: skip
+    assert with_cov.data.covariance == "pairs.csv" and with_cov.data.design == "how"
+    assert not with_cov.data.takes_correlation
+    assert (with_cov.columns.n_treat, with_cov.columns.n_control) == ("nt", "nc")  # type: ignore[union-attr]
+    assert loads_spec(with_cov.dumps(), origin="x.toml") == with_cov
+
+
+def test_spec_hashes_of_specs_without_the_new_keys_are_unchanged() -> None:
+    # Keys that are not set are not written: a spec that does not use them has the
+    # canonical text (and so the hash) it had before they existed.
+    text = parse(USERS).dumps()
+    for key in ("design", "cluster", "exposure", "covariance", "extra", "metric", "estimate"):
+        assert key not in text
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("correlation = 0.3\n", ""), r"\[data\] needs exactly one of correlation = .*got neither"),
+        (
+            ("correlation = 0.3\n", 'correlation = 0.3\ncovariance = "p.csv"\n'),
+            r"\[data\] needs exactly one of .*; got both\.",
+        ),
+        (("correlation = 0.3", "correlation = -1"), r"\[data\]\.correlation must be in \(-1, 1\)"),
+        (('se = "se"\n', ""), r"\[columns\]\.se is required\."),
+        (('se = "se"', 'se = "exp"'), r"\[columns\]\.se names column 'exp', which is already"),
+        (('se = "se"', 'se = "se"\ntreatment = "arm"'), r"\[columns\]\.treatment does not apply"),
+        (('se = "se"', 'se = "se"\ntreated_value = 1'), r"treated_value does not apply"),
+        (('se = "se"', 'se = "se"\ncount = "n"'), r"\[columns\]\.count applies to kind = 'arm_s"),
+        (('proxies = ["d7", "d1"]', 'proxies = ["d7", "ltv"]'), r"names 'ltv', which is the out"),
+        (('path = "estimates.csv"\n', ""), r"\[data\]\.path is required for kind = 'estimates'"),
+        (("correlation = 0.3", "correlation = 0.3\ndropna = true"), r"dropna does not apply"),
+        (("correlation = 0.3", 'correlation = 0.3\ncluster = "w"'), r"cluster applies to kind ="),
+        (("correlation = 0.3", 'correlation = 0.3\nengine = "pandas"'), r"engine applies to k"),
+    ],
+)
+def test_invalid_estimates_specs(change: tuple[str, str], expected: str) -> None:
+    text = ESTIMATES.replace(*change)
+    assert text != ESTIMATES
+    assert re.search(expected, error_of(text)), error_of(text)
+
+
+def test_cluster_exposure_and_design_keys() -> None:
+    clustered = USERS.replace(
+        'path = "users.csv"',
+        'path = "users.csv"\ncluster = "ws"\nexposure = "expo"\n'
+        "exposure_values = { direct = 2, spillover = 1, pure_control = 0 }",
+    )
+    spec = parse(clustered)
+    assert (spec.data.cluster, spec.data.exposure) == ("ws", "expo")
+    assert spec.data.exposure_values == {"direct": 2, "spillover": 1, "pure_control": 0}
+    assert loads_spec(spec.dumps(), origin="x.toml") == spec
+    assert "exposure_values" in spec.dumps()
+    for bad, expected in [
+        ('path = "users.csv"\nexposure = "e"', r"\[data\]\.exposure needs \[data\]\.cluster too"),
+        ('path = "users.csv"\ncluster = 3', r"\[data\]\.cluster must be a non-empty string; got 3"),
+        (
+            'path = "users.csv"\ncluster = "w"\nexposure = "e"\nexposure_values = { drect = 1 }',
+            r"\[data\.exposure_values\]\.drect is not a known exposure role\. Did you mean "
+            r"'direct'\? Allowed: direct, spillover, pure_control\.",
+        ),
+        (
+            'path = "users.csv"\ncluster = "w"\nexposure = "e"\nexposure_values = { direct = [1] }',
+            r"\[data\.exposure_values\]\.direct must be a value of the exposure column",
+        ),
+        ('path = "users.csv"\nexposure_values = { direct = 1 }', r"needs \[data\]\.exposure"),
+        ('path = "users.csv"\ndesign = "did"', r"\[data\]\.design applies to kind = 'arm_summ"),
+        ('path = "users.csv"\ncluster = "region"', r"\[columns\]\.cluster names column 'region'"),
+        ('path = "users.csv"\nclustr = "w"', r"clustr is not a known key\. Did you mean 'cluster'"),
+    ]:
+        message = error_of(USERS.replace('path = "users.csv"', bad))
+        assert re.search(expected, message), message
+
+
+def test_arm_summaries_take_a_design_name() -> None:
+    arms = """
+name = "arms"
+[data]
+kind = "arm_summaries"
+path = "arms.csv"
+correlation = 0.2
+design = "ipw"
+[columns]
+experiment = "exp"
+treatment = "arm"
+outcome = "y"
+proxies = ["x"]
+count = "n"
+mean = { y = "mean_y", x = "mean_x" }
+variance = { y = "var_y", x = "var_x" }
+"""
+    assert parse(arms).data.design == "ipw"
+    message = error_of(arms.replace('"ipw"', '"ipv"'))
+    assert "[data].design must be one of {'ab', 'cluster', 'did', 'rdd', 'ipw'" in message
+    assert "Did you mean 'ipw'?" in message
+    asos = 'name = "a"\n[data]\nkind = "asos"\npath = "f.csv"\ncorrelation = 0.3\ndesign = "ab"\n'
+    assert "[data].design does not apply to kind = 'asos'" in error_of(asos)
+
+
+EXTRA = """
+[[data.extra]]
+kind = "estimates"
+path = "quasi.csv"
+design = "how"
+correlation = 0.4
+columns = { metric = "metric", estimate = "est", se = "se" }
+
+[[data.extra]]
+path = "workspaces.parquet"
+cluster = "ws"
+columns = { experiment = "exp" }
+"""
+
+
+def test_extra_sources_inherit_the_metrics_and_the_columns_of_their_kind() -> None:
+    spec = parse(USERS + EXTRA)
+    first, second = spec.data.extra
+    assert first.data.kind == "estimates" and first.data.correlation == 0.4
+    assert first.columns.experiment == "exp_id"  # from [columns]
+    assert first.columns.treatment is None and first.columns.metric == "metric"
+    assert first.columns.outcome == "retained" and first.columns.directions == {"starts": "lower"}
+    assert second.data.kind == "users" and second.data.cluster == "ws"
+    assert (second.columns.experiment, second.columns.treatment) == ("exp", "treatment")
+    assert spec.segments == ("region",) == second.columns.segments
+    again = loads_spec(spec.dumps(), origin="x.toml")
+    assert again == spec
+    assert again.dumps() == spec.dumps()
+    # The sensitivity analysis applies: one source assumes a correlation.
+    sens = parse(USERS + EXTRA + "[analysis.sensitivity]\ncorrelations = [0.0, 0.8]\n")
+    assert sens.analysis.sensitivity is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ('columns = { experiment = "exp" }', 'columns = { outcome = "y" }'),
+            r"\[data\.extra #2\]\.columns\.outcome is set by \[columns\]\.outcome",
+        ),
+        (
+            ('columns = { metric = "metric", estimate = "est", se = "se" }', ""),
+            r"\[data\.extra #1\.columns\]\.metric is required\.",
+        ),
+        (('path = "workspaces.parquet"\n', ""), r"\[data\.extra #2\]\.path is required"),
+        (('kind = "estimates"', 'kind = "asos"'), r"\[data\.extra #1\]\.kind must be one of"),
+        (("correlation = 0.4", "correlation = 0.4\nsimulate = 1"), r"simulate is not a known key"),
+        (
+            ('cluster = "ws"', 'cluster = "exp"'),
+            r"\[data\.extra #2\.columns\]\.cluster names column",
+        ),
+        (('design = "how"', 'design = "how"\nexposure = "e"'), r"#1\]\.exposure applies to kind"),
+    ],
+)
+def test_invalid_extra_sources(change: tuple[str, str], expected: str) -> None:
+    text = (USERS + EXTRA).replace(*change)
+    assert text != USERS + EXTRA
+    assert re.search(expected, error_of(text)), error_of(text)
+
+
+def test_extra_sources_need_tables_and_a_main_source_with_columns() -> None:
+    message = error_of(USERS.replace('path = "users.csv"', 'path = "users.csv"\nextra = 3'))
+    assert "[data].extra must be an array of tables (written [[data.extra]]); got an integer" in (
+        message
+    )
+    asos = 'name = "a"\n[data]\nkind = "asos"\npath = "f.csv"\ncorrelation = 0.3\n'
+    assert "[[data.extra]] cannot join kind = 'asos'" in error_of(asos + EXTRA)
+
+
+def test_sensitivity_needs_an_assumed_correlation_somewhere() -> None:
+    sens = "[analysis.sensitivity]\ncorrelations = [0.0, 0.5]\n"
+    assert parse(ESTIMATES + sens).analysis.sensitivity is not None
+    estimated = ESTIMATES.replace("correlation = 0.3", 'covariance = "p.csv"')
+    assert "[analysis.sensitivity] applies to kind = 'arm_summaries' or 'asos', or 'estimates'" in (
+        error_of(estimated + sens)
+    )

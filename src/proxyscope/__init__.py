@@ -41,6 +41,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "CellEffects": ("proxyscope.data.cells", "CellEffects"),
     "summarize": ("proxyscope.data.summarize", "summarize"),
     "from_arm_summaries": ("proxyscope.data.arms", "from_arm_summaries"),
+    "from_estimates": ("proxyscope.data.estimates", "from_estimates"),
+    "spillover_effects": ("proxyscope.data.exposure", "spillover_effects"),
     "load_asos": ("proxyscope.datasets.asos", "load_asos"),
     "ProxyModel": ("proxyscope.model.proxy_model", "ProxyModel"),
     "ProxyFit": ("proxyscope.model.fit", "ProxyFit"),

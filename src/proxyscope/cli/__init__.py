@@ -2,7 +2,8 @@
 
 Subcommands: ``demo`` (the main job on a simulated world), ``run`` (a model
 spec end to end), ``validate`` (data against a spec, no fitting), ``spec``
-(a spec in canonical form), and for step-by-step use ``summarize``, ``fit``,
+(a spec in canonical form), and for step-by-step use ``summarize`` (or
+``estimates``, for estimates made elsewhere), ``fit``,
 ``report``, ``transport``, ``compare`` and ``weights``. ``proxyscope CMD
 --help`` documents each.
 
@@ -17,10 +18,11 @@ No traceback is shown unless ``--debug`` (anywhere on the line) or
 Results go to stdout; progress and warnings to stderr.
 
 The command line is put together in modules beside this one: ``parser`` (the
-argparse parser), ``console`` (output, warnings, exit codes), ``arguments`` and
-``specs`` (values and specs from the command line), and the commands:
+argparse parser; the options of the commands on data in ``data_flags``),
+``console`` (output, warnings, exit codes), ``arguments`` and ``specs`` (values
+and specs from the command line), and the commands:
 ``run_commands`` (demo, run), ``specs`` (spec), ``data_commands`` (validate,
-summarize) and ``fit_commands`` (fit, report, transport, compare, weights).
+summarize, estimates) and ``fit_commands`` (fit, report, transport, compare, weights).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def handler(command: str) -> Handler:
         from proxyscope.cli.run_commands import COMMANDS
     elif command == "spec":
         from proxyscope.cli.specs import COMMANDS
-    elif command in ("validate", "summarize"):
+    elif command in ("validate", "summarize", "estimates"):
         from proxyscope.cli.data_commands import COMMANDS
     else:
         from proxyscope.cli.fit_commands import COMMANDS

@@ -1,14 +1,16 @@
 """Values read from the command line: ``NAME=VALUE`` items, comma-separated names,
-paths that must be existing files (of the right kind) and output directories."""
+paths that must be existing files (of the right kind), output directories, and
+the types of numeric flags (with the bounds the spec checks for the keys they set)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from proxyscope import spec as specdef
 from proxyscope.cli.console import UsageError
 from proxyscope.errors import IncompatibleFileError
 
@@ -92,3 +94,45 @@ def output_dir(path: str | os.PathLike[str], flag: str) -> Path:
     if p.exists() and not p.is_dir():
         raise UsageError(f"{flag} {str(p)!r} is a file; give a directory to write the outputs into")
     return p
+
+
+# -- the types of numeric flags ------------------------------------------------
+
+
+def int_between(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """The type of an integer flag in [``low``, ``high``]: the bounds the spec checks for
+    the key the flag sets (:data:`proxyscope.spec.MAX_DRAWS`, ...)."""
+    want = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}")
+        if v > high:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer at most {high}{f' ({why})' if why else ''}, got {text!r}"
+            )
+        return v
+
+    return parse
+
+
+positive_int = int_between(1, specdef.MAX_COUNT)
+seed_int = int_between(0, specdef.MAX_SEED, "a 32-bit seed")
+draws_int = int_between(1, specdef.MAX_DRAWS, "per chain")
+tune_int = int_between(0, specdef.MAX_TUNE, "per chain")
+chains_int = int_between(1, specdef.MAX_CHAINS)
+
+
+def level_float(text: str) -> float:
+    """The type of an interval-level flag: a number in (0, 1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return v

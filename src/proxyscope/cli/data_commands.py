@@ -1,5 +1,6 @@
-"""The commands on data, no model: ``validate`` (data checked against a spec) and
-``summarize`` (data into a cells file).
+"""The commands on data, no model: ``validate`` (data checked against a spec),
+``summarize`` (data into a cells file) and ``estimates`` (estimates made
+elsewhere into a cells file).
 
 They import pandas, never PyMC.
 """
@@ -16,7 +17,7 @@ from proxyscope.cli.console import (
     Handler,
     write_json,
 )
-from proxyscope.cli.specs import spec_from_args
+from proxyscope.cli.specs import estimates_spec, spec_from_args
 from proxyscope.run.check import check_data, result_lines
 from proxyscope.run.load import load_effects
 
@@ -49,4 +50,17 @@ def cmd_summarize(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-COMMANDS: dict[str, Handler] = {"validate": cmd_validate, "summarize": cmd_summarize}
+def cmd_estimates(args: argparse.Namespace, console: Console) -> int:
+    spec = estimates_spec(args)
+    effects = load_effects(spec, log=console.log).effects
+    path = effects.save(args.output)
+    console.print(repr(effects))
+    console.print(f"Saved {effects.n_cells} cells to {path}.")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Handler] = {
+    "validate": cmd_validate,
+    "summarize": cmd_summarize,
+    "estimates": cmd_estimates,
+}

@@ -15,7 +15,8 @@ import argparse
 import re
 from collections.abc import Mapping
 
-#: The spec keys that ``validate`` and ``summarize`` set from their role flags.
+#: The spec keys that ``validate`` and ``summarize`` set from their role flags (the
+#: exposure values as NAME=VALUE pairs).
 ROLE_KEYS: dict[str, str] = {
     "experiment": "columns.experiment",
     "treatment": "columns.treatment",
@@ -27,6 +28,26 @@ ROLE_KEYS: dict[str, str] = {
     "engine": "data.engine",
     "min_users_per_arm": "data.min_users_per_arm",
     "dropna": "data.dropna",
+    "cluster": "data.cluster",
+    "exposure": "data.exposure",
+    "exposure_value": "data.exposure_values",
+    "design": "data.design",
+}
+#: The spec keys that ``estimates`` sets from its flags.
+ESTIMATE_KEYS: dict[str, str] = {
+    "experiment": "columns.experiment",
+    "metric": "columns.metric",
+    "estimate": "columns.estimate",
+    "se": "columns.se",
+    "outcome": "columns.outcome",
+    "proxies": "columns.proxies",
+    "segments": "columns.segments",
+    "direction": "columns.directions",
+    "n_treat": "columns.n_treat",
+    "n_control": "columns.n_control",
+    "design": "data.design",
+    "covariance": "data.covariance",
+    "correlation": "data.correlation",
 }
 #: The spec keys that ``demo`` sets from its flags.
 DEMO_KEYS: dict[str, str] = {
@@ -41,6 +62,7 @@ DEMO_KEYS: dict[str, str] = {
 SPEC_KEYS: dict[str, dict[str, str]] = {
     "validate": ROLE_KEYS,
     "summarize": ROLE_KEYS,
+    "estimates": ESTIMATE_KEYS,
     "demo": DEMO_KEYS,
 }
 
@@ -86,7 +108,8 @@ def as_flags(message: str, flags: Mapping[str, str], spec_keys: Mapping[str, str
         section, _, name = key.rpartition(".")
         # "[columns.directions].a" names one entry of --direction: "--direction a".
         text = re.sub(rf"\[{re.escape(key)}\]\.", f"{flag} ", text)
-        text = text.replace(f"[{section}].{name}", flag)
+        # Whole key names only: "[data].exposure" is not the start of "[data].exposure_values".
+        text = re.sub(rf"\[{re.escape(section)}\]\.{re.escape(name)}\b", flag, text)
     for dest, flag in flags.items():
         if "_" in dest:  # a bare Python name ("lower min_users_per_arm"); plain words stay
             text = re.sub(rf"(?<![\w'.-]){re.escape(dest)}\b", flag, text)

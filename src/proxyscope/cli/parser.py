@@ -7,12 +7,21 @@ finds the function that runs it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 from proxyscope import spec as specdef
 from proxyscope._version import __version__
+from proxyscope.cli.arguments import (
+    chains_int,
+    draws_int,
+    int_between,
+    level_float,
+    positive_int,
+    seed_int,
+    tune_int,
+)
 from proxyscope.cli.console import PROG, UsageError
+from proxyscope.cli.data_flags import estimates_options, role_options, set_option
 from proxyscope.options import DEFAULT_CI
 
 
@@ -23,44 +32,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _integer(low: int, high: int, why: str = "") -> Callable[[str], int]:
-    """The type of an integer flag in [``low``, ``high``]: the bounds the spec checks for
-    the key the flag sets (:data:`proxyscope.spec.MAX_DRAWS`, ...)."""
-    want = "a positive integer" if low == 1 else f"an integer >= {low}"
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}")
-        if v > high:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer at most {high}{f' ({why})' if why else ''}, got {text!r}"
-            )
-        return v
-
-    return parse
-
-
-_positive = _integer(1, specdef.MAX_COUNT)
-_seed = _integer(0, specdef.MAX_SEED, "a 32-bit seed")
-_draws = _integer(1, specdef.MAX_DRAWS, "per chain")
-_tune = _integer(0, specdef.MAX_TUNE, "per chain")
-_chains = _integer(1, specdef.MAX_CHAINS)
-
-
-def _level(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return v
-
-
 def _common(p: argparse.ArgumentParser, *, strict: bool = False) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines or progress bars")
     if strict:
@@ -69,37 +40,6 @@ def _common(p: argparse.ArgumentParser, *, strict: bool = False) -> None:
             action="store_true",
             help="exit with code 3 when a fit failed its convergence diagnostics",
         )
-
-
-def _set_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value, e.g. --set sampler.draws=200 (value read as TOML)",
-    )
-
-
-def _role_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "spec", nargs="?", help="model spec (TOML); optional with --data and the column flags"
-    )
-    p.add_argument("--data", help="data file, directory or glob (replaces the spec's source)")
-    _set_option(p)
-    g = p.add_argument_group("columns (override the spec's [columns])")
-    g.add_argument("--experiment", help="experiment id column")
-    g.add_argument("--treatment", help="arm column (two values)")
-    g.add_argument("--treated-value", help="the treatment column's value of the treated arm")
-    g.add_argument("--outcome", help="long-term outcome column")
-    g.add_argument("--proxies", action="append", help="proxy columns, comma-separated")
-    g.add_argument("--segments", action="append", help="segment columns, comma-separated")
-    g.add_argument(
-        "--direction", action="append", metavar="PROXY=lower", help="good direction of a proxy"
-    )
-    g.add_argument("--engine", choices=specdef.ENGINES, help="summarize engine")
-    g.add_argument("--min-users-per-arm", type=_positive, help="drop smaller cells")
-    g.add_argument("--dropna", action="store_true", help="drop rows with missing values")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,23 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="output directory (default ./proxyscope-demo)")
     p.add_argument(
-        "--users", type=_integer(1, specdef.MAX_USERS), help="simulated users (default 250000)"
+        "--users", type=int_between(1, specdef.MAX_USERS), help="simulated users (default 250000)"
     )
     p.add_argument(
         "--experiments",
-        type=_integer(1, specdef.MAX_EXPERIMENTS),
+        type=int_between(1, specdef.MAX_EXPERIMENTS),
         help="simulated experiments (default 50)",
     )
-    p.add_argument("--seed", type=_seed, help="simulation seed (default 7)")
-    p.add_argument("--draws", type=_draws, help="posterior draws per chain (default 1000)")
-    p.add_argument("--tune", type=_tune, help="tuning steps per chain (default 1000)")
-    p.add_argument("--chains", type=_chains, help="chains (default 4)")
+    p.add_argument("--seed", type=seed_int, help="simulation seed (default 7)")
+    p.add_argument("--draws", type=draws_int, help="posterior draws per chain (default 1000)")
+    p.add_argument("--tune", type=tune_int, help="tuning steps per chain (default 1000)")
+    p.add_argument("--chains", type=chains_int, help="chains (default 4)")
     p.add_argument(
         "--compare",
         action="store_true",
         help="also fit complete pooling and compare the two by LOO (a second fit)",
     )
-    _set_option(p)
+    set_option(p)
     _common(p, strict=True)
 
     p = add(
@@ -170,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="model spec, e.g. models/streaming_retention.toml")
     p.add_argument("--data", help="data file, directory or glob (replaces the spec's source)")
     p.add_argument("--out", help="output directory (default [report].out or ./proxyscope-NAME)")
-    _set_option(p)
+    set_option(p)
     _common(p, strict=True)
 
     p = add(
@@ -181,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cells (no model) and report what will be dropped. Prints OK and a summary, or every "
         "problem found (exit code 2).",
     )
-    _role_options(p)
+    role_options(p)
     p.add_argument("--json", help="also write the result as JSON")
     _common(p)
 
@@ -193,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("spec", help="model spec (TOML)")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
-    _set_option(p)
+    set_option(p)
     _common(p)
 
     p = add(
@@ -202,7 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
         "Summarize data into per-(experiment x segment cell) effects and their sampling "
         "covariances, saved as NetCDF for 'proxyscope fit'.",
     )
-    _role_options(p)
+    role_options(p)
+    p.add_argument("-o", "--output", default="cells.nc", help="cells file (default cells.nc)")
+    _common(p)
+
+    p = add(
+        "estimates",
+        "Build per-cell effects from estimates made elsewhere (a cells .nc file).",
+        "Build per-(experiment x segment cell) effects from a table of estimates made "
+        "elsewhere (a scorecard, another tool, a quasi-experiment): one row per experiment, "
+        "segment and metric with the estimate and its standard error, in the metric's "
+        "natural direction. The cross-metric covariance comes from --covariance (a table: the "
+        "experiment and segment columns, metric_a, metric_b, covariance) or an ASSUMED "
+        "correlation of the estimates' errors (--correlation); one of them is required. Saved "
+        "as NetCDF for 'proxyscope fit'.",
+    )
+    estimates_options(p)
     p.add_argument("-o", "--output", default="cells.nc", help="cells file (default cells.nc)")
     _common(p)
 
@@ -215,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cells", help="cells file from 'proxyscope summarize'")
     p.add_argument("-o", "--output", default="fit.nc", help="fit file (default fit.nc)")
     p.add_argument("--spec", help="take [model] and [sampler] from this spec")
-    _set_option(p)
+    set_option(p)
     p.add_argument(
         "--pooling",
         choices=specdef.POOLINGS,
@@ -237,13 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=specdef.SAMPLERS,
         help="NUTS sampler (default auto: nutpie if installed)",
     )
-    p.add_argument("--draws", type=_draws, help="draws per chain")
-    p.add_argument("--tune", type=_tune, help="tuning steps per chain")
-    p.add_argument("--chains", type=_chains, help="chains (default 4)")
-    p.add_argument("--seed", type=_seed, help="random seed")
+    p.add_argument("--draws", type=draws_int, help="draws per chain")
+    p.add_argument("--tune", type=tune_int, help="tuning steps per chain")
+    p.add_argument("--chains", type=chains_int, help="chains (default 4)")
+    p.add_argument("--seed", type=seed_int, help="random seed")
     p.add_argument(
         "--followups",
-        type=_integer(0, specdef.MAX_FOLLOWUPS),
+        type=int_between(0, specdef.MAX_FOLLOWUPS),
         help="follow-up runs after a run fails its diagnostics (default 2; 0: none)",
     )
     p.add_argument(
@@ -281,9 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-refit", action="store_true", help="no exact refits for high Pareto k")
     p.add_argument("--title", help="report title")
     p.add_argument(
-        "--ci", type=_level, default=DEFAULT_CI, help=f"interval width (default {DEFAULT_CI:g})"
+        "--ci",
+        type=level_float,
+        default=DEFAULT_CI,
+        help=f"interval width (default {DEFAULT_CI:g})",
     )
-    p.add_argument("--seed", type=_seed, help="random seed of predictive draws")
+    p.add_argument("--seed", type=seed_int, help="random seed of predictive draws")
     _common(p, strict=True)
 
     p = add(
@@ -310,9 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the standard error of a --proxy-effect reading (default 0: read exactly)",
     )
     p.add_argument(
-        "--ci", type=_level, default=DEFAULT_CI, help=f"interval width (default {DEFAULT_CI:g})"
+        "--ci",
+        type=level_float,
+        default=DEFAULT_CI,
+        help=f"interval width (default {DEFAULT_CI:g})",
     )
-    p.add_argument("--seed", type=_seed, help="random seed of predictive draws")
+    p.add_argument("--seed", type=seed_int, help="random seed of predictive draws")
     p.add_argument("--json", help="write the result as JSON")
     p.add_argument("--md", help="write the result as Markdown")
     _common(p, strict=True)
@@ -335,11 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-refit", action="store_true", help="no exact refits for high Pareto k")
     p.add_argument(
         "--max-refits",
-        type=_positive,
+        type=positive_int,
         default=5,
         help="at most this many refits per model for high Pareto k (default 5)",
     )
-    p.add_argument("--seed", type=_seed, help="random seed of refits")
+    p.add_argument("--seed", type=seed_int, help="random seed of refits")
     p.add_argument("--json", help="write the table and reading as JSON")
     p.add_argument("--md", help="write the table and reading as Markdown")
     _common(p, strict=True)
@@ -356,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", help="note stored with the ledger entry")
     p.add_argument("--global-only", action="store_true", help="no per-segment weights")
     p.add_argument(
-        "--ci", type=_level, default=DEFAULT_CI, help=f"interval width (default {DEFAULT_CI:g})"
+        "--ci",
+        type=level_float,
+        default=DEFAULT_CI,
+        help=f"interval width (default {DEFAULT_CI:g})",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--history", action="store_true", help="print the ledger's history")

@@ -1,5 +1,6 @@
-"""Specs on the command line: ``proxyscope spec`` (a spec in canonical form), and
-the spec that ``validate`` and ``summarize`` build from SPEC and the column flags.
+"""Specs on the command line: ``proxyscope spec`` (a spec in canonical form), the
+spec that ``validate`` and ``summarize`` build from SPEC and the column flags, and
+the one ``estimates`` builds from its flags.
 
 Only :mod:`proxyscope.spec` is imported here (no data library), so ``proxyscope
 spec`` starts at once.
@@ -12,7 +13,7 @@ from typing import Any
 
 from proxyscope.cli.arguments import pairs, split_names
 from proxyscope.cli.console import EXIT_OK, Console, Handler, UsageError, write_text
-from proxyscope.cli.flags import ROLE_KEYS
+from proxyscope.cli.flags import ESTIMATE_KEYS, ROLE_KEYS
 from proxyscope.spec import apply_overrides, from_dict, load_spec, parse_value
 
 
@@ -32,6 +33,11 @@ def spec_from_args(args: argparse.Namespace) -> Any:
             v = split_names(v)
         elif flag == "direction":
             v = pairs(v, flag="--direction", number=False)
+        elif flag == "exposure_value":
+            v = {
+                k: parse_value(x)
+                for k, x in pairs(v, flag="--exposure-value", number=False).items()
+            }
         roles.append((key, v))
 
     if args.spec is not None:
@@ -51,6 +57,23 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         raw.setdefault(section, {})[name] = value
     raw = apply_overrides(raw, args.set, origin="options")
     return from_dict(raw, origin="options")
+
+
+def estimates_spec(args: argparse.Namespace) -> Any:
+    """The spec of ``estimates``: kind = "estimates" with the roles of the flags."""
+    data: dict[str, Any] = {"kind": "estimates", "path": args.table}
+    columns: dict[str, Any] = {}
+    for flag, key in ESTIMATE_KEYS.items():
+        v = getattr(args, flag)
+        if v is None or v == []:
+            continue
+        if flag in ("proxies", "segments"):
+            v = split_names(v)
+        elif flag == "direction":
+            v = pairs(v, flag="--direction", number=False)
+        section, name = key.split(".")
+        (data if section == "data" else columns)[name] = v
+    return from_dict({"name": "command-line", "data": data, "columns": columns}, origin="options")
 
 
 def cmd_spec(args: argparse.Namespace, console: Console) -> int:

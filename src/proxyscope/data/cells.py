@@ -575,7 +575,7 @@ def _concat(cls: type[CellEffects], parts: Sequence[CellEffects]) -> CellEffects
         e, s = experiments[rows[0]], labels[rows[0]]
         in_parts = sorted({int(where[r]) for r in rows if str(experiments[r]) == str(e)})
         raise DataError(
-            f"{owner}: experiment {scalar_text(e)}, segment {s!r} appears in parts "
+            f"{owner}: experiment {scalar_text(e)}, segment {str(s)!r} appears in parts "
             f"{in_parts}; each (experiment, segment) must be one cell. Give the parts' "
             "experiments distinct ids (e.g. prefix them with their source)."
         )
@@ -596,8 +596,11 @@ def _concat(cls: type[CellEffects], parts: Sequence[CellEffects]) -> CellEffects
     meta["engine"] = "+".join(dict.fromkeys(str(p.meta.get("engine")) for p in parts))
     meta["dropped"] = [row for p in parts for row in p.meta.get("dropped", [])]
     assumed: dict[str, float] = {}
-    for p in parts:
-        assumed.update(p.assumed_correlation or {})
+    for i, p in enumerate(parts):
+        for pair, value in (p.assumed_correlation or {}).items():
+            # Parts that assume different values for one pair keep each, named by part.
+            key = pair if assumed.get(pair, value) == value else f"{pair} (part {i})"
+            assumed[key] = value
     meta["assumed_correlation"] = assumed or None
     meta_parts: list[dict[str, Any]] = []
     for p in parts:

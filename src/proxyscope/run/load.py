@@ -1,8 +1,10 @@
 """What a spec's data section becomes: the cells (:class:`~proxyscope.CellEffects`).
 
 :func:`load_effects` reads user-level rows (from a file, or simulated and
-written to Parquet first), per-arm summaries, or the ASOS snapshots, as the
-spec's ``[data]`` and ``[columns]`` say. :func:`read_table` and
+written to Parquet first; clustered when ``[data].cluster`` says so), per-arm
+summaries, the ASOS snapshots, or estimates made elsewhere, as the spec's
+``[data]`` and ``[columns]`` say, and joins the ``[[data.extra]]`` sources'
+cells to them. :func:`read_table` and
 :func:`read_target` read the tables a run or a command is given.
 """
 
@@ -18,16 +20,19 @@ from typing import TYPE_CHECKING, Any, cast
 import pandas as pd
 from pyarrow import ArrowException as ArrowError
 
+from proxyscope import dims
 from proxyscope.data.arms import from_arm_summaries
+from proxyscope.data.cells import CellEffects
+from proxyscope.data.designs import EXTERNAL, check_design
+from proxyscope.data.estimates import from_estimates
 from proxyscope.data.sources import CSV_SUFFIXES, PARQUET_SUFFIXES, read_error, resolve_files
 from proxyscope.data.summarize import summarize
 from proxyscope.datasets.asos import load_asos
 from proxyscope.errors import DataError, ParameterError, ProxyscopeError
 from proxyscope.run.progress import Log, quiet
-from proxyscope.spec import ASOS_ENV, ModelSpec
+from proxyscope.spec import ASOS_ENV, ColumnsSpec, DataSpec, ModelSpec
 
 if TYPE_CHECKING:
-    from proxyscope.data.cells import CellEffects
     from proxyscope.simulate.world import World
 
 
@@ -50,20 +55,61 @@ def load_effects(
 ) -> Loaded:
     """Read the spec's data into :class:`~proxyscope.CellEffects`.
 
+    The main source (``[data]``) and then each ``[[data.extra]]`` source are read
+    and their cells concatenated (:meth:`~proxyscope.CellEffects.concat`).
+
     Parameters
     ----------
     spec : ModelSpec
     data : path, optional
-        Replaces the spec's data source (``--data``).
+        Replaces the main source's path (``--data``).
     out : Path, optional
         Where simulated users are written as Parquet before summarizing; a
         temporary directory when None.
     correlation : float, optional
-        Replaces ``[data].correlation`` (the sensitivity analysis).
+        Replaces the assumed correlation of every source that takes one
+        (``[data].correlation`` and the extra sources'; the sensitivity analysis).
     """
-    d = spec.data
-    path = spec.data_path(data)
-    rho = d.correlation if correlation is None else correlation
+    main = _load_source(
+        spec, spec.data, spec.columns, spec.data_path(data), correlation, out=out, log=log
+    )
+    if not spec.data.extra:
+        return main
+    effects = join_extras(spec, main.effects, correlation=correlation, log=log)
+    sources = [main.source, *(str(spec.resolve(x.data.path or "")) for x in spec.data.extra)]
+    return Loaded(effects, " + ".join(sources), main.world)
+
+
+def join_extras(
+    spec: ModelSpec, main: CellEffects, *, correlation: float | None = None, log: Log = quiet
+) -> CellEffects:
+    """``main`` (the main source's cells) and the cells of every ``[[data.extra]]``
+    source, concatenated in that order (``main`` itself without extra sources)."""
+    if not spec.data.extra:
+        return main
+    parts = [main]
+    for x in spec.data.extra:
+        assert x.data.path is not None
+        path = spec.resolve(x.data.path)
+        parts.append(
+            _load_source(spec, x.data, x.columns, path, correlation, out=None, log=log).effects
+        )
+    log(f"joining the cells of {len(parts)} sources into one history")
+    return CellEffects.concat(parts)
+
+
+def _load_source(
+    spec: ModelSpec,
+    d: DataSpec,
+    cols: ColumnsSpec | None,
+    path: Path | None,
+    correlation: float | None,
+    *,
+    out: Path | None,
+    log: Log,
+) -> Loaded:
+    """One source's cells (the main one, or an extra one)."""
+    rho = d.correlation if correlation is None or not d.takes_correlation else correlation
     if d.kind == "asos":
         if path is None:
             raise ParameterError(
@@ -87,17 +133,41 @@ def load_effects(
         )
         return Loaded(effects, str(path))
 
-    cols = spec.columns
     assert cols is not None
-    if d.kind == "arm_summaries":
+    if d.kind == "estimates":
         assert path is not None
+        table = read_table(path)
+        pairs = None if d.covariance is None else read_table(spec.resolve(d.covariance))
+        shown = "" if rho is None else f" (assumed correlation of their errors {rho:g})"
+        log(f"building cells from {len(table):,} estimates in {path}{shown}")
+        assert cols.metric is not None and cols.estimate is not None and cols.se is not None
+        effects = from_estimates(
+            table,
+            experiment=cols.experiment,
+            metric=cols.metric,
+            estimate=cols.estimate,
+            se=cols.se,
+            outcome=cols.outcome,
+            proxies=list(cols.proxies),
+            segments=list(cols.segments),
+            directions=dict(cols.directions),
+            covariance=pairs,
+            correlation=None if pairs is not None else rho,
+            design=d.design or EXTERNAL,
+            n_treat=cols.n_treat,
+            n_control=cols.n_control,
+        )
+        return Loaded(effects, str(path))
+
+    if d.kind == "arm_summaries":
+        assert path is not None and cols.treatment is not None
         table = read_table(path)
         log(f"building cells from {len(table):,} per-arm rows in {path}")
         covariance = None
         if cols.covariance:
             # Keys are metric pairs "a|b" (the spec checked them).
-            pairs = {tuple(k.split("|", 1)): v for k, v in cols.covariance.items()}
-            covariance = cast("dict[tuple[str, str], str]", pairs)
+            pairs_of = {tuple(k.split("|", 1)): v for k, v in cols.covariance.items()}
+            covariance = cast("dict[tuple[str, str], str]", pairs_of)
         assert cols.count is not None and cols.mean is not None and cols.variance is not None
         effects = from_arm_summaries(
             table,
@@ -116,7 +186,7 @@ def load_effects(
             min_users_per_arm=d.min_users_per_arm,
             dropna=d.dropna,
         )
-        return Loaded(effects, str(path))
+        return Loaded(with_design(effects, d.design), str(path))
 
     if path is None:
         sim = d.simulate
@@ -134,12 +204,22 @@ def load_effects(
 
             with tempfile.TemporaryDirectory(prefix="proxyscope-") as tmp:
                 return Loaded(
-                    _summarize_file(spec, _write_users(world, Path(tmp), log), log),
+                    _summarize_file(d, cols, _write_users(world, Path(tmp), log), log),
                     "simulated",
                     world,
                 )
-        return Loaded(_summarize_file(spec, _write_users(world, out, log), log), "simulated", world)
-    return Loaded(_summarize_file(spec, path, log), str(path))
+        return Loaded(
+            _summarize_file(d, cols, _write_users(world, out, log), log), "simulated", world
+        )
+    return Loaded(_summarize_file(d, cols, path, log), str(path))
+
+
+def with_design(effects: CellEffects, design: str | None) -> CellEffects:
+    """``effects`` with every cell given ``design`` (unchanged when None)."""
+    if design is None or set(effects.designs) == {design}:
+        return effects
+    values = check_design(design, effects.n_cells, owner="[data].design")
+    return CellEffects(effects.data.assign_coords({dims.DESIGN: (dims.CELL, values)}))
 
 
 def _write_users(world: World, out: Path, log: Log) -> Path:
@@ -150,19 +230,31 @@ def _write_users(world: World, out: Path, log: Log) -> Path:
     return path
 
 
-def _summarize_file(spec: ModelSpec, path: Path, log: Log) -> CellEffects:
-    d = spec.data
-    cols = spec.columns
-    assert cols is not None
-    log(f"summarizing {path} with {d.engine}")
+def _summarize_file(d: DataSpec, cols: ColumnsSpec, path: Path, log: Log) -> CellEffects:
+    clustered = f", clustered by {d.cluster!r}" if d.cluster is not None else ""
+    log(f"summarizing {path} with {d.engine}{clustered}")
     return summarize(
         os.fspath(path),
         **cols.roles(),
+        **cluster_roles(d),
         engine=d.engine,
         treated_value=cols.treated_value,
         min_users_per_arm=d.min_users_per_arm,
         dropna=d.dropna,
     )
+
+
+def cluster_roles(d: DataSpec, *, exposure_values: bool = True) -> dict[str, Any]:
+    """The cluster and exposure arguments of ``summarize`` that the source sets (only
+    those, so a source without them calls ``summarize`` as before)."""
+    out: dict[str, Any] = {}
+    if d.cluster is not None:
+        out["cluster"] = d.cluster
+    if d.exposure is not None:
+        out["exposure"] = d.exposure
+    if exposure_values and d.exposure_values:
+        out["exposure_values"] = dict(d.exposure_values)
+    return out
 
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:

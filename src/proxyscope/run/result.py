@@ -72,6 +72,8 @@ def summary_doc(result: RunResult) -> dict[str, Any]:
             "n_experiments": len(result.effects.experiments),
             "n_dropped": len(result.effects.dropped),
             "assumed_correlation": result.effects.assumed_correlation,
+            "designs": {d: int((result.effects.design == d).sum()) for d in result.effects.designs},
+            "extra_sources": [str(spec.resolve(x.data.path or "")) for x in spec.data.extra],
         },
         "fit": {
             "pooling": fit.pooling,

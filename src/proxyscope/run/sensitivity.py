@@ -33,6 +33,12 @@ def run_sensitivity(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Refit under each assumed noise correlation; tabulate what moves.
 
+    Each refit gives every source that assumes a correlation (``[data]`` and the
+    ``[[data.extra]]`` sources: per-arm summaries, ASOS, estimates with
+    ``correlation``) the grid's value; sources with estimated covariances keep
+    them. The main fit is the row of the correlation the spec states, when
+    every such source states the same one.
+
     Returns one row per (correlation, scope, proxy): the proxy's trial-level
     R^2, its slope (beta, long-term effect per unit of proxy effect) and its
     decision accuracy (for a segment: one minus the flip probability of a new
@@ -40,7 +46,7 @@ def run_sensitivity(
     """
     sens = spec.analysis.sensitivity
     assert sens is not None
-    base = spec.data.correlation
+    base = base_correlation(spec)
     rows: list[pd.DataFrame] = []
     failed: list[str] = []
     for rho in sorted({*sens.correlations, *([] if base is None else [base])}):
@@ -55,6 +61,13 @@ def run_sensitivity(
                 failed.append(f"sensitivity (correlation {rho:g})")
         rows.append(conclusions(this, spec, rho))
     return pd.concat(rows, ignore_index=True), failed
+
+
+def base_correlation(spec: ModelSpec) -> float | None:
+    """The correlation the main fit assumed, when its sources state one value (else None)."""
+    sources = [spec.data, *(x.data for x in spec.data.extra)]
+    stated = {d.correlation for d in sources if d.takes_correlation}
+    return next(iter(stated)) if len(stated) == 1 else None
 
 
 def conclusions(fit: ProxyFit, spec: ModelSpec, correlation: float) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from proxyscope._format import interval, num, pct
 from proxyscope.reporting.sensitivity import sensitivity_reading as reading_of_sensitivity
 
 if TYPE_CHECKING:
+    from proxyscope.data.cells import CellEffects
     from proxyscope.run.result import RunResult
 
 
@@ -188,6 +189,15 @@ def diagnostics_line(result: RunResult) -> str:
     return head
 
 
+def designs_line(effects: CellEffects) -> str | None:
+    """The cells per design ("cluster: 40 cells, did: 12 cells"), or None for a history
+    of user-randomized A/B tests only."""
+    if effects.designs == ["ab"]:
+        return None
+    counts = pd.Series(effects.design).value_counts()
+    return ", ".join(f"{d}: {int(counts[d])} cells" for d in effects.designs)
+
+
 def run_text(result: RunResult) -> str:
     """What ``proxyscope run`` and ``demo`` print."""
     spec = result.spec
@@ -201,6 +211,8 @@ def run_text(result: RunResult) -> str:
     if eff.assumed_correlation:
         shown = ", ".join(f"{k}: {v:g}" for k, v in eff.assumed_correlation.items())
         out.append(f"Assumed noise correlation (not in the data): {shown}.")
+    if designs_line(eff):
+        out.append(f"Designs: {designs_line(eff)}.")
     out += ["", "Diagnostics: " + diagnostics_line(result)]
     if result.failed_fits:
         out.append("Fits that failed their diagnostics: " + ", ".join(result.failed_fits) + ".")
@@ -299,6 +311,8 @@ def run_markdown(result: RunResult) -> str:
     if eff.assumed_correlation:
         shown = ", ".join(f"{k}: {v:g}" for k, v in eff.assumed_correlation.items())
         lines.append(f"- Assumed noise correlation (not in the data): {shown}")
+    if designs_line(eff):
+        lines.append(f"- Designs: {designs_line(eff)}")
     lines += ["", "## Diagnostics", "", diagnostics_line(result), ""]
     lines += [
         "## Coefficients (historical mix)",

@@ -24,6 +24,8 @@ Modules:
 - :mod:`~proxyscope.spec.parse`: :func:`from_dict`, the top level and the
   ``[model]``, ``[sampler]`` and ``[report]`` sections (with an example spec).
 - :mod:`~proxyscope.spec.parse_data`: the ``[data]`` and ``[columns]`` sections.
+- :mod:`~proxyscope.spec.parse_extra`: ``[[data.extra]]``, further sources whose
+  cells join the history.
 - :mod:`~proxyscope.spec.parse_analysis`: the ``[analysis]`` section and its tables.
 - :mod:`~proxyscope.spec.overrides`: ``section.key=value`` overrides
   (:func:`apply_overrides`, :func:`parse_value`).
@@ -37,7 +39,6 @@ from __future__ import annotations
 from proxyscope.options import (
     ASOS_SCALES,
     CELL_CORRELATIONS,
-    DATA_KINDS,
     DIRECTIONS,
     ENGINES,
     NOISE_MODES,
@@ -49,6 +50,10 @@ from proxyscope.spec.constants import (
     ASOS_PROXY,
     ASOS_SEGMENT,
     COMPARE_KINDS,
+    DATA_KINDS,
+    DESIGNS,
+    EXPOSURE_ROLES,
+    EXTRA_KINDS,
     INTEGER_PRIORS,
     MAX_CHAINS,
     MAX_COUNT,
@@ -72,6 +77,7 @@ from proxyscope.spec.sections import (
     ColumnsSpec,
     CompareSpec,
     DataSpec,
+    ExtraSource,
     ModelSection,
     ReportSpec,
     SamplerSpec,
@@ -89,8 +95,11 @@ __all__ = [
     "CELL_CORRELATIONS",
     "COMPARE_KINDS",
     "DATA_KINDS",
+    "DESIGNS",
     "DIRECTIONS",
     "ENGINES",
+    "EXPOSURE_ROLES",
+    "EXTRA_KINDS",
     "INTEGER_PRIORS",
     "MAX_CHAINS",
     "MAX_COUNT",
@@ -110,6 +119,7 @@ __all__ = [
     "ColumnsSpec",
     "CompareSpec",
     "DataSpec",
+    "ExtraSource",
     "ModelSection",
     "ModelSpec",
     "ReportSpec",

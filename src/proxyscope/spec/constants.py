@@ -1,12 +1,26 @@
-"""The spec format's own constants: its version, the samplers and LOO levels a spec
-accepts, the prior names, and the ASOS adapter's fixed roles. The allowed values
-shared with the rest of the package live in :mod:`proxyscope.options`."""
+"""The spec format's own constants: its version, the kinds of data and the samplers
+and LOO levels a spec accepts, the prior names, the designs and exposure roles
+(mirrored from the data layer, which a spec does not import), and the ASOS
+adapter's fixed roles. The allowed values shared with the rest of the package
+live in :mod:`proxyscope.options`."""
 
 from __future__ import annotations
 
 from proxyscope import options
 
 SPEC_VERSION = 1
+#: The kinds of data a spec reads (``[data].kind``).
+DATA_KINDS = ("users", "arm_summaries", "asos", "estimates")
+#: The kinds an extra source (``[[data.extra]]``) may be: the ASOS adapter's roles
+#: are fixed, and a simulated world is the main source only.
+EXTRA_KINDS = ("users", "arm_summaries", "estimates")
+#: The designs a cell may have (:data:`proxyscope.data.designs.DESIGNS`; the spec
+#: reads no data module, a test keeps the two equal).
+DESIGNS = ("ab", "cluster", "did", "rdd", "ipw", "synthetic_control", "external")
+#: The keys of ``[data.exposure_values]``: which value of the exposure column marks a
+#: treated user, a control user exposed to treated ones, and a control user who is
+#: not (:data:`proxyscope.data.exposure.EXPOSURE_ROLES`; a test keeps them equal).
+EXPOSURE_ROLES = ("direct", "spillover", "pure_control")
 SAMPLERS = ("auto", *options.SAMPLERS)
 COMPARE_KINDS = tuple(options.COMPARE_LEVELS)
 #: Prior names of :class:`proxyscope.model.priors.Priors`; all positive
@@ -28,6 +42,8 @@ PRIOR_NAMES = (
     "experiment_outcome_sd",
     "cell_sd",
     "lkj_eta",
+    "bias_sd",
+    "bias_lkj_eta",
     "min_levels_learned_scale",
 )
 INTEGER_PRIORS = ("min_levels_learned_scale",)

@@ -112,50 +112,15 @@ def _nonempty(d: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def to_dict(spec: ModelSpec) -> dict[str, Any]:
     """Canonical plain content of ``spec`` (fixed order, every default written)."""
-    d = spec.data
-    data: dict[str, Any] = {
-        "kind": d.kind,
-        "path": d.path,
-        "engine": d.engine if d.kind == "users" else None,
-        "min_users_per_arm": d.min_users_per_arm,
-        "dropna": d.dropna,
-        "correlation": d.correlation,
-    }
-    if d.simulate is not None:
-        data["simulate"] = dataclasses.asdict(d.simulate)
-    if d.asos is not None:
-        ao = d.asos
-        data["asos"] = {
-            "metrics": None if ao.metrics is None else list(ao.metrics),
-            "outcome_metric": ao.outcome_metric,
-            "early_day": ao.early_day,
-            "scale": ao.scale,
-            "variants": None if ao.variants is None else list(ao.variants),
-        }
     out: dict[str, Any] = {
         "spec_version": spec.spec_version,
         "name": spec.name,
         "description": spec.description,
         "citation": spec.citation,
-        "data": data,
+        "data": _data_dict(spec.data),
     }
-    c = spec.columns
-    if c is not None:
-        cols: dict[str, Any] = {
-            "experiment": c.experiment,
-            "treatment": c.treatment,
-            "treated_value": c.treated_value,
-            "outcome": c.outcome,
-            "proxies": list(c.proxies),
-            "segments": list(c.segments),
-            "count": c.count if isinstance(c.count, str) else None,
-            "directions": dict(c.directions),
-        }
-        for key in ("count", "mean", "variance", "covariance"):
-            v = getattr(c, key)
-            if isinstance(v, Mapping):
-                cols[key] = dict(v)
-        out["columns"] = cols
+    if spec.columns is not None:
+        out["columns"] = _columns_dict(spec.columns)
     m = spec.model
     out["model"] = {
         "pooling": m.pooling,
@@ -211,9 +176,72 @@ def to_dict(spec: ModelSpec) -> dict[str, Any]:
     return _drop_none(out)
 
 
+def _data_dict(d: DataSpec) -> dict[str, Any]:
+    """``[data]`` (or one ``[[data.extra]]`` source, without its columns)."""
+    data: dict[str, Any] = {
+        "kind": d.kind,
+        "path": d.path,
+        "engine": d.engine if d.kind == "users" else None,
+        "min_users_per_arm": None if d.kind == "estimates" else d.min_users_per_arm,
+        "dropna": None if d.kind == "estimates" else d.dropna,
+        "correlation": d.correlation,
+        # The keys below are written only when set, so the hash of every spec that
+        # leaves them alone stays.
+        "covariance": d.covariance,
+        "design": d.design,
+        "cluster": d.cluster,
+        "exposure": d.exposure,
+        "exposure_values": _nonempty(d.exposure_values),
+    }
+    if d.simulate is not None:
+        data["simulate"] = dataclasses.asdict(d.simulate)
+    if d.asos is not None:
+        ao = d.asos
+        data["asos"] = {
+            "metrics": None if ao.metrics is None else list(ao.metrics),
+            "outcome_metric": ao.outcome_metric,
+            "early_day": ao.early_day,
+            "scale": ao.scale,
+            "variants": None if ao.variants is None else list(ao.variants),
+        }
+    if d.extra:
+        data["extra"] = [
+            {**_data_dict(x.data), "columns": _columns_dict(x.columns, shared=False)}
+            for x in d.extra
+        ]
+    return data
+
+
+def _columns_dict(c: ColumnsSpec, *, shared: bool = True) -> dict[str, Any]:
+    """``[columns]``; ``shared=False`` leaves out the keys every source shares (an extra
+    source's columns)."""
+    cols: dict[str, Any] = {
+        "experiment": c.experiment,
+        "treatment": c.treatment,
+        "treated_value": c.treated_value,
+        "outcome": c.outcome,
+        "proxies": list(c.proxies),
+        "segments": list(c.segments),
+        "count": c.count if isinstance(c.count, str) else None,
+        "directions": dict(c.directions),
+    }
+    for key in ("count", "mean", "variance", "covariance"):
+        v = getattr(c, key)
+        if isinstance(v, Mapping):
+            cols[key] = dict(v)
+    for key in ("metric", "estimate", "se", "n_treat", "n_control"):
+        cols[key] = getattr(c, key)
+    if not shared:
+        for key in ("outcome", "proxies", "segments", "directions"):
+            del cols[key]
+    return cols
+
+
 def _drop_none(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj]
     return obj
 
 

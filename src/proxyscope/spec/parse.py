@@ -10,8 +10,9 @@ Example (``models/streaming_retention.toml`` is a complete one)::
     name = "streaming_retention"
 
     [data]
-    kind = "users"               # "users" | "arm_summaries" | "asos"
+    kind = "users"               # "users" | "arm_summaries" | "asos" | "estimates"
     engine = "duckdb"
+    # cluster = "workspace_id"   # randomized by workspace: clustered covariances
 
     [data.simulate]              # or: path = "logs/*.parquet"
     n_users = 250000
@@ -62,6 +63,7 @@ from proxyscope.spec.constants import (
 from proxyscope.spec.model_spec import ModelSpec
 from proxyscope.spec.parse_analysis import analysis_section
 from proxyscope.spec.parse_data import columns_section, data_section
+from proxyscope.spec.parse_extra import extra_section
 from proxyscope.spec.read import Table, check_int, check_number, type_word
 from proxyscope.spec.sections import ModelSection, ReportSpec, SamplerSpec
 
@@ -94,6 +96,7 @@ def from_dict(
     citation = _opt_text(top, "citation")
     data = data_section(top)
     columns = columns_section(top, data)
+    data = extra_section(top, data, columns)
     model = _model(top)
     sampler = _sampler(top)
     proxies = (ASOS_PROXY,) if columns is None else columns.proxies

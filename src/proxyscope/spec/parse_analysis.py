@@ -34,11 +34,13 @@ def analysis_section(top: Table, data: DataSpec, proxies: tuple[str, ...]) -> An
     sensitivity = None
     sens_t = t.take_table("sensitivity")
     if sens_t is not None:
-        if data.kind == "users":
+        if not any(d.takes_correlation for d in (data, *(x.data for x in data.extra))):
             raise sens_t.error(
                 None,
-                "applies to kind = 'arm_summaries' or 'asos' (an assumed noise correlation); "
-                "user-level data carry their own covariances.",
+                "applies to kind = 'arm_summaries' or 'asos', or 'estimates' with "
+                "correlation = ... (an assumed noise correlation, in [data] or a "
+                "[[data.extra]] source); user-level data and estimated covariances carry "
+                "their own.",
             )
         corrs = sens_t.take_number_list("correlations", low=-1.0, high=1.0)
         sens_t.done()

@@ -42,12 +42,21 @@ class DataSpec:
 
     ``kind``: "users" (one row per user, summarized by ``engine``),
     "arm_summaries" (one row per experiment × segment × arm with counts,
-    means and variances) or "asos" (the ASOS Digital Experiments file).
+    means and variances), "asos" (the ASOS Digital Experiments file) or
+    "estimates" (one row per experiment × segment × metric with an estimate
+    and its standard error, made elsewhere: :func:`proxyscope.from_estimates`).
     ``path``: a file, directory or glob, relative to the spec's directory;
     for "users" either ``path`` or ``simulate``. ``correlation``: the assumed
-    user-level correlation of the outcome and proxy values where the data
-    carry no covariance (required for "asos" and, without covariance
-    columns, "arm_summaries").
+    correlation where the data carry no covariance: of the outcome and proxy
+    values over users ("arm_summaries", "asos"; required for "asos" and,
+    without covariance columns, "arm_summaries"), or of the estimates' errors
+    ("estimates", unless ``covariance`` names a table of their covariances).
+    ``design``: the design of the cells ("arm_summaries": a design name;
+    "estimates": a design name or a column holding one per row).
+    ``cluster``, ``exposure``, ``exposure_values``: the randomization unit's
+    column, the exposure column and which of its values means what
+    ("users" only; see :func:`proxyscope.summarize`). ``extra``: further
+    sources whose cells join the history (:meth:`CellEffects.concat`).
     """
 
     kind: str = "users"
@@ -58,15 +67,33 @@ class DataSpec:
     dropna: bool = False
     correlation: float | None = None
     asos: AsosSpec | None = None
+    design: str | None = None
+    cluster: str | None = None
+    exposure: str | None = None
+    exposure_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    covariance: str | None = None
+    extra: tuple[ExtraSource, ...] = ()
+
+    @property
+    def takes_correlation(self) -> bool:
+        """Whether an assumed correlation enters this source's covariances (and so a
+        sensitivity analysis can vary it)."""
+        if self.kind == "estimates":
+            return self.covariance is None
+        return self.kind in ("arm_summaries", "asos")
 
 
 @dataclasses.dataclass(frozen=True)
 class ColumnsSpec:
     """Column roles. For "arm_summaries", ``treatment`` is the arm column and
-    ``count``/``mean``/``variance``/``covariance`` name the statistic columns."""
+    ``count``/``mean``/``variance``/``covariance`` name the statistic columns. For
+    "estimates" there is no ``treatment``: ``metric`` holds the metric's name
+    (``outcome`` and ``proxies`` are its values), ``estimate`` and ``se`` the
+    estimate and its standard error, ``n_treat``/``n_control`` (optional) the
+    units per arm."""
 
     experiment: str
-    treatment: str
+    treatment: str | None
     outcome: str
     proxies: tuple[str, ...]
     segments: tuple[str, ...] = ()
@@ -76,6 +103,11 @@ class ColumnsSpec:
     mean: Mapping[str, str] | None = None
     variance: Mapping[str, str] | None = None
     covariance: Mapping[str, str] | None = None
+    metric: str | None = None
+    estimate: str | None = None
+    se: str | None = None
+    n_treat: str | None = None
+    n_control: str | None = None
 
     def roles(self) -> dict[str, Any]:
         """The user-level column roles, as ``summarize`` and its checks take them."""
@@ -87,6 +119,16 @@ class ColumnsSpec:
             "segments": list(self.segments),
             "directions": dict(self.directions),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtraSource:
+    """One ``[[data.extra]]`` source: its own data section and columns (the metrics,
+    segment columns and directions are the spec's, as :meth:`CellEffects.concat`
+    requires)."""
+
+    data: DataSpec
+    columns: ColumnsSpec
 
 
 @dataclasses.dataclass(frozen=True)

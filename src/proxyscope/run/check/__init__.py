@@ -4,7 +4,8 @@ Every problem found is collected (not only the first): missing or misspelled
 columns, a column given two roles, non-numeric metrics, missing or infinite
 values, a treatment column without exactly two values, a treated value that
 is not among them, experiments with one arm, fewer than two experiments, and
-for per-arm summaries negative counts or variances and repeated rows. When
+for per-arm summaries negative counts or variances and repeated rows, for
+estimates non-numeric or non-positive standard errors. When
 none is found, the data are summarized for real (no model is fitted) so the
 check is the one ``run`` will meet, and the kept and dropped cells are
 reported.
@@ -12,8 +13,10 @@ reported.
 User-level files are inspected with DuckDB queries that return a few rows;
 the data are never loaded whole.
 
-The checks live in ``users`` (user-level rows, by SQL) and ``summaries``
-(per-arm summary tables, ASOS); what they found, in ``findings``.
+The checks live in ``users`` (user-level rows, by SQL), ``summaries``
+(per-arm summary tables, ASOS) and ``estimates`` (estimates made elsewhere);
+what they found, in ``findings``. The ``[[data.extra]]`` sources are checked
+by building the cells for real, with the main source's.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 
 from proxyscope.errors import SpecError
+from proxyscope.run.check.estimates import check_estimates
 from proxyscope.run.check.findings import CheckResult, lower_first, result_lines
 from proxyscope.run.check.summaries import check_arms, check_asos
 from proxyscope.run.check.users import check_users
@@ -52,4 +56,7 @@ def check_data_only(spec: ModelSpec, data: str | os.PathLike[str] | None = None)
     if spec.data.kind == "arm_summaries":
         assert path is not None
         return check_arms(spec, path)
+    if spec.data.kind == "estimates":
+        assert path is not None
+        return check_estimates(spec, path)
     return check_users(spec, path)

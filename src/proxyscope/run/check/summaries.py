@@ -19,7 +19,7 @@ from proxyscope.spec import ModelSpec
 
 def check_arms(spec: ModelSpec, path: Path) -> CheckResult:
     cols = spec.columns
-    assert cols is not None
+    assert cols is not None and cols.treatment is not None
     files = resolve_files(path, owner="validate")
     result = CheckResult(source=files.describe())
     table = read_table(path)

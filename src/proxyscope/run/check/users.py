@@ -19,6 +19,7 @@ from proxyscope.data.tables import check_files
 from proxyscope.data.validate import check_roles, resolve_treated
 from proxyscope.errors import suggestion
 from proxyscope.run.check.findings import SHOW, CheckResult, confirm, lower_first
+from proxyscope.run.load import cluster_roles, join_extras
 from proxyscope.run.preflight import check_transport
 from proxyscope.spec import ModelSpec
 
@@ -72,7 +73,7 @@ def check_users(spec: ModelSpec, path: Path | None) -> CheckResult:
     if result.ok:
         confirm(
             result,
-            lambda: _summarize(spec, data_arg),
+            lambda: join_extras(spec, _summarize(spec, data_arg)),
             lambda effects: check_transport(spec, effects),
         )
     return result
@@ -82,12 +83,15 @@ def _roles(spec: ModelSpec) -> list[tuple[str, str]]:
     """(role, column) of every column the spec uses."""
     cols = spec.columns
     assert cols is not None
+    assert cols.treatment is not None
+    d = spec.data
     return [
         ("experiment", cols.experiment),
         ("treatment", cols.treatment),
         ("outcome", cols.outcome),
         *[("proxies", p) for p in cols.proxies],
         *[("segments", s) for s in cols.segments],
+        *[(role, c) for role, c in (("cluster", d.cluster), ("exposure", d.exposure)) if c],
     ]
 
 
@@ -98,6 +102,7 @@ def _user_checks(con: Any, relation: str, spec: ModelSpec, result: CheckResult) 
     try:
         check_roles(
             **cols.roles(),
+            **cluster_roles(spec.data, exposure_values=False),
             owner="validate",
         )
     except (ValueError, TypeError) as exc:
@@ -105,13 +110,8 @@ def _user_checks(con: Any, relation: str, spec: ModelSpec, result: CheckResult) 
         return
     described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     types = {str(r[0]): str(r[1]) for r in described}
-    roles: list[tuple[str, str]] = [
-        ("experiment", cols.experiment),
-        ("treatment", cols.treatment),
-        ("outcome", cols.outcome),
-        *[("proxies", p) for p in cols.proxies],
-        *[("segments", s) for s in cols.segments],
-    ]
+    roles = _roles(spec)
+    assert cols.treatment is not None
     missing = [(role, c) for role, c in roles if c not in types]
     for role, c in missing:
         problems.append(
@@ -217,6 +217,7 @@ def _summarize(spec: ModelSpec, data: Any) -> Any:
     return summarize(
         data,
         **cols.roles(),
+        **cluster_roles(spec.data),
         # DuckDB reads local files and frames with the same results as the other
         # engines; remote paths keep the spec's engine.
         engine=spec.data.engine if isinstance(data, str) and "://" in data else "duckdb",
