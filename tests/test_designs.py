@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import proxyscope as ps
 from proxyscope import dims
 from proxyscope.core import checksum
 from proxyscope.data import designs
@@ -301,3 +302,44 @@ def test_concat_keeps_every_parts_assumed_correlation() -> None:
         parts.append(CellEffects(data))
     got = CellEffects.concat(parts).assumed_correlation
     assert got == {"y|a": 0.3, "y|a (part 1)": 0.5}
+
+
+def test_users_weigh_cells_without_counts_as_a_typical_cell() -> None:
+    """Estimates made elsewhere may carry no user counts: in a mix of segments their
+    cells count as the median counted cell (all 1 when no cell has counts)."""
+    keys = pd.DataFrame({dims.EXPERIMENT: [1, 1, 2, 2], "region": ["EU", "NA", "EU", "NA"]})
+    got = build(
+        keys, [10, 30, 0, 0], [10, 50, 0, 0], np.zeros((4, 3)), np.tile(np.eye(3), (4, 1, 1)),
+        outcome="y", proxies=["a", "b"], segments=["region"],
+        directions={"a": "higher", "b": "lower"}, engine="test",
+    )  # fmt: skip
+    np.testing.assert_array_equal(got.users(), [20.0, 80.0, 50.0, 50.0])
+    none = build(
+        keys, [0] * 4, [0] * 4, np.zeros((4, 3)), np.tile(np.eye(3), (4, 1, 1)),
+        outcome="y", proxies=["a", "b"], segments=["region"],
+        directions={"a": "higher", "b": "lower"}, engine="test",
+    )  # fmt: skip
+    np.testing.assert_array_equal(none.users(), [1.0] * 4)
+
+
+def test_arm_summaries_take_a_design() -> None:
+    table = pd.DataFrame(
+        {
+            "exp": [1, 1, 2, 2],
+            "arm": [0, 1, 0, 1],
+            "n": [100, 100, 120, 110],
+            "m_y": [0.0, 0.1, 0.0, 0.2],
+            "v_y": [1.0, 1.1, 0.9, 1.0],
+            "m_a": [0.0, 0.3, 0.0, 0.1],
+            "v_a": [2.0, 2.1, 1.9, 2.0],
+        }
+    )
+    kw: dict = {
+        "experiment": "exp", "arm": "arm", "treated_value": 1, "outcome": "y",
+        "proxies": ["a"], "count": "n", "mean": {"y": "m_y", "a": "m_a"},
+        "variance": {"y": "v_y", "a": "v_a"},
+    }  # fmt: skip
+    assert ps.from_arm_summaries(table, **kw).designs == ["ab"]
+    assert ps.from_arm_summaries(table, design="external", **kw).designs == ["external"]
+    with pytest.raises(ParameterError, match=r"'design'.*'quasi'"):
+        ps.from_arm_summaries(table, design="quasi", **kw)

@@ -149,3 +149,25 @@ def test_model_fits_on_moderated_noise_by_default(small_effects: Any) -> None:
     assert ps.ProxyModel().get_config()["noise"] == "moderated"
     with pytest.raises(ParameterError, match="noise"):
         ps.ProxyModel(noise="shrunk")
+
+
+def test_only_ab_cells_are_moderated() -> None:
+    """Cells of other designs (clustered, estimates made elsewhere, with no user counts)
+    keep their covariance exactly and take no part in the A/B cells' moderation."""
+    import xarray as xr
+    from test_design_bias import with_designs
+    from test_model_build import _cells
+
+    mixed = with_designs(_cells(seed=4), {4: "external", 5: "cluster"})
+    data = mixed.data.copy()
+    outside = mixed.design == "external"
+    for var in (dims.N_TREAT, dims.N_CONTROL):
+        data[var] = data[var].where(~xr.DataArray(outside, dims=dims.CELL), 0)
+    mixed = ps.CellEffects(data)
+    got = moderate_noise(mixed)
+    ab = mixed.design == "ab"
+    np.testing.assert_array_equal(got.effects.noise_cov[~ab], mixed.noise_cov[~ab])
+    alone = moderate_noise(mixed.subset_cells(np.flatnonzero(ab)))
+    np.testing.assert_array_equal(got.effects.noise_cov[ab], alone.effects.noise_cov)
+    assert got.prior_df == alone.prior_df
+    assert not np.array_equal(got.effects.noise_cov[ab], mixed.noise_cov[ab])

@@ -21,8 +21,6 @@ ENGINES = ("duckdb", "pandas", "spark")
 DIRECTIONS = ("higher", "lower")
 #: How the ASOS loader expresses effects.
 ASOS_SCALES = ("relative", "absolute")
-#: The kinds of data a spec reads.
-DATA_KINDS = ("users", "arm_summaries", "asos")
 #: What a LOO comparison leaves out, and the log-likelihood group each reads.
 COMPARE_LEVELS = {"experiment": "experiment_effect", "cell": "effect", "outcome": "outcome"}
 #: The kinds of entries in the weights ledger.

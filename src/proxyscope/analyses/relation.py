@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from proxyscope import dims
 from proxyscope.analyses.arguments import check_fit
 from proxyscope.core.draws import check_ci
 from proxyscope.errors import DataTypeError, ParameterError, suggestion
@@ -91,7 +90,7 @@ def experiment_estimates(fit: ProxyFit) -> tuple[np.ndarray, np.ndarray, np.ndar
     """Per past experiment: user weights over the fit's segments (E, S), the estimate
     (E, M) and its sampling covariance (E, M, M), and the experiment ids."""
     eff = fit.effects
-    users = eff.data[dims.N_TREAT].values + eff.data[dims.N_CONTROL].values
+    users = eff.users()
     experiments = list(eff.experiments)
     exp_index = pd.Index(experiments).get_indexer(eff.experiment)
     labels = list(fit.structure.labels)

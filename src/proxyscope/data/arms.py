@@ -40,6 +40,7 @@ from proxyscope.data.arm_checks import (
 )
 from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
 from proxyscope.data.cells import CellEffects
+from proxyscope.data.designs import check_design
 from proxyscope.data.validate import (
     _same,
     check_flag,
@@ -103,6 +104,7 @@ def from_arm_summaries(
     directions: Mapping[str, str] | None = None,
     min_users_per_arm: int = 10,
     dropna: bool = False,
+    design: str = "ab",
     _adapter: ArmAdapter | None = None,
 ) -> CellEffects:
     """Build :class:`CellEffects` from per-arm count / mean / variance columns.
@@ -145,6 +147,11 @@ def from_arm_summaries(
     dropna : bool, default False
         Drop rows with a missing value in a used column (reported) instead of
         raising.
+    design : str, default "ab"
+        How the arms were compared (:mod:`proxyscope.data.designs`): "ab" for a
+        user-randomized test; e.g. "cluster" when the arms' variances are
+        already cluster-robust, or "external" for a quasi-experiment's arms,
+        whose estimates the model then allows to be biased.
     _adapter : ArmAdapter, optional
         For proxyscope's own loaders only (not part of the public API): the
         engine name, extra metadata and earlier drops of an adapter such as
@@ -342,6 +349,7 @@ def from_arm_summaries(
         assumed_correlation=assumed,
         pre_dropped=adapter.pre_dropped,
         stacklevel=stacklevel,
+        design=check_design(design, 1, owner=owner)[0],
     )
 
 

@@ -310,6 +310,28 @@ class CellEffects:
         mask = pd.Index(self.experiment).isin(wanted)
         return self._replace(self._data.isel({dims.CELL: np.flatnonzero(mask)}))
 
+    def users(self) -> np.ndarray:
+        """Users per cell (both arms), the weight of a cell in a mix of segments.
+
+        Cells of an experiment without user counts (estimates made elsewhere,
+        :func:`proxyscope.from_estimates` without count columns) count as a
+        typical cell: the median of the counted cells' users, or 1 when no cell
+        has counts.
+        """
+        users = np.asarray(self._data[dims.N_TREAT].values, dtype=float) + np.asarray(
+            self._data[dims.N_CONTROL].values, dtype=float
+        )
+        codes = pd.Index(self.experiments).get_indexer(self.experiment)
+        uncounted = np.bincount(codes, weights=users)[codes] <= 0
+        if uncounted.any():
+            counted = users[~uncounted]
+            users = np.where(uncounted, float(np.median(counted)) if counted.size else 1.0, users)
+        return users
+
+    def subset_cells(self, positions: Sequence[int] | np.ndarray) -> CellEffects:
+        """Only the cells at ``positions`` (in the given order)."""
+        return self._replace(self._data.isel({dims.CELL: np.asarray(positions, dtype=np.int64)}))
+
     def select_proxies(self, proxies: Sequence[str]) -> CellEffects:
         """Keep the outcome and only the named proxies (in the given order)."""
         proxies = list(proxies)

@@ -33,6 +33,13 @@ combination of two covariance matrices.
 
 Large cells are left almost unchanged (``nu_c >> d0``); segments with a
 single cell are left exactly unchanged.
+
+Only cells of user-randomized A/B tests (design ``ab``) are moderated: the
+method rests on each covariance being a user-level one divided by the arms'
+sizes, with n_T + n_C - 2 degrees of freedom. A clustered covariance (its
+degrees of freedom come from the clusters), an estimate made elsewhere or by
+a quasi-experimental design is kept exactly as given and takes no part in
+the segments' priors.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import xarray as xr
 from scipy import optimize, special
 
 from proxyscope import dims
+from proxyscope.data import designs
 from proxyscope.data.cells import CellEffects
 from proxyscope.errors import DataError
 
@@ -101,8 +109,22 @@ def moderate_noise(effects: CellEffects) -> Moderation:
     Raises
     ------
     DataError
-        When a cell's arm counts give fewer than one degree of freedom.
+        When an A/B cell's arm counts give fewer than one degree of freedom.
     """
+    ab = effects.design == designs.AB
+    if not ab.any():
+        return Moderation(effects=effects, prior_df=float("nan"), metric_df={})
+    if not ab.all():
+        part = _moderate(effects.subset_cells(np.flatnonzero(ab)))
+        cov = effects.noise_cov.copy()
+        cov[ab] = part.effects.noise_cov
+        data = effects.data.copy()
+        data[dims.NOISE_COV] = xr.DataArray(cov, dims=data[dims.NOISE_COV].dims)
+        return Moderation(CellEffects(data), part.prior_df, part.metric_df)
+    return _moderate(effects)
+
+
+def _moderate(effects: CellEffects) -> Moderation:
     n_t = effects.data[dims.N_TREAT].to_numpy().astype(float)
     n_c = effects.data[dims.N_CONTROL].to_numpy().astype(float)
     df = n_t + n_c - 2.0

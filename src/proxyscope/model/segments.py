@@ -135,7 +135,7 @@ def outcome_variance(fit: ProxyFit) -> np.ndarray:
 def historical_mix(fit: ProxyFit) -> pd.Series:
     """Share of users in each of the fit's segments (treatment and control arms)."""
     eff = fit.effects
-    users = eff.data[dims.N_TREAT].values + eff.data[dims.N_CONTROL].values
+    users = eff.users()
     labels = pd.Series(eff.segment_label)
     shares = pd.Series(users, index=labels).groupby(level=0).sum()
     shares = shares.reindex(list(fit.structure.labels)).fillna(0.0)

@@ -112,9 +112,9 @@ def sensitivity_section(doc: Mapping[str, Any]) -> Section | None:
         "Sensitivity to the assumed noise correlation",
         (
             Para(
-                "The model was refitted under each assumed correlation between the sampling "
-                "noise of the early and the final reads, which per-arm summaries do not "
-                "carry. Conclusions that hold across the assumptions do not rest on it."
+                "The model was refitted under each assumed correlation of the metrics' "
+                "sampling noise, which per-arm summaries and estimates made elsewhere often "
+                "do not carry. Conclusions that hold across the assumptions do not rest on it."
             ),
             Para(s["reading"]),
             *figure_blocks(doc, "sensitivity"),

@@ -12,7 +12,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from proxyscope import dims
 from proxyscope.data.cells import CellEffects
 
 
@@ -43,9 +42,7 @@ def mix_effects(effects: CellEffects) -> MixEffects:
     The weights are the cells' users (both arms) within the experiment, so the
     average is the experiment's stratified difference in means on its own mix.
     """
-    users = np.asarray(effects.data[dims.N_TREAT].values, dtype=float) + np.asarray(
-        effects.data[dims.N_CONTROL].values, dtype=float
-    )
+    users = effects.users()
     ids = effects.experiments
     codes = pd.Index(ids).get_indexer(effects.experiment)
     totals = np.bincount(codes, weights=users, minlength=len(ids))
