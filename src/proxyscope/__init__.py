@@ -61,6 +61,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "current_weights": ("proxyscope.ledger", "current_weights"),
     "backtest": ("proxyscope.analyses.backtest", "backtest"),
     "compare": ("proxyscope.analyses.compare", "compare"),
+    "design_bias": ("proxyscope.analyses.designs", "design_bias"),
+    "DesignReport": ("proxyscope.analyses.designs", "DesignReport"),
     "report": ("proxyscope.reporting", "report"),
 }
 _MODULES = ("simulate", "data", "model", "analyses", "core", "errors", "dims")
