@@ -33,15 +33,24 @@ Pair = tuple[str, str]
 
 
 def per_metric(
-    value: Any, metrics: Sequence[str], *, param: str, owner: str, allow_single: bool = False
+    value: Any,
+    metrics: Sequence[str],
+    *,
+    param: str,
+    owner: str,
+    allow_single: bool = False,
+    what: str = "column",
 ) -> dict[str, str]:
-    """``{metric: column}`` for every metric, from a dict (or one column name)."""
+    """``{metric: column}`` for every metric, from a dict (or one column name).
+
+    ``what`` names the values in messages ("column", or e.g. "unit").
+    """
     if allow_single and isinstance(value, str):
         return dict.fromkeys(metrics, value)
     if not isinstance(value, Mapping):
-        want = "a column name or " if allow_single else ""
+        want = f"a {what} name or " if allow_single else ""
         raise DataTypeError(
-            f"The {param!r} parameter of {owner} must be {want}a dict {{metric: column}}; "
+            f"The {param!r} parameter of {owner} must be {want}a dict {{metric: {what}}}; "
             f"got {type(value).__name__}."
         )
     unknown = [k for k in value if k not in metrics]
@@ -53,13 +62,13 @@ def per_metric(
     absent = [m for m in metrics if m not in value]
     if absent:
         raise ParameterError(
-            f"The {param!r} parameter of {owner} must give a column for every metric "
+            f"The {param!r} parameter of {owner} must give a {what} for every metric "
             f"{list(metrics)}; missing: {absent}."
         )
     for m in metrics:
         if not isinstance(value[m], str) or not value[m]:
             raise DataTypeError(
-                f"The {param!r} parameter of {owner} must map each metric to a column name; "
+                f"The {param!r} parameter of {owner} must map each metric to a {what} name; "
                 f"got {value[m]!r} for {m!r}."
             )
     return {m: str(value[m]) for m in metrics}

@@ -19,7 +19,7 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.data import designs
-from proxyscope.data.arm_checks import Pair, pairs_map
+from proxyscope.data.arm_checks import Pair, pairs_map, per_metric
 from proxyscope.data.cellchecks import describe_cell
 from proxyscope.data.validate import SHOW, check_chars, scalar
 from proxyscope.errors import (
@@ -248,29 +248,7 @@ def per_cell_count(
 
 
 def units_of(units: Any, metrics: Sequence[str], *, owner: str) -> dict[str, str] | None:
+    """The unit of every metric (None when not given)."""
     if units is None:
         return None
-    if not isinstance(units, Mapping):
-        raise DataTypeError(
-            f"The 'units' parameter of {owner} must be a dict {{metric: unit}}; "
-            f"got {type(units).__name__}."
-        )
-    unknown = [k for k in units if k not in metrics]
-    if unknown:
-        raise ParameterError(
-            f"The 'units' parameter of {owner} names {unknown[0]!r}, which is neither the "
-            f"outcome nor a proxy; metrics: {list(metrics)}.{suggestion(str(unknown[0]), metrics)}"
-        )
-    absent = [m for m in metrics if m not in units]
-    if absent:
-        raise ParameterError(
-            f"The 'units' parameter of {owner} must give a unit for every metric; missing: "
-            f"{absent}."
-        )
-    for k, v in units.items():
-        if not isinstance(v, str) or not v:
-            raise DataTypeError(
-                f"The 'units' parameter of {owner} must map each metric to a unit (a non-empty "
-                f"string); got {v!r} for {k!r}."
-            )
-    return {m: str(units[m]) for m in metrics}
+    return per_metric(units, metrics, param="units", owner=owner, what="unit")

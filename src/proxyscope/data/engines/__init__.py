@@ -247,6 +247,18 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
     return out
 
 
+def cluster_labels(
+    keys: Sequence[str], treatment: str, cluster: str, exposure: str | None
+) -> tuple[list[str], list[str]]:
+    """The columns a cluster aggregate groups by, and their names in the result."""
+    labels = [*keys, treatment, cluster]
+    names = [key_col(i) for i in range(len(keys))] + [ARM, CLUSTER]
+    if exposure is not None:
+        labels.append(exposure)
+        names.append(EXPOSURE)
+    return labels, names
+
+
 def records_frame(names: Sequence[str], rows: Sequence[Sequence[Any]], n_keys: int) -> pd.DataFrame:
     """The aggregate as a DataFrame: keys and arm as Python objects, numbers as float.
 

@@ -26,11 +26,10 @@ import pandas as pd
 
 from proxyscope.data.engines import (
     ARM,
-    CLUSTER,
-    EXPOSURE,
     ClusterAggregate,
     N,
     arrow_aggregate,
+    cluster_labels,
     count_col,
     cov_col,
     key_col,
@@ -286,11 +285,7 @@ class DuckDBSource:
         drop_missing: bool,
         exposure: str | None = None,
     ) -> ClusterAggregate:
-        labels = [*keys, treatment, cluster]
-        names = [key_col(i) for i in range(len(keys))] + [ARM, CLUSTER]
-        if exposure is not None:
-            labels.append(exposure)
-            names.append(EXPOSURE)
+        labels, names = cluster_labels(keys, treatment, cluster, exposure)
         inner = [f"{ident(c)} AS {name}" for c, name in zip(labels, names, strict=True)]
         inner += [f"CAST({ident(m)} AS DOUBLE) - $r{i} AS x{i}" for i, m in enumerate(metrics)]
         outer = [*names, f"count(*) AS {N}"]

@@ -18,11 +18,10 @@ import pandas as pd
 
 from proxyscope.data.engines import (
     ARM,
-    CLUSTER,
-    EXPOSURE,
     ClusterAggregate,
     Factor,
     N,
+    cluster_labels,
     combine,
     count_col,
     cov_col,
@@ -250,11 +249,7 @@ class PandasSource:
         drop_missing: bool,
         exposure: str | None = None,
     ) -> ClusterAggregate:
-        names = [key_col(i) for i in range(len(keys))] + [ARM, CLUSTER]
-        group_cols = [*keys, treatment, cluster]
-        if exposure is not None:
-            names.append(EXPOSURE)
-            group_cols.append(exposure)
+        group_cols, names = cluster_labels(keys, treatment, cluster, exposure)
         with np.errstate(invalid="ignore", over="ignore"):
             g, first, codes, uniques = self._groups(group_cols)
             n_groups = len(first)

@@ -16,11 +16,10 @@ import pandas as pd
 
 from proxyscope.data.engines import (
     ARM,
-    CLUSTER,
-    EXPOSURE,
     ClusterAggregate,
     N,
     arrow_aggregate,
+    cluster_labels,
     count_col,
     cov_col,
     key_col,
@@ -189,11 +188,7 @@ class SparkSource:
     ) -> ClusterAggregate:
         from pyspark.sql import functions as F
 
-        labels = [*keys, treatment, cluster]
-        names = [key_col(i) for i in range(len(keys))] + [ARM, CLUSTER]
-        if exposure is not None:
-            labels.append(exposure)
-            names.append(EXPOSURE)
+        labels, names = cluster_labels(keys, treatment, cluster, exposure)
         proj = [col(c).alias(name) for c, name in zip(labels, names, strict=True)]
         proj += [
             (self._double(m) - F.lit(float(r))).alias(f"x{i}")
