@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,20 +20,22 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope.data import designs
 from proxyscope.data.cellfile import META_ATTR
-from proxyscope.data.cells import CellEffects
 from proxyscope.errors import DataError, ParameterError
+
+if TYPE_CHECKING:  # (cells.py imports this module when concat is called)
+    from proxyscope.data.cells import CellEffects
 
 
 def concat_cells(cls: type[CellEffects], parts: Sequence[CellEffects]) -> CellEffects:
     """The cells of ``parts`` as one CellEffects (see :meth:`CellEffects.concat`)."""
     owner = "CellEffects.concat"
-    if isinstance(parts, CellEffects) or not isinstance(parts, Sequence | tuple) or not parts:
+    if isinstance(parts, cls) or not isinstance(parts, Sequence | tuple) or not parts:
         raise ParameterError(
             f"The 'parts' parameter of {owner} must be a non-empty list of CellEffects; "
             f"got {type(parts).__name__}."
         )
     for i, p in enumerate(parts):
-        if not isinstance(p, CellEffects):
+        if not isinstance(p, cls):
             raise ParameterError(
                 f"The 'parts' parameter of {owner} must hold CellEffects; part {i} is "
                 f"{type(p).__name__}."
