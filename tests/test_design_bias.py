@@ -239,3 +239,16 @@ def test_the_bias_term_recovers_the_slopes_of_a_mixed_history(seed: int) -> None
     naive, naive_lo, naive_hi = got["unbiased"]
     assert not naive_lo[0] <= truth[0] <= naive_hi[0]
     assert abs(naive[0] - truth[0]) > 2 * abs(mean[0] - truth[0])
+
+
+def test_the_prior_predictive_draws_each_designs_bias(biased_fit: ps.ProxyFit) -> None:
+    """Sigma_d's scales come from HalfNormal(bias_sd): their prior mean is bias_sd sqrt(2/pi),
+    and a biased design's cells spread more than the A/B cells' under the prior."""
+    pp = biased_fit.prior_predictive(draws=4000, random_seed=2)
+    sd = np.asarray(pp.prior[bias_sd_name("did")].values).ravel()
+    expected = Priors().bias_sd * np.sqrt(2 / np.pi)
+    assert sd.mean() == pytest.approx(expected, abs=4 * sd.std() / np.sqrt(sd.size))
+    effect = pp.prior_predictive["effect"].values[0]  # (draw, cell, metric), original units
+    spread = effect.var(axis=0) / np.asarray(biased_fit.info.scales) ** 2
+    design = biased_fit.effects.design
+    assert (spread[design == "did"].mean() - spread[design == "ab"].mean()) > 0.5

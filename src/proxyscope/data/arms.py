@@ -40,7 +40,6 @@ from proxyscope.data.arm_checks import (
 )
 from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
 from proxyscope.data.cells import CellEffects
-from proxyscope.data.designs import check_design
 from proxyscope.data.validate import (
     _same,
     check_flag,
@@ -349,7 +348,7 @@ def from_arm_summaries(
         assumed_correlation=assumed,
         pre_dropped=adapter.pre_dropped,
         stacklevel=stacklevel,
-        design=check_design(design, 1, owner=owner)[0],
+        design=design,
     )
 
 

@@ -13,7 +13,7 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope.model import recover, sampling
 from proxyscope.model.builder import build_model
-from proxyscope.model.layout import bias_cpc_name, bias_sd_name, cpc_shapes
+from proxyscope.model.layout import BIAS_CPC, bias_cpc_name, bias_sd_name, cpc_shapes
 from proxyscope.model.posterior import ModelInfo, std_parameters
 from proxyscope.model.priors import Priors
 
@@ -39,8 +39,8 @@ def _with_bias_draws(
     for design in info.bias_designs:
         sd = np.abs(rng.normal(0.0, priors.bias_sd, (*lead, m)))
         u = rng.beta(shapes, shapes, (*lead, len(shapes)))
-        extra[bias_sd_name(design)] = ((*cd, dims.METRIC + "_bias"), sd)
-        extra[bias_cpc_name(design)] = ((*cd, "bias_cpc"), u)
+        extra[bias_sd_name(design)] = ((*cd, dims.METRIC), sd)
+        extra[bias_cpc_name(design)] = ((*cd, BIAS_CPC), u)
     return prior.assign(extra)
 
 

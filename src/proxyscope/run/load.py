@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, Any, cast
 import pandas as pd
 from pyarrow import ArrowException as ArrowError
 
-from proxyscope import dims
 from proxyscope.data.arms import from_arm_summaries
 from proxyscope.data.cells import CellEffects
-from proxyscope.data.designs import EXTERNAL, check_design
+from proxyscope.data.designs import AB, EXTERNAL
 from proxyscope.data.estimates import from_estimates
 from proxyscope.data.sources import CSV_SUFFIXES, PARQUET_SUFFIXES, read_error, resolve_files
 from proxyscope.data.summarize import summarize
@@ -185,8 +184,9 @@ def _load_source(
             directions=dict(cols.directions),
             min_users_per_arm=d.min_users_per_arm,
             dropna=d.dropna,
+            design=d.design or AB,
         )
-        return Loaded(with_design(effects, d.design), str(path))
+        return Loaded(effects, str(path))
 
     if path is None:
         sim = d.simulate
@@ -212,14 +212,6 @@ def _load_source(
             _summarize_file(d, cols, _write_users(world, out, log), log), "simulated", world
         )
     return Loaded(_summarize_file(d, cols, path, log), str(path))
-
-
-def with_design(effects: CellEffects, design: str | None) -> CellEffects:
-    """``effects`` with every cell given ``design`` (unchanged when None)."""
-    if design is None or set(effects.designs) == {design}:
-        return effects
-    values = check_design(design, effects.n_cells, owner="[data].design")
-    return CellEffects(effects.data.assign_coords({dims.DESIGN: (dims.CELL, values)}))
 
 
 def _write_users(world: World, out: Path, log: Log) -> Path:

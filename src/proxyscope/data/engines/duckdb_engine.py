@@ -250,27 +250,13 @@ class DuckDBSource:
         refs: Sequence[float],
         drop_missing: bool,
     ) -> pd.DataFrame:
-        inner = [f"{ident(k)} AS {key_col(i)}" for i, k in enumerate(keys)]
-        inner.append(f"{ident(treatment)} AS {ARM}")
-        # The shift is a bound DOUBLE parameter: exact, whatever its digits.
-        inner += [f"CAST({ident(m)} AS DOUBLE) - $r{i} AS x{i}" for i, m in enumerate(metrics)]
-        group = [key_col(i) for i in range(len(keys))] + [ARM]
-        outer = [*group, f"count(*) AS {N}"]
-        outer += [f"count(x{i}) AS {count_col(i)}" for i in range(len(metrics))]
-        outer += [f"avg(x{i}) AS {mean_col(i)}" for i in range(len(metrics))]
-        for i, j in pairs(len(metrics)):
-            agg = f"var_samp(x{i})" if i == j else f"covar_samp(x{i}, x{j})"
-            outer.append(f"{agg} AS {cov_col(i, j)}")
-        where = ""
-        if drop_missing:
-            where = "WHERE " + " AND ".join(
-                f"x{i} IS NOT NULL AND NOT isnan(x{i})" for i in range(len(metrics))
-            )
-        sql = (
-            f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {self._from}) "
-            f"{where} GROUP BY {', '.join(group)}"
-        )
-        params = {f"r{i}": float(r) for i, r in enumerate(refs)}
+        labels = [*keys, treatment]
+        names = [key_col(i) for i in range(len(keys))] + [ARM]
+        covs = [
+            f"{f'var_samp(x{i})' if i == j else f'covar_samp(x{i}, x{j})'} AS {cov_col(i, j)}"
+            for i, j in pairs(len(metrics))
+        ]
+        sql, params = self._grouped(labels, names, metrics, refs, drop_missing, covs)
         cur = self._execute(sql, params)
         names = [d[0] for d in cur.description]
         return records_frame(names, cur.fetchall(), len(keys))
@@ -286,11 +272,28 @@ class DuckDBSource:
         exposure: str | None = None,
     ) -> ClusterAggregate:
         labels, names = cluster_labels(keys, treatment, cluster, exposure)
+        sql, params = self._grouped(labels, names, metrics, refs, drop_missing, [])
+        # Columns, not Python rows: a row per cluster can be many rows.
+        return arrow_aggregate(self._execute(sql, params, arrow=True), names, len(metrics))
+
+    def _grouped(
+        self,
+        labels: Sequence[str],
+        names: Sequence[str],
+        metrics: Sequence[str],
+        refs: Sequence[float],
+        drop_missing: bool,
+        extra: Sequence[str],
+    ) -> tuple[str, dict[str, float]]:
+        """The query grouping by ``labels`` (as ``names``): count, counts and means of the
+        shifted metrics, then the ``extra`` aggregates; and its parameters."""
         inner = [f"{ident(c)} AS {name}" for c, name in zip(labels, names, strict=True)]
+        # The shift is a bound DOUBLE parameter: exact, whatever its digits.
         inner += [f"CAST({ident(m)} AS DOUBLE) - $r{i} AS x{i}" for i, m in enumerate(metrics)]
         outer = [*names, f"count(*) AS {N}"]
         outer += [f"count(x{i}) AS {count_col(i)}" for i in range(len(metrics))]
         outer += [f"avg(x{i}) AS {mean_col(i)}" for i in range(len(metrics))]
+        outer += list(extra)
         where = ""
         if drop_missing:
             where = "WHERE " + " AND ".join(
@@ -300,9 +303,7 @@ class DuckDBSource:
             f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {self._from}) "
             f"{where} GROUP BY {', '.join(names)}"
         )
-        # Columns, not Python rows: a row per cluster can be many rows.
-        params = {f"r{i}": float(r) for i, r in enumerate(refs)}
-        return arrow_aggregate(self._execute(sql, params, arrow=True), names, len(metrics))
+        return sql, {f"r{i}": float(r) for i, r in enumerate(refs)}
 
     def close(self) -> None:
         self._con.close()

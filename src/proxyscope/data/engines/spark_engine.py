@@ -153,26 +153,14 @@ class SparkSource:
     ) -> pd.DataFrame:
         from pyspark.sql import functions as F
 
-        proj = [col(k).alias(key_col(i)) for i, k in enumerate(keys)]
-        proj.append(col(treatment).alias(ARM))
-        proj += [
-            (self._double(m) - F.lit(float(r))).alias(f"x{i}")
-            for i, (m, r) in enumerate(zip(metrics, refs, strict=True))
-        ]
-        df = self._df.select(*proj)
-        if drop_missing:
-            for i in range(len(metrics)):
-                x = F.col(f"x{i}")
-                df = df.where(x.isNotNull() & ~F.isnan(x))
+        labels = [*keys, treatment]
         group = [key_col(i) for i in range(len(keys))] + [ARM]
-        aggs = [F.count(F.lit(1)).alias(N)]
-        aggs += [F.count(F.col(f"x{i}")).alias(count_col(i)) for i in range(len(metrics))]
-        aggs += [F.avg(F.col(f"x{i}")).alias(mean_col(i)) for i in range(len(metrics))]
+        covs = []
         for i, j in pairs(len(metrics)):
             xi, xj = F.col(f"x{i}"), F.col(f"x{j}")
             agg = F.var_samp(xi) if i == j else F.covar_samp(xi, xj)
-            aggs.append(agg.alias(cov_col(i, j)))
-        res = df.groupBy(*group).agg(*aggs)
+            covs.append(agg.alias(cov_col(i, j)))
+        res = self._grouped(labels, group, metrics, refs, drop_missing, covs)
         names = list(res.columns)
         return records_frame(names, [tuple(r) for r in res.collect()], len(keys))
 
@@ -186,9 +174,30 @@ class SparkSource:
         drop_missing: bool,
         exposure: str | None = None,
     ) -> ClusterAggregate:
+        labels, names = cluster_labels(keys, treatment, cluster, exposure)
+        res = self._grouped(labels, names, metrics, refs, drop_missing, [])
+        if hasattr(res, "toArrow"):  # Spark 4: columns, not Python rows
+            return arrow_aggregate(res.toArrow(), names, len(metrics))
+        import pyarrow as pa
+
+        rows = [tuple(r) for r in res.collect()]
+        cols = list(zip(*rows, strict=True)) if rows else [() for _ in res.columns]
+        table = pa.table({c: pa.array(list(v)) for c, v in zip(res.columns, cols, strict=True)})
+        return arrow_aggregate(table, names, len(metrics))
+
+    def _grouped(
+        self,
+        labels: Sequence[str],
+        names: Sequence[str],
+        metrics: Sequence[str],
+        refs: Sequence[float],
+        drop_missing: bool,
+        extra: Sequence[Any],
+    ) -> Any:
+        """The frame grouped by ``labels`` (as ``names``): count, counts and means of the
+        shifted metrics, then the ``extra`` aggregates."""
         from pyspark.sql import functions as F
 
-        labels, names = cluster_labels(keys, treatment, cluster, exposure)
         proj = [col(c).alias(name) for c, name in zip(labels, names, strict=True)]
         proj += [
             (self._double(m) - F.lit(float(r))).alias(f"x{i}")
@@ -202,15 +211,7 @@ class SparkSource:
         aggs = [F.count(F.lit(1)).alias(N)]
         aggs += [F.count(F.col(f"x{i}")).alias(count_col(i)) for i in range(len(metrics))]
         aggs += [F.avg(F.col(f"x{i}")).alias(mean_col(i)) for i in range(len(metrics))]
-        res = df.groupBy(*names).agg(*aggs)
-        if hasattr(res, "toArrow"):  # Spark 4: columns, not Python rows
-            return arrow_aggregate(res.toArrow(), names, len(metrics))
-        import pyarrow as pa
-
-        rows = [tuple(r) for r in res.collect()]
-        cols = list(zip(*rows, strict=True)) if rows else [() for _ in res.columns]
-        table = pa.table({c: pa.array(list(v)) for c, v in zip(res.columns, cols, strict=True)})
-        return arrow_aggregate(table, names, len(metrics))
+        return df.groupBy(*names).agg(*aggs, *extra)
 
     def close(self) -> None:
         pass
