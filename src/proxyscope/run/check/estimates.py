@@ -17,9 +17,9 @@ import pandas as pd
 from proxyscope.data.estimate_covariance import COVARIANCE, METRIC_A, METRIC_B
 from proxyscope.data.sources import resolve_files
 from proxyscope.errors import suggestion
-from proxyscope.run.check.findings import SHOW, CheckResult, confirm
-from proxyscope.run.load import load_effects, read_table
-from proxyscope.run.preflight import check_transport
+from proxyscope.run.check.findings import SHOW, CheckResult
+from proxyscope.run.check.summaries import confirm_file
+from proxyscope.run.load import read_table
 from proxyscope.spec import DESIGNS, ModelSpec
 
 
@@ -102,9 +102,5 @@ def check_estimates(spec: ModelSpec, path: Path) -> CheckResult:
                 )
     result.facts["experiments"] = int(table[cols.experiment].nunique())
     if result.ok:
-        confirm(
-            result,
-            lambda: load_effects(spec, data=path).effects,
-            lambda effects: check_transport(spec, effects),
-        )
+        confirm_file(result, spec, path)
     return result

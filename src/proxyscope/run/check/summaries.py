@@ -81,11 +81,7 @@ def check_arms(spec: ModelSpec, path: Path) -> CheckResult:
             problems.append(f"{len(one)} experiment(s) have only one arm: {', '.join(one[:SHOW])}.")
     result.facts["experiments"] = int(table[cols.experiment].nunique())
     if result.ok:
-        confirm(
-            result,
-            lambda: load_effects(spec, data=path).effects,
-            lambda effects: check_transport(spec, effects),
-        )
+        confirm_file(result, spec, path)
     return result
 
 
@@ -109,9 +105,14 @@ def check_asos(spec: ModelSpec, path: Path | None) -> CheckResult:
     no_var = int((raw["variance_c"].isna() | raw["variance_t"].isna()).sum())
     if no_var:
         result.notes.append(f"{no_var} snapshot rows have no variances and will be removed.")
+    confirm_file(result, spec, path)
+    return result
+
+
+def confirm_file(result: CheckResult, spec: ModelSpec, path: Path | None) -> None:
+    """Build the spec's cells from ``path`` for real, then the checks that need them."""
     confirm(
         result,
         lambda: load_effects(spec, data=path).effects,
         lambda effects: check_transport(spec, effects),
     )
-    return result
