@@ -16,7 +16,10 @@ Per metric, over every cell: the share of 90% intervals (effect +/- 1.645 se) th
 hold the cell's true direct effect (the simulator's exact in-sample truth), and the
 mean of the squared whitened joint errors L^-1 (d - truth) per component (S = L L',
 metrics in the order outcome, proxies: component j is metric j given the ones before
-it), which is 1 for an honest joint covariance. Spillover: the same for the spillover
+it), which is 1 for an honest joint covariance; ``whitened_pooled`` whitens with
+each cell's SEs and the correlations averaged over the world's cells, which
+separates noise in each cell's estimated correlations from a wrong cross-metric
+block. Spillover: the same for the spillover
 effect against its truth. Rows go to ``benchmarks/_results/cluster.csv``. Run
 ``python benchmarks/bench_cluster.py`` (4 worlds x 50 experiments x 200 workspaces).
 """
@@ -52,8 +55,9 @@ def truth_of(effects: ps.CellEffects, truth: np.ndarray, segments: list[str], co
 def scores(d: np.ndarray, cov: np.ndarray, t: np.ndarray, metrics: list[str]) -> list[dict]:
     se = np.sqrt(np.einsum("cii->ci", cov))
     held = np.abs(d - t) <= Z90 * se
-    low = np.linalg.cholesky(cov)
-    white = np.linalg.solve(low, (d - t)[..., None])[..., 0]
+    white = whiten(cov, d - t)
+    corr = cov / (se[:, :, None] * se[:, None, :])
+    pooled = whiten(corr.mean(axis=0)[None] * se[:, :, None] * se[:, None, :], d - t)
     return [
         {
             "metric": m,
@@ -61,9 +65,15 @@ def scores(d: np.ndarray, cov: np.ndarray, t: np.ndarray, metrics: list[str]) ->
             "coverage_90": float(held[:, j].mean()),
             "mean_z2": float(np.mean(((d - t)[:, j] / se[:, j]) ** 2)),
             "whitened_chi2": float(np.mean(white[:, j] ** 2)),
+            "whitened_pooled": float(np.mean(pooled[:, j] ** 2)),
         }
         for j, m in enumerate(metrics)
     ]
+
+
+def whiten(cov: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """L^-1 err per cell, S = L L' (Cholesky: component j given the ones before it)."""
+    return np.linalg.solve(np.linalg.cholesky(cov), err[..., None])[..., 0]
 
 
 def main() -> None:
@@ -113,13 +123,20 @@ def main() -> None:
             c=table["coverage_90"] * weights,
             z=table["mean_z2"] * weights,
             w=table["whitened_chi2"] * weights,
+            p=table["whitened_pooled"] * weights,
         )
         .groupby(["effect", "covariance", "metric"], sort=False)
-        .agg(cells=("cells", "sum"), c=("c", "sum"), z=("z", "sum"), w=("w", "sum"))
+        .agg(cells=("cells", "sum"), c=("c", "sum"), z=("z", "sum"), w=("w", "sum"), p=("p", "sum"))
     )
-    for col, name in (("c", "coverage_90"), ("z", "mean_z2"), ("w", "whitened_chi2")):
+    named = (
+        ("c", "coverage_90"),
+        ("z", "mean_z2"),
+        ("w", "whitened_chi2"),
+        ("p", "whitened_pooled"),
+    )
+    for col, name in named:
         summary[name] = summary[col] / summary["cells"]
-    summary = summary.drop(columns=["c", "z", "w"]).reset_index()
+    summary = summary.drop(columns=["c", "z", "w", "p"]).reset_index()
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"experiments: {args.worlds * args.experiments}; rows: {OUT}")
 
