@@ -29,7 +29,7 @@ from proxyscope.analyses.backtest import (
     rmse,
     split_experiments,
 )
-from proxyscope.data.cells import build
+from proxyscope.data.cellbuild import build
 from proxyscope.errors import ColumnError, ConvergenceWarning, DataTypeError, ParameterError
 
 # -- the pieces, against hand computations ----------------------------------------------

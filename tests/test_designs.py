@@ -16,8 +16,9 @@ import proxyscope as ps
 from proxyscope import dims
 from proxyscope.core import checksum
 from proxyscope.data import designs
+from proxyscope.data.cellbuild import build
 from proxyscope.data.cellfile import META_ATTR
-from proxyscope.data.cells import CellEffects, build
+from proxyscope.data.cells import CellEffects
 from proxyscope.errors import DataError, IncompatibleFileError, ParameterError
 
 METRICS = ["y", "a", "b"]

@@ -18,7 +18,7 @@ from conftest import cached_fit, segment_truth
 import proxyscope as ps
 from proxyscope import dims
 from proxyscope.core.draws import interval
-from proxyscope.data.cells import build
+from proxyscope.data.cellbuild import build
 from proxyscope.errors import ConvergenceWarning
 from proxyscope.model.segments import fitted_segments
 

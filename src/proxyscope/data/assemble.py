@@ -17,8 +17,9 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.data import designs
+from proxyscope.data.cellbuild import build
 from proxyscope.data.cellchecks import describe_cell, nonfinite_error, segment_value_error
-from proxyscope.data.cells import CellEffects, build, segment_labels
+from proxyscope.data.cells import CellEffects, segment_labels
 from proxyscope.data.validate import SHOW, scalar, show_values
 from proxyscope.errors import DataError, DataWarning
 
@@ -109,7 +110,7 @@ def finish(
     pre_dropped : sequence of dict
         Cells an adapter dropped before this step (reported with the rest).
     design, variables, units
-        As in :func:`~proxyscope.data.cells.build`; per-cell ``design`` values and
+        As in :func:`~proxyscope.data.cellbuild.build`; per-cell ``design`` values and
         ``variables`` are aligned with ``keys`` (ordered, dropped and, for
         variables over metrics, signed here like the effects).
     """

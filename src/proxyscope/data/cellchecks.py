@@ -8,7 +8,9 @@ by hand, or loaded) all call these, so one rule gives one message:
   could get one label and be pooled as one segment);
 - every effect and sampling covariance is a finite number (an overflow is
   named as one, with the cell and metric);
-- counts are integers >= 0, and no (experiment, segment) is two cells.
+- counts are integers >= 0, and no (experiment, segment) is two cells;
+- every design is a known one, and the optional per-cell variables have their
+  dims (:func:`check_designs`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
+from proxyscope.data import designs
 from proxyscope.errors import ColumnError, DataError
 
 
@@ -125,4 +128,29 @@ def check_cells(data: xr.Dataset, segments: Sequence[str], metrics: Sequence[str
         raise DataError(
             f"CellEffects has {int(dup.sum())} cells that repeat one (experiment, segment), "
             f"e.g. {describe(i)}; each must be one cell."
+        )
+
+
+def check_designs(data: xr.Dataset, required: Sequence[str]) -> None:
+    """Known designs on the ``design`` coordinate; optional variables with their dims and
+    no variable besides ``required`` and :data:`designs.OPTIONAL_VARIABLES`."""
+    given = pd.unique(pd.Series(np.asarray(data[dims.DESIGN].values, dtype=object)))
+    bad = [str(v) for v in given if str(v) not in designs.DESIGNS]
+    if bad:
+        raise DataError(
+            f"CellEffects coordinate {dims.DESIGN!r} holds {bad[0]!r}; a design is one "
+            f"of {list(designs.DESIGNS)}."
+        )
+    for var, (want_dims, _) in designs.OPTIONAL_VARIABLES.items():
+        if var in data and data[var].dims != want_dims:
+            raise DataError(
+                f"CellEffects variable {var!r} must have dims {want_dims}; got {data[var].dims}."
+            )
+    unknown = sorted(
+        str(v) for v in data.data_vars if v not in required and v not in designs.OPTIONAL_VARIABLES
+    )
+    if unknown:
+        raise DataError(
+            f"CellEffects dataset has variables it does not know: {unknown}; known: "
+            f"{[*required, *designs.OPTIONAL_VARIABLES]}."
         )

@@ -32,10 +32,9 @@ import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
-from proxyscope._version import __version__
 from proxyscope.core import checksum, hdf5
 from proxyscope.data import cellfile, designs
-from proxyscope.data.cellchecks import check_cells
+from proxyscope.data.cellchecks import check_cells, check_designs
 from proxyscope.data.cellfile import META_ATTR
 from proxyscope.errors import (
     DataError,
@@ -120,28 +119,7 @@ class CellEffects:
             )
         if d.sizes[dims.CELL] == 0:
             raise DataError("CellEffects has no cells.")
-        given = pd.unique(pd.Series(np.asarray(d[dims.DESIGN].values, dtype=object)))
-        bad = [str(v) for v in given if str(v) not in designs.DESIGNS]
-        if bad:
-            raise DataError(
-                f"CellEffects coordinate {dims.DESIGN!r} holds {bad[0]!r}; a design is one "
-                f"of {list(designs.DESIGNS)}."
-            )
-        for var, (want_dims, _) in designs.OPTIONAL_VARIABLES.items():
-            if var in d and d[var].dims != want_dims:
-                raise DataError(
-                    f"CellEffects variable {var!r} must have dims {want_dims}; got {d[var].dims}."
-                )
-        unknown = sorted(
-            str(v)
-            for v in d.data_vars
-            if v not in _REQUIRED and v not in designs.OPTIONAL_VARIABLES
-        )
-        if unknown:
-            raise DataError(
-                f"CellEffects dataset has variables it does not know: {unknown}; known: "
-                f"{[*_REQUIRED, *designs.OPTIONAL_VARIABLES]}."
-            )
+        check_designs(d, _REQUIRED)
         check_cells(d, self.segments, metrics)
 
     # -- metadata ----------------------------------------------------------
@@ -455,101 +433,3 @@ class CellEffects:
             shown = ", ".join(f"{k}: {v:g}" for k, v in assumed.items())
             lines.append(f"  ASSUMED noise correlations (not estimated): {shown}")
         return "\n".join(lines)
-
-
-def build(
-    keys: pd.DataFrame,
-    n_treat: np.ndarray,
-    n_control: np.ndarray,
-    effect: np.ndarray,
-    noise_cov: np.ndarray,
-    *,
-    outcome: str,
-    proxies: Sequence[str],
-    segments: Sequence[str],
-    directions: Mapping[str, str],
-    engine: str,
-    min_users_per_arm: int | None = None,
-    dropped: Sequence[Mapping[str, Any]] = (),
-    assumed_correlation: Mapping[str, float] | None = None,
-    extra: Mapping[str, Any] | None = None,
-    design: str | Sequence[str] | np.ndarray = designs.AB,
-    variables: Mapping[str, np.ndarray] | None = None,
-    units: Mapping[str, str] | None = None,
-) -> CellEffects:
-    """Assemble a :class:`CellEffects` from arrays (used by every engine).
-
-    ``keys`` holds one row per cell with the experiment column (named
-    ``experiment``) and the segment columns. ``effect`` and ``noise_cov`` are
-    in the good direction of each proxy already. ``design`` is one design for
-    every cell or one per cell; ``variables`` holds optional per-cell
-    variables (:data:`proxyscope.data.designs.OPTIONAL_VARIABLES`) by name;
-    ``units`` the unit of each metric's effect.
-    """
-    metrics = [outcome, *proxies]
-    n = len(keys)
-    effect = np.asarray(effect, dtype=float)
-    noise_cov = np.asarray(noise_cov, dtype=float)
-    if effect.shape != (n, len(metrics)) or noise_cov.shape != (n, len(metrics), len(metrics)):
-        raise DataError(
-            f"Internal shape mismatch building CellEffects: effect {effect.shape}, "
-            f"noise_cov {noise_cov.shape}, {n} cells, {len(metrics)} metrics."
-        )
-    exp_values = keys[dims.EXPERIMENT].to_numpy()
-    if exp_values.dtype.kind not in "iu":
-        exp_values = exp_values.astype(str).astype(object)
-    coords: dict[str, Any] = {
-        dims.CELL: np.arange(n),
-        dims.METRIC: metrics,
-        dims.METRIC_: metrics,
-        dims.EXPERIMENT: (dims.CELL, exp_values),
-        dims.SEGMENT_LABEL: (dims.CELL, segment_labels(keys, segments)),
-    }
-    for s in segments:
-        coords[s] = (dims.CELL, keys[s].astype(str).to_numpy(dtype=object))
-    coords[dims.DESIGN] = (dims.CELL, designs.check_design(design, n, owner="CellEffects"))
-    meta: dict[str, Any] = {
-        "outcome": outcome,
-        "proxies": list(proxies),
-        "segments": list(segments),
-        "directions": {p: directions.get(p, "higher") for p in proxies},
-        "engine": engine,
-        "min_users_per_arm": min_users_per_arm,
-        "dropped": [_jsonable(r) for r in dropped],
-        "assumed_correlation": dict(assumed_correlation) if assumed_correlation else None,
-        "version": __version__,
-    }
-    if units is not None:
-        meta["units"] = {m: str(units[m]) for m in metrics}
-    if extra:
-        meta.update(_jsonable(dict(extra)))
-    data_vars: dict[str, Any] = {
-        dims.EFFECT: ((dims.CELL, dims.METRIC), effect),
-        dims.NOISE_COV: ((dims.CELL, dims.METRIC, dims.METRIC_), noise_cov),
-        dims.N_TREAT: ((dims.CELL,), np.asarray(n_treat, dtype=np.int64)),
-        dims.N_CONTROL: ((dims.CELL,), np.asarray(n_control, dtype=np.int64)),
-    }
-    for name, values in (variables or {}).items():
-        want_dims, fill = designs.OPTIONAL_VARIABLES[name]
-        kind = np.int64 if isinstance(fill, int) else np.float64
-        data_vars[name] = (want_dims, np.asarray(values, dtype=kind))
-    data = xr.Dataset(
-        data_vars,
-        coords=coords,
-        attrs={META_ATTR: json.dumps(meta)},
-    )
-    return CellEffects(data)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj

@@ -20,7 +20,8 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.data import designs
-from proxyscope.data.cells import CellEffects, build
+from proxyscope.data.cellbuild import build
+from proxyscope.data.cells import CellEffects
 from proxyscope.data.engines import EXPOSURE, ClusterAggregate
 from proxyscope.data.validate import Roles, _same, is_missing, scalar, show_values
 from proxyscope.errors import DataError, ParameterError, suggestion

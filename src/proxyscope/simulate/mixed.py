@@ -34,7 +34,8 @@ import xarray as xr
 
 from proxyscope import dims
 from proxyscope.data import designs as ds
-from proxyscope.data.cells import CellEffects, build
+from proxyscope.data.cellbuild import build
+from proxyscope.data.cells import CellEffects
 from proxyscope.errors import ParameterError, suggestion
 from proxyscope.simulate.config import _is_int
 from proxyscope.simulate.mix import SUM_TOLERANCE, FrozenMapping

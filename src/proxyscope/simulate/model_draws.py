@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
-from proxyscope.data.cells import CellEffects, build
+from proxyscope.data.cellbuild import build
+from proxyscope.data.cells import CellEffects
 from proxyscope.errors import ParameterError
 
 

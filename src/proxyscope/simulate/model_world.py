@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from proxyscope import dims
-from proxyscope.data.cells import CellEffects, build
+from proxyscope.data.cellbuild import build
+from proxyscope.data.cells import CellEffects
 from proxyscope.errors import ParameterError
 from proxyscope.simulate.model_draws import ModelParameters, SimulatedCells, simulate_cells
 
