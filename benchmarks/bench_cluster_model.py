@@ -19,14 +19,18 @@ a time:
   N/(N-1));
 - ``user_randomized``: the streaming world's cells (the baseline every
   calibration target was set on, ``bench_truth.py``);
+- ``clustered_no_shared_term``: ``clustered`` with the cells' ``shared_cov`` (the
+  part of their errors an experiment's cells share, which ``summarize`` estimates
+  when workspaces span segment cells) dropped, so the model takes the cells'
+  errors as independent: the fit before the model had the shared-error term;
 - ``shared_noise`` / ``independent_noise``: the streaming world's cells plus
   noise the size of the workspace baselines' part of an effect (per experiment,
   covariance ``sum_w (n_w / N_arm)^2`` over both arms' workspaces times the
   baselines' covariance), one draw per experiment added to all its cells, or one
   draw per cell; each cell's ``noise_cov`` gains that covariance in both. The two
-  differ only in the correlation between an experiment's cells, so they say
-  whether that correlation, which the per-cell ``noise_cov`` cannot represent,
-  is what hurts the clustered fit;
+  differ only in the correlation between an experiment's cells; ``shared_noise``
+  tells the model the shared part (``shared_cov``), ``shared_noise_no_term`` does
+  not;
 - ``*_noseg``: the first three again with one cell per experiment
   (``segments=()``). The workspace world cannot keep a workspace inside one
   segment cell, so this is the history where segments cannot split a workspace:
@@ -98,13 +102,16 @@ class Variant:
     covariance: str  # "clustered" or "user"
     segmented: bool
     noise: str = ""
+    shared_term: bool = True  # False: the cells' shared_cov is dropped before the fit
 
 
 VARIANTS = (
     Variant("clustered", "workspace", "clustered", True),
+    Variant("clustered_no_shared_term", "workspace", "clustered", True, shared_term=False),
     Variant("user_level", "workspace", "user", True),
     Variant("user_randomized", "streaming", "user", True),
     Variant("shared_noise", "streaming", "user", True, "shared"),
+    Variant("shared_noise_no_term", "streaming", "user", True, "shared", shared_term=False),
     Variant("independent_noise", "streaming", "user", True, "independent"),
     Variant("clustered_noseg", "workspace", "clustered", False),
     Variant("user_level_noseg", "workspace", "user", False),
@@ -135,9 +142,11 @@ def summarize(pair: dict[str, Any], variant: Variant, seed: int) -> ps.CellEffec
     if not variant.segmented:
         roles["segments"] = ()
     effects = ps.summarize(users, engine="duckdb", **roles)
-    if not variant.noise:
-        return effects
-    return with_noise(effects, workspace_noise(pair["workspace"]), variant.noise, seed)
+    if variant.noise:
+        effects = with_noise(effects, workspace_noise(pair["workspace"]), variant.noise, seed)
+    if not variant.shared_term and "shared_cov" in effects.data:
+        effects = ps.CellEffects(effects.data.drop_vars("shared_cov"))
+    return effects
 
 
 def workspace_noise(world: Any) -> np.ndarray:
@@ -168,6 +177,8 @@ def with_noise(effects: ps.CellEffects, cov: np.ndarray, how: str, seed: int) ->
     data = effects.data.copy()
     data["effect"] = data["effect"] + noise
     data["noise_cov"] = data["noise_cov"] + cov[experiment]
+    if how == "shared":  # the part the cells share, which the model can be told
+        data["shared_cov"] = (("cell", "metric", "metric_"), cov[experiment])
     return ps.CellEffects(data)
 
 

@@ -9,6 +9,7 @@ from scipy.stats import multivariate_normal, norm
 from proxyscope.core.codegen import (
     generate_source,
     layout,
+    load_kernel_module,
     passes_source,
     posterior_source,
     proxy_model_logp,
@@ -47,14 +48,15 @@ def _problem(k: int, n_exp: int, n_seg: int, n_cells: int, seed: int) -> dict:
     }
 
 
-def _dense(p: dict, loc, beta, sig2, chol_c, chol_e) -> np.ndarray:
+def _dense(p: dict, loc, beta, sig2, chol_c, chol_e, chol_u=None) -> np.ndarray:
     """log p(d_e) per experiment by stacking each experiment's cells into one Gaussian.
 
     The model written out without any of the kernel's algebra: (tau, theta) of a
     cell = (nu_s + eta0 + beta_s'(eta + zeta), mu_s + eta + zeta) + (eps, 0),
     observed with noise S_c, with (eta0, eta) ~ N(0, chol_e chol_e') shared by
     the experiment's cells; the covariance of the stacked vector is built term
-    by term.
+    by term. With ``chol_u`` (E, M, M), experiment e's cells also share an error
+    u_e ~ N(0, chol_u[e] chol_u[e]'): U_e is added to every pair of its cells' blocks.
     """
     k = beta.shape[0]
     m = k + 1
@@ -81,6 +83,8 @@ def _dense(p: dict, loc, beta, sig2, chol_c, chol_e) -> np.ndarray:
             load[block, 0] = np.eye(m)[0]
             load[block, 1:] = jac
             y[block] = p["d"][:, c]
+        if chol_u is not None:
+            cov += np.kron(np.ones((n, n)), chol_u[e] @ chol_u[e].T)
         out.append(multivariate_normal(mean, cov + load @ oe @ load.T).logpdf(y))
     return np.array(out)
 
@@ -170,6 +174,96 @@ def test_a_covariance_added_per_segment_and_its_gradient(k: int) -> None:
         assert abs(numeric - both * out[6][idx]) < 1e-6 * max(1.0, abs(numeric)), idx
 
 
+@pytest.mark.parametrize("k", [1, 4])
+def test_the_shared_error_kernel_equals_dense_gaussian_with_its_gradients(k: int) -> None:
+    """Experiments whose cells share an error u_e ~ N(0, U_e): the shared kernel's log
+    likelihood and every gradient (including the per-segment covariance's) against the
+    stacked Gaussian with U_e in every pair of the experiment's cells' blocks; an
+    experiment with U_e = 0 and the unshared kernel agree exactly."""
+    p = _problem(k, n_exp=3, n_seg=3, n_cells=10, seed=40 + k)
+    m = k + 1
+    chol_u = np.tril(np.random.default_rng(k).normal(size=(3, m, m)) * 0.4)
+    chol_u[1] = 0.0  # an experiment without a shared error
+    nw = m * (m + 1) // 2
+    v_add = np.zeros((nw, 3))
+    names = ["loc", "beta", "sig2", "chol_c", "chol_e"]
+    args = [pack_cells(p["d"], p["s_cov"]), p["seg"], p["cexp"], p["n_exp"]]
+    out = proxy_model_logp(*args, *(p[n] for n in names), True, v_add, chol_u)
+    ref = _dense(p, *(p[n] for n in names), chol_u=chol_u)
+    np.testing.assert_allclose(out[0], ref, rtol=0, atol=1e-10)
+    plain = proxy_model_logp(*args, *(p[n] for n in names), True, v_add)
+    zero = proxy_model_logp(*args, *(p[n] for n in names), True, v_add, np.zeros_like(chol_u))
+    for a, b in zip(plain, zero, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    def total(**over) -> float:
+        q = {n: over.get(n, p[n]) for n in names}
+        return float(_dense(p, **q, chol_u=chol_u).sum())
+
+    h = 1e-6
+    for name, grad in zip(names, out[1:6], strict=True):
+        value = p[name]
+        for idx in np.ndindex(value.shape):
+            if name.startswith("chol") and idx[1] > idx[0]:
+                continue
+            up, down = value.copy(), value.copy()
+            up[idx] += h
+            down[idx] -= h
+            numeric = (total(**{name: up}) - total(**{name: down})) / (2 * h)
+            assert abs(numeric - grad[idx]) < 1e-6 * max(1.0, abs(numeric)), (name, idx)
+    # d/dV of segment 0's covariance, entry (0, 0): V_s enters every cell of the segment.
+    bumped = p["s_cov"].copy()
+    bumped[0, 0, p["seg"] == 0] += h
+    lo = p["s_cov"].copy()
+    lo[0, 0, p["seg"] == 0] -= h
+    numeric = (
+        _dense({**p, "s_cov": bumped}, *(p[n] for n in names), chol_u=chol_u).sum()
+        - _dense({**p, "s_cov": lo}, *(p[n] for n in names), chol_u=chol_u).sum()
+    ) / (2 * h)
+    assert out[6][0, 0] == pytest.approx(numeric, rel=1e-6, abs=1e-8)
+
+
+def test_the_shared_error_kernel_recovers_the_joint_conditional_of_eta_and_u() -> None:
+    """experiment_posterior of the shared kernel: the Gaussian conditional of (eta0_e,
+    eta_e, u_e) given the experiment's cells, against conditioning the stacked
+    Gaussian directly."""
+    k = 2
+    m = k + 1
+    p = _problem(k, n_exp=3, n_seg=3, n_cells=10, seed=77)
+    chol_u = np.tril(np.random.default_rng(7).normal(size=(3, m, m)) * 0.5)
+    module = load_kernel_module(k, shared=True)
+    names = ["loc", "beta", "sig2", "chol_c", "chol_e"]
+    lp, mean, cov = module.experiment_posterior(
+        pack_cells(p["d"], p["s_cov"]), p["seg"], p["cexp"], p["n_exp"],
+        *(p[n] for n in names), chol_u, np.zeros((m * (m + 1) // 2, 3)),
+    )  # fmt: skip
+    np.testing.assert_allclose(lp, _dense(p, *(p[n] for n in names), chol_u=chol_u), atol=1e-10)
+    oc = p["chol_c"] @ p["chol_c"].T
+    for e in range(p["n_exp"]):
+        cells = np.flatnonzero(p["cexp"] == e)
+        n = len(cells)
+        load = np.zeros((n * m, 2 * m))
+        noise = np.zeros((n * m, n * m))
+        resid = np.zeros(n * m)
+        for i, c in enumerate(cells):
+            s = p["seg"][c]
+            jac = np.eye(m)
+            jac[0, 1:] = p["beta"][:, s]
+            block = slice(i * m, (i + 1) * m)
+            load[block, :m] = jac
+            load[block, m:] = np.eye(m)
+            within = jac[:, 1:] @ oc @ jac[:, 1:].T
+            within[0, 0] += p["sig2"][s]
+            noise[block, block] = within + p["s_cov"][:, :, c]
+            resid[block] = p["d"][:, c] - p["loc"][:, s]
+        prior = np.zeros((2 * m, 2 * m))
+        prior[:m, :m] = p["chol_e"] @ p["chol_e"].T
+        prior[m:, m:] = chol_u[e] @ chol_u[e].T
+        gain = prior @ load.T @ np.linalg.inv(load @ prior @ load.T + noise)
+        np.testing.assert_allclose(mean[e], gain @ resid, atol=1e-10)
+        np.testing.assert_allclose(cov[e], prior - gain @ load @ prior, atol=1e-10)
+
+
 def test_a_cell_without_positive_definite_covariance_gives_minus_inf() -> None:
     p = _problem(2, n_exp=3, n_seg=2, n_cells=8, seed=3)
     bad = p["s_cov"].copy()
@@ -183,8 +277,10 @@ def test_a_cell_without_positive_definite_covariance_gives_minus_inf() -> None:
     assert all(np.all(np.isfinite(g)) for g in grads)
 
 
-def test_cell_logliks_match_scipy() -> None:
-    """Both per-cell log densities, per draw, against scipy on the model written out."""
+@pytest.mark.parametrize("shifted", [False, True])
+def test_cell_logliks_match_scipy(shifted: bool) -> None:
+    """Both per-cell log densities, per draw, against scipy on the model written out
+    (with ``shifted``, given each experiment's shared error, subtracted from d)."""
     k, n_draw = 3, 2
     draws = [_problem(k, n_exp=3, n_seg=2, n_cells=7, seed=20 + t) for t in range(n_draw)]
     p = draws[0]  # data (and cell layout, same for every seed) from the first
@@ -192,6 +288,7 @@ def test_cell_logliks_match_scipy() -> None:
     s_cov = p["s_cov"].copy()
     s_cov[:, :, 4] = -np.eye(k + 1)  # not positive definite: -inf in both
     stacked = {name: np.stack([q[name] for q in draws]) for name in ("loc", "beta", "sig2")}
+    shift = np.random.default_rng(3).normal(size=(n_draw, p["n_exp"], k + 1))
     full, outcome = cell_logliks(
         p["d"],
         s_cov,
@@ -204,6 +301,7 @@ def test_cell_logliks_match_scipy() -> None:
         eta,
         np.zeros((n_draw, 1, k + 1, k + 1)),
         np.zeros(p["d"].shape[1], dtype=np.int64),
+        shift if shifted else np.zeros((0, 0, 0)),
     )
     for t, q in enumerate(draws):
         oc = q["chol_c"] @ q["chol_c"].T
@@ -221,7 +319,7 @@ def test_cell_logliks_match_scipy() -> None:
             v[0, 1:] = v[1:, 0] = oc @ b
             v[1:, 1:] = oc
             total = v + s_cov[:, :, c]
-            y = p["d"][:, c]
+            y = p["d"][:, c] - (shift[t, e] if shifted else 0.0)
             ref = multivariate_normal(mean, total).logpdf(y)
             gain = np.linalg.solve(total[1:, 1:], total[1:, 0])
             cond_mean = mean[0] + gain @ (y[1:] - mean[1:])

@@ -243,6 +243,7 @@ def cell_logliks(
     eta: np.ndarray,
     bias: np.ndarray,
     group: np.ndarray,
+    offset: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per draw and cell: log N(d_c; m_c, A_c) and the outcome's conditional log density.
 
@@ -251,6 +252,8 @@ def cell_logliks(
     (the outcome's own experiment effect first, then the proxies').
     ``bias[N, G, M, M]`` holds each design group's bias covariance (group 0,
     the randomized designs, zeros) and ``group[C]`` each cell's group.
+    ``offset[N, E, M]`` (or an empty array: none) is subtracted from the
+    estimates of each experiment's cells (the experiments' shared errors).
     The cell's mean is m_c = m_s + H_s eta_e and A_c = V_s + S_c + bias. The matrix
     is factored with the proxies first and the outcome last, so the last
     pivot is the outcome's variance given the proxy estimates and the last
@@ -271,6 +274,7 @@ def cell_logliks(
     low = np.empty((m, m))
     r = np.empty(m)
     z = np.empty(m)
+    has_offset = offset.shape[0] > 0
     for t in range(n_draw):
         v_seg, _ = segment_covariances(beta[t], sig2[t], chol_c[t])
         for c in range(n):
@@ -283,6 +287,8 @@ def cell_logliks(
                 pi = perm[i]
                 mean = loc[t, pi, s] + (shift if pi == 0 else eta[t, e, pi])
                 r[i] = d[pi, c] - mean
+                if has_offset:
+                    r[i] -= offset[t, e, pi]
                 for j in range(i + 1):
                     pj = perm[j]
                     a[i, j] = v_seg[pi, pj, s] + s_cov[pi, pj, c] + bias[t, group[c], pi, pj]

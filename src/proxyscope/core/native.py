@@ -51,6 +51,9 @@ TABLE_FIELDS = (
     "cexp_address",
     "cexp_size",
     "n_experiments",
+    "chol_u_address",
+    "chol_u_experiments",
+    "chol_u_rows",
 )
 TABLE_SIZE = len(TABLE_FIELDS)
 
@@ -78,6 +81,13 @@ def table_arrays(table_ptr):
     return ints, floats, dat, seg, cexp, t[13], t[0]
 
 
+@numba.njit(cache=True, nogil=True)
+def table_shared(table_ptr):
+    """The Cholesky factors (E, M, M) of the experiments' shared errors a table addresses."""
+    t = numba.carray(table_ptr, (TABLE_SIZE,), np.int64)
+    return numba.carray(_pointer(t[14]), (t[15], t[16], t[16]), np.float64)
+
+
 class DataTable:
     """The table of addresses for one dataset, keeping its arrays alive."""
 
@@ -90,6 +100,7 @@ class DataTable:
         seg: np.ndarray,
         cexp: np.ndarray,
         n_experiments: int,
+        chol_u: np.ndarray | None = None,
     ) -> None:
         self.ints = np.ascontiguousarray(ints, dtype=np.int64)
         self.floats = np.ascontiguousarray(floats, dtype=np.float64)
@@ -98,6 +109,11 @@ class DataTable:
         self.cexp = np.ascontiguousarray(cexp, dtype=np.int64)
         self.n_experiments = int(n_experiments)
         self.n_dim = int(n_dim)
+        # The shared errors' factors (E, M, M); one unused zero without them.
+        self.chol_u = np.ascontiguousarray(
+            np.zeros((1, 1, 1)) if chol_u is None else chol_u, dtype=np.float64
+        )
+        u_shape = (0, 0) if chol_u is None else self.chol_u.shape[1:]
         self.table = np.array(
             [
                 self.n_dim,
@@ -112,6 +128,9 @@ class DataTable:
                 self.cexp.ctypes.data,
                 self.cexp.size,
                 self.n_experiments,
+                self.chol_u.ctypes.data,
+                self.chol_u.shape[0] if chol_u is not None else 0,
+                u_shape[0],
             ],
             dtype=np.int64,
         )

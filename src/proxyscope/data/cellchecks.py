@@ -10,7 +10,10 @@ by hand, or loaded) all call these, so one rule gives one message:
   named as one, with the cell and metric);
 - counts are integers >= 0, and no (experiment, segment) is two cells;
 - every design is a known one, and the optional per-cell variables have their
-  dims (:func:`check_designs`).
+  dims (:func:`check_designs`);
+- ``shared_cov``, where present, is finite, symmetric, positive semidefinite,
+  one matrix per experiment, and no larger than any cell's ``noise_cov``
+  (:func:`check_shared_cov`).
 """
 
 from __future__ import annotations
@@ -153,4 +156,79 @@ def check_designs(data: xr.Dataset, required: Sequence[str]) -> None:
         raise DataError(
             f"CellEffects dataset has variables it does not know: {unknown}; known: "
             f"{[*required, *designs.OPTIONAL_VARIABLES]}."
+        )
+
+
+#: Relative tolerance of the positive-semidefinite, symmetry and equality checks of shared_cov.
+PSD_TOL = 1e-10
+
+
+def check_shared_cov(data: xr.Dataset) -> None:
+    """``shared_cov`` (when present): the part of the errors every cell of an experiment shares.
+
+    It must be finite and symmetric in every cell, positive semidefinite (smallest
+    eigenvalue >= −PSD_TOL × the largest) and the same matrix in every cell of an
+    experiment. It may exceed a cell's ``noise_cov`` in some direction (an
+    estimate from all of the experiment's clusters against one from the cell's
+    own): the model takes the cell's own part as the positive semidefinite part
+    of ``noise_cov − shared_cov``.
+
+    Raises
+    ------
+    DataError
+        Naming the variable, the cell (experiment and segment) and what was found.
+    """
+    var = designs.SHARED_COV
+    if var not in data:
+        return
+    shared = np.asarray(data[var].values, dtype=float)
+    metrics = [str(m) for m in data[dims.METRIC].values]
+    experiment = np.asarray(data[dims.EXPERIMENT].values)
+    label = np.asarray(data[dims.SEGMENT_LABEL].values).astype(str)
+
+    def where(i: int) -> str:
+        return f"CellEffects variable {var!r} in cell {describe_cell(experiment[i], label[i])}"
+
+    bad = np.argwhere(~np.isfinite(shared))
+    if len(bad):
+        i, j, k = (int(x) for x in bad[0])
+        raise DataError(
+            f"{where(i)} holds {shared[i, j, k]} for ({metrics[j]!r}, {metrics[k]!r}); it must "
+            "hold finite numbers (0 where the cells of an experiment share no error)."
+        )
+    size = np.abs(shared).max(axis=(1, 2), initial=0.0)
+    asym = np.abs(shared - np.swapaxes(shared, 1, 2)).max(axis=(1, 2), initial=0.0)
+    if (asym > PSD_TOL * size).any():
+        i = int(np.flatnonzero(asym > PSD_TOL * size)[0])
+        j, k = (
+            int(x)
+            for x in np.unravel_index(np.argmax(np.abs(shared[i] - shared[i].T)), shared[i].shape)
+        )
+        raise DataError(
+            f"{where(i)} is not symmetric: its entries for ({metrics[j]!r}, {metrics[k]!r}) "
+            f"and ({metrics[k]!r}, {metrics[j]!r}) are {shared[i, j, k]:.6g} and "
+            f"{shared[i, k, j]:.6g}; a covariance must be symmetric."
+        )
+    eig = np.linalg.eigvalsh(shared) if shared.size else np.zeros(shared.shape[:2])
+    low = eig[:, 0] < -PSD_TOL * np.maximum(eig[:, -1], 0.0)
+    if low.any():
+        i = int(np.flatnonzero(low)[0])
+        raise DataError(
+            f"{where(i)} is not positive semidefinite: its smallest eigenvalue is "
+            f"{eig[i, 0]:.6g} (largest {eig[i, -1]:.6g}); a covariance has none below 0."
+        )
+    first = (
+        pd.Series(np.arange(len(experiment)))
+        .groupby(pd.factorize(pd.Series(list(experiment), dtype=object))[0])
+        .transform("first")
+        .to_numpy()
+    )
+    differ = np.abs(shared - shared[first]).max(axis=(1, 2), initial=0.0) > PSD_TOL * size[first]
+    if differ.any():
+        i = int(np.flatnonzero(differ)[0])
+        gap = float(np.abs(shared[i] - shared[first[i]]).max())
+        raise DataError(
+            f"{where(i)} differs from the one in cell "
+            f"{describe_cell(experiment[first[i]], label[first[i]])} by up to {gap:.6g}; every "
+            "cell of an experiment must carry the same shared part of the errors."
         )

@@ -14,8 +14,11 @@ with coordinates on ``cell`` named ``experiment``, ``segment_label``,
 ``design`` (how the effect was estimated: :mod:`proxyscope.data.designs`) and
 one per segment column, and the optional per-cell variables of
 :data:`proxyscope.data.designs.OPTIONAL_VARIABLES` (cluster counts, the
-spillover effect and its covariance). Metadata (roles, directions, dropped cells, assumptions)
-lives in one JSON attribute so that the dataset survives NetCDF.
+spillover effect and its covariance, and ``shared_cov[cell, metric, metric_]``:
+the part of the sampling error every cell of an experiment shares when clusters
+span its segment cells, so that Cov(effect_c, effect_c') = shared_cov for two
+cells of one experiment; 0 where absent). Metadata (roles, directions, dropped
+cells, assumptions) lives in one JSON attribute so that the dataset survives NetCDF.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope.core import checksum, hdf5
 from proxyscope.data import cellfile, designs
-from proxyscope.data.cellchecks import check_cells, check_designs
+from proxyscope.data.cellchecks import check_cells, check_designs, check_shared_cov
 from proxyscope.data.cellfile import META_ATTR
 from proxyscope.errors import (
     DataError,
@@ -121,6 +124,7 @@ class CellEffects:
             raise DataError("CellEffects has no cells.")
         check_designs(d, _REQUIRED)
         check_cells(d, self.segments, metrics)
+        check_shared_cov(d)
 
     # -- metadata ----------------------------------------------------------
     @property

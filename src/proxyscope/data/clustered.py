@@ -70,6 +70,7 @@ from proxyscope.data.engines import (
     key_col,
 )
 from proxyscope.data.exposure import _exposure_groups
+from proxyscope.data.shared_noise import experiment_codes, shared_noise
 from proxyscope.data.validate import Roles, _same, plain, scalar
 from proxyscope.errors import DataError, DataWarning
 
@@ -316,10 +317,12 @@ def cell_effects(
             "small_sample_factor": "CR1: G/(G-1), G = distinct clusters in the cell",
         }
     }
-    if roles.segments:
-        meta["cluster"]["experiment_variance_inflation"] = cross_cell_inflation(
-            got, keys, kept, roles, owner
-        )
+    if roles.segments:  # the part of the errors every cell of an experiment shares
+        cell_exp = experiment_codes(keys[:, 0])
+        shared = shared_noise(got, cell_exp, kept)
+        variables[designs.SHARED_COV] = shared.cov
+        meta["cluster"]["shared_noise"] = shared.summary()
+        meta["cluster"].update(cross_cell_inflation(got, cell_exp, kept, shared, roles, owner))
     if exposure_values is not None:
         n_spill = got.users[:, 2]
         none = (n_spill < 2) | (got.n_clusters[:, 2] < 2)

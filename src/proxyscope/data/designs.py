@@ -15,9 +15,9 @@ design (:class:`~proxyscope.ProxyModel`).
 
 Besides ``effect`` and ``noise_cov``, a cell may carry the optional per-cell
 variables of :data:`OPTIONAL_VARIABLES` (cluster counts, the spillover effect
-of an exposure design); a set of cells without one reads as its fill value,
-which is what :meth:`CellEffects.concat` puts in the cells of a part that
-lacks it.
+of an exposure design, ``shared_cov``: the part of the errors every cell of an
+experiment shares); a set of cells without one reads as its fill value, which
+is what :meth:`CellEffects.concat` puts in the cells of a part that lacks it.
 """
 
 from __future__ import annotations
@@ -44,10 +44,14 @@ N_CLUSTERS_SHARED = "n_clusters_shared"
 N_SPILLOVER = "n_spillover"
 SPILLOVER = "spillover"
 SPILLOVER_COV = "spillover_cov"
+SHARED_COV = "shared_cov"
 
 #: Optional per-cell variables: name -> (dims, fill value for cells without it).
 #: Cluster counts are 0 for a design that is not clustered; the spillover
-#: effect and its covariance are NaN in cells without an exposure column.
+#: effect and its covariance are NaN in cells without an exposure column. The
+#: shared part of an experiment's cells' errors (clusters spanning its segment
+#: cells: Cov(d_c, d_c') = shared_cov for two cells of one experiment; the same
+#: matrix in each, noise_cov − shared_cov positive semidefinite) is 0 where absent.
 OPTIONAL_VARIABLES: dict[str, tuple[tuple[str, ...], Any]] = {
     N_CLUSTERS_TREAT: ((dims.CELL,), 0),
     N_CLUSTERS_CONTROL: ((dims.CELL,), 0),
@@ -55,6 +59,7 @@ OPTIONAL_VARIABLES: dict[str, tuple[tuple[str, ...], Any]] = {
     N_SPILLOVER: ((dims.CELL,), 0),
     SPILLOVER: ((dims.CELL, dims.METRIC), np.nan),
     SPILLOVER_COV: ((dims.CELL, dims.METRIC, dims.METRIC_), np.nan),
+    SHARED_COV: ((dims.CELL, dims.METRIC, dims.METRIC_), 0.0),
 }
 
 

@@ -136,7 +136,10 @@ def _moderate(effects: CellEffects) -> Moderation:
             "Drop such cells (summarize's min_users_per_arm) or fit with noise='as_given'."
         )
     factor = 1.0 / n_t + 1.0 / n_c
-    cov = effects.noise_cov
+    # Only each cell's own part is a user-level sampling covariance; a part its
+    # experiment's cells share (shared_cov) is kept as it is.
+    shared = effects.variable(designs.SHARED_COV) if designs.SHARED_COV in effects.data else 0.0
+    cov = effects.noise_cov - shared
     user = cov / factor[:, None, None]
     _, segment = np.unique(np.asarray(effects.segment_label, dtype=str), return_inverse=True)
     segment = segment.reshape(-1)
@@ -165,7 +168,7 @@ def _moderate(effects: CellEffects) -> Moderation:
     # A segment with one cell has its own covariance as prior: keep it exactly.
     alone = np.bincount(segment, minlength=n_seg)[segment] == 1
     moderated = np.where(alone[:, None, None], cov, moderated_user * factor[:, None, None])
-    moderated = 0.5 * (moderated + np.swapaxes(moderated, 1, 2))
+    moderated = 0.5 * (moderated + np.swapaxes(moderated, 1, 2)) + shared
 
     data = effects.data.copy()
     data[dims.NOISE_COV] = xr.DataArray(moderated, dims=data[dims.NOISE_COV].dims)

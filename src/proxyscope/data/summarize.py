@@ -129,6 +129,13 @@ def summarize(
         in both arms); ``meta["cluster"]`` totals the shared clusters. Fewer
         than 30 clusters in an arm of a kept cell: a DataWarning; fewer than
         2: a DataError. A missing cluster value is a missing key (see ``dropna``).
+        With segments, clusters spanning an experiment's cells correlate their
+        errors: ``shared_cov`` (the same in every cell of the experiment) is
+        the mean over cell pairs of the CR1 cross-cell covariances, made
+        positive semidefinite and shrunk so that ``noise_cov − shared_cov``
+        stays so (:mod:`proxyscope.data.shared_noise`; ``meta["cluster"]
+        ["shared_noise"]``); a DataWarning when it leaves the variance of
+        experiments' overall effects understated by more than 1.5x.
     exposure : str, optional
         With ``cluster``: column saying, per user, "direct" (treated),
         "spillover" (a control user exposed to treated users) or

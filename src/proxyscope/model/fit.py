@@ -29,7 +29,7 @@ from proxyscope.errors import (
 from proxyscope.model import diagnostics as diag
 from proxyscope.model import fitfile, recover
 from proxyscope.model.fitfile import SAMPLED_GROUP
-from proxyscope.model.posterior import ModelInfo, StdParameters, std_parameters
+from proxyscope.model.posterior import SHARED_ERROR, ModelInfo, StdParameters, std_parameters
 from proxyscope.model.prior_predictive import prior_predictive
 from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
 from proxyscope.model.summary import coefficient_table
@@ -192,7 +192,7 @@ class ProxyFit:
         of :attr:`effects`.
         """
         eta = self._eta_std()
-        mean, cov = recover.latent_moments(self.std, self.data, eta, draw)
+        mean, cov = recover.latent_moments(self.std, self.data, eta, draw, self._shared_std())
         scales = self.data.scales
         inv = np.empty_like(self.data.order)
         inv[self.data.order] = np.arange(len(inv))
@@ -227,6 +227,16 @@ class ProxyFit:
                 dims.SEGMENT_LABEL: (dims.CELL, self.effects.segment_label),
             },
         )
+
+    def _shared_std(self) -> np.ndarray | None:
+        """Recovered shared errors of the experiments (draws, E, M), standardized;
+        None when the cells carry none."""
+        post = self.posterior
+        if SHARED_ERROR not in post:
+            return None
+        values = post[SHARED_ERROR].transpose(dims.CHAIN, dims.DRAW, dims.EXPERIMENT, dims.METRIC)
+        arr = np.asarray(values.values, dtype=float) / self.data.scales
+        return arr.reshape(-1, arr.shape[2], arr.shape[3])
 
     def _eta_std(self) -> np.ndarray:
         """Recovered experiment effects (draws, E, M), standardized, the outcome's own first."""

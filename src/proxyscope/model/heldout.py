@@ -20,6 +20,7 @@ from proxyscope.core.kernels import experiment_cholesky, pack_cells
 from proxyscope.data.designs import RANDOMIZED
 from proxyscope.errors import ParameterError
 from proxyscope.model.segments import segments_for
+from proxyscope.model.structure import FitData, shared_errors
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -31,7 +32,8 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
     Original units, eta_e integrated out, one column per experiment of
     ``effects`` (in its order). Segment cells the fit never saw are predicted
     from its pooled structure. A cell of a design the fit gives a bias term
-    has the fit's Sigma_d (per draw) added to its covariance.
+    has the fit's Sigma_d (per draw) added to its covariance. Cells that carry a
+    shared error (``shared_cov``) have it integrated with eta_e, as in the fit.
     """
     if tuple(effects.metrics) != tuple(fit.info.metrics):
         raise ParameterError("Held-out cells must have the fit's outcome and proxies.")
@@ -52,12 +54,19 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
     order = np.lexsort((seg_idx, exp_idx))
     d = (effects.effect[order] / scales).T
     s_cov = (effects.noise_cov[order] / np.outer(scales, scales)[None]).transpose(1, 2, 0)
+    shared = shared_errors(effects, order, exp_idx, scales)
+    if shared is not None:
+        held = FitData(d=d, s_cov=s_cov, scales=scales, cell_segment=seg_idx[order],
+                       cell_experiment=exp_idx[order], order=order,
+                       experiments=np.asarray(exp_ids), shared_cov=shared)  # fmt: skip
+        s_cov = held.own_cov
+    chol_u = None if shared is None else held.chol_u
     dat = pack_cells(np.ascontiguousarray(d), np.ascontiguousarray(s_cov))
     group = _bias_groups(fit, effects.design[order])
     seg_sorted = np.ascontiguousarray(seg_idx[order], dtype=np.int64)
     exp_sorted = np.ascontiguousarray(exp_idx[order], dtype=np.int64)
     k = len(sp)
-    kernel = load_kernel_module(k).experiment_posterior
+    kernel = load_kernel_module(k, chol_u is not None).experiment_posterior
     n = seg.n_draws
     loc = np.concatenate([seg.nu[:, None, :] / sy, np.swapaxes(seg.mu, 1, 2) / sp[:, None]], axis=1)
     beta = np.swapaxes(seg.beta, 1, 2) * (sp / sy)[:, None]
@@ -77,7 +86,7 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
             np.linalg.cholesky(seg.omega_e[i] / scale_mat + 1e-12 * np.eye(k)),
         )
         chol_c = np.linalg.cholesky(seg.omega_c[i] / scale_mat + 1e-12 * np.eye(k))
-        lp, _, _ = kernel(
+        args = [
             dat,
             seg_sorted,
             exp_sorted,
@@ -87,8 +96,8 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
             np.ascontiguousarray(sig2[i]),
             chol_c,
             chol_e,
-            v_add,
-        )
+        ]
+        lp, _, _ = kernel(*args, *(() if chol_u is None else (chol_u,)), v_add)
         out[i] = lp - log_jac
     return out
 

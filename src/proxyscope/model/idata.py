@@ -40,10 +40,11 @@ def assemble(
     params = std_parameters(raw, info)
     lp_e, eta_mean, eta_cov = recover.experiment_conditionals(params, data)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-    eta = recover.draw_gaussian(eta_mean, eta_cov, rng)
+    latent = recover.draw_gaussian(eta_mean, eta_cov, rng)
+    eta, shared = recover.split_shared(latent, len(data.scales))
     if not data.has_outcome_experiment_effect:
         eta[..., 0] = 0.0  # the model has no eta0_e (its variance is exactly 0)
-    cell_ll, outcome_ll = recover.logliks(params, data, eta)
+    cell_ll, outcome_ll = recover.logliks(params, data, eta, shared)
     # Per-experiment marginal density in original units.
     cells_per_exp = np.bincount(data.cell_experiment, minlength=data.n_experiments)
     lp_e = lp_e - cells_per_exp * float(np.sum(np.log(data.scales)))
@@ -53,7 +54,8 @@ def assemble(
     outcome_ll = outcome_ll[:, inv]
 
     eta4 = eta.reshape(n_chain, n_draw, *eta.shape[1:])
-    posterior = named_posterior(raw, info, eta4)
+    shared4 = None if shared is None else shared.reshape(n_chain, n_draw, *shared.shape[1:])
+    posterior = named_posterior(raw, info, eta4, shared4)
     cd = {dims.CHAIN: raw[dims.CHAIN].values, dims.DRAW: raw[dims.DRAW].values}
     cell_coords = {
         dims.CELL: np.arange(effects.n_cells),

@@ -43,10 +43,12 @@ _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 COLD_COMPILE_SECONDS = 30
 
 
-def load_density(n_proxies: int, announce: bool = True) -> None:
+def load_density(n_proxies: int, announce: bool = True, shared: bool = False) -> None:
     """Load (or, the first time on this machine, compile) the log posterior's
-    code for ``n_proxies`` proxies, saying so when it is a compile."""
-    if announce and not is_compiled("posterior", n_proxies):
+    code for ``n_proxies`` proxies, saying so when it is a compile; ``shared``:
+    the code for histories whose experiments' cells share an error."""
+    kind = "posterior_shared" if shared else "posterior"
+    if announce and not is_compiled(kind, n_proxies):
         print(
             f"proxyscope: compiling the sampler's code for {n_proxies} "
             f"prox{'y' if n_proxies == 1 else 'ies'} (once per machine; about "
@@ -54,7 +56,7 @@ def load_density(n_proxies: int, announce: bool = True) -> None:
             file=sys.stderr,
             flush=True,
         )
-    compile_sampler_code(n_proxies)
+    compile_sampler_code(n_proxies, shared)
 
 
 def kernel_segments(
@@ -81,7 +83,8 @@ class NativeDensity:
         self.layout = layout
         self.data = data
         k = len(layout.proxies)
-        self._module = load_posterior_module(k)
+        shared = data.shared_cov is not None
+        self._module = load_posterior_module(k, shared)
         ints, seg = layout.ints, data.cell_segment
         if data.bias_designs:
             ints, seg = kernel_segments(layout.ints, data.cell_segment, data.groups)
@@ -89,10 +92,11 @@ class NativeDensity:
             layout.n_dim,
             ints,
             layout.floats,
-            pack_cells(data.d, data.s_cov),
+            pack_cells(data.d, data.own_cov),
             seg,
             data.cell_experiment,
             data.n_experiments,
+            data.chol_u,
         )
         self._ctypes_fn = self._module.posterior_cfunc.ctypes
 
@@ -150,6 +154,7 @@ class NativeDensity:
                 "dat": table.dat,
                 "seg": table.seg,
                 "cexp": table.cexp,
+                "chol_u": table.chol_u,
             },
             user_data=table.table,
             n_expanded=n,

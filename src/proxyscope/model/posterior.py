@@ -26,6 +26,8 @@ from proxyscope.model.structure import SegmentStructure
 FAMILIES = ("loc", "slope", "log_sigma")
 #: Dim of the designs with a bias term in the posterior (bias_sd, bias_corr).
 BIAS_DESIGN = "bias_design"
+#: The posterior variable of the experiments' recovered shared errors u_e.
+SHARED_ERROR = "shared_error"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,13 +244,18 @@ def std_parameters(raw: xr.Dataset, info: ModelInfo) -> StdParameters:
 
 
 def named_posterior(
-    raw: xr.Dataset, info: ModelInfo, eta_std: np.ndarray | None = None
+    raw: xr.Dataset,
+    info: ModelInfo,
+    eta_std: np.ndarray | None = None,
+    shared_std: np.ndarray | None = None,
 ) -> xr.Dataset:
     """The user-facing posterior: named dims, original units.
 
     ``eta_std`` (chain, draw, experiment, M) are recovered experiment
     effects in standardized units, the outcome's own first (see
-    :mod:`proxyscope.model.recover`).
+    :mod:`proxyscope.model.recover`); ``shared_std`` the same shape, the
+    experiments' recovered shared errors (``shared_error``, per metric), when
+    the cells carry them.
     """
     structure = info.structure
     scales = np.asarray(info.scales)
@@ -349,4 +356,8 @@ def named_posterior(
         out["eta"] = ((*cd, dims.EXPERIMENT, dims.PROXY), eta_std[..., 1:] * sp)
         if OUTCOME_SD in raw:
             out["eta_outcome"] = ((*cd, dims.EXPERIMENT), eta_std[..., 0] * sy)
+    if shared_std is not None:
+        coords[dims.EXPERIMENT] = list(info.experiments)
+        coords[dims.METRIC] = list(info.metrics)
+        out[SHARED_ERROR] = ((*cd, dims.EXPERIMENT, dims.METRIC), shared_std * scales)
     return xr.Dataset(out, coords=coords)

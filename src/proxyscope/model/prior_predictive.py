@@ -65,15 +65,21 @@ def prior_predictive(
     k = len(info.proxies)
     n = params.n_draws
     sims = np.empty((n, data.d.shape[1], k + 1))
+    shared = data.chol_u
     for i in range(n):
         z = rng.standard_normal((data.n_experiments, k + 1))
         eta = z @ params.chol_e[i].T
         mean, v = recover._cell_prior(params, i, data, eta)
-        noise = recover.error_cov(params, data, i) if recover.has_bias(params, data) else data.s_cov
+        noise = (
+            recover.error_cov(params, data, i) if recover.has_bias(params, data) else data.own_cov
+        )
         total = np.moveaxis(v + noise, -1, 0)
         low = np.linalg.cholesky(total)
         eps = np.einsum("cij,cj->ci", low, rng.standard_normal((data.d.shape[1], k + 1)))
         sims[i] = mean.T + eps
+        if shared is not None:  # each experiment's cells share an error u_e ~ N(0, U_e)
+            u = np.einsum("eij,ej->ei", shared, rng.standard_normal((data.n_experiments, k + 1)))
+            sims[i] += u[data.cell_experiment]
     inv = np.empty_like(data.order)
     inv[data.order] = np.arange(len(inv))
     sims = sims[:, inv] * data.scales

@@ -268,7 +268,7 @@ class ProxyModel:
         settings = check_sampler_settings(self.sampler_settings, sampler)
         prepared = prepare(effects, self.pooling, self.priors, self.cell_correlation, self.noise)
         t0 = time.perf_counter()
-        load_density(len(prepared.proxies), progress)
+        load_density(len(prepared.proxies), progress, prepared.data.shared_cov is not None)
         compile_seconds = time.perf_counter() - t0
         runs = followup.sample_runs(
             prepared,

@@ -13,6 +13,12 @@ parameters their conditionals are Gaussian, so they are recovered exactly:
 Log likelihoods for model comparison come from the same algebra: per cell,
 log N(d_c; m_s + H_s eta_e, V_s + S_c) given the recovered eta_e; per
 experiment, the marginal log p(d_e | params) with eta_e integrated out.
+
+When an experiment's cells share part of their errors (``FitData.shared_cov``,
+U_e), the kernel integrates the shared error u_e ~ N(0, U_e) with eta_e, and
+its conditional is recovered with eta_e's: the draws then carry (eta_e, u_e),
+2M values per experiment, and each cell is read given both, with d_c - u_e
+in place of d_c and its own part S_c - U_e in place of S_c.
 """
 
 from __future__ import annotations
@@ -30,22 +36,26 @@ def experiment_conditionals(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per draw: marginal log likelihood per experiment and eta's conditional.
 
-    Returns lp (N, E), the mean (N, E, M) and covariance (N, E, M, M) of the
-    experiment effect (eta0_e, eta_e), all in standardized units.
+    Returns lp (N, E), the mean (N, E, J) and covariance (N, E, J, J) of the
+    experiment effect (eta0_e, eta_e), all in standardized units; J = M, or
+    2M with the experiments' shared errors u_e after them (see the module
+    docstring).
     """
     k = params.slope.shape[1]
-    kernel = load_kernel_module(k).experiment_posterior
+    chol_u = data.chol_u
+    module = load_kernel_module(k, chol_u is not None)
     biased = has_bias(params, data)
-    dat = pack_cells(data.d, data.s_cov)
+    dat = pack_cells(data.d, data.own_cov)
     v_add = np.zeros(((k + 1) * (k + 2) // 2, params.loc.shape[2]))
     n, e = params.n_draws, data.n_experiments
+    j = (k + 1) * (1 if chol_u is None else 2)
     lp = np.empty((n, e))
-    mean = np.empty((n, e, k + 1))
-    cov = np.empty((n, e, k + 1, k + 1))
+    mean = np.empty((n, e, j))
+    cov = np.empty((n, e, j, j))
     for i in range(n):
         if biased:
             dat = pack_cells(data.d, error_cov(params, data, i))
-        lp[i], mean[i], cov[i] = kernel(
+        args = [
             dat,
             data.cell_segment,
             data.cell_experiment,
@@ -55,8 +65,10 @@ def experiment_conditionals(
             params.sig2[i],
             params.chol_c[i],
             params.chol_e[i],
-            v_add,
-        )
+        ]
+        if chol_u is not None:
+            args.append(chol_u)
+        lp[i], mean[i], cov[i] = module.experiment_posterior(*args, v_add)
     return lp, mean, cov
 
 
@@ -66,9 +78,18 @@ def has_bias(params: StdParameters, data: FitData) -> bool:
 
 
 def error_cov(params: StdParameters, data: FitData, i: int) -> np.ndarray:
-    """Each cell's estimation error covariance (M, M, C) at draw ``i``: S_c + Sigma_d(c)."""
+    """Each cell's own estimation error covariance (M, M, C) at draw ``i``: S_c +
+    Sigma_d(c), less the experiment's shared part when there is one."""
     bias = params.bias_cov[i][data.groups]  # (C, M, M)
-    return np.ascontiguousarray(data.s_cov + np.moveaxis(bias, 0, -1))
+    return np.ascontiguousarray(data.own_cov + np.moveaxis(bias, 0, -1))
+
+
+def split_shared(eta: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Draws of (eta0_e, eta_e) and of the shared errors u_e (None without them)
+    from draws of the experiment's latent (..., E, M or 2M)."""
+    if eta.shape[-1] == m:
+        return eta, None
+    return np.ascontiguousarray(eta[..., :m]), np.ascontiguousarray(eta[..., m:])
 
 
 def draw_gaussian(mean: np.ndarray, cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -95,10 +116,14 @@ def _cell_prior(
     return mean, v_seg[:, :, seg]
 
 
-def logliks(params: StdParameters, data: FitData, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def logliks(
+    params: StdParameters, data: FitData, eta: np.ndarray, shared: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Both per-cell log likelihoods, per draw and cell (N, C), original units.
 
-    First log N(d_c; m_c, V_s + S_c) given the experiment effects (N, E, M); second the long-term
+    First log N(d_c; m_c, V_s + S_c) given the experiment effects (N, E, M)
+    (and the shared errors ``shared`` (N, E, M), which shift d_c, with each cell's
+    own S_c - U_e: the cell's density given everything its experiment shares); second the long-term
     estimate's density given the cell's proxy estimates, log p(d^y_c | d^theta_c),
     the conditional of the same Gaussian: it scores how well the proxies
     predict the long-term effect, so it is comparable across models with
@@ -109,7 +134,7 @@ def logliks(params: StdParameters, data: FitData, eta: np.ndarray) -> tuple[np.n
     """
     full, outcome = cell_logliks(
         np.ascontiguousarray(data.d, dtype=np.float64),
-        np.ascontiguousarray(data.s_cov, dtype=np.float64),
+        np.ascontiguousarray(data.own_cov, dtype=np.float64),
         np.ascontiguousarray(data.cell_segment, dtype=np.int64),
         np.ascontiguousarray(data.cell_experiment, dtype=np.int64),
         np.ascontiguousarray(params.loc, dtype=np.float64),
@@ -119,6 +144,7 @@ def logliks(params: StdParameters, data: FitData, eta: np.ndarray) -> tuple[np.n
         np.ascontiguousarray(eta, dtype=np.float64),
         np.ascontiguousarray(params.bias_cov, dtype=np.float64),
         np.ascontiguousarray(data.groups, dtype=np.int64),
+        np.zeros((0, 0, 0)) if shared is None else np.ascontiguousarray(shared, dtype=np.float64),
     )
     full -= float(np.sum(np.log(data.scales)))
     outcome -= float(np.log(data.scales[0]))
@@ -126,17 +152,23 @@ def logliks(params: StdParameters, data: FitData, eta: np.ndarray) -> tuple[np.n
 
 
 def latent_moments(
-    params: StdParameters, data: FitData, eta: np.ndarray, i: int
+    params: StdParameters,
+    data: FitData,
+    eta: np.ndarray,
+    i: int,
+    shared: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean (C, M) and covariance (C, M, M) of every cell's true effects.
 
     For draw ``i`` (standardized units): the Gaussian conditional of
-    (tau_c, theta_c) given d_c, eta_e and the parameters.
+    (tau_c, theta_c) given d_c, eta_e, the experiment's shared error u_e
+    (``shared`` (N, E, M); none without it) and the parameters.
     """
     mean, v = _cell_prior(params, i, data, eta[i])
     v = np.moveaxis(v, -1, 0)  # (C, M, M)
-    s = np.moveaxis(error_cov(params, data, i) if has_bias(params, data) else data.s_cov, -1, 0)
-    resid = (data.d - mean).T  # (C, M)
+    s = np.moveaxis(error_cov(params, data, i) if has_bias(params, data) else data.own_cov, -1, 0)
+    d = data.d if shared is None else data.d - shared[i][data.cell_experiment].T
+    resid = (d - mean).T  # (C, M)
     total = v + s
     gain = np.linalg.solve(total, v).swapaxes(-1, -2)  # V (V + S)^-1, V and V+S symmetric
     post_mean = mean.T + np.einsum("cij,cj->ci", gain, resid)

@@ -226,6 +226,11 @@ class FitData:
     cell_group : (C,) int, 0 for a cell of a randomized design, g >= 1 for one of
         ``bias_designs[g - 1]`` (the designs whose estimates may be biased).
     bias_designs : those designs, in the order of ``proxyscope.data.designs.DESIGNS``.
+    shared_cov : (E, M, M) standardized, or None: the part of its cells' errors an
+        experiment's cells share (CellEffects' ``shared_cov``, e.g. clusters that
+        span the segment cells of a cluster-randomized experiment). The model
+        integrates it as one error u_e ~ N(0, shared_cov[e]) added to every
+        cell of the experiment, with each cell's own part ``own_cov`` left.
     """
 
     d: np.ndarray
@@ -237,6 +242,37 @@ class FitData:
     experiments: np.ndarray
     cell_group: np.ndarray | None = None
     bias_designs: tuple[str, ...] = ()
+    shared_cov: np.ndarray | None = None
+
+    @property
+    def own_cov(self) -> np.ndarray:
+        """(M, M, C): each cell's own error covariance, the positive semidefinite part
+        of ``s_cov`` less its experiment's shared part (``s_cov`` itself without one).
+
+        The shared part is estimated from all of an experiment's clusters, each
+        cell's covariance from its own, so by estimation noise a cell's may fall
+        below the shared part in some direction; there its own part is 0 (in
+        standardized units), which raises that cell's total a little.
+        """
+        if self.shared_cov is None:
+            return self.s_cov
+        diff = np.moveaxis(self.s_cov, -1, 0) - self.shared_cov[self.cell_experiment]
+        w, v = np.linalg.eigh(0.5 * (diff + np.swapaxes(diff, 1, 2)))
+        own = np.einsum("cik,ck,cjk->cij", v, np.maximum(w, 0.0), v)
+        return np.ascontiguousarray(np.moveaxis(0.5 * (own + np.swapaxes(own, 1, 2)), 0, -1))
+
+    @property
+    def chol_u(self) -> np.ndarray | None:
+        """(E, M, M) lower factors of ``shared_cov`` (None without it); a matrix that
+        is only semi-definite gets a jitter of 1e-12 times its largest variance."""
+        if self.shared_cov is None:
+            return None
+        m = self.shared_cov.shape[1]
+        top = np.max(np.einsum("eii->ei", self.shared_cov), axis=1)
+        jitter = 1e-12 * np.maximum(top, 1e-300)[:, None, None] * np.eye(m)
+        out = np.linalg.cholesky(self.shared_cov + jitter)
+        out[top <= 0] = 0.0
+        return np.ascontiguousarray(out)
 
     @property
     def groups(self) -> np.ndarray:
@@ -317,6 +353,7 @@ def fit_data(effects: CellEffects, cell_segment: np.ndarray) -> FitData:
     for g, name in enumerate(bias_designs, start=1):
         group[design == name] = g
     return FitData(
+        shared_cov=shared_errors(effects, order, exp_index, scales),
         d=np.ascontiguousarray(eff.T),
         s_cov=np.ascontiguousarray(cov.transpose(1, 2, 0)),
         scales=scales,
@@ -327,6 +364,24 @@ def fit_data(effects: CellEffects, cell_segment: np.ndarray) -> FitData:
         cell_group=group,
         bias_designs=bias_designs,
     )
+
+
+def shared_errors(
+    effects: CellEffects, order: np.ndarray, exp_index: np.ndarray, scales: np.ndarray
+) -> np.ndarray | None:
+    """Each experiment's shared error covariance (E, M, M), standardized, from the
+    cells' ``shared_cov``; None when no cell has one. The data layer keeps it equal
+    across an experiment's cells; the first of each experiment's cells is taken."""
+    if designs.SHARED_COV not in effects.data or effects.n_cells == 0:
+        return None
+    per_cell = effects.variable(designs.SHARED_COV)[order] / np.outer(scales, scales)[None]
+    if not np.any(per_cell):
+        return None
+    exp_sorted = exp_index[order]
+    first = np.flatnonzero(np.r_[True, exp_sorted[1:] != exp_sorted[:-1]])
+    out = np.zeros((int(exp_sorted.max()) + 1, *per_cell.shape[1:]))
+    out[exp_sorted[first]] = per_cell[first]
+    return np.ascontiguousarray(out)
 
 
 def weighted_means(

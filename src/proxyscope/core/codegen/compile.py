@@ -13,8 +13,11 @@ _CHILD = (
 )
 
 
-def compile_sampler_code(k: int) -> None:
+def compile_sampler_code(k: int, shared: bool = False) -> None:
     """Load the sampler's compiled code for K proxies, compiling what is missing.
+
+    ``shared``: the code for histories whose experiments' cells share an error
+    (compiled in this process only, the first time such a history is fitted).
 
     A cold compile splits the work across two processes: a helper process
     compiles the two per-cell passes (half of the work, and the only part
@@ -24,6 +27,9 @@ def compile_sampler_code(k: int) -> None:
     2 cores: see ``benchmarks/bench_model.py``, case ``cold``. If the helper
     cannot run, everything is compiled here.
     """
+    if shared:
+        load_posterior_module(k, shared=True)
+        return
     if is_compiled("posterior", k):
         load_posterior_module(k)
         return

@@ -13,12 +13,18 @@ from proxyscope.core.codegen.reduce import reduce_source
 from proxyscope.core.kernels import LANES
 
 
-def generate_source(k: int) -> str:
+def generate_source(k: int, shared: bool = False) -> str:
     """The likelihood kernel for K proxies: it imports the passes and the sums
-    (:func:`passes_source`, :func:`reduce_source`) by their module names."""
-    lay = layout(k)
-    passes, _ = _module_path("passes", k, passes_source(k))
-    reduce, _ = _module_path("reduce", k, reduce_source(k))
+    (:func:`passes_source`, :func:`reduce_source`) by their module names.
+
+    With ``shared`` the kernel also integrates each experiment's shared error
+    u_e ~ N(0, L_U[e] L_U[e]') (the extra argument ``chol_u`` (E, M, M)), and
+    ``experiment_posterior`` returns the conditional of (eta_e, u_e).
+    """
+    lay = layout(k, shared)
+    kind = "_shared" if shared else ""
+    passes, _ = _module_path(f"passes{kind}", k, passes_source(k, shared))
+    reduce, _ = _module_path(f"reduce{kind}", k, reduce_source(k, shared))
     out = _header(
         k,
         [
@@ -30,7 +36,12 @@ def generate_source(k: int) -> str:
             ")",
         ],
     )
-    out.append(_ORCHESTRATION.format(**lay, k=k, lanes=LANES))
+    text = _ORCHESTRATION
+    if shared:
+        text = text.replace("chol_e, v_add", "chol_e, chol_u, v_add").replace(
+            "chol_e, lp, exp_bad", "chol_e, chol_u, lp, exp_bad"
+        )
+    out.append(text.format(**lay, k=k, lanes=LANES))
     return "\n".join(out) + "\n"
 
 

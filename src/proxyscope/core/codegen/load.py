@@ -26,20 +26,22 @@ from proxyscope.core.codegen.posterior import posterior_source
 from proxyscope.core.codegen.reduce import reduce_source
 
 
-def load_kernel_module(k: int) -> ModuleType:
-    """The generated likelihood kernel for K proxies (generated, written and imported once)."""
+def load_kernel_module(k: int, shared: bool = False) -> ModuleType:
+    """The generated likelihood kernel for K proxies (generated, written and imported
+    once); ``shared``: the one that also integrates each experiment's shared error."""
     if k < 1:
         raise ValueError(f"codegen: K must be >= 1; got {k}.")
-    _load("passes", k)  # imported by name from the kernel module
-    _load("reduce", k)
-    return _load("kernel", k)
+    kind = "_shared" if shared else ""
+    _load(f"passes{kind}", k)  # imported by name from the kernel module
+    _load(f"reduce{kind}", k)
+    return _load(f"kernel{kind}", k)
 
 
-def load_posterior_module(k: int) -> ModuleType:
+def load_posterior_module(k: int, shared: bool = False) -> ModuleType:
     """The log posterior's compiled C entry points for K proxies (``posterior_cfunc``,
     ``identity_cfunc``)."""
-    load_kernel_module(k)  # the posterior module imports it by name (and checks K)
-    return _load("posterior", k)
+    load_kernel_module(k, shared)  # the posterior module imports it by name (and checks K)
+    return _load("posterior_shared" if shared else "posterior", k)
 
 
 _LOADED: dict[tuple[str, int], ModuleType] = {}
@@ -50,7 +52,7 @@ def is_compiled(kind: str, k: int) -> bool:
     compiled on this machine before (so loading it is quick)."""
     if (kind, k) in _LOADED:
         return True
-    if kind in ("kernel", "posterior") and not all(is_compiled(part, k) for part in _PARTS[kind]):
+    if kind in _PARTS and not all(is_compiled(part, k) for part in _PARTS[kind]):
         return False
     try:
         _, path = _module_path(kind, k, _SOURCES[kind](k))
@@ -59,7 +61,12 @@ def is_compiled(kind: str, k: int) -> bool:
     return _marker(path).exists()
 
 
-_PARTS = {"kernel": ("passes", "reduce"), "posterior": ("kernel",)}
+_PARTS = {
+    "kernel": ("passes", "reduce"),
+    "posterior": ("kernel",),
+    "kernel_shared": ("passes_shared", "reduce_shared"),
+    "posterior_shared": ("kernel_shared",),
+}
 
 
 def _load(kind: str, k: int) -> ModuleType:
@@ -93,6 +100,10 @@ _SOURCES: dict[str, Callable[[int], str]] = {
     "reduce": reduce_source,
     "kernel": generate_source,
     "posterior": posterior_source,
+    "passes_shared": lambda k: passes_source(k, shared=True),
+    "reduce_shared": lambda k: reduce_source(k, shared=True),
+    "kernel_shared": lambda k: generate_source(k, shared=True),
+    "posterior_shared": lambda k: posterior_source(k, shared=True),
 }
 
 
@@ -113,6 +124,7 @@ def proxy_model_logp(
     chol_e: np.ndarray,
     want_grad: bool,
     v_add: np.ndarray | None = None,
+    chol_u: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Log likelihood per experiment and the gradient of its sum.
 
@@ -132,6 +144,9 @@ def proxy_model_logp(
     want_grad : compute the gradients (otherwise zeros).
     v_add : (M (M + 1) / 2, S) a covariance added to the cells of each segment
         (packed lower triangle; the design-bias terms), default zeros.
+    chol_u : (E, M, M) lower Cholesky factors of each experiment's shared
+        error u_e, added to every cell of the experiment and integrated with
+        eta_e (the cells' ``S_c`` are then each cell's own part); None: none.
 
     Returns
     -------
@@ -144,12 +159,17 @@ def proxy_model_logp(
     m = beta.shape[0] + 1
     if v_add is None:
         v_add = np.zeros((m * (m + 1) // 2, loc.shape[1]))
+    if chol_u is not None:
+        return logp_kernel(beta.shape[0], shared=True)(
+            dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, chol_u, v_add, want_grad
+        )
     return logp_kernel(beta.shape[0])(
         dat, seg, cexp, n_exp, loc, beta, sig2, chol_c, chol_e, v_add, want_grad
     )
 
 
-def logp_kernel(k: int) -> Any:
+def logp_kernel(k: int, shared: bool = False) -> Any:
     """The compiled likelihood kernel for K proxies (same signature as
-    :func:`proxy_model_logp`, callable from numba code)."""
-    return load_kernel_module(k).logp
+    :func:`proxy_model_logp`, callable from numba code; with ``shared``,
+    ``chol_u`` comes after ``chol_e``)."""
+    return load_kernel_module(k, shared).logp

@@ -19,7 +19,7 @@ def _sym(prefix: str, i: int, j: int) -> str:
     return f"{prefix}{i}_{j}" if j <= i else f"{prefix}{j}_{i}"
 
 
-def layout(k: int) -> dict[str, int]:
+def layout(k: int, shared: bool = False) -> dict[str, int]:
     """Row offsets of the per-block arrays (blocks, rows, LANES) for K proxies.
 
     ``dat`` (constant data): packed lower triangle of S_c (``nw`` rows), then d_c.
@@ -30,11 +30,18 @@ def layout(k: int) -> dict[str, int]:
     own first, then the proxies') on the cell's M = K + 1 metrics.
     Pass 1 gathers A_c = V_s + S_c, r_c and b_c itself, pass 2 b_c, eta*_c,
     R_e and the experiment's live flag.
+
+    With ``shared`` (an experiment-level error u_e shared by the experiment's
+    cells, integrated with eta_e: J = 2M and H_ext = [H, I]), ``out1`` also
+    holds W H (M x M, row-major by column of H: entry (i, a) at ``o1_hw + a M +
+    i``), which with W and W r gives the sums of the extended loading.
     """
     m = k + 1
     nw = m * (m + 1) // 2  # a packed M x M triangle; H'WH (J x J, J = M) is one too
+    rows1 = nw + m + 3 + m + nw
     return {
         "m": m,
+        "jd": 2 * m if shared else m,
         "nw": nw,
         "dat_rows": nw + m,
         "o1_w": 0,
@@ -44,7 +51,8 @@ def layout(k: int) -> dict[str, int]:
         "o1_ok": nw + m + 2,
         "o1_bc": nw + m + 3,
         "o1_pc": nw + m + 3 + m,
-        "out1_rows": nw + m + 3 + m + nw,
+        "o1_hw": rows1,
+        "out1_rows": rows1 + (m * m if shared else 0),
         "o2_x": 0,
         "o2_ga": m,
         "o2_gb": m + nw,

@@ -109,11 +109,18 @@ def _pass1_body(k: int, lay: dict[str, int]) -> tuple[list[str], list[str], list
                 f"out[b, {lay['o1_pc'] + packed(i + 1, j + 1)}, {{u}}] = "
                 f"b{i}_{{u}} * g0_{j}_{{u}} + g{i + 1}_{j}_{{u}}"
             )
+    if lay["jd"] > m:
+        # W H for the shared error's cross sums: column 0 of H is e_0, column
+        # j + 1 is (b_j e_0 + e_{j+1}), so W H's columns are W's column 0 and g.
+        for a in range(m):
+            for i in range(m):
+                value = _sym("w", i, 0) if a == 0 else f"g{i}_{a - 1}"
+                stores.append(f"out[b, {lay['o1_hw'] + a * m + i}, {{u}}] = {value}_{{u}}")
     return loads, body, stores
 
 
 def _pass2_body(k: int, lay: dict[str, int]) -> tuple[list[str], list[str], list[str]]:
-    m = k + 1
+    m, jd = k + 1, lay["jd"]
     loads: list[str] = ["s_{u} = seg[b, {u}]", "e_{u} = cexp[b, {u}]", "lv_{u} = live[e_{u}]"]
     body: list[str] = []
     stores: list[str] = []
@@ -123,29 +130,34 @@ def _pass2_body(k: int, lay: dict[str, int]) -> tuple[list[str], list[str], list
         loads.append(f"wr{i}_{{u}} = o1[b, {lay['o1_wr'] + i}, {{u}}]")
     for i in range(k):
         loads.append(f"b{i}_{{u}} = beta[{i}, s_{{u}}]")
-    for i in range(m):
+    for i in range(jd):
         loads.append(f"e{i}_{{u}} = eta[e_{{u}}, {i}]")
-    for i in range(m):
+    for i in range(jd):
         for j in range(i + 1):
             loads.append(f"rr{i}_{j}_{{u}} = rr[e_{{u}}, {i}, {j}]")
     # G = W H, M x J: column 0 is W's column 0 (the outcome's own experiment
-    # effect), column j + 1 is W (b_j e_0 + e_{j+1}).
+    # effect), column j + 1 is W (b_j e_0 + e_{j+1}); with a shared error
+    # (J = 2M), columns M .. 2M - 1 are W itself (H_ext = [H, I]).
     for i in range(m):
         body.append(f"g{i}_0_{{u}} = {_sym('w', i, 0)}_{{u}}")
         for j in range(k):
             w_i0, w_ij = _sym("w", i, 0), _sym("w", i, j + 1)
             body.append(f"g{i}_{j + 1}_{{u}} = {w_i0}_{{u}} * b{j}_{{u}} + {w_ij}_{{u}}")
+
+    def gx(i: int, q: int) -> str:
+        return f"g{i}_{q}_{{u}}" if q < m else f"{_sym('w', i, q - m)}_{{u}}"
+
     for i in range(m):
-        terms = " - ".join([f"wr{i}_{{u}}"] + [f"g{i}_{j}_{{u}} * e{j}_{{u}}" for j in range(m)])
+        terms = " - ".join([f"wr{i}_{{u}}"] + [f"{gx(i, j)} * e{j}_{{u}}" for j in range(jd)])
         body.append(f"x{i}_{{u}} = ({terms}) * lv_{{u}}")
         stores.append(f"out[b, {lay['o2_x'] + i}, {{u}}] = x{i}_{{u}}")
     for i in range(m):
-        for j in range(m):
-            terms = " + ".join(f"g{i}_{q}_{{u}} * {_sym('rr', q, j)}_{{u}}" for q in range(m))
+        for j in range(jd):
+            terms = " + ".join(f"{gx(i, q)} * {_sym('rr', q, j)}_{{u}}" for q in range(jd))
             body.append(f"h{i}_{j}_{{u}} = {terms}")
     for i in range(m):
         for j in range(i + 1):
-            terms = " + ".join(f"h{i}_{q}_{{u}} * g{j}_{q}_{{u}}" for q in range(m))
+            terms = " + ".join(f"h{i}_{q}_{{u}} * {gx(j, q)}" for q in range(jd))
             stores.append(
                 f"out[b, {lay['o2_ga'] + packed(i, j)}, {{u}}] = "
                 f"0.5 * (x{i}_{{u}} * x{j}_{{u}} + ({terms} - w{i}_{j}_{{u}}) * lv_{{u}})"
@@ -164,9 +176,10 @@ def _emit_lanes(w: Callable[[str], object], parts: tuple[list[str], list[str], l
                 w("        " + stmt.format(u=u))
 
 
-def passes_source(k: int) -> str:
-    """The per-cell passes for K proxies (compiled when imported, with SLP on)."""
-    lay = layout(k)
+def passes_source(k: int, shared: bool = False) -> str:
+    """The per-cell passes for K proxies (compiled when imported, with SLP on);
+    ``shared``: with the experiment-level shared error (see :func:`layout`)."""
+    lay = layout(k, shared)
     out = _header(k, ["from proxyscope.core.kernels import lanes_jit"])
     w = out.append
     f2, f3, i2 = "float64[:, ::1]", "float64[:, :, ::1]", "int64[:, ::1]"

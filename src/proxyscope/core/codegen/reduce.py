@@ -22,9 +22,16 @@ def _reduce_source(k: int, lay: dict[str, int]) -> list[str]:
     row into its segment's column. Unrolled with K fixed, every row index is
     a constant.
     """
-    m, nw = k + 1, lay["nw"]
+    m, nw, jd = k + 1, lay["nw"], lay["jd"]
     rows_b = [lay["o1_bc"] + i for i in range(m)]
     rows_p = [(i, j, lay["o1_pc"] + packed(i, j)) for i in range(m) for j in range(i + 1)]
+    if jd > m:
+        # The shared error's rows and columns (H_ext = [H, I]): b_u = sum W r,
+        # P_u,eta = sum W H, P_uu = sum W.
+        rows_b += [lay["o1_wr"] + i for i in range(m)]
+        for i in range(m):
+            rows_p += [(m + i, a, lay["o1_hw"] + a * m + i) for a in range(m)]
+            rows_p += [(m + i, m + j, lay["o1_w"] + packed(i, j)) for j in range(i + 1)]
     out = [
         "@_jit",
         "def reduce_experiments_k(cexp, n_exp, o1):",
@@ -35,8 +42,8 @@ def _reduce_source(k: int, lay: dict[str, int]) -> list[str]:
         "    # at the experiment's end: a scalar log costs as much as the rest of a cell.",
         "    n = cexp.shape[0]",
         "    lp = np.zeros(n_exp)",
-        f"    b_sum = np.zeros((n_exp, {m}))",
-        f"    p_sum = np.zeros((n_exp, {m}, {m}))",
+        f"    b_sum = np.zeros((n_exp, {jd}))",
+        f"    p_sum = np.zeros((n_exp, {jd}, {jd}))",
         "    exp_bad = np.zeros(n_exp, dtype=np.bool_)",
         f"    const = {-0.5 * m!r} * math.log(2.0 * math.pi)",
         "    c = 0",
@@ -46,7 +53,7 @@ def _reduce_source(k: int, lay: dict[str, int]) -> list[str]:
         "        prod = 1.0",
         "        bad = False",
     ]
-    out += [f"        b{i} = 0.0" for i in range(m)]
+    out += [f"        b{i} = 0.0" for i in range(jd)]
     out += [f"        p{i}_{j} = 0.0" for i, j, _ in rows_p]
     out += [
         "        while c < n and cexp[c] == e:",
@@ -67,7 +74,7 @@ def _reduce_source(k: int, lay: dict[str, int]) -> list[str]:
         "        lp[e] = acc + math.log(prod)",
         "        exp_bad[e] = bad",
     ]
-    out += [f"        b_sum[e, {i}] = b{i}" for i in range(m)]
+    out += [f"        b_sum[e, {i}] = b{i}" for i in range(jd)]
     for i, j, _ in rows_p:
         out.append(f"        p_sum[e, {i}, {j}] = p{i}_{j}")
         if i != j:
@@ -95,12 +102,13 @@ def _reduce_source(k: int, lay: dict[str, int]) -> list[str]:
     return out
 
 
-def reduce_source(k: int) -> str:
-    """The sums over experiments and segments and the integration of eta_e, for K proxies."""
-    lay = layout(k)
+def reduce_source(k: int, shared: bool = False) -> str:
+    """The sums over experiments and segments and the integration of eta_e (with
+    ``shared``, of eta_e and the experiment's shared error u_e), for K proxies."""
+    lay = layout(k, shared)
     out = _header(k, ["from proxyscope.core.kernels import _jit"])
     out.extend(_reduce_source(k, lay))
-    out.extend(_experiment_source(k + 1))
+    out.extend(_experiment_source(lay["jd"], k + 1 if shared else None))
     out.append(_BLOCKED_INDEX.format(lanes=LANES))
     return "\n".join(out) + "\n"
 
