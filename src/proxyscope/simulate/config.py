@@ -17,10 +17,10 @@ import numpy as np
 
 from proxyscope.errors import ParameterError
 from proxyscope.simulate import scenario as sc
-from proxyscope.simulate.mix import SegmentMix, _check_level, _is_real
+from proxyscope.simulate.mix import SegmentMix, _check_level, is_real
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -61,7 +61,7 @@ class FailureCohort:
                 _check_level(f"FailureCohort.{column}", column, level)
         for name in ("long_penalty", "watch_boost", "starts_boost"):
             value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(float(value)):
+            if not is_real(value) or not math.isfinite(float(value)):
                 raise ParameterError(
                     f"FailureCohort.{name}: must be a finite number; got {value!r}."
                 )
@@ -130,7 +130,7 @@ class StreamingConfig:
     def __post_init__(self) -> None:
         for name, low in (("n_users", 1), ("n_experiments", 1), ("seed", 0)):
             value = getattr(self, name)
-            if not _is_int(value):
+            if not is_int(value):
                 raise ParameterError(
                     f"StreamingConfig.{name}: must be an integer >= {low}; got {value!r}."
                 )
@@ -139,7 +139,7 @@ class StreamingConfig:
             object.__setattr__(self, name, int(value))
         for name, strict in (("exp_tau_sd", True), ("exp_bias_sd", False)):
             value = getattr(self, name)
-            ok = _is_real(value) and math.isfinite(float(value))
+            ok = is_real(value) and math.isfinite(float(value))
             ok = ok and (float(value) > 0 if strict else float(value) >= 0)
             if not ok:
                 bound = "> 0" if strict else ">= 0"

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import xarray as xr
 
-from proxyscope.errors import ParameterError, suggestion
+from proxyscope.errors import ParameterError, number_range, suggestion
 from proxyscope.simulate import scenario as sc
 
 K = TypeVar("K")
@@ -66,12 +66,35 @@ _DEFAULT_MARGINALS: dict[str, dict[str, float]] = {
 }
 
 
-def _is_real(value: Any) -> bool:
+def is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def check_number(
+    field: str,
+    value: Any,
+    low: float | None,
+    high: float | None,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """``value`` as a float within the bounds, or a ParameterError naming ``field``
+    (e.g. "WorkspaceConfig.icc['early_ctr']") and the value."""
+    ok = is_real(value) and math.isfinite(float(value))
+    if ok:
+        x = float(value)
+        ok = (low is None or (x > low if open_low else x >= low)) and (
+            high is None or (x < high if open_high else x <= high)
+        )
+    if not ok:
+        want = number_range(low, high, open_low=open_low, open_high=open_high)
+        raise ParameterError(f"{field}: must be {want}; got {value!r}.")
+    return float(value)
+
+
 def _check_probability(owner: str, value: Any, where: str) -> float:
-    if not _is_real(value) or not math.isfinite(float(value)):
+    if not is_real(value) or not math.isfinite(float(value)):
         raise ParameterError(
             f"{owner}: probability for {where} must be a finite number; got {value!r}."
         )

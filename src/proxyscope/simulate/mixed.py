@@ -37,10 +37,9 @@ from proxyscope.data import designs as ds
 from proxyscope.data.cellbuild import build
 from proxyscope.data.cells import CellEffects
 from proxyscope.errors import ParameterError, suggestion
-from proxyscope.simulate.config import _is_int
-from proxyscope.simulate.mix import SUM_TOLERANCE, FrozenMapping
+from proxyscope.simulate.config import is_int
+from proxyscope.simulate.mix import SUM_TOLERANCE, FrozenMapping, check_number
 from proxyscope.simulate.model_world import ModelTruth, from_model
-from proxyscope.simulate.workspace_config import check_number
 
 #: Stream key of the designs and biases (their draws never move from_model's).
 _MIXED_KEY = 0x0B1A5
@@ -172,7 +171,7 @@ class MixedConfig:
         corr = _per_design("bias_corr", self.bias_corr, 0.8, -1.0, 1.0, open_low=True)
         object.__setattr__(self, "bias_corr", corr)
         value = self.clusters_per_arm
-        if not _is_int(value) or value < 2:
+        if not is_int(value) or value < 2:
             raise ParameterError(
                 f"{_OWNER}.clusters_per_arm: must be an integer >= 2; got {value!r}."
             )
@@ -299,7 +298,7 @@ def mixed_history(
         raise ParameterError(
             f"config must be a MixedConfig; got {type(config).__name__} {config!r}."
         )
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ParameterError(
             f"The 'seed' parameter of mixed_history must be an integer >= 0; got {seed!r}."
         )

@@ -213,7 +213,7 @@ class Mechanism(CellResponse):
         return 0.5 * (b_lo + b_hi)
 
 
-_DESCRIPTIONS = {
+DESCRIPTIONS = {
     "pop_effect_mean": "mean over new experiments of the cell's population effect",
     "pop_effect_sd": "sd over new experiments of the cell's population effect",
     "pop_flip_prob": "P(a new experiment's long-term and proxy effects in the cell have "
@@ -271,7 +271,7 @@ def population_truth(mechanism: Mechanism, mix: SegmentMix) -> xr.Dataset:
             "mix_share": mix.joint(),
         }
     )
-    for name, text in _DESCRIPTIONS.items():
+    for name, text in DESCRIPTIONS.items():
         out[name].attrs["description"] = text
     return out
 

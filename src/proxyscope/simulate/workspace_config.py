@@ -10,41 +10,17 @@ cohort and experiment sds it shares).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any, cast
 
 import numpy as np
 
-from proxyscope.errors import ParameterError, number_range, suggestion
+from proxyscope.errors import ParameterError, suggestion
 from proxyscope.simulate import scenario as sc
-from proxyscope.simulate.config import FailureCohort, _is_int
-from proxyscope.simulate.mix import FrozenMapping, SegmentMix, _is_real
+from proxyscope.simulate.config import FailureCohort, is_int
+from proxyscope.simulate.mix import FrozenMapping, SegmentMix, check_number
 
 _OWNER = "WorkspaceConfig"
-
-
-def check_number(
-    field: str,
-    value: Any,
-    low: float | None,
-    high: float | None,
-    *,
-    open_low: bool = False,
-    open_high: bool = False,
-) -> float:
-    """``value`` as a float within the bounds, or a ParameterError naming ``field``
-    (e.g. "WorkspaceConfig.icc['early_ctr']") and the value."""
-    ok = _is_real(value) and math.isfinite(float(value))
-    if ok:
-        x = float(value)
-        ok = (low is None or (x > low if open_low else x >= low)) and (
-            high is None or (x < high if open_high else x <= high)
-        )
-    if not ok:
-        want = number_range(low, high, open_low=open_low, open_high=open_high)
-        raise ParameterError(f"{field}: must be {want}; got {value!r}.")
-    return float(value)
 
 
 def _per_metric(
@@ -127,7 +103,7 @@ class WorkspaceConfig:
     def __post_init__(self) -> None:
         for name, low in (("n_experiments", 1), ("n_workspaces", 4), ("seed", 0)):
             value = getattr(self, name)
-            if not _is_int(value) or value < low:
+            if not is_int(value) or value < low:
                 raise ParameterError(
                     f"{_OWNER}.{name}: must be an integer >= {low}; got {value!r}."
                 )
@@ -136,7 +112,7 @@ class WorkspaceConfig:
         if (
             not isinstance(size, tuple | list)
             or len(size) != 2
-            or not all(_is_int(v) for v in size)
+            or not all(is_int(v) for v in size)
             or not 1 <= size[0] <= size[1]
         ):
             raise ParameterError(

@@ -52,7 +52,7 @@ from proxyscope.simulate.config import StreamingConfig
 from proxyscope.simulate.mix import SegmentMix
 from proxyscope.simulate.truth import sample_truth, user_effects
 from proxyscope.simulate.workspace_config import WorkspaceConfig
-from proxyscope.simulate.world import _DESCRIPTIONS, _as_mix
+from proxyscope.simulate.world import DESCRIPTIONS, as_mix
 
 #: Stream key of the workspace generator (its draws never move the streaming world's).
 _WORKSPACE_KEY = 0x3057_0A5E
@@ -166,7 +166,7 @@ class WorkspaceWorld:
         Workspaces move no effect, so this is the streaming world's
         (:meth:`proxyscope.simulate.World.population_truth`).
         """
-        chosen = _as_mix(mix) or self.config.mix
+        chosen = as_mix(mix) or self.config.mix
         return population.population_truth(self.mechanism, chosen)
 
     def __repr__(self) -> str:
@@ -299,7 +299,7 @@ def build(config: WorkspaceConfig) -> WorkspaceWorld:
     truth["exp_tau"] = (dims.EXPERIMENT, draws.exp_tau)
     truth["exp_bias"] = (dims.EXPERIMENT, draws.exp_bias)
     truth = truth.merge(population.population_truth(population.Mechanism.of(stream), config.mix))
-    for name, text in _DESCRIPTIONS.items():
+    for name, text in DESCRIPTIONS.items():
         truth[name].attrs["description"] = text
     truth["cell_effect"].attrs["description"] += "; the direct effect"
     truth.attrs["conventions"] = _CONVENTIONS
@@ -391,7 +391,7 @@ def workspace(config: WorkspaceConfig | None = None, **options: Any) -> Workspac
                 + suggestion(key, _OPTIONS)
             )
     if "mix" in options:
-        options["mix"] = _as_mix(options["mix"])
+        options["mix"] = as_mix(options["mix"])
     given = {k: v for k, v in options.items() if v is not None}
     base = config if config is not None else WorkspaceConfig()
     return build(dataclasses.replace(base, **given) if given else base)

@@ -27,7 +27,7 @@ _CONVENTIONS = (
 )
 
 
-def _as_mix(mix: SegmentMix | Mapping[tuple[str, str, str], float] | None) -> SegmentMix | None:
+def as_mix(mix: SegmentMix | Mapping[tuple[str, str, str], float] | None) -> SegmentMix | None:
     if mix is None or isinstance(mix, SegmentMix):
         return mix
     if isinstance(mix, Mapping):
@@ -109,7 +109,7 @@ class World:
             P(sign of the mix-level proxy effect == sign of the mix-level
             long-term effect); ``mix_share`` [region, device, tenure].
         """
-        chosen = _as_mix(mix) or self.config.mix
+        chosen = as_mix(mix) or self.config.mix
         return population.population_truth(self.mechanism, chosen)
 
     def new_experiment_effects(
@@ -142,7 +142,7 @@ class World:
         """
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise ParameterError(f"new_experiment_effects: n must be an integer >= 1; got {n!r}.")
-        chosen = _as_mix(mix) or self.config.mix
+        chosen = as_mix(mix) or self.config.mix
         return population.new_experiment_effects(self.mechanism, int(n), chosen, seed)
 
     def shifted(
@@ -182,7 +182,7 @@ class World:
         )
 
 
-_DESCRIPTIONS = {
+DESCRIPTIONS = {
     "cell_effect": "mean over the cell's users of Y(1) - Y(0) (NaN if the cell is empty)",
     "cell_users": "users in the (experiment, segment cell)",
     "cell_treated": "treated users in the (experiment, segment cell)",
@@ -215,7 +215,7 @@ def build(config: StreamingConfig) -> World:
     truth["exp_bias"] = (dims.EXPERIMENT, draws.exp_bias)
     pop = population.population_truth(population.Mechanism.of(config), config.mix)
     truth = truth.merge(pop)
-    for name, text in _DESCRIPTIONS.items():
+    for name, text in DESCRIPTIONS.items():
         truth[name].attrs["description"] = text
     truth.attrs["conventions"] = _CONVENTIONS
     truth.attrs["outcome"] = sc.OUTCOME
@@ -271,7 +271,7 @@ def streaming(
         "n_users": n_users,
         "n_experiments": n_experiments,
         "seed": seed,
-        "mix": _as_mix(mix),
+        "mix": as_mix(mix),
         "cohort": cohort,
         "exp_tau_sd": exp_tau_sd,
         "exp_bias_sd": exp_bias_sd,
@@ -306,7 +306,7 @@ def shifted(
     """
     if not isinstance(world, World):
         raise ParameterError(f"shifted: world must be a World; got {type(world).__name__}.")
-    target = _as_mix(mix)
+    target = as_mix(mix)
     if target is None:
         raise ParameterError("shifted: mix is required (the target cohort's segment mix).")
     changes: dict[str, object] = {"mix": target}
