@@ -30,11 +30,11 @@ from proxyscope.analyses.surrogacy import r2_single
 from proxyscope.data.cells import CellEffects
 from proxyscope.model import sampling
 from proxyscope.model.builder import build_model
+from proxyscope.model.fitdata import SIGNAL_FLOOR, metric_scales, model_effects
 from proxyscope.model.posterior import std_parameters
 from proxyscope.model.priors import Priors
 from proxyscope.model.segments import SegmentDraws, fitted_segments, historical_mix
 from proxyscope.model.setup import model_info, prepare
-from proxyscope.model.structure import SIGNAL_FLOOR, metric_scales, model_effects
 from proxyscope.simulate.model_draws import ModelParameters, SimulatedCells, simulate_cells
 
 RANKS = 99  # L: posterior draws per rank, ranks 0..L

@@ -14,12 +14,9 @@ import proxyscope as ps
 from proxyscope.errors import DataTypeError, DataWarning, ParameterError
 from proxyscope.model.builder import build_model, corr_cholesky, cpc_shapes
 from proxyscope.model.coordinates import location_weights
+from proxyscope.model.fitdata import fit_data
 from proxyscope.model.priors import Priors
-from proxyscope.model.structure import (
-    SegmentStructure,
-    fit_data,
-    principal_axes,
-)
+from proxyscope.model.structure import SegmentStructure, principal_axes
 
 
 def _cells(seed: int = 0, k: int = 2, interaction: float = 0.0) -> ps.CellEffects:

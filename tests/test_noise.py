@@ -138,7 +138,7 @@ def test_moderated_noise_is_calibrated_against_the_exact_truth(
 
 
 def test_model_fits_on_moderated_noise_by_default(small_effects: Any) -> None:
-    from proxyscope.model.structure import fit_data
+    from proxyscope.model.fitdata import fit_data
 
     built = ps.ProxyModel().build(small_effects)
     want = fit_data(moderate_noise(small_effects).effects, built.data.cell_segment)

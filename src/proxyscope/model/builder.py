@@ -41,15 +41,11 @@ from proxyscope import dims
 from proxyscope.core.kernels import pack_cells
 from proxyscope.data.cells import CellEffects
 from proxyscope.model import families
+from proxyscope.model.fitdata import FitData, fit_data, model_effects
 from proxyscope.model.layout import OUTCOME_SD
 from proxyscope.model.ops import ProxyModelLogp
 from proxyscope.model.priors import Priors
-from proxyscope.model.structure import (
-    FitData,
-    SegmentStructure,
-    fit_data,
-    model_effects,
-)
+from proxyscope.model.structure import SegmentStructure
 
 #: Name of the PyMC potential holding the marginal log likelihood.
 LIKELIHOOD = "loglik"

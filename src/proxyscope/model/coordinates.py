@@ -26,12 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
-from proxyscope.model.structure import (
-    FitData,
-    SegmentStructure,
-    principal_axes,
-    weighted_means,
-)
+from proxyscope.model.fitdata import FitData, weighted_means
+from proxyscope.model.structure import SegmentStructure, principal_axes
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,10 +28,11 @@ from proxyscope.errors import (
 )
 from proxyscope.model import diagnostics as diag
 from proxyscope.model import fitfile, recover
+from proxyscope.model.fitdata import FitData, fit_data, model_effects
 from proxyscope.model.fitfile import SAMPLED_GROUP
 from proxyscope.model.posterior import SHARED_ERROR, ModelInfo, StdParameters, std_parameters
 from proxyscope.model.prior_predictive import prior_predictive
-from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
+from proxyscope.model.structure import SegmentStructure
 from proxyscope.model.summary import coefficient_table
 from proxyscope.options import DEFAULT_CI
 

@@ -19,8 +19,8 @@ from proxyscope.core.codegen import load_kernel_module
 from proxyscope.core.kernels import experiment_cholesky, pack_cells
 from proxyscope.data.designs import RANDOMIZED
 from proxyscope.errors import ParameterError
+from proxyscope.model.fitdata import FitData, shared_errors
 from proxyscope.model.segments import segments_for
-from proxyscope.model.structure import FitData, shared_errors
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit

@@ -26,8 +26,8 @@ from proxyscope.core import density as dn
 from proxyscope.core.codegen import compile_sampler_code, is_compiled, load_posterior_module
 from proxyscope.core.kernels import pack_cells
 from proxyscope.core.native import DataTable
+from proxyscope.model.fitdata import FitData
 from proxyscope.model.layout import Layout
-from proxyscope.model.structure import FitData
 
 #: Name of the sampled flat vector in a sampler's raw output.
 FLAT = "x"

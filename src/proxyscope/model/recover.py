@@ -27,8 +27,8 @@ import numpy as np
 
 from proxyscope.core.codegen import load_kernel_module
 from proxyscope.core.kernels import cell_logliks, pack_cells, segment_covariances
+from proxyscope.model.fitdata import FitData
 from proxyscope.model.posterior import StdParameters
-from proxyscope.model.structure import FitData
 
 
 def experiment_conditionals(

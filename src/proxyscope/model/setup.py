@@ -7,10 +7,11 @@ import functools
 
 from proxyscope.data.cells import CellEffects
 from proxyscope.model import coordinates as coords
+from proxyscope.model.fitdata import FitData, fit_data, model_effects
 from proxyscope.model.layout import Layout, build_layout
 from proxyscope.model.posterior import ModelInfo
 from proxyscope.model.priors import Priors
-from proxyscope.model.structure import FitData, SegmentStructure, fit_data, model_effects
+from proxyscope.model.structure import SegmentStructure
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,480 @@
+"""Checks and layout of the panel that :func:`proxyscope.data.did.did` reads.
+
+Everything a panel must satisfy before a group-time effect is computed: the
+column roles, the settings, the columns' types and values, one row per
+(experiment, unit, period), every unit observed in every period of its
+experiment, and a first-treated period, segment and cluster that do not change
+within a unit. The panel comes back as one :class:`Block` of arrays per
+experiment. The caller's DataFrame is read, never modified.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from proxyscope import dims
+from proxyscope.data.cellchecks import describe_cell
+from proxyscope.data.validate import (
+    RESERVED,
+    check_directions,
+    column_name,
+    finite_or_none,
+    name_list,
+    nonnumeric_error,
+    plain,
+    show_values,
+)
+from proxyscope.errors import (
+    ColumnError,
+    DataError,
+    DataTypeError,
+    DataWarning,
+    ParameterError,
+    check_one_of,
+    suggestion,
+)
+
+OWNER = "did"
+#: Comparison units: never treated, or not yet treated (never treated included).
+CONTROLS = ("never", "not_yet")
+#: Most units named in a message.
+SHOW_UNITS = 5
+
+
+@dataclass(frozen=True)
+class DidRoles:
+    """The columns of a ``did`` call and what each one is for."""
+
+    experiment: str
+    unit: str
+    period: str
+    first_treated: str
+    outcome: str
+    proxies: tuple[str, ...]
+    segments: tuple[str, ...]
+    directions: dict[str, str]
+    cluster: str | None = None
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Outcome first, then the proxies."""
+        return (self.outcome, *self.proxies)
+
+    @property
+    def fixed(self) -> tuple[str, ...]:
+        """Columns whose value must not change within a unit."""
+        extra = () if self.cluster is None else (self.cluster,)
+        return (self.first_treated, *self.segments, *extra)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column read, each once."""
+        return (self.experiment, self.unit, self.period, *self.fixed, *self.metrics)
+
+    def role_of(self, column: str) -> str:
+        """The parameter that names ``column`` (for messages)."""
+        for role in ("experiment", "unit", "period", "first_treated", "outcome", "cluster"):
+            if getattr(self, role) == column:
+                return role
+        return "proxies" if column in self.proxies else "segments"
+
+
+def check_did_roles(
+    *,
+    experiment: Any,
+    unit: Any,
+    period: Any,
+    first_treated: Any,
+    outcome: Any,
+    proxies: Any,
+    segments: Any,
+    directions: Any,
+    cluster: Any,
+) -> DidRoles:
+    """Names and roles, before any data is read (one role per column)."""
+    single = {
+        role: column_name(value, param=role, owner=OWNER)
+        for role, value in (
+            ("experiment", experiment),
+            ("unit", unit),
+            ("period", period),
+            ("first_treated", first_treated),
+            ("outcome", outcome),
+        )
+    }
+    prx = name_list(proxies, param="proxies", owner=OWNER, allow_empty=False)
+    seg = name_list(segments, param="segments", owner=OWNER, allow_empty=True)
+    clu = None if cluster is None else column_name(cluster, param="cluster", owner=OWNER)
+    seen: dict[str, str] = {}
+    groups: list[tuple[str, tuple[str, ...]]] = [(r, (v,)) for r, v in single.items()]
+    groups += [("proxies", prx), ("segments", seg), ("cluster", () if clu is None else (clu,))]
+    for role, names in groups:
+        for name in names:
+            if name in seen:
+                first = seen[name]
+                where = f"twice in {role!r}" if first == role else f"as {first!r} and {role!r}"
+                raise ColumnError(
+                    f"Column {name!r} is given two roles: it appears {where}; "
+                    "each column may play one role only."
+                )
+            seen[name] = role
+    for s in seg:
+        if s in RESERVED:
+            raise ColumnError(
+                f"Segment column {s!r} has a name reserved by CellEffects "
+                f"({', '.join(sorted(RESERVED))}); rename it before calling {OWNER}."
+            )
+    dirs = check_directions(directions, prx, single["outcome"], owner=OWNER)
+    return DidRoles(**single, proxies=prx, segments=seg, directions=dirs, cluster=clu)
+
+
+def _whole(value: Any, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and int(value) >= low
+
+
+def check_settings(
+    control: Any, min_units: Any, pre_periods: Any, level: Any
+) -> tuple[str, int, int | None, float]:
+    """``control``, ``min_units``, ``pre_periods`` and ``pretrend_level``, checked."""
+    check_one_of(control, CONTROLS, param="control", owner=OWNER)
+    if not _whole(min_units, 2):
+        raise ParameterError(
+            f"The 'min_units' parameter of {OWNER} must be an integer >= 2 (a variance "
+            f"needs two units on each side). Got {min_units!r} instead."
+        )
+    if pre_periods is not None and not _whole(pre_periods, 1):
+        raise ParameterError(
+            f"The 'pre_periods' parameter of {OWNER} must be None (every pre-period) or an "
+            f"integer >= 1. Got {pre_periods!r} instead."
+        )
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < float(level) < 1:
+        raise ParameterError(
+            f"The 'pretrend_level' parameter of {OWNER} must be a number in (0, 1). "
+            f"Got {level!r} instead."
+        )
+    return str(control), int(min_units), pre_periods and int(pre_periods), float(level)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One experiment's balanced panel as arrays.
+
+    ``y[unit, period, metric]`` (periods in increasing order, ``periods`` their
+    values); ``cohort[unit]`` the position of the unit's first treated period:
+    0 means treated from the first period on (no pre-period: left out),
+    ``len(periods)`` never treated within the panel; ``segment[unit]`` the
+    segment values (a tuple), ``cluster[unit]`` an integer code shared by the
+    units of one cluster (codes are unique over the whole panel).
+    """
+
+    experiment: Any
+    periods: np.ndarray
+    y: np.ndarray
+    cohort: np.ndarray
+    segment: list[tuple[Any, ...]]
+    cluster: np.ndarray
+    late: int
+
+
+def _numeric(panel: pd.DataFrame, column: str, roles: DidRoles, *, allow_bool: bool) -> None:
+    dtype = panel[column].dtype
+    is_bool = pd.api.types.is_bool_dtype(dtype)
+    ok = (is_bool and allow_bool) or (
+        not is_bool
+        and pd.api.types.is_numeric_dtype(dtype)
+        and not pd.api.types.is_complex_dtype(dtype)
+    )
+    if not ok:
+        values = panel[column].dropna()
+        example = values.iloc[0] if len(values) else None
+        raise nonnumeric_error(column, roles.role_of(column), str(dtype), example)
+
+
+def _units_shown(keys: pd.DataFrame, roles: DidRoles, rows: np.ndarray) -> str:
+    shown = [
+        f"unit {plain(keys[roles.unit].iloc[r])!r} of experiment "
+        f"{plain(keys[roles.experiment].iloc[r])!r}"
+        for r in rows[:SHOW_UNITS]
+    ]
+    more = f"; ... ({len(rows)} in all)" if len(rows) > SHOW_UNITS else ""
+    return "; ".join(shown) + more
+
+
+def check_columns(panel: Any, roles: DidRoles) -> None:
+    """Type, columns, value types and missing or infinite values."""
+    if not isinstance(panel, pd.DataFrame):
+        raise DataTypeError(
+            f"The 'panel' parameter of {OWNER} must be a pandas DataFrame with one row per "
+            f"(experiment, unit, period); got {type(panel).__name__}."
+        )
+    available = [str(c) for c in panel.columns]
+    missing = [c for c in roles.columns if c not in panel.columns]
+    if missing:
+        parts = [
+            f"Column {c!r} (given as {roles.role_of(c)!r}) is not in the panel."
+            + suggestion(c, available)
+            for c in missing
+        ]
+        raise ColumnError(" ".join(parts) + f" Available columns: {show_values(available)}.")
+    twice = [c for c in roles.columns if int((panel.columns == c).sum()) > 1]
+    if twice:
+        raise ColumnError(f"Column {twice[0]!r} appears more than once in the panel.")
+    if not len(panel):
+        raise DataError(f"The panel passed to {OWNER} is empty: it has no rows.")
+    for col in roles.metrics:
+        _numeric(panel, col, roles, allow_bool=True)
+    for col in (roles.period, roles.first_treated):
+        _numeric(panel, col, roles, allow_bool=False)
+    nan = {c: int(panel[c].isna().sum()) for c in roles.columns if c != roles.first_treated}
+    if any(nan.values()):
+        shown = ", ".join(f"{c!r} ({roles.role_of(c)}): {n}" for c, n in nan.items() if n)
+        raise DataError(
+            f"Missing values (NaN/None) in the panel: {shown} rows; expected none (only "
+            f"{roles.first_treated!r}, given as 'first_treated', may be missing: never treated)."
+        )
+    bad = {
+        c: int(np.isinf(panel[c].to_numpy(dtype=float)).sum())
+        for c in (*roles.metrics, roles.period)
+    }
+    if any(bad.values()):
+        shown = ", ".join(f"{c!r} ({roles.role_of(c)}): {n}" for c, n in bad.items() if n)
+        raise DataError(f"Infinite values in the panel: {shown} rows; expected finite numbers.")
+    if (panel[roles.first_treated].to_numpy(dtype=float, na_value=np.nan) == -np.inf).any():
+        raise DataError(
+            f"Column {roles.first_treated!r} (given as 'first_treated') holds -inf; expected a "
+            "period, or NaN / +inf for a unit that is never treated."
+        )
+
+
+def read_panel(panel: pd.DataFrame, roles: DidRoles) -> list[Block]:
+    """The checked panel as one :class:`Block` per experiment, in order of first appearance.
+
+    Raises
+    ------
+    DataError
+        Two rows for one (experiment, unit, period); a unit missing a period of
+        its experiment; an experiment with a single period; a first-treated
+        period, segment or cluster that changes within a unit; a first-treated
+        value between two of the experiment's periods.
+    """
+    exp_code, exp_values = pd.factorize(panel[roles.experiment], sort=False)
+    unit = np.asarray(
+        panel.groupby([roles.experiment, roles.unit], sort=False, observed=True).ngroup()
+    )
+    _, first = np.unique(unit, return_index=True)
+    keys = panel[[roles.experiment, roles.unit]].iloc[first].reset_index(drop=True)
+    for col in roles.fixed:
+        counts = panel[col].groupby(unit).nunique(dropna=False).to_numpy()
+        changing = np.flatnonzero(counts > 1)
+        if len(changing):
+            raise DataError(
+                f"Column {col!r} (given as {roles.role_of(col)!r}) must be fixed within a unit "
+                f"(column {roles.unit!r}); it changes over time for {len(changing)} unit(s): "
+                f"{_units_shown(keys, roles, changing)}."
+            )
+    period = panel[roles.period].to_numpy(dtype=float)
+    metrics = panel[list(roles.metrics)].to_numpy(dtype=float)
+    treated_at = panel[roles.first_treated].to_numpy(dtype=float, na_value=np.nan)[first]
+    cluster_col = roles.unit if roles.cluster is None else roles.cluster
+    cluster_code = (
+        unit[first]
+        if roles.cluster is None
+        else np.asarray(pd.factorize(panel[cluster_col])[0])[first]
+    )
+    unit_exp = exp_code[first]
+    blocks = []
+    for e, label in enumerate(exp_values):
+        rows = np.flatnonzero(exp_code == e)
+        periods = np.unique(period[rows])
+        n_t = len(periods)
+        if n_t < 2:
+            raise DataError(
+                f"Experiment {plain(label)!r} of column {roles.experiment!r} has a single "
+                f"period ({plain(periods[0])!r} of column {roles.period!r}); a difference in "
+                "differences needs at least two."
+            )
+        rank = np.searchsorted(periods, period[rows])
+        local = unit[rows]
+        order = np.lexsort((rank, local))
+        pair = local[order] * n_t + rank[order]
+        dup = np.flatnonzero(pair[1:] == pair[:-1])
+        if len(dup):
+            at = rows[order[dup[0]]]
+            raise DataError(
+                f"The panel has {len(dup)} duplicated (unit, period) row(s) in experiment "
+                f"{plain(label)!r}, e.g. unit {plain(panel[roles.unit].iloc[at])!r} in period "
+                f"{plain(period[at])!r}; expected one row per (experiment, unit, period) "
+                "(aggregate users to unit-period means first)."
+            )
+        ids = np.flatnonzero(unit_exp == e)
+        per_unit = np.bincount(np.searchsorted(ids, local), minlength=len(ids))
+        short = np.flatnonzero(per_unit < n_t)
+        if len(short):
+            raise DataError(
+                f"The panel is unbalanced: {len(short)} unit(s) of experiment {plain(label)!r} "
+                f"lack some of its {n_t} periods, e.g. {_units_shown(keys, roles, ids[short])} "
+                f"({per_unit[short[0]]} of {n_t}); every unit must be observed in every period "
+                "of its experiment."
+            )
+        y = metrics[rows[order]].reshape(len(ids), n_t, len(roles.metrics))
+        cohort, late = _cohorts(treated_at[ids], periods, label, roles)
+        seg = panel[list(roles.segments)].iloc[first[ids]].to_numpy(dtype=object)
+        blocks.append(
+            Block(
+                experiment=label,
+                periods=np.unique(panel[roles.period].to_numpy()[rows]),
+                y=y,
+                cohort=cohort,
+                segment=[tuple(r) for r in seg],
+                cluster=cluster_code[ids].astype(np.int64),
+                late=late,
+            )
+        )
+    return blocks
+
+
+def _cohorts(
+    treated_at: np.ndarray, periods: np.ndarray, label: Any, roles: DidRoles
+) -> tuple[np.ndarray, int]:
+    """Position of each unit's first treated period (see :class:`Block`) and the late count."""
+    n_t = len(periods)
+    never = np.isnan(treated_at) | (treated_at > periods[-1])
+    pos = np.searchsorted(periods, np.where(never, periods[0], treated_at))
+    inside = ~never & (treated_at > periods[0])
+    exact = np.zeros(len(treated_at), dtype=bool)
+    exact[inside] = periods[pos[inside]] == treated_at[inside]
+    between = inside & ~exact
+    if between.any():
+        raise DataError(
+            f"Column {roles.first_treated!r} (given as 'first_treated') must hold one of the "
+            f"periods of the unit's experiment (or NaN when never treated); experiment "
+            f"{plain(label)!r} has {int(between.sum())} unit(s) with a value between its "
+            f"periods, e.g. {plain(treated_at[between][0])!r}; its periods: "
+            f"{show_values(list(periods))}."
+        )
+    cohort = np.where(never, n_t, np.where(inside, pos, 0)).astype(np.int64)
+    late = int((~np.isnan(treated_at) & np.isfinite(treated_at) & never).sum())
+    return cohort, late
+
+
+def segment_key_frame(
+    experiments: Sequence[Any], segments: Sequence[tuple[Any, ...]], roles: DidRoles
+) -> pd.DataFrame:
+    """The cell keys ``finish`` takes: ``experiment`` then the segment columns."""
+    frame = pd.DataFrame({"experiment": list(experiments)})
+    for i, s in enumerate(roles.segments):
+        frame[s] = [seg[i] for seg in segments]
+    return frame
+
+
+# -- checks of the fitted cells ---------------------------------------------------
+
+
+def pretrend_p(effect: np.ndarray, score: np.ndarray) -> list[float | None]:
+    """Two-sided p-value per metric that the mean pre-period effect is zero.
+
+    ``effect`` (m,) and the cluster scores ``score`` (G, m) of its influence
+    function: t = effect / sqrt(G/(G − 1) Σ_c s_c²), read against Student's t
+    with G − 1 degrees of freedom; None for a metric with zero variance or
+    when G < 2.
+    """
+    g = score.shape[0]
+    if g < 2:
+        return [None] * len(effect)
+    se = np.sqrt(g / (g - 1.0) * (score**2).sum(axis=0))
+    out: list[float | None] = []
+    for e, s in zip(effect, se, strict=True):
+        out.append(float(2 * stats.t.sf(abs(e) / s, g - 1)) if s > 0 else None)
+    return out
+
+
+def cell_p(pre_p: Sequence[float | None]) -> float | None:
+    """Bonferroni minimum over the tested metrics, or None when none was tested."""
+    tested = [p for p in pre_p if p is not None]
+    return min(1.0, len(tested) * min(tested)) if tested else None
+
+
+def check_kept(
+    keys: pd.DataFrame,
+    labels: np.ndarray,
+    counts: Sequence[dict[str, int] | None],
+    order: Sequence[int],
+    roles: DidRoles,
+    min_units: int,
+) -> None:
+    """Errors worded for ``did`` before ``finish``: no kept cell, one experiment, one cluster."""
+    if not order:
+        raise DataError(
+            f"{OWNER}: no cell has at least min_units={min_units} treated and comparison "
+            f"units with a post-period effect ({len(counts)} cells checked); lower min_units, "
+            "use fewer segment columns, or try control='not_yet'."
+        )
+    kept_exp = pd.unique(pd.Series([keys["experiment"].iloc[c] for c in order], dtype=object))
+    if len(kept_exp) < 2:
+        raise DataError(
+            f"{OWNER}: after dropping cells below min_units={min_units}, only experiment "
+            f"{plain(kept_exp[0])!r} of column {roles.experiment!r} remains; at least two "
+            "are needed."
+        )
+    few = [c for c in order if (n := counts[c]) is not None and n["clusters"] < 2]
+    if few:
+        shown = "; ".join(describe_cell(keys["experiment"].iloc[c], labels[c]) for c in few[:5])
+        raise DataError(
+            f"{OWNER}: a cluster-robust covariance needs at least 2 clusters of column "
+            f"{roles.cluster or roles.unit!r}; {len(few)} kept cell(s) have one: {shown}."
+        )
+
+
+def pretrend_report(
+    fits: Sequence[Any],
+    keys: pd.DataFrame,
+    labels: np.ndarray,
+    order: Sequence[int],
+    periods: Sequence[np.ndarray],
+    roles: DidRoles,
+    level: float,
+) -> tuple[list[dict[str, Any]], int]:
+    """``meta["did"]["cells"]`` rows of the kept cells (in ``order``) and the count of cells
+    whose pre-trend test fails, named in a DataWarning."""
+    rows = []
+    for c in order:
+        f = fits[c]
+        rows.append(
+            {
+                dims.EXPERIMENT: plain(keys["experiment"].iloc[c]),
+                dims.SEGMENT_LABEL: str(labels[c]),
+                **f.counts,
+                "cohorts": [plain(periods[c][g]) for g in f.cohorts],
+                "pre_pairs": f.pre_pairs,
+                "pretrend_clusters": f.pre_clusters,
+                "pretrend_effect": dict(
+                    zip(roles.metrics, [finite_or_none(v) for v in f.pre_effect], strict=True)
+                ),
+                "pretrend_p": dict(zip(roles.metrics, f.pre_p, strict=True)),
+                "pretrend_p_cell": cell_p(f.pre_p),
+            }
+        )
+    failing = [r for r in rows if r["pretrend_p_cell"] is not None and r["pretrend_p_cell"] < level]
+    if failing:
+        shown = "; ".join(
+            describe_cell(r[dims.EXPERIMENT], r[dims.SEGMENT_LABEL])
+            + f" p={r['pretrend_p_cell']:.3g}"
+            for r in failing[:SHOW_UNITS]
+        )
+        more = f"; ... ({len(failing)} cells in all)" if len(failing) > SHOW_UNITS else ""
+        warnings.warn(
+            f"{OWNER}: the pre-trend test rejects parallel trends at level {level:g} in "
+            f"{len(failing)} of {len(rows)} cells: {shown}{more}. Their effects may be biased "
+            "by a differential trend; see meta['did']['cells'].",
+            DataWarning,
+            stacklevel=3,
+        )
+    return rows, len(failing)

@@ -1,0 +1,468 @@
+"""Opt-in features: doubly robust (AIPW) effects of every metric and their joint covariance.
+
+When users choose to turn a feature on, the users who opt in differ from those
+who do not (heavier users click every toggle), so a difference in means mixes
+the feature's effect with the selection. This design reads such an experiment
+by augmented inverse-probability weighting (AIPW): a propensity model
+ê(X) = P(opt in | X) reweights the arms to look alike on the covariates X, and
+outcome models ĝ_a(X) = E[Y | X, arm a] adjust what the weights leave over.
+
+Assumptions, and how they break:
+
+- unconfoundedness: every variable that drives opting in and moves a metric is
+  among the covariates. An unmeasured one (users who read release notes opt in
+  and retain better anyway) biases every metric, typically in the same
+  direction, and nothing in the data shows it;
+- overlap: every unit could have opted in or not (0 < e(X) < 1). Near 0 or 1
+  the weights explode; propensities are clipped to [trim, 1 − trim] and the
+  overlap report flags cells with many extreme propensities;
+- no interference: one user's opting in does not move another's metrics
+  (teammates adopting together violate it; use ``cluster=`` for their
+  standard errors, but the effect then includes spillover);
+- doubly robust: the estimate is consistent when either the propensity model
+  or the outcome models are right; balance after weighting
+  (``meta["ipw"]``) checks the former.
+
+Estimator (per experiment, per cell c of its units). Nuisance models are
+cross-fitted: the experiment's units are split into ``n_folds`` folds
+(:func:`folds`), and each unit's ê, ĝ_0, ĝ_1 come from models fitted on the
+other folds: one propensity model per experiment (features: the covariates
+and an indicator of each segment level but the first, so that selection may
+differ by segment), and one outcome model per metric and arm. With ê clipped
+to [trim, 1 − trim] (no unit is dropped; DoubleML's "truncate" rule), T the
+arm and y the metric vector of a unit:
+
+- ATE: b_i = ĝ_1 − ĝ_0 + T (y − ĝ_1)/ê − (1 − T)(y − ĝ_0)/(1 − ê);
+  θ_c = mean over the cell of b_i; ψ_i = (b_i − θ_c) / n_c;
+- ATT: a_i = T (y − ĝ_0) − ê (1 − T)(y − ĝ_0)/(1 − ê); θ_c = Σ a_i / n_T,c;
+  ψ_i = (a_i − T θ_c) / n_T,c;
+- covariance: s_g = Σ_{i in g ∩ c} ψ_i over the independent units g (each unit,
+  or each value of ``cluster``), V_c = f · Σ_g s_g s_gᵀ, every metric in one
+  matrix (the same ê for all metrics is what correlates them).
+
+Small-sample factor f. Without ``cluster``: f = 1, DoubleML's convention
+(``DoubleMLIRM``: σ² = mean(ψ²)/(n J²) with J = −1 for both scores), so per
+metric the effect and standard error equal DoubleML's on the cell's units with
+the same learners and folds. With ``cluster``: f = G/(G − 1) (CR1), G the
+distinct clusters in the cell, and folds split clusters. DoubleML's clustered
+IRM, with folds of equal numbers of clusters, gives Σ_g s_g² without the
+factor, so V is G/(G − 1) times its variance.
+
+Cells are experiment × segment cells; the nuisance models use the whole
+experiment, so a cell's θ_c is the mean of the experiment's doubly robust
+scores over the cell. Units in different cells are independent, except when a
+cluster spans cells: then ``shared_cov`` holds the part of the errors an
+experiment's cells share, as for cluster-randomized tests
+(:mod:`proxyscope.data.shared_noise`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.model_selection import KFold
+
+from proxyscope import dims
+from proxyscope.data import designs
+from proxyscope.data.assemble import experiment_values, finish
+from proxyscope.data.cells import CellEffects, segment_labels
+from proxyscope.data.clustered import FEW_CLUSTERS, Clustered
+from proxyscope.data.ipw_checks import (
+    Rows,
+    Settings,
+    cell_name,
+    check_settings,
+    covariate_names,
+    overlap_report,
+    read_rows,
+)
+from proxyscope.data.shared_noise import experiment_codes, shared_noise
+from proxyscope.data.validate import check_min_users, check_roles, plain
+from proxyscope.errors import DataError, DataWarning
+
+OWNER = "ipw"
+#: Outcome models whose multi-output fit equals one fit per metric (fitted once per arm).
+MULTI_OUTPUT = (LinearRegression, Ridge)
+
+
+def ipw(
+    rows: pd.DataFrame,
+    *,
+    experiment: str,
+    treatment: str,
+    outcome: str,
+    proxies: Sequence[str] | str,
+    covariates: Sequence[str] | str,
+    segments: Sequence[str] | str = (),
+    directions: Mapping[str, str] | None = None,
+    estimand: str = "ate",
+    trim: float = 0.01,
+    n_folds: int = 5,
+    propensity_model: Any = None,
+    outcome_model: Any = None,
+    cluster: str | None = None,
+    treated_value: Any = None,
+    min_users_per_arm: int = 10,
+    random_state: int = 0,
+) -> CellEffects:
+    """Doubly robust (AIPW) effects of an opt-in feature per experiment × segment cell.
+
+    See the module docstring for the assumptions, the formulas and the
+    small-sample factor.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        One row per unit (user) of one or many experiments; not modified.
+    experiment, treatment, outcome, proxies, segments, directions
+        As in :func:`proxyscope.summarize`: the experiment id, the arm (opted
+        in or not; exactly two values), the long-term outcome, the proxies,
+        the segment columns (cells are their crossing within each experiment)
+        and each proxy's good direction ("higher" or "lower"; a "lower" proxy
+        is negated so every effect reads "positive is better").
+    covariates : list of str
+        Numeric (or boolean) columns measured before the choice that drive it
+        and the metrics (one-hot encode categorical ones first). The nuisance
+        models see them and an indicator of each segment level but the first
+        to appear in ``rows``.
+    estimand : {"ate", "att"}, default "ate"
+        The average effect over the cell's units, or over its treated (opted
+        in) units.
+    trim : float in [0, 0.5), default 0.01
+        Propensities are clipped to [trim, 1 − trim] (DoubleML's
+        ``trimming_threshold``); no unit is dropped. With 0, a propensity of
+        exactly 0 or 1 is an error.
+    n_folds : int >= 2, default 5
+        Cross-fitting folds (:func:`folds`).
+    propensity_model : scikit-learn classifier, optional
+        Default: ``make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))``.
+        Cloned and fitted once per experiment and fold.
+    outcome_model : scikit-learn regressor, optional
+        Default: ``LinearRegression()``. Cloned and fitted per experiment, fold,
+        arm and metric (LinearRegression and Ridge once per arm for all metrics,
+        which gives the same fits).
+    cluster : str, optional
+        Column of independent units (workspace, team) when units within them
+        are correlated: scores are summed within each cluster and cell, f is
+        G/(G − 1), folds split clusters (not units); cells get
+        ``n_clusters_treat``, ``n_clusters_control``, ``n_clusters_shared`` and,
+        with segments, ``shared_cov``. Fewer than 30 clusters in an arm of a
+        cell: a DataWarning; fewer than 2: a DataError.
+    treated_value : object, optional
+        The treatment column's value for opted-in units, as in ``summarize``.
+    min_users_per_arm : int, default 10
+        Cells with fewer units in an arm are dropped (listed in
+        ``CellEffects.dropped``, a DataWarning); their units still train the
+        nuisance models.
+    random_state : int, default 0
+        Seed of the folds.
+
+    Returns
+    -------
+    CellEffects
+        Design "ipw"; ``effect`` the AIPW estimates (outcome first, proxies in
+        their good direction), ``noise_cov`` V_c, ``n_treat`` / ``n_control`` the
+        cell's treated and control units. ``meta["ipw"]``: the settings, the
+        features, the small-sample factor, and the overlap report of
+        :mod:`proxyscope.data.ipw_checks` (per cell: propensity range and
+        effective sample size per arm, share of propensities outside
+        [0.05, 0.95], SMD of each covariate before and after weighting; per
+        experiment: the SMDs; the cells and experiments that warned).
+
+    Raises
+    ------
+    ParameterError
+        An unknown estimand; ``trim``, ``n_folds``, ``random_state`` or
+        ``min_users_per_arm`` out of range; a model that is not a scikit-learn
+        classifier (propensity) or regressor (outcome); ``treated_value``.
+    ColumnError, DataTypeError, DataError
+        Missing, duplicated or non-numeric columns; missing or infinite values;
+        an experiment with one arm or fewer units (clusters) than folds; a fold
+        without both arms to train on; a model that fails to fit (named).
+    """
+    roles = check_roles(
+        experiment=experiment,
+        treatment=treatment,
+        outcome=outcome,
+        proxies=proxies,
+        segments=segments,
+        directions=directions,
+        owner=OWNER,
+        cluster=cluster,
+    )
+    covs = covariate_names(covariates, roles, owner=OWNER)
+    settings = check_settings(
+        estimand, trim, n_folds, random_state, propensity_model, outcome_model, owner=OWNER
+    )
+    min_users = check_min_users(min_users_per_arm, owner=OWNER)
+    data = read_rows(rows, roles, covs, treated_value, owner=OWNER)
+    labels_exp = data.experiment_labels
+    e_raw, g0, g1 = _nuisance(data, settings, labels_exp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = np.clip(e_raw, settings.trim, 1.0 - settings.trim)
+        if settings.trim == 0.0 and ((e <= 0.0) | (e >= 1.0)).any():
+            raise DataError(
+                f"{OWNER}: {int(((e <= 0) | (e >= 1)).sum())} propensities are exactly 0 or 1 "
+                "with trim=0; pass trim > 0 (e.g. 0.01) to clip them."
+            )
+        theta, psi = scores(data.cell, data.treated, data.y, e, g0, g1, settings.estimand)
+        group = np.arange(len(data.cell)) if data.cluster is None else data.cluster
+        got = joint_covariance(data.cell, group, data.treated, psi, theta, data.cluster is not None)
+
+    n_t, n_c = got.users[:, 0], got.users[:, 1]
+    reasons: list[str | None] = [
+        None if (a >= min_users and b >= min_users) else f"below min_users_per_arm={min_users}"
+        for a, b in zip(n_t, n_c, strict=True)
+    ]
+    kept = np.asarray([r is None for r in reasons], dtype=bool)
+    keys = pd.DataFrame({dims.EXPERIMENT: experiment_values(list(data.cell_keys[:, 0]))})
+    for i, s in enumerate(roles.segments, start=1):
+        keys[s] = data.cell_keys[:, i]
+    seg_label = segment_labels(keys, roles.segments)
+
+    exp_of = [plain(v) for v in keys[dims.EXPERIMENT]]
+
+    def describe(c: int) -> dict[str, Any]:
+        return {dims.EXPERIMENT: exp_of[c], "segment": str(seg_label[c])}
+
+    meta: dict[str, Any] = {
+        "estimand": settings.estimand,
+        "trim": settings.trim,
+        "trim_rule": "clip: propensities clipped to [trim, 1 - trim]; no unit dropped",
+        "n_folds": settings.n_folds,
+        "random_state": settings.random_state,
+        "propensity_model": repr(settings.propensity_model),
+        "outcome_model": repr(settings.outcome_model),
+        "covariates": list(covs),
+        "features": data.feature_names,
+        "cluster": roles.cluster,
+        "small_sample_factor": (
+            "1: V = sum_i psi_i psi_i' (DoubleML IRM)"
+            if data.cluster is None
+            else "CR1: G/(G-1), G = distinct clusters in the cell"
+        ),
+    }
+    variables: dict[str, np.ndarray] | None = None
+    if data.cluster is not None:
+        variables, extra = _cluster_parts(got, data, kept, roles, describe)
+        meta.update(extra)
+    meta.update(
+        overlap_report(
+            data, e_raw, e, settings.estimand, kept, describe, labels_exp, covs, owner=OWNER
+        )
+    )
+    extra_meta = {
+        OWNER: meta,
+        "columns": {"experiment": roles.experiment, "treatment": roles.treatment},
+        "treated_value": data.treated_value,
+        "control_value": data.control_value,
+        "n_rows": len(data.cell),
+    }
+    return finish(
+        keys,
+        n_t,
+        n_c,
+        theta,
+        got.cov[:, 0],
+        reasons,
+        outcome=roles.outcome,
+        proxies=roles.proxies,
+        segments=roles.segments,
+        directions=roles.directions,
+        engine="pandas",
+        min_users_per_arm=min_users,
+        owner=OWNER,
+        experiment_column=roles.experiment,
+        extra=extra_meta,
+        stacklevel=3,
+        design="ipw",
+        variables=variables,
+    )
+
+
+def folds(units: np.ndarray, n_folds: int, random_state: int) -> np.ndarray:
+    """The cross-fitting fold of each row of one experiment.
+
+    ``units`` numbers the experiment's independent units 0 .. U − 1 (rows, or
+    clusters in order of first appearance); the folds are those of
+    ``sklearn.model_selection.KFold(n_folds, shuffle=True,
+    random_state=random_state)`` over the U units.
+    """
+    fold_of = np.empty(int(units.max()) + 1, dtype=np.int64)
+    kfold = KFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    for k, (_, test) in enumerate(kfold.split(np.zeros((len(fold_of), 1)))):
+        fold_of[test] = k
+    return fold_of[units]
+
+
+def _nuisance(
+    data: Rows, settings: Settings, labels: Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cross-fitted ê (raw), ĝ_0 and ĝ_1 (n × M; ĝ_1 NaN for the ATT) per row."""
+    n, m = data.y.shape
+    e_raw = np.full(n, np.nan)
+    g0 = np.full((n, m), np.nan)
+    g1 = np.full((n, m), np.nan)
+    arms = (0, 1) if settings.estimand == "ate" else (0,)
+    t = data.treated.astype(np.int64)
+    for e in range(len(labels)):
+        rows = np.flatnonzero(data.experiment == e)
+        unit = rows if data.cluster is None else data.cluster[rows]
+        unit = np.asarray(pd.factorize(unit)[0], dtype=np.int64)
+        kind = "units" if data.cluster is None else "clusters"
+        if unit.max() + 1 < settings.n_folds:
+            raise DataError(
+                f"{OWNER}: experiment {plain(labels[e])!r} has {unit.max() + 1} {kind}, fewer "
+                f"than n_folds={settings.n_folds}; lower n_folds or drop the experiment."
+            )
+        fold = folds(unit, settings.n_folds, settings.random_state)
+        x, y, te = data.features[rows], data.y[rows], t[rows]
+        for k in range(settings.n_folds):
+            train, test = fold != k, fold == k
+            if min(int((te[train] == 1).sum()), int((te[train] == 0).sum())) < 2:
+                raise DataError(
+                    f"{OWNER}: in experiment {plain(labels[e])!r}, the units outside fold {k} "
+                    "hold fewer than 2 treated or 2 control units to fit the models on; lower "
+                    "n_folds or drop the experiment."
+                )
+            where = f"experiment {plain(labels[e])!r}, fold {k}"
+            ps = settings.propensity_model
+            e_raw[rows[test]] = _fit_predict(ps, x[train], te[train], x[test], where)
+            for a, out in zip(arms, (g0, g1), strict=False):
+                fit = train & (te == a)
+                model = settings.outcome_model
+                if isinstance(model, MULTI_OUTPUT):
+                    pred = _fit_predict(model, x[fit], y[fit], x[test], where)
+                    out[rows[test]] = np.asarray(pred).reshape(-1, m)
+                    continue
+                for j in range(m):
+                    out[rows[test], j] = _fit_predict(model, x[fit], y[fit, j], x[test], where)
+    return e_raw, g0, g1
+
+
+def _fit_predict(model: Any, x: np.ndarray, y: np.ndarray, new: np.ndarray, where: str) -> Any:
+    """A clone of ``model`` fitted on (x, y), predicting ``new`` (a classifier: P(class 1)).
+
+    A failure inside scikit-learn becomes a DataError naming the model and the fold.
+    """
+    try:
+        fitted = clone(model).fit(x, y)
+        if hasattr(fitted, "predict_proba"):
+            return fitted.predict_proba(new)[:, list(fitted.classes_).index(1)]
+        return fitted.predict(new)
+    except (ValueError, TypeError, IndexError, ArithmeticError, np.linalg.LinAlgError) as err:
+        raise DataError(f"{OWNER}: {type(model).__name__} failed ({where}): {err}") from err
+
+
+def scores(
+    cell: np.ndarray,
+    treated: np.ndarray,
+    y: np.ndarray,
+    e: np.ndarray,
+    g0: np.ndarray,
+    g1: np.ndarray,
+    estimand: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell θ_c (C × M) and per row the influence function ψ_i (n × M; module docstring)."""
+    t = treated.astype(float)[:, None]
+    n_cells = int(cell.max()) + 1
+    m = y.shape[1]
+    if estimand == "ate":
+        b = g1 - g0 + t * (y - g1) / e[:, None] - (1.0 - t) * (y - g0) / (1.0 - e)[:, None]
+        denom = np.bincount(cell, minlength=n_cells).astype(float)
+        centre = np.ones_like(t)
+    else:
+        b = (t - (1.0 - t) * (e / (1.0 - e))[:, None]) * (y - g0)
+        denom = np.bincount(cell, weights=treated.astype(float), minlength=n_cells)
+        centre = t
+    theta = np.stack(
+        [np.bincount(cell, weights=b[:, j], minlength=n_cells) / denom for j in range(m)], axis=1
+    )
+    psi = (b - centre * theta[cell]) / denom[cell][:, None]
+    return theta, psi
+
+
+def joint_covariance(
+    cell: np.ndarray,
+    group: np.ndarray,
+    treated: np.ndarray,
+    psi: np.ndarray,
+    theta: np.ndarray,
+    clustered: bool,
+) -> Clustered:
+    """V_c = f Σ_g s_g s_gᵀ per cell, with the per-(cell, group) scores s_g.
+
+    Returned as :class:`~proxyscope.data.clustered.Clustered` (one contrast), so
+    :func:`~proxyscope.data.shared_noise.shared_noise` can read the scores.
+    """
+    n_cells, m = theta.shape
+    span = int(group.max()) + 1
+    pair, _ = pd.factorize(cell.astype(np.int64) * span + group)
+    n_pairs = int(pair.max()) + 1
+    pair_cell, pair_group = np.zeros((2, n_pairs), dtype=np.int64)
+    pair_cell[pair], pair_group[pair] = cell, group
+    score = np.zeros((n_pairs, m))
+    np.add.at(score, pair, psi)
+    clusters = np.bincount(pair_cell, minlength=n_cells)
+    factor = clusters / (clusters - 1.0) if clustered else np.ones(n_cells)
+    cov = np.zeros((n_cells, m, m))
+    np.add.at(cov, pair_cell, score[:, :, None] * score[:, None, :])
+    present = np.zeros((n_pairs, 2))
+    np.add.at(present, (pair, (~treated).astype(np.int64)), 1.0)
+    users = np.stack([np.bincount(cell, weights=treated, minlength=n_cells)] * 2, 1)
+    users[:, 1] = np.bincount(cell, minlength=n_cells) - users[:, 0]
+    n_clusters = np.zeros((n_cells, 2), dtype=np.int64)
+    np.add.at(n_clusters, pair_cell, present > 0)
+    shared = np.bincount(pair_cell, weights=(present > 0).all(axis=1), minlength=n_cells)
+    return Clustered(
+        users.astype(np.int64),
+        theta[:, None],
+        (factor[:, None, None] * cov)[:, None],
+        n_clusters,
+        clusters,
+        shared.astype(np.int64),
+        score,
+        pair_cell,
+        pair_group,
+    )
+
+
+def _cluster_parts(
+    got: Clustered, data: Rows, kept: np.ndarray, roles: Any, describe: Any
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Cluster counts (and ``shared_cov`` with segments) per cell; the cluster checks."""
+    fewest = got.n_clusters.min(axis=1)
+    too_few = [c for c in np.flatnonzero(kept) if fewest[c] < 2]
+    if too_few:
+        raise DataError(
+            f"{OWNER}: a cluster-robust covariance needs at least 2 clusters of column "
+            f"{roles.cluster!r} (given as 'cluster') in each arm of a cell; {len(too_few)} "
+            f"cell(s) have fewer, e.g. {cell_name(describe(int(too_few[0])))}. Use fewer segment "
+            "columns, or raise min_users_per_arm to drop such cells."
+        )
+    few = [int(c) for c in np.flatnonzero(kept) if fewest[c] < FEW_CLUSTERS]
+    if few:
+        warnings.warn(
+            f"{OWNER}: {len(few)} of {int(kept.sum())} cells have fewer than {FEW_CLUSTERS} "
+            f"clusters of column {roles.cluster!r} in an arm, where cluster-robust standard "
+            f"errors tend to be too small, e.g. {cell_name(describe(few[0]))}.",
+            DataWarning,
+            stacklevel=3,
+        )
+    variables = {
+        designs.N_CLUSTERS_TREAT: got.n_clusters[:, 0],
+        designs.N_CLUSTERS_CONTROL: got.n_clusters[:, 1],
+        designs.N_CLUSTERS_SHARED: got.shared,
+    }
+    meta: dict[str, Any] = {"shared_clusters": int(got.shared[kept].sum())}
+    if roles.segments:
+        noise = shared_noise(got, experiment_codes(data.cell_keys[:, 0]), kept)
+        variables[designs.SHARED_COV] = noise.cov
+        meta["shared_noise"] = noise.summary()
+    return variables, meta
