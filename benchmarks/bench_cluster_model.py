@@ -1,60 +1,33 @@
 """Benchmark: the proxy model fitted on a cluster-randomized history, against exact truth.
 
-Per seed, two worlds with the same users and potential outcomes:
+Per seed: the workspace world (:func:`proxyscope.simulate.workspace`, randomized by
+workspace, each workspace's users spread over the segment cells) and the
+user-randomized streaming world of the same seed, users and potential outcomes.
+Fits of the default ``ProxyModel`` (4 chains x (``--draws`` + ``--tune``)):
 
-- the workspace world (:func:`proxyscope.simulate.workspace`, ``--experiments``
-  experiments x ``--workspaces`` workspaces, the default ICC 0.3 and spillover):
-  randomized by workspace, each workspace's users spread over the segment cells;
-- the user-randomized streaming world of the same seed and size
-  (:func:`proxyscope.simulate.streaming` with the workspace world's number of
-  users: the same users and potential outcomes, randomized user by user).
+- ``clustered``: the workspace world's cells with the joint cluster-robust
+  covariance and the part an experiment's cells share (``shared_cov``), which the
+  model integrates as one error per experiment; ``clustered_no_shared_term``
+  drops ``shared_cov`` (cells' errors taken as independent); ``user_level``: the
+  user-level covariance of the same direct effect;
+- ``user_randomized``: the streaming world's cells (``bench_truth.py``'s baseline);
+- ``shared_noise`` / ``shared_noise_no_term`` / ``independent_noise``: the
+  streaming cells plus noise the size of the workspace baselines' part of an
+  effect (per experiment ``sum_w (n_w / N_arm)^2`` times the baselines'
+  covariance), one draw per experiment shared by its cells (told to the model as
+  ``shared_cov``, or not) or one draw per cell; ``noise_cov`` gains it in all three;
+- ``*_noseg``: clustered, user_level and user_randomized with one cell per experiment.
 
-Fits of the default ``ProxyModel`` (4 chains x (``--draws`` + ``--tune``)), one at
-a time:
-
-- ``clustered``: the workspace world's cells (direct effect, exposure-aware)
-  with the joint cluster-robust covariance (``cluster="workspace"``);
-- ``user_level``: the same cells with the user-level covariance of the same
-  direct effect (each user its own cluster: the user-level covariance up to
-  N/(N-1));
-- ``user_randomized``: the streaming world's cells (the baseline every
-  calibration target was set on, ``bench_truth.py``);
-- ``clustered_no_shared_term``: ``clustered`` with the cells' ``shared_cov`` (the
-  part of their errors an experiment's cells share, which ``summarize`` estimates
-  when workspaces span segment cells) dropped, so the model takes the cells'
-  errors as independent: the fit before the model had the shared-error term;
-- ``shared_noise`` / ``independent_noise``: the streaming world's cells plus
-  noise the size of the workspace baselines' part of an effect (per experiment,
-  covariance ``sum_w (n_w / N_arm)^2`` over both arms' workspaces times the
-  baselines' covariance), one draw per experiment added to all its cells, or one
-  draw per cell; each cell's ``noise_cov`` gains that covariance in both. The two
-  differ only in the correlation between an experiment's cells; ``shared_noise``
-  tells the model the shared part (``shared_cov``), ``shared_noise_no_term`` does
-  not;
-- ``*_noseg``: the first three again with one cell per experiment
-  (``segments=()``). The workspace world cannot keep a workspace inside one
-  segment cell, so this is the history where segments cannot split a workspace:
-  its cells share no workspace and their errors are independent.
-
-Scores, the same for every fit (``bench_truth.py``'s definitions, its PROXIES and
-TARGET_SHARE):
-
-- fragility (segmented fits): mean absolute error of ``flip_prob`` against the
-  population flip rate of each of the 24 cells, coverage of its 90% interval,
-  and coverage over the cells whose truth is above 0; without segments, the one
-  population flip rate of the world's mix (1 - ``pop_decision_accuracy``);
-- transport: coverage of the 90% predictive interval over 2,000 new experiments'
-  exact mix-level long-term effects, and its width; the target is the mix with
-  60% of users in the failure cohort's cell (segmented fits) or the world's mix
-  (without segments, the only target such a fit has);
-- the cells: coverage of each cell's 90% interval ``effect +- 1.645 se`` of the
-  truth (``cell_effect``, or ``experiment_effect`` without segments) per metric,
-  from the covariance the fit was given, and the mean correlation between the
-  standardized errors of two cells of one experiment (the correlation the
-  per-cell ``noise_cov`` cannot represent);
-- the fit's recovered cells: coverage of the 90% interval of each cell's true
-  long-term effect (``ProxyFit.latent_effects``), and the sd over experiments of
-  the recovered experiment effects (posterior mean) per metric.
+Scores (``bench_truth.py``'s definitions): fragility (MAE of ``flip_prob`` against
+each of the 24 cells' population flip rate, coverage of its 90% interval, also over
+the cells whose truth is above 0; without segments the mix's flip rate); transport
+(coverage and width of the 90% predictive interval over 2,000 new experiments'
+exact long-term effects, target mix with 60% of users in the failure cohort's
+cell); the cells (coverage of ``effect +- 1.645 se`` of the truth per metric, and
+the mean correlation between two cells' standardized errors within an
+experiment); the recovered cells (coverage of the 90% interval of each cell's true
+long-term effect, ``ProxyFit.latent_effects``; sd of the recovered experiment
+effects per metric).
 
 Rows go to ``benchmarks/_results/cluster_model.csv`` (a rerun skips the (seed, fit)
 pairs already there unless ``--fresh``) and the table is printed. Run

@@ -84,10 +84,10 @@ def run(label: str, markets: int, seeds: range, experiments: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worlds", type=int, default=50)
+    parser.add_argument("--worlds", type=int, default=12)
     parser.add_argument("--experiments", type=int, default=20)
     parser.add_argument("--markets", type=int, default=25)
-    parser.add_argument("--worlds-large", type=int, default=6)
+    parser.add_argument("--worlds-large", type=int, default=3)
     parser.add_argument("--markets-large", type=int, default=49)
     parser.add_argument("--first-seed", type=int, default=1)
     args = parser.parse_args()

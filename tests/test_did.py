@@ -1,4 +1,4 @@
-"""did(): 2×2 against pyfixest's two-way fixed effects, staggered against plain loops, checks, world."""
+"""did(): the 2×2 against pyfixest's two-way fixed effects, staggered against loops, the world."""
 
 from __future__ import annotations
 
@@ -264,6 +264,18 @@ def test_metadata_counts_and_json() -> None:
     assert (got.data["n_treat"].values + got.data["n_control"].values == 35).all()
 
 
+def test_small_cells_are_dropped_and_reported() -> None:
+    panel = pd.concat([make_panel(1), make_panel(2, experiments=("c",), n_units=12)])
+    with pytest.warns(DataWarning, match=r"did dropped 2 of 6 cells \(2 below min_units=5\)"):
+        got = run(panel, segments=["region"])
+    assert list(got.dropped["experiment"]) == ["c", "c"]
+    assert list(got.dropped["n_control"]) == [2, 2]
+    with pytest.raises(DataError, match="no cell has at least min_units=20"):
+        run(panel, min_units=20)
+    with pytest.raises(DataError, match="at least 2 clusters of column 'one'"):
+        run(panel.assign(one=1), cluster="one")
+
+
 def test_cluster_spanning_segments_gives_shared_cov() -> None:
     got = run(make_panel(4, n_units=48), segments=["region"], cluster="city")
     shared = got.variable("shared_cov")
@@ -318,6 +330,8 @@ def edit(panel: pd.DataFrame, how: str) -> pd.DataFrame:
         out.loc[first, "watch"] = np.inf
     elif how == "text":
         out["watch"] = out["watch"].astype(str)
+    elif how == "dates":
+        out["week"] = pd.to_datetime("2024-01-01") + pd.to_timedelta(out["week"], unit="W")
     elif how == "one":
         out = out[out["exp_id"] == "a"]
     elif how == "one_period":
@@ -336,6 +350,7 @@ def edit(panel: pd.DataFrame, how: str) -> pd.DataFrame:
         ("nan", DataError, "Missing values"),
         ("inf", DataError, "Infinite values"),
         ("text", DataTypeError, "must be numeric"),
+        ("dates", DataTypeError, "'week' \\(given as 'period'\\) must hold numbers"),
         ("one", DataError, "at least two experiments"),
         ("one_period", DataError, "single period"),
     ],
@@ -354,11 +369,11 @@ def test_not_a_dataframe() -> None:
 
 
 def test_world_config_fails_closed() -> None:
-    with pytest.raises(ParameterError, match="DidConfig.waves"):
+    with pytest.raises(ParameterError, match=r"DidConfig\.waves"):
         DidConfig(n_periods=4, waves=(2, 4))
-    with pytest.raises(ParameterError, match="DidConfig.never_share"):
+    with pytest.raises(ParameterError, match=r"DidConfig\.never_share"):
         DidConfig(never_share=1.0)
-    with pytest.raises(ParameterError, match="DidConfig.n_units: every region needs"):
+    with pytest.raises(ParameterError, match=r"DidConfig\.n_units: every region needs"):
         DidConfig(n_units=20)
     with pytest.raises(ParameterError, match="Did you mean 'n_units'"):
         rollout(n_unit=5)

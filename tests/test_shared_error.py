@@ -187,3 +187,11 @@ def test_held_out_experiments_with_a_shared_error_are_scored_as_in_the_fit(
     for e in (0, 3):
         got = heldout_experiment_loglik(shared_fit, shared_fit.model_effects.subset([e]))[:, 0]
         np.testing.assert_allclose(got, stored.sel({dims.EXPERIMENT: e}).values, rtol=1e-6)
+
+
+def test_the_designs_table_counts_the_experiments_with_a_shared_error(
+    shared_fit: ps.ProxyFit,
+) -> None:
+    report = ps.design_bias(shared_fit, refit=False)
+    assert report.designs["shared_error_experiments"].tolist() == [6]
+    assert "In 6 experiments the cells share part of their errors" in report.reading()

@@ -49,7 +49,8 @@ class DesignReport:
     Attributes
     ----------
     designs : DataFrame
-        One row per design: cells, experiments, whether randomized (unbiased).
+        One row per design: cells, experiments, whether randomized (unbiased), and
+        its experiments whose cells share part of their errors (``shared_cov``).
     bias : DataFrame
         One row per (biased design, metric): the bias sd (mean, lower, upper;
         original units) and the median sampling sd of the design's cells.
@@ -72,11 +73,20 @@ class DesignReport:
     def reading(self) -> str:
         """One paragraph a reader can act on."""
         biased = self.designs[~self.designs["randomized"]]
+        shared = int(self.designs["shared_error_experiments"].sum())
+        note = (
+            f" In {shared} experiment{'s' if shared != 1 else ''} the cells share part of "
+            "their errors (clusters spanning segment cells); the model integrates that "
+            "shared error."
+            if shared
+            else ""
+        )
         if biased.empty:
             return (
                 "Every cell comes from a randomized design ("
                 + ", ".join(self.designs["design"])
                 + "): the model takes every estimate as unbiased; no bias term."
+                + note
             )
         parts = []
         for design in biased["design"]:
@@ -93,7 +103,7 @@ class DesignReport:
                 shifts = ", ".join(f"{r.proxy} {r.shift:+.3g}" for r in moved.itertuples())
                 text += f"; without its experiments the slopes move by {shifts}"
             parts.append(text)
-        return "; ".join(parts) + "."
+        return "; ".join(parts) + "." + note
 
     def __repr__(self) -> str:
         return f"<proxyscope.DesignReport: {self.reading()}>"
@@ -140,6 +150,9 @@ def design_bias(
             "cells": [int(np.sum(design == d)) for d in present],
             "experiments": [len(pd.unique(effects.experiment[design == d])) for d in present],
             "randomized": [ds.is_randomized(d) for d in present],
+            "shared_error_experiments": [
+                _shared_experiments(effects, design == d) for d in present
+            ],
         }
     )
     lo_q, hi_q = (1 - ci) / 2, (1 + ci) / 2
@@ -198,6 +211,14 @@ def design_bias(
         slopes=pd.DataFrame(slopes),
         ci=ci,
     )
+
+
+def _shared_experiments(effects: Any, cells: np.ndarray) -> int:
+    """Experiments among ``cells`` whose cells carry a nonzero shared error."""
+    if ds.SHARED_COV not in effects.data:
+        return 0
+    has = np.abs(effects.variable(ds.SHARED_COV)).sum(axis=(1, 2)) > 0
+    return len(pd.unique(effects.experiment[cells & has]))
 
 
 def slope_draws(fit: ProxyFit) -> np.ndarray:

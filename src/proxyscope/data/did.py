@@ -45,10 +45,17 @@ weights (and weights' influence) as θ, i.e. the mean differential drift per
 period; t = mean / se with its CR1 se, two-sided p from Student's t with
 G − 1 degrees of freedom. The cell's p-value is the Bonferroni minimum over the
 tested metrics, min(1, m · min_j p_j); cells below ``pretrend_level`` are
-named in a DataWarning. (A joint Wald test of every pre-period ATT(g, t),
-read as Hotelling's F, rejected 10% of null cells at 5% in the simulated
-rollout world, whose cohorts hold 7–15 units per cell; the averaged drift
-rejects 4.6%.)
+named in a DataWarning. The averaged drift targets the usual violation (a
+differential trend) and stays sized with few units: on the simulated rollout
+world (cohorts of 7–15 units per cell) it rejected 4.6% of null metric-cells
+at 5%, where a joint Wald test of every pre-period ATT(g, t), even read as
+Hotelling's F, rejected 10%.
+
+Measured (``benchmarks/bench_did.py``, 200 simulated rollout worlds, 4,000
+cells per row): with 80–140 units per cell, 90% intervals held the exact truth
+in 90–91% of cells per metric (mean z² 0.97–1.03); with 24–42 units per cell
+(cohorts of 7–15 units) in 88–90% (mean z² 1.03–1.09): CR1 does not undo the
+(n_g − 1)/n_g shrinkage of small cohorts' variances.
 
 Assumptions, and how they break (what to do):
 

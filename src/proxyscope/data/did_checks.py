@@ -100,16 +100,9 @@ def check_did_roles(
     cluster: Any,
 ) -> DidRoles:
     """Names and roles, before any data is read (one role per column)."""
-    single = {
-        role: column_name(value, param=role, owner=OWNER)
-        for role, value in (
-            ("experiment", experiment),
-            ("unit", unit),
-            ("period", period),
-            ("first_treated", first_treated),
-            ("outcome", outcome),
-        )
-    }
+    named = ("experiment", "unit", "period", "first_treated", "outcome")
+    given = (experiment, unit, period, first_treated, outcome)
+    single = {r: column_name(v, param=r, owner=OWNER) for r, v in zip(named, given, strict=True)}
     prx = name_list(proxies, param="proxies", owner=OWNER, allow_empty=False)
     seg = name_list(segments, param="segments", owner=OWNER, allow_empty=True)
     clu = None if cluster is None else column_name(cluster, param="cluster", owner=OWNER)
@@ -185,17 +178,29 @@ class Block:
 
 
 def _numeric(panel: pd.DataFrame, column: str, roles: DidRoles, *, allow_bool: bool) -> None:
-    dtype = panel[column].dtype
-    is_bool = pd.api.types.is_bool_dtype(dtype)
-    ok = (is_bool and allow_bool) or (
+    """Metrics may be boolean; a period or first-treated column must hold numbers (an
+    object column of numbers and None passes: None is missing)."""
+    col = panel[column]
+    is_bool = pd.api.types.is_bool_dtype(col.dtype)
+    if (is_bool and allow_bool) or (
         not is_bool
-        and pd.api.types.is_numeric_dtype(dtype)
-        and not pd.api.types.is_complex_dtype(dtype)
+        and pd.api.types.is_numeric_dtype(col.dtype)
+        and not pd.api.types.is_complex_dtype(col.dtype)
+    ):
+        return
+    values = col.dropna()
+    example = values.iloc[0] if len(values) else None
+    if allow_bool:
+        raise nonnumeric_error(column, roles.role_of(column), str(col.dtype), example)
+    if col.dtype == object and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
+    ):
+        return
+    raise DataTypeError(
+        f"Column {column!r} (given as {roles.role_of(column)!r}) must hold numbers (a period "
+        f"index such as a week number; convert dates first); found type {col.dtype} "
+        f"(e.g. the value {example!r})."
     )
-    if not ok:
-        values = panel[column].dropna()
-        example = values.iloc[0] if len(values) else None
-        raise nonnumeric_error(column, roles.role_of(column), str(dtype), example)
 
 
 def _units_shown(keys: pd.DataFrame, roles: DidRoles, rows: np.ndarray) -> str:

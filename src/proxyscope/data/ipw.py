@@ -202,8 +202,7 @@ def ipw(
     )
     min_users = check_min_users(min_users_per_arm, owner=OWNER)
     data = read_rows(rows, roles, covs, treated_value, owner=OWNER)
-    labels_exp = data.experiment_labels
-    e_raw, g0, g1 = _nuisance(data, settings, labels_exp)
+    e_raw, g0, g1 = _nuisance(data, settings)
     with np.errstate(invalid="ignore", divide="ignore"):
         e = np.clip(e_raw, settings.trim, 1.0 - settings.trim)
         if settings.trim == 0.0 and ((e <= 0.0) | (e >= 1.0)).any():
@@ -224,12 +223,13 @@ def ipw(
     keys = pd.DataFrame({dims.EXPERIMENT: experiment_values(list(data.cell_keys[:, 0]))})
     for i, s in enumerate(roles.segments, start=1):
         keys[s] = data.cell_keys[:, i]
-    seg_label = segment_labels(keys, roles.segments)
-
-    exp_of = [plain(v) for v in keys[dims.EXPERIMENT]]
-
-    def describe(c: int) -> dict[str, Any]:
-        return {dims.EXPERIMENT: exp_of[c], "segment": str(seg_label[c])}
+    named = [
+        {dims.EXPERIMENT: plain(e), "segment": str(label)}
+        for e, label in zip(
+            keys[dims.EXPERIMENT], segment_labels(keys, roles.segments), strict=True
+        )
+    ]
+    describe = named.__getitem__
 
     meta: dict[str, Any] = {
         "estimand": settings.estimand,
@@ -253,9 +253,7 @@ def ipw(
         variables, extra = _cluster_parts(got, data, kept, roles, describe)
         meta.update(extra)
     meta.update(
-        overlap_report(
-            data, e_raw, e, settings.estimand, kept, describe, labels_exp, covs, owner=OWNER
-        )
+        overlap_report(data, e_raw, e, settings.estimand, kept, describe, covs, owner=OWNER)
     )
     extra_meta = {
         OWNER: meta,
@@ -301,10 +299,9 @@ def folds(units: np.ndarray, n_folds: int, random_state: int) -> np.ndarray:
     return fold_of[units]
 
 
-def _nuisance(
-    data: Rows, settings: Settings, labels: Sequence[Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _nuisance(data: Rows, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cross-fitted ê (raw), ĝ_0 and ĝ_1 (n × M; ĝ_1 NaN for the ATT) per row."""
+    labels = data.experiment_labels
     n, m = data.y.shape
     e_raw = np.full(n, np.nan)
     g0 = np.full((n, m), np.nan)

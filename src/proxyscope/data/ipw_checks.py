@@ -343,7 +343,6 @@ def overlap_report(
     estimand: str,
     kept: np.ndarray,
     describe: Callable[[int], Mapping[str, Any]],
-    experiment_labels: Sequence[Any],
     covariates: Sequence[str],
     *,
     owner: str,
@@ -354,19 +353,15 @@ def overlap_report(
     marks the cells that are reported; ``describe(c)`` gives a cell's experiment
     and segment label.
     """
-    t, n_cells = data.treated, len(data.cell_keys)
+    t, n_cells, experiment_labels = data.treated, len(data.cell_keys), data.experiment_labels
     w = weights(t, e, estimand)
     one = np.ones_like(w)
     arm_cell = 2 * data.cell + t
-    low = np.full(2 * n_cells, np.inf)
-    high = np.full(2 * n_cells, -np.inf)
+    low, high = np.full(2 * n_cells, np.inf), np.full(2 * n_cells, -np.inf)
     np.minimum.at(low, arm_cell, e_raw)
     np.maximum.at(high, arm_cell, e_raw)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ess = (
-            np.bincount(arm_cell, weights=w, minlength=2 * n_cells) ** 2
-            / np.bincount(arm_cell, weights=w**2, minlength=2 * n_cells)
-        ).reshape(n_cells, 2)
+        ess = np.bincount(arm_cell, w, 2 * n_cells) ** 2 / np.bincount(arm_cell, w**2, 2 * n_cells)
     outside = np.bincount(data.cell, weights=(e_raw < BAND) | (e_raw > 1 - BAND), minlength=n_cells)
     share = outside / np.bincount(data.cell, minlength=n_cells)
     before = _smd(data.cell, n_cells, t, data.x, one)
@@ -388,7 +383,7 @@ def overlap_report(
             arm[name] = {
                 "propensity_min": float(low[2 * c + flag]),
                 "propensity_max": float(high[2 * c + flag]),
-                "effective_n": float(ess[c, int(flag)]),
+                "effective_n": float(ess[2 * c + flag]),
             }
         cells.append(
             {

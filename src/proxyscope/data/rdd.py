@@ -48,7 +48,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,7 +57,7 @@ from proxyscope import dims
 from proxyscope.data.assemble import cell_order, experiment_values, finish
 from proxyscope.data.cellchecks import describe_cell
 from proxyscope.data.cells import CellEffects, segment_labels
-from proxyscope.data.rdd_bandwidth import mserd_bandwidth, side_fit, small_sample_factor
+from proxyscope.data.rdd_bandwidth import jump, kernel_weights, mserd_bandwidth
 from proxyscope.data.rdd_checks import (
     Arguments,
     Columns,
@@ -73,59 +72,6 @@ OWNER = "rdd"
 DESIGN = "rdd"
 #: Multiples of the bandwidth in the sensitivity table.
 FACTORS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0)
-
-
-@dataclass(frozen=True)
-class Jump:
-    """The estimate at one bandwidth: effects, covariance and the rows it uses."""
-
-    effect: np.ndarray
-    cov: np.ndarray
-    n_below: int
-    n_above: int
-    clusters_below: int | None
-    clusters_above: int | None
-
-
-def jump(
-    u: np.ndarray, y: np.ndarray, h: float, kernel: str, cluster: np.ndarray | None
-) -> Jump | None:
-    """Local linear jump at u = 0 of every column of y, with the joint covariance.
-
-    ``u`` is x − c. None when a side has fewer than two distinct values of u
-    with positive weight, or its small-sample factor is undefined.
-    """
-    effect = np.zeros(y.shape[1])
-    psi_parts: list[np.ndarray] = []
-    unit_parts: list[np.ndarray] = []
-    counts: list[int] = []
-    groups: list[int | None] = []
-    for sign, mask in ((-1.0, u < 0), (1.0, u >= 0)):
-        fit = side_fit(u[mask], y[mask], h, 1, kernel)
-        if fit is None:
-            return None
-        n = int(fit.keep.sum())
-        side_cluster = None if cluster is None else cluster[mask][fit.keep]
-        g = None if side_cluster is None else int(np.unique(side_cluster).size)
-        factor = small_sample_factor(n, 2, g)
-        if not math.isfinite(factor):
-            return None
-        lever = (fit.design * fit.weight[:, None]) @ fit.inv_gram[0]
-        psi_parts.append(sign * math.sqrt(factor) * lever[:, None] * fit.resid)
-        if side_cluster is not None:
-            unit_parts.append(side_cluster)
-        effect += sign * fit.beta[0]
-        counts.append(n)
-        groups.append(g)
-    psi = np.concatenate(psi_parts)
-    if cluster is None:
-        cov = psi.T @ psi
-    else:
-        _, index = np.unique(np.concatenate(unit_parts), return_inverse=True)
-        score = np.zeros((int(index.max()) + 1, psi.shape[1]))
-        np.add.at(score, index, psi)
-        cov = score.T @ score
-    return Jump(effect, cov, counts[0], counts[1], groups[0], groups[1])
 
 
 def rdd(
@@ -308,11 +254,11 @@ def _one_cell(cols: Columns, idx: np.ndarray, args: Arguments) -> tuple[str | No
     row["bandwidth"] = float(h)
     got = jump(u, y, h, args.kernel, cl)
     if got is None:
-        inside = np.abs(u) < h
+        inside = kernel_weights(u, h, args.kernel) > 0
         row["n_below"] = int((inside & (u < 0)).sum())
         row["n_above"] = int((inside & (u >= 0)).sum())
-        what = "2 clusters" if cl is not None else "2 distinct running values"
-        return f"fewer than {what} within the bandwidth on a side", row
+        what = " (or 2 clusters)" if cl is not None else ""
+        return f"fewer than 2 distinct running values{what} within the bandwidth on a side", row
     row.update(n_below=got.n_below, n_above=got.n_above)
     if cl is not None:
         row.update(clusters_below=got.clusters_below, clusters_above=got.clusters_above)

@@ -27,6 +27,10 @@ rounding error (the tests measure it):
 Variances are sandwich variances of the weighted least squares fit with the
 residual factor of HC1, n/(n−k) (k = o+1 coefficients, n observations with
 positive weight), or, with clusters, CR1: (n−1)/(n−k) · g/(g−1).
+
+:func:`jump` is the estimate itself: the local linear jump of every metric at
+the cutoff at one bandwidth, with its joint covariance from per-unit influence
+functions (formulas in :mod:`proxyscope.data.rdd`).
 """
 
 from __future__ import annotations
@@ -130,6 +134,59 @@ def fit_variance(fit: SideFit, cluster: np.ndarray | None, column: int = 0) -> n
         meat = summed.T @ summed
         factor = small_sample_factor(n, k, codes.size)
     return np.asarray(factor * fit.inv_gram @ meat @ fit.inv_gram)
+
+
+@dataclass(frozen=True)
+class Jump:
+    """The estimate at one bandwidth: effects, covariance and the rows it uses."""
+
+    effect: np.ndarray
+    cov: np.ndarray
+    n_below: int
+    n_above: int
+    clusters_below: int | None
+    clusters_above: int | None
+
+
+def jump(
+    u: np.ndarray, y: np.ndarray, h: float, kernel: str, cluster: np.ndarray | None
+) -> Jump | None:
+    """Local linear jump at u = 0 of every column of y, with the joint covariance.
+
+    ``u`` is x − c. None when a side has fewer than two distinct values of u
+    with positive weight, or its small-sample factor is undefined.
+    """
+    effect = np.zeros(y.shape[1])
+    psi_parts: list[np.ndarray] = []
+    unit_parts: list[np.ndarray] = []
+    counts: list[int] = []
+    groups: list[int | None] = []
+    for sign, mask in ((-1.0, u < 0), (1.0, u >= 0)):
+        fit = side_fit(u[mask], y[mask], h, 1, kernel)
+        if fit is None:
+            return None
+        n = int(fit.keep.sum())
+        side_cluster = None if cluster is None else cluster[mask][fit.keep]
+        g = None if side_cluster is None else int(np.unique(side_cluster).size)
+        factor = small_sample_factor(n, 2, g)
+        if not math.isfinite(factor):
+            return None
+        lever = (fit.design * fit.weight[:, None]) @ fit.inv_gram[0]
+        psi_parts.append(sign * math.sqrt(factor) * lever[:, None] * fit.resid)
+        if side_cluster is not None:
+            unit_parts.append(side_cluster)
+        effect += sign * fit.beta[0]
+        counts.append(n)
+        groups.append(g)
+    psi = np.concatenate(psi_parts)
+    if cluster is None:
+        cov = psi.T @ psi
+    else:
+        _, index = np.unique(np.concatenate(unit_parts), return_inverse=True)
+        score = np.zeros((int(index.max()) + 1, psi.shape[1]))
+        np.add.at(score, index, psi)
+        cov = score.T @ score
+    return Jump(effect, cov, counts[0], counts[1], groups[0], groups[1])
 
 
 def _stage(

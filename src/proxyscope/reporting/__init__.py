@@ -22,19 +22,20 @@ the top of the Markdown, ``"trustworthy": false`` and a ``convergence``
 warning naming the failed parameters in the JSON, and a red line on every
 figure.
 
-report.json (schema 1.2.0)
+report.json (schema 1.3.0)
 --------------------------
 JSON Schema draft 2020-12, shipped as package data
 (``proxyscope/reporting/schema/report.schema.json``, ``$id``
-``urn:proxyscope:schema:report:1.2.0``; :func:`load_schema` reads it; every
+``urn:proxyscope:schema:report:1.3.0``; :func:`load_schema` reads it; every
 field carries a ``description``). Conventions: intervals are equal-tailed at
 the level in the enclosing section's ``ci`` (a fraction); NaN and infinities
 are ``null``; effects are in original units with each proxy read in its good
 direction. Top-level keys, all always present:
 
 ``schema_version``
-    "1.2.0" (1.1: the three decision rules in recommendations, an unclear weight
-    direction, compare rows say whether each fit passed; 1.2: ``designs``). Readers accept any
+    "1.3.0" (1.1: the three decision rules in recommendations, an unclear weight
+    direction, compare rows say whether each fit passed; 1.2: ``designs``; 1.3: the
+    designs' experiments with a shared error). Readers accept any
     1.x; a major bump may rename or drop fields.
 ``proxyscope_version``, ``generated_at`` (ISO 8601 UTC), ``title``, ``ci``
 ``trustworthy``

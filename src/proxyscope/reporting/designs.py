@@ -62,13 +62,14 @@ def designs_section(doc: Mapping[str, Any]) -> Section | None:
         ),
         Para(d["reading"]),
         table(
-            ("design", "cells", "experiments", "taken as"),
+            ("design", "cells", "experiments", "taken as", "experiments with a shared error"),
             [
                 (
                     r["design"],
                     str(r["cells"]),
                     str(r["experiments"]),
                     "unbiased" if r["randomized"] else "may be biased",
+                    str(r.get("shared_error_experiments", 0)),
                 )
                 for r in d["designs"]
             ],

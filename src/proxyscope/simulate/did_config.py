@@ -10,6 +10,7 @@ cohort and experiment sds it shares).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -114,7 +115,7 @@ class DidConfig:
             not isinstance(waves, tuple | list)
             or not waves
             or not all(is_int(w) and 1 <= w < self.n_periods for w in waves)
-            or any(b <= a for a, b in zip(waves[:-1], waves[1:], strict=True))
+            or any(b <= a for a, b in itertools.pairwise(waves))
         ):
             raise ParameterError(
                 f"{_OWNER}.waves: must be a non-empty, strictly increasing tuple of periods "
@@ -197,7 +198,7 @@ def good_sign() -> np.ndarray:
 
 def _largest_remainder(raw: np.ndarray) -> np.ndarray:
     """Whole numbers summing to round(sum(raw)), each floor or ceil of its entry."""
-    total = int(round(float(raw.sum())))
+    total = round(float(raw.sum()))
     out = np.floor(raw).astype(np.int64)
     order = np.argsort(-(raw - out), kind="stable")
     out[order[: total - int(out.sum())]] += 1
