@@ -182,7 +182,12 @@ class ProxyModel:
         return f"ProxyModel(pooling={self.pooling!r}, sampler={self.sampler!r})"
 
     def build(self, effects: CellEffects) -> BuiltModel:
-        """The PyMC model for ``effects`` (for inspection; :meth:`fit` builds its own)."""
+        """The PyMC model for ``effects`` (for inspection; :meth:`fit` builds its own).
+
+        Its likelihood is the model without the design-bias terms and without the
+        errors an experiment's cells share; fits use the compiled posterior, which
+        has both.
+        """
         _check_effects(effects)
         return build_model(
             effects, self.pooling, self.priors, self.cell_correlation, noise=self.noise
