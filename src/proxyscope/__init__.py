@@ -43,6 +43,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "from_arm_summaries": ("proxyscope.data.arms", "from_arm_summaries"),
     "from_estimates": ("proxyscope.data.estimates", "from_estimates"),
     "spillover_effects": ("proxyscope.data.exposure", "spillover_effects"),
+    "did": ("proxyscope.data.did", "did"),
     "load_asos": ("proxyscope.datasets.asos", "load_asos"),
     "ProxyModel": ("proxyscope.model.proxy_model", "ProxyModel"),
     "ProxyFit": ("proxyscope.model.fit", "ProxyFit"),

@@ -30,7 +30,11 @@ A linear density on each side is the same local approximation the estimate
 makes of the outcome; a smooth density's curvature moves both sides' values
 at the cutoff alike, which cancels in the comparison to first order. The
 p-values of the cells are adjusted for multiplicity with Holm's step-down
-method, and a cell fails when its adjusted p-value is below ``alpha``.
+method, and a cell fails when its adjusted p-value is below ``alpha``. Higher
+order curvature does not cancel: on the threshold world's Beta(5, 2) scores
+at 0.85 (no manipulation; 200 rules of 20,000 users) the unadjusted test
+rejected at 5% in 7% of the rules with windows of 0.03 and 0.06 and in 12%
+with 0.10, so a narrower ``density_window`` suits a strongly curved density.
 """
 
 from __future__ import annotations

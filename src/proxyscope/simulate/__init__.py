@@ -25,11 +25,17 @@ collaborating control users, with the direct and spillover truth of every
 cell (``workspace_config`` holds its settings). ``mixed_history`` is a history
 of experiments of several designs drawn from the proxy model, the
 non-randomized ones biased by confounding of a known size and direction.
+
+The quasi-experimental designs each have a world with exact truth: ``rollout``
+(a staggered wave rollout with a time trend, read by difference-in-differences;
+``did_config`` holds its settings).
 """
 
 from __future__ import annotations
 
 from proxyscope.simulate.config import FailureCohort, StreamingConfig
+from proxyscope.simulate.did_config import DidConfig
+from proxyscope.simulate.did_world import DidWorld, rollout
 from proxyscope.simulate.mix import SegmentMix
 from proxyscope.simulate.mixed import MixedConfig, MixedHistory, mixed_history
 from proxyscope.simulate.model_world import ModelTruth, from_model
@@ -42,6 +48,8 @@ __all__ = [
     "METRICS",
     "OUTCOME",
     "PROXIES",
+    "DidConfig",
+    "DidWorld",
     "FailureCohort",
     "MixedConfig",
     "MixedHistory",
@@ -54,6 +62,7 @@ __all__ = [
     "column_roles",
     "from_model",
     "mixed_history",
+    "rollout",
     "shifted",
     "streaming",
     "workspace",
