@@ -28,7 +28,9 @@ non-randomized ones biased by confounding of a known size and direction.
 
 The quasi-experimental designs each have a world with exact truth: ``rollout``
 (a staggered wave rollout with a time trend, read by difference-in-differences;
-``did_config`` holds its settings).
+``did_config`` holds its settings) and ``launch`` (a global launch in one
+market per experiment with donor markets, read by synthetic control;
+``launch_config``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from __future__ import annotations
 from proxyscope.simulate.config import FailureCohort, StreamingConfig
 from proxyscope.simulate.did_config import DidConfig
 from proxyscope.simulate.did_world import DidWorld, rollout
+from proxyscope.simulate.launch_config import LaunchConfig
+from proxyscope.simulate.launch_world import LaunchWorld, launch
 from proxyscope.simulate.mix import SegmentMix
 from proxyscope.simulate.mixed import MixedConfig, MixedHistory, mixed_history
 from proxyscope.simulate.model_world import ModelTruth, from_model
@@ -51,6 +55,8 @@ __all__ = [
     "DidConfig",
     "DidWorld",
     "FailureCohort",
+    "LaunchConfig",
+    "LaunchWorld",
     "MixedConfig",
     "MixedHistory",
     "ModelTruth",
@@ -61,6 +67,7 @@ __all__ = [
     "World",
     "column_roles",
     "from_model",
+    "launch",
     "mixed_history",
     "rollout",
     "shifted",
