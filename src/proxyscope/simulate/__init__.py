@@ -30,7 +30,8 @@ The quasi-experimental designs each have a world with exact truth: ``rollout``
 (a staggered wave rollout with a time trend, read by difference-in-differences;
 ``did_config`` holds its settings) and ``launch`` (a global launch in one
 market per experiment with donor markets, read by synthetic control;
-``launch_config``).
+``launch_config``), ``threshold`` (a routing rule at a confidence threshold,
+read by regression discontinuity; ``threshold_config``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from proxyscope.simulate.mix import SegmentMix
 from proxyscope.simulate.mixed import MixedConfig, MixedHistory, mixed_history
 from proxyscope.simulate.model_world import ModelTruth, from_model
 from proxyscope.simulate.scenario import METRICS, OUTCOME, PROXIES, column_roles
+from proxyscope.simulate.threshold_config import ThresholdConfig
+from proxyscope.simulate.threshold_world import ThresholdWorld, threshold
 from proxyscope.simulate.workspace_config import WorkspaceConfig
 from proxyscope.simulate.workspace_world import WorkspaceWorld, workspace
 from proxyscope.simulate.world import World, shifted, streaming
@@ -62,6 +65,8 @@ __all__ = [
     "ModelTruth",
     "SegmentMix",
     "StreamingConfig",
+    "ThresholdConfig",
+    "ThresholdWorld",
     "WorkspaceConfig",
     "WorkspaceWorld",
     "World",
@@ -72,5 +77,6 @@ __all__ = [
     "rollout",
     "shifted",
     "streaming",
+    "threshold",
     "workspace",
 ]
