@@ -44,6 +44,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "from_estimates": ("proxyscope.data.estimates", "from_estimates"),
     "spillover_effects": ("proxyscope.data.exposure", "spillover_effects"),
     "did": ("proxyscope.data.did", "did"),
+    "ipw": ("proxyscope.data.ipw", "ipw"),
     "rdd": ("proxyscope.data.rdd", "rdd"),
     "synthetic_control": ("proxyscope.data.synthetic_control", "synthetic_control"),
     "load_asos": ("proxyscope.datasets.asos", "load_asos"),

@@ -31,7 +31,9 @@ The quasi-experimental designs each have a world with exact truth: ``rollout``
 ``did_config`` holds its settings) and ``launch`` (a global launch in one
 market per experiment with donor markets, read by synthetic control;
 ``launch_config``), ``threshold`` (a routing rule at a confidence threshold,
-read by regression discontinuity; ``threshold_config``).
+read by regression discontinuity; ``threshold_config``) and ``optin`` (an
+opt-in feature chosen on engagement, read by propensity scores;
+``optin_config``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from proxyscope.simulate.launch_world import LaunchWorld, launch
 from proxyscope.simulate.mix import SegmentMix
 from proxyscope.simulate.mixed import MixedConfig, MixedHistory, mixed_history
 from proxyscope.simulate.model_world import ModelTruth, from_model
+from proxyscope.simulate.optin_config import OptinConfig
+from proxyscope.simulate.optin_world import OptinWorld, optin
 from proxyscope.simulate.scenario import METRICS, OUTCOME, PROXIES, column_roles
 from proxyscope.simulate.threshold_config import ThresholdConfig
 from proxyscope.simulate.threshold_world import ThresholdWorld, threshold
@@ -63,6 +67,8 @@ __all__ = [
     "MixedConfig",
     "MixedHistory",
     "ModelTruth",
+    "OptinConfig",
+    "OptinWorld",
     "SegmentMix",
     "StreamingConfig",
     "ThresholdConfig",
@@ -74,6 +80,7 @@ __all__ = [
     "from_model",
     "launch",
     "mixed_history",
+    "optin",
     "rollout",
     "shifted",
     "streaming",

@@ -17,6 +17,14 @@ EXTRA_KINDS = ("users", "arm_summaries", "estimates")
 #: The designs a cell may have (:data:`proxyscope.data.designs.DESIGNS`; the spec
 #: reads no data module, a test keeps the two equal).
 DESIGNS = ("ab", "cluster", "did", "rdd", "ipw", "synthetic_control", "external")
+#: The designs whose own estimator reads a source's rows (``design`` on kind = "users",
+#: with a ``[data.<design>]`` table; :mod:`proxyscope.spec.parse_design`).
+ROW_DESIGNS = ("did", "rdd", "ipw", "synthetic_control")
+#: The allowed values of those designs' settings (mirrored from the data layer:
+#: ``did_checks.CONTROLS``, ``rdd_bandwidth.KERNELS``, ``ipw_checks.ESTIMANDS``).
+DID_CONTROLS = ("never", "not_yet")
+RDD_KERNELS = ("triangular", "epanechnikov", "uniform")
+IPW_ESTIMANDS = ("ate", "att")
 #: The keys of ``[data.exposure_values]``: which value of the exposure column marks a
 #: treated user, a control user exposed to treated ones, and a control user who is
 #: not (:data:`proxyscope.data.exposure.EXPOSURE_ROLES`; a test keeps them equal).

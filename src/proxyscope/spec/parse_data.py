@@ -21,6 +21,13 @@ from proxyscope.spec.constants import (
     MAX_SEED,
     MAX_USERS,
 )
+from proxyscope.spec.parse_design import (
+    ARMLESS,
+    check_design_name,
+    check_source_keys,
+    design_columns,
+    design_options,
+)
 from proxyscope.spec.read import Table, show_set, type_word
 from proxyscope.spec.sections import AsosSpec, ColumnsSpec, DataSpec, SimulateSpec
 
@@ -50,6 +57,9 @@ def source_section(t: Table, *, main: bool) -> DataSpec:
         "exposure_values", _exposure_value(t), keys=EXPOSURE_ROLES, what="exposure role"
     )
     covariance = t.take_path("covariance", None)
+    check_design_name(t, kind, design)
+    check_source_keys(t, kind, design)
+    design_opts = design_options(t, kind, design)
     if main:
         t.taken.append("extra")  # read with the columns (parse_extra)
     simulate = None
@@ -101,12 +111,7 @@ def source_section(t: Table, *, main: bool) -> DataSpec:
                 "applies to kind = 'arm_summaries', 'asos' or 'estimates' only; user-level "
                 "data carry their own covariances.",
             )
-        if design is not None:
-            raise t.error(
-                "design",
-                "applies to kind = 'arm_summaries' or 'estimates' only: summarize gives "
-                "user-level rows the design 'ab', or 'cluster' with cluster = '...'.",
-            )
+        # A design on user-level rows is read by parse_design (check_design_name).
     else:
         if simulate is not None:
             raise t.error("simulate", f"is for kind = 'users' only; got kind = {kind!r}.")
@@ -161,6 +166,7 @@ def source_section(t: Table, *, main: bool) -> DataSpec:
         exposure=exposure,
         exposure_values=exposure_values,
         covariance=covariance,
+        design_options=design_opts,
     )
 
 
@@ -237,6 +243,7 @@ def read_columns(
     ``data_error(message)`` is the error about the source's data table itself.
     """
     estimates = data.kind == "estimates"
+    armless = data.reads_design and data.design in ARMLESS
     experiment = t.take_str("experiment")
     if estimates and t.has("treatment"):
         raise t.error(
@@ -244,7 +251,14 @@ def read_columns(
             "does not apply to kind = 'estimates': the table holds estimates, not arms "
             "(metric, estimate and se name its columns).",
         )
-    treatment = None if estimates else t.take_str("treatment")
+    for key in ("treatment", "treated_value"):
+        if armless and t.has(key):
+            raise t.error(
+                key,
+                f"does not apply to design = {data.design!r}: its rows have no arms (the "
+                f"[data.{data.design}] table says who is treated).",
+            )
+    treatment = None if estimates or armless else t.take_str("treatment")
     outcome = t.take_str("outcome")
     proxies = t.take_str_list("proxies", allow_empty=False)
     if estimates and outcome in proxies:
@@ -332,6 +346,7 @@ def read_columns(
             if n in seen:
                 raise t.error(role, f"names column {n!r}, which is already given as {seen[n]!r}.")
             seen[n] = role
+    _check_design_roles(data, seen, metrics, data_error)
     if data.kind == "arm_summaries" and data.correlation is None and not stats.get("covariance"):
         raise data_error(
             "needs correlation = ... for kind = 'arm_summaries' without [columns.covariance]: "
@@ -357,6 +372,31 @@ def read_columns(
 #: The ``[columns]`` keys of kind = "estimates" (besides experiment, outcome, proxies,
 #: segments and directions).
 ESTIMATE_KEYS = ("metric", "estimate", "se", "n_treat", "n_control")
+
+
+def _check_design_roles(
+    data: DataSpec,
+    seen: dict[str, str],
+    metrics: list[str],
+    data_error: Callable[[str], SpecError],
+) -> None:
+    """The columns of ``[data.<design>]`` against the other roles, and
+    synthetic_control's ``fit_metric`` against the metrics."""
+    design = data.design
+    for role, c in design_columns(design, data.design_options):
+        if c in seen:
+            raise data_error(
+                f"names column {c!r} as {design}.{role}, which is already given as "
+                f"{seen[c]!r}; each column plays one role."
+            )
+        seen[c] = f"{design}.{role}"
+    fit = data.design_options.get("fit_metric")
+    for name in [fit] if isinstance(fit, str) else (fit or ()):
+        if name not in metrics:
+            raise data_error(
+                f"names {name!r} as {design}.fit_metric, which is neither the outcome nor a "
+                f"proxy {metrics}.{suggestion(name, metrics)}"
+            )
 
 
 def _checked_column(t: Table) -> Any:

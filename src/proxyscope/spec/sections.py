@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxyscope.options import DEFAULT_CI
+from proxyscope.spec.constants import ROW_DESIGNS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +53,10 @@ class DataSpec:
     without covariance columns, "arm_summaries"), or of the estimates' errors
     ("estimates", unless ``covariance`` names a table of their covariances).
     ``design``: the design of the cells ("arm_summaries": a design name;
-    "estimates": a design name or a column holding one per row).
+    "estimates": a design name or a column holding one per row; "users": the
+    design whose estimator reads the rows, "did", "rdd", "ipw" or
+    "synthetic_control", with ``design_options``, the keys of its
+    ``[data.<design>]`` table as given: :mod:`proxyscope.spec.parse_design`).
     ``cluster``, ``exposure``, ``exposure_values``: the randomization unit's
     column, the exposure column and which of its values means what
     ("users" only; see :func:`proxyscope.summarize`). ``extra``: further
@@ -72,7 +76,13 @@ class DataSpec:
     exposure: str | None = None
     exposure_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     covariance: str | None = None
+    design_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     extra: tuple[ExtraSource, ...] = ()
+
+    @property
+    def reads_design(self) -> bool:
+        """Whether a design's own estimator reads this source's rows (``[data.<design>]``)."""
+        return self.kind == "users" and self.design in ROW_DESIGNS
 
     @property
     def takes_correlation(self) -> bool:
