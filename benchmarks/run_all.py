@@ -28,6 +28,13 @@ FULL: list[list[str]] = [
     ["bench_asos_loo.py"],
     ["bench_truth.py", "--seeds", "30", "--moved", "6"],
     ["bench_flip_floor.py", "--seeds", "10"],
+    ["bench_cluster.py"],
+    ["bench_cluster_model.py"],
+    ["bench_designs.py"],
+    ["bench_did.py"],
+    ["bench_rdd.py", "--worlds", "50"],
+    ["bench_ipw.py"],
+    ["bench_synthetic_control.py"],
 ]
 QUICK: list[list[str]] = [
     ["bench_summarize.py", "--rows", "1000000"],
@@ -37,6 +44,11 @@ QUICK: list[list[str]] = [
     ["bench_kernel.py", "--repeats", "2", "--calls", "200"],
     ["bench_truth.py", "--seeds", "1", "--moved", "0", "--draws", "200", "--tune", "200"],
     ["bench_flip_floor.py", "--seeds", "1", "--draws", "200", "--replicates", "20"],
+    ["bench_cluster.py", "--worlds", "1", "--experiments", "10"],
+    ["bench_did.py", "--worlds", "5", "--violation-worlds", "1"],
+    ["bench_rdd.py", "--worlds", "2"],
+    ["bench_ipw.py", "--worlds", "5", "--confounded", "1"],
+    ["bench_synthetic_control.py", "--worlds", "2", "--worlds-large", "0"],
 ]
 
 

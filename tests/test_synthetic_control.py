@@ -16,8 +16,8 @@ import pytest
 from scipy.optimize import minimize, nnls
 
 from proxyscope import dims
-from proxyscope.data.synthetic_checks import FEW_DONORS
 from proxyscope.data.synthetic_control import synthetic_control
+from proxyscope.data.synthetic_report import FEW_DONORS
 from proxyscope.errors import ColumnError, DataError, DataTypeError, DataWarning, ParameterError
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate.launch_config import LaunchConfig

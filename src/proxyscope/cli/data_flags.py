@@ -1,9 +1,10 @@
 """The options of the commands on data: the column roles that ``validate`` and
-``summarize`` take (with the cluster and exposure columns of user-level rows and the
-design of per-arm summaries), the options of ``estimates``, and ``--set``.
+``summarize`` take (with the cluster and exposure columns of user-level rows, the
+design of per-arm summaries, and the design that reads rows with its options), the
+options of ``estimates``, and ``--set``.
 
 Each flag sets a spec key (:data:`proxyscope.cli.flags.ROLE_KEYS`,
-:data:`~proxyscope.cli.flags.ESTIMATE_KEYS`), so the spec checks its value and its
+:data:`~proxyscope.cli.flags.DESIGN_KEYS`, :data:`~proxyscope.cli.flags.ESTIMATE_KEYS`), so the spec checks its value and its
 errors name the flag.
 """
 
@@ -70,8 +71,80 @@ def role_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--design",
         metavar="DESIGN",
-        help="design of per-arm summary cells (" + ", ".join(specdef.DESIGNS) + "; default ab)",
+        help="the design that reads user-level rows ("
+        + ", ".join(specdef.ROW_DESIGNS)
+        + "; with the design options below), or the design of per-arm summary cells ("
+        + ", ".join(specdef.DESIGNS)
+        + "; default ab)",
     )
+    design_options(p)
+
+
+def design_options(p: argparse.ArgumentParser) -> None:
+    """The options of the designs that read rows: each sets the key of the same name in
+    ``[data.<design>]`` (:data:`proxyscope.cli.flags.DESIGN_FLAGS`). Numbers are read as
+    TOML values, so the spec checks them (and its errors name the flag)."""
+    g = p.add_argument_group(
+        "did: staged rollouts by difference in differences (--design did; a panel of "
+        "experiment x unit x period; --cluster allowed)"
+    )
+    g.add_argument("--unit", metavar="COL", help="unit column (did, synthetic_control)")
+    g.add_argument("--period", metavar="COL", help="period column (did, synthetic_control)")
+    g.add_argument(
+        "--first-treated",
+        metavar="COL",
+        help="column with the unit's first treated period (empty: never treated)",
+    )
+    g.add_argument(
+        "--control",
+        metavar="WHICH",
+        help="comparison units: " + " or ".join(specdef.DID_CONTROLS) + " (default never)",
+    )
+    g.add_argument("--pre-periods", metavar="N", help="pre-periods in the pre-trend test")
+    g.add_argument("--pretrend-level", metavar="P", help="pre-trend level (default 0.05)")
+    g.add_argument("--min-units", metavar="N", help="drop cells with fewer units (default 5)")
+    g = p.add_argument_group(
+        "rdd: threshold rules by regression discontinuity (--design rdd; one row per unit; "
+        "--cluster and --min-users-per-arm allowed)"
+    )
+    g.add_argument("--running", metavar="COL", help="running variable (score) column")
+    g.add_argument("--cutoff", metavar="X|COL", help="the threshold, or a column holding it")
+    g.add_argument("--bandwidth", metavar="H", help="bandwidth (default MSE-optimal per cell)")
+    g.add_argument(
+        "--kernel", help="kernel: " + ", ".join(specdef.RDD_KERNELS) + " (default triangular)"
+    )
+    g.add_argument("--density-alpha", metavar="P", help="density check level (default 0.05)")
+    g.add_argument(
+        "--density-window", metavar="H", help="density check window (default the bandwidth)"
+    )
+    g = p.add_argument_group(
+        "ipw: opt-in features by doubly robust weighting (--design ipw; one row per user; "
+        "--treatment is the opt-in column; --cluster and --min-users-per-arm allowed)"
+    )
+    g.add_argument(
+        "--covariates", action="append", help="pre-choice covariate columns, comma-separated"
+    )
+    g.add_argument(
+        "--estimand", help="effect over: " + " or ".join(specdef.IPW_ESTIMANDS) + " (default ate)"
+    )
+    g.add_argument("--trim", metavar="T", help="clip propensities to [T, 1 - T] (default 0.01)")
+    g.add_argument("--n-folds", metavar="K", help="cross-fitting folds (default 5)")
+    g.add_argument("--random-state", metavar="SEED", help="seed of the folds (default 0)")
+    g = p.add_argument_group(
+        "synthetic_control: global launches against donor units (--design synthetic_control; "
+        "a panel of experiment x unit x period; also --unit and --period)"
+    )
+    g.add_argument("--treated", metavar="COL", help="column true on the treated unit's rows")
+    g.add_argument(
+        "--treatment-start", metavar="T|COL", help="first treated period, or a column holding it"
+    )
+    g.add_argument(
+        "--fit-metric",
+        action="append",
+        metavar="METRICS",
+        help="metrics the weights match, comma-separated (default all)",
+    )
+    g.add_argument("--min-donors", metavar="N", help="drop cells with fewer donors (default 10)")
 
 
 def estimates_options(p: argparse.ArgumentParser) -> None:

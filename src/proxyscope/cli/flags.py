@@ -33,6 +33,37 @@ ROLE_KEYS: dict[str, str] = {
     "exposure_value": "data.exposure_values",
     "design": "data.design",
 }
+#: The design options of ``validate`` and ``summarize``: each flag's destination (the
+#: key of the same name in ``[data.<design>]``) and the designs that take it.
+DESIGN_FLAGS: dict[str, tuple[str, ...]] = {
+    "unit": ("did", "synthetic_control"),
+    "period": ("did", "synthetic_control"),
+    "first_treated": ("did",),
+    "control": ("did",),
+    "pre_periods": ("did",),
+    "pretrend_level": ("did",),
+    "min_units": ("did",),
+    "running": ("rdd",),
+    "cutoff": ("rdd",),
+    "bandwidth": ("rdd",),
+    "kernel": ("rdd",),
+    "density_alpha": ("rdd",),
+    "density_window": ("rdd",),
+    "covariates": ("ipw",),
+    "estimand": ("ipw",),
+    "trim": ("ipw",),
+    "n_folds": ("ipw",),
+    "random_state": ("ipw",),
+    "treated": ("synthetic_control",),
+    "treatment_start": ("synthetic_control",),
+    "fit_metric": ("synthetic_control",),
+    "min_donors": ("synthetic_control",),
+}
+#: The spec keys the design options set (one per design that takes the option).
+DESIGN_KEYS: dict[str, tuple[str, ...]] = {
+    dest: tuple(f"data.{design}.{dest}" for design in designs)
+    for dest, designs in DESIGN_FLAGS.items()
+}
 #: The spec keys that ``estimates`` sets from its flags.
 ESTIMATE_KEYS: dict[str, str] = {
     "experiment": "columns.experiment",
@@ -59,9 +90,9 @@ DEMO_KEYS: dict[str, str] = {
     "chains": "sampler.chains",
 }
 #: Per command, the spec keys its flags set (by the flag's destination).
-SPEC_KEYS: dict[str, dict[str, str]] = {
-    "validate": ROLE_KEYS,
-    "summarize": ROLE_KEYS,
+SPEC_KEYS: dict[str, Mapping[str, str | tuple[str, ...]]] = {
+    "validate": {**ROLE_KEYS, **DESIGN_KEYS},
+    "summarize": {**ROLE_KEYS, **DESIGN_KEYS},
     "estimates": ESTIMATE_KEYS,
     "demo": DEMO_KEYS,
 }
@@ -83,11 +114,14 @@ def command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, st
     return {}
 
 
-def as_flags(message: str, flags: Mapping[str, str], spec_keys: Mapping[str, str]) -> str:
+def as_flags(
+    message: str, flags: Mapping[str, str], spec_keys: Mapping[str, str | tuple[str, ...]]
+) -> str:
     """``message`` with the parameters and spec keys that flags set named by the flag.
 
     ``flags`` maps an option's destination to its flag (:func:`command_flags`),
-    ``spec_keys`` a destination to the spec key it sets. Only names the command
+    ``spec_keys`` a destination to the spec key it sets (or the keys, one per
+    design that takes a design option). Only names the command
     has as options are rewritten; a message about anything else is unchanged.
     """
 
@@ -101,15 +135,16 @@ def as_flags(message: str, flags: Mapping[str, str], spec_keys: Mapping[str, str
 
     text = _PARAMETER.sub(parameter, message)
     text = _GIVEN_AS.sub(given_as, text)
-    for dest, key in spec_keys.items():
+    for dest, keys in spec_keys.items():
         flag = flags.get(dest)
         if flag is None:
             continue
-        section, _, name = key.rpartition(".")
-        # "[columns.directions].a" names one entry of --direction: "--direction a".
-        text = re.sub(rf"\[{re.escape(key)}\]\.", f"{flag} ", text)
-        # Whole key names only: "[data].exposure" is not the start of "[data].exposure_values".
-        text = re.sub(rf"\[{re.escape(section)}\]\.{re.escape(name)}\b", flag, text)
+        for key in (keys,) if isinstance(keys, str) else keys:
+            section, _, name = key.rpartition(".")
+            # "[columns.directions].a" names one entry of --direction: "--direction a".
+            text = re.sub(rf"\[{re.escape(key)}\]\.", f"{flag} ", text)
+            # Whole key names only: "[data].exposure" is not the start of "[data].exposure_values".
+            text = re.sub(rf"\[{re.escape(section)}\]\.{re.escape(name)}\b", flag, text)
     for dest, flag in flags.items():
         if "_" in dest:  # a bare Python name ("lower min_users_per_arm"); plain words stay
             text = re.sub(rf"(?<![\w'.-]){re.escape(dest)}\b", flag, text)

@@ -15,7 +15,8 @@ Assumptions, and how they break:
   direction, and nothing in the data shows it;
 - overlap: every unit could have opted in or not (0 < e(X) < 1). Near 0 or 1
   the weights explode; propensities are clipped to [trim, 1 − trim] and the
-  overlap report flags cells with many extreme propensities;
+  overlap report (:mod:`proxyscope.data.ipw_report`) flags cells with many
+  extreme propensities;
 - no interference: one user's opting in does not move another's metrics
   (teammates adopting together violate it; use ``cluster=`` for their
   standard errors, but the effect then includes spillover);
@@ -24,11 +25,12 @@ Assumptions, and how they break:
   (``meta["ipw"]``) checks the former.
 
 Estimator (per experiment, per cell c of its units). Nuisance models are
-cross-fitted: the experiment's units are split into ``n_folds`` folds
-(:func:`folds`), and each unit's ê, ĝ_0, ĝ_1 come from models fitted on the
-other folds: one propensity model per experiment (features: the covariates
-and an indicator of each segment level but the first, so that selection may
-differ by segment), and one outcome model per metric and arm. With ê clipped
+cross-fitted (:mod:`proxyscope.data.ipw_fit`): the experiment's units are
+split into ``n_folds`` folds (:func:`~proxyscope.data.ipw_fit.folds`), and each
+unit's ê, ĝ_0, ĝ_1 come from models fitted on the other folds: one propensity
+model per experiment (features: the covariates and an indicator of each
+segment level but the first, so that selection may differ by segment), and one
+outcome model per metric and arm. With ê clipped
 to [trim, 1 − trim] (no unit is dropped; DoubleML's "truncate" rule), T the
 arm and y the metric vector of a unit:
 
@@ -64,31 +66,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
-from sklearn.linear_model import LinearRegression, Ridge
-from sklearn.model_selection import KFold
 
 from proxyscope import dims
 from proxyscope.data import designs
 from proxyscope.data.assemble import experiment_values, finish
 from proxyscope.data.cells import CellEffects, segment_labels
 from proxyscope.data.clustered import FEW_CLUSTERS, Clustered
-from proxyscope.data.ipw_checks import (
-    Rows,
-    Settings,
-    cell_name,
-    check_settings,
-    covariate_names,
-    overlap_report,
-    read_rows,
-)
+from proxyscope.data.ipw_checks import Rows, check_settings, covariate_names, read_rows
+from proxyscope.data.ipw_fit import joint_covariance, nuisance, scores
+from proxyscope.data.ipw_report import cell_name, overlap_report
 from proxyscope.data.shared_noise import experiment_codes, shared_noise
 from proxyscope.data.validate import check_min_users, check_roles, plain
 from proxyscope.errors import DataError, DataWarning
 
 OWNER = "ipw"
-#: Outcome models whose multi-output fit equals one fit per metric (fitted once per arm).
-MULTI_OUTPUT = (LinearRegression, Ridge)
 
 
 def ipw(
@@ -139,7 +130,7 @@ def ipw(
         ``trimming_threshold``); no unit is dropped. With 0, a propensity of
         exactly 0 or 1 is an error.
     n_folds : int >= 2, default 5
-        Cross-fitting folds (:func:`folds`).
+        Cross-fitting folds (:func:`~proxyscope.data.ipw_fit.folds`).
     propensity_model : scikit-learn classifier, optional
         Default: ``make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))``.
         Cloned and fitted once per experiment and fold.
@@ -170,7 +161,7 @@ def ipw(
         their good direction), ``noise_cov`` V_c, ``n_treat`` / ``n_control`` the
         cell's treated and control units. ``meta["ipw"]``: the settings, the
         features, the small-sample factor, and the overlap report of
-        :mod:`proxyscope.data.ipw_checks` (per cell: propensity range and
+        :mod:`proxyscope.data.ipw_report` (per cell: propensity range and
         effective sample size per arm, share of propensities outside
         [0.05, 0.95], SMD of each covariate before and after weighting; per
         experiment: the SMDs; the cells and experiments that warned).
@@ -202,7 +193,7 @@ def ipw(
     )
     min_users = check_min_users(min_users_per_arm, owner=OWNER)
     data = read_rows(rows, roles, covs, treated_value, owner=OWNER)
-    e_raw, g0, g1 = _nuisance(data, settings)
+    e_raw, g0, g1 = nuisance(data, settings, owner=OWNER)
     with np.errstate(invalid="ignore", divide="ignore"):
         e = np.clip(e_raw, settings.trim, 1.0 - settings.trim)
         if settings.trim == 0.0 and ((e <= 0.0) | (e >= 1.0)).any():
@@ -281,152 +272,6 @@ def ipw(
         stacklevel=3,
         design="ipw",
         variables=variables,
-    )
-
-
-def folds(units: np.ndarray, n_folds: int, random_state: int) -> np.ndarray:
-    """The cross-fitting fold of each row of one experiment.
-
-    ``units`` numbers the experiment's independent units 0 .. U − 1 (rows, or
-    clusters in order of first appearance); the folds are those of
-    ``sklearn.model_selection.KFold(n_folds, shuffle=True,
-    random_state=random_state)`` over the U units.
-    """
-    fold_of = np.empty(int(units.max()) + 1, dtype=np.int64)
-    kfold = KFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    for k, (_, test) in enumerate(kfold.split(np.zeros((len(fold_of), 1)))):
-        fold_of[test] = k
-    return fold_of[units]
-
-
-def _nuisance(data: Rows, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cross-fitted ê (raw), ĝ_0 and ĝ_1 (n × M; ĝ_1 NaN for the ATT) per row."""
-    labels = data.experiment_labels
-    n, m = data.y.shape
-    e_raw = np.full(n, np.nan)
-    g0 = np.full((n, m), np.nan)
-    g1 = np.full((n, m), np.nan)
-    arms = (0, 1) if settings.estimand == "ate" else (0,)
-    t = data.treated.astype(np.int64)
-    for e in range(len(labels)):
-        rows = np.flatnonzero(data.experiment == e)
-        unit = rows if data.cluster is None else data.cluster[rows]
-        unit = np.asarray(pd.factorize(unit)[0], dtype=np.int64)
-        kind = "units" if data.cluster is None else "clusters"
-        if unit.max() + 1 < settings.n_folds:
-            raise DataError(
-                f"{OWNER}: experiment {plain(labels[e])!r} has {unit.max() + 1} {kind}, fewer "
-                f"than n_folds={settings.n_folds}; lower n_folds or drop the experiment."
-            )
-        fold = folds(unit, settings.n_folds, settings.random_state)
-        x, y, te = data.features[rows], data.y[rows], t[rows]
-        for k in range(settings.n_folds):
-            train, test = fold != k, fold == k
-            if min(int((te[train] == 1).sum()), int((te[train] == 0).sum())) < 2:
-                raise DataError(
-                    f"{OWNER}: in experiment {plain(labels[e])!r}, the units outside fold {k} "
-                    "hold fewer than 2 treated or 2 control units to fit the models on; lower "
-                    "n_folds or drop the experiment."
-                )
-            where = f"experiment {plain(labels[e])!r}, fold {k}"
-            ps = settings.propensity_model
-            e_raw[rows[test]] = _fit_predict(ps, x[train], te[train], x[test], where)
-            for a, out in zip(arms, (g0, g1), strict=False):
-                fit = train & (te == a)
-                model = settings.outcome_model
-                if isinstance(model, MULTI_OUTPUT):
-                    pred = _fit_predict(model, x[fit], y[fit], x[test], where)
-                    out[rows[test]] = np.asarray(pred).reshape(-1, m)
-                    continue
-                for j in range(m):
-                    out[rows[test], j] = _fit_predict(model, x[fit], y[fit, j], x[test], where)
-    return e_raw, g0, g1
-
-
-def _fit_predict(model: Any, x: np.ndarray, y: np.ndarray, new: np.ndarray, where: str) -> Any:
-    """A clone of ``model`` fitted on (x, y), predicting ``new`` (a classifier: P(class 1)).
-
-    A failure inside scikit-learn becomes a DataError naming the model and the fold.
-    """
-    try:
-        fitted = clone(model).fit(x, y)
-        if hasattr(fitted, "predict_proba"):
-            return fitted.predict_proba(new)[:, list(fitted.classes_).index(1)]
-        return fitted.predict(new)
-    except (ValueError, TypeError, IndexError, ArithmeticError, np.linalg.LinAlgError) as err:
-        raise DataError(f"{OWNER}: {type(model).__name__} failed ({where}): {err}") from err
-
-
-def scores(
-    cell: np.ndarray,
-    treated: np.ndarray,
-    y: np.ndarray,
-    e: np.ndarray,
-    g0: np.ndarray,
-    g1: np.ndarray,
-    estimand: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell θ_c (C × M) and per row the influence function ψ_i (n × M; module docstring)."""
-    t = treated.astype(float)[:, None]
-    n_cells = int(cell.max()) + 1
-    m = y.shape[1]
-    if estimand == "ate":
-        b = g1 - g0 + t * (y - g1) / e[:, None] - (1.0 - t) * (y - g0) / (1.0 - e)[:, None]
-        denom = np.bincount(cell, minlength=n_cells).astype(float)
-        centre = np.ones_like(t)
-    else:
-        b = (t - (1.0 - t) * (e / (1.0 - e))[:, None]) * (y - g0)
-        denom = np.bincount(cell, weights=treated.astype(float), minlength=n_cells)
-        centre = t
-    theta = np.stack(
-        [np.bincount(cell, weights=b[:, j], minlength=n_cells) / denom for j in range(m)], axis=1
-    )
-    psi = (b - centre * theta[cell]) / denom[cell][:, None]
-    return theta, psi
-
-
-def joint_covariance(
-    cell: np.ndarray,
-    group: np.ndarray,
-    treated: np.ndarray,
-    psi: np.ndarray,
-    theta: np.ndarray,
-    clustered: bool,
-) -> Clustered:
-    """V_c = f Σ_g s_g s_gᵀ per cell, with the per-(cell, group) scores s_g.
-
-    Returned as :class:`~proxyscope.data.clustered.Clustered` (one contrast), so
-    :func:`~proxyscope.data.shared_noise.shared_noise` can read the scores.
-    """
-    n_cells, m = theta.shape
-    span = int(group.max()) + 1
-    pair, _ = pd.factorize(cell.astype(np.int64) * span + group)
-    n_pairs = int(pair.max()) + 1
-    pair_cell, pair_group = np.zeros((2, n_pairs), dtype=np.int64)
-    pair_cell[pair], pair_group[pair] = cell, group
-    score = np.zeros((n_pairs, m))
-    np.add.at(score, pair, psi)
-    clusters = np.bincount(pair_cell, minlength=n_cells)
-    factor = clusters / (clusters - 1.0) if clustered else np.ones(n_cells)
-    cov = np.zeros((n_cells, m, m))
-    np.add.at(cov, pair_cell, score[:, :, None] * score[:, None, :])
-    present = np.zeros((n_pairs, 2))
-    np.add.at(present, (pair, (~treated).astype(np.int64)), 1.0)
-    users = np.stack([np.bincount(cell, weights=treated, minlength=n_cells)] * 2, 1)
-    users[:, 1] = np.bincount(cell, minlength=n_cells) - users[:, 0]
-    n_clusters = np.zeros((n_cells, 2), dtype=np.int64)
-    np.add.at(n_clusters, pair_cell, present > 0)
-    shared = np.bincount(pair_cell, weights=(present > 0).all(axis=1), minlength=n_cells)
-    return Clustered(
-        users.astype(np.int64),
-        theta[:, None],
-        (factor[:, None, None] * cov)[:, None],
-        n_clusters,
-        clusters,
-        shared.astype(np.int64),
-        score,
-        pair_cell,
-        pair_group,
     )
 
 

@@ -1,7 +1,5 @@
 """Checks and reshaping for :func:`proxyscope.data.synthetic_control.synthetic_control`.
 
-Also the warnings on its fitted cells (:func:`warn_cells`).
-
 Everything the estimator needs from a unit × period panel, checked where it
 enters: the column roles, the types and values of the columns, one treated unit
 per experiment, one launch period per experiment, and a balanced panel in every
@@ -13,7 +11,6 @@ estimator reads. The caller's DataFrame is never modified.
 from __future__ import annotations
 
 import numbers
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -39,17 +36,12 @@ from proxyscope.errors import (
     ColumnError,
     DataError,
     DataTypeError,
-    DataWarning,
     ParameterError,
     suggestion,
 )
 
 #: Fewest pre-launch periods a cell may have (a fit error needs more than one).
 MIN_PRE_PERIODS = 2
-#: Poor fit: the outcome's pre-launch RMSE above this multiple of the median placebo's.
-POOR_FIT_MULTIPLE = 2.0
-#: Fewer donors than this in a kept cell: a DataWarning (the placebo covariance is noisy).
-FEW_DONORS = 20
 
 
 @dataclass(frozen=True)
@@ -381,43 +373,3 @@ def _cell(
 
 def _same_unit(a: Any, b: Any) -> bool:
     return bool(scalar(a) == scalar(b))
-
-
-def warn_cells(rows: Sequence[Mapping[str, Any]], *, owner: str) -> None:
-    """One DataWarning per failed diagnostic, naming the cells (rows of the fit's meta)."""
-    checks: list[tuple[str, str]] = [
-        (
-            "poor_fit",
-            "have a poor pre-launch fit: the outcome's pre-launch RMSE exceeds its post-launch "
-            f"gap and {POOR_FIT_MULTIPLE:g} x the median placebo's, so the gap may be fit "
-            "error and the placebo covariance too small (the treated unit may lie outside "
-            "the donors' convex hull; see meta['synthetic_control']['cells'])",
-        ),
-        (
-            "few_donors",
-            f"have fewer than {FEW_DONORS} donors: the placebo covariance rests on few "
-            "placebos and is noisy",
-        ),
-        (
-            "not_converged",
-            "had a weight fit (treated or placebo) where SLSQP did not report success",
-        ),
-    ]
-    failed = {
-        "poor_fit": [bool(r["poor_fit"]) for r in rows],
-        "few_donors": [int(r["n_donors"]) < FEW_DONORS for r in rows],
-        "not_converged": [not r["converged"] for r in rows],
-    }
-    for name, text in checks:
-        hit = [
-            describe_cell(r["experiment"], r["segment_label"])
-            for r, f in zip(rows, failed[name], strict=True)
-            if f
-        ]
-        if hit:
-            shown = "; ".join(hit[:5]) + (f"; ... ({len(hit)} in all)" if len(hit) > 5 else "")
-            warnings.warn(
-                f"{owner}: {len(hit)} of {len(rows)} cells {text}: {shown}.",
-                DataWarning,
-                stacklevel=3,
-            )

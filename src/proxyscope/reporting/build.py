@@ -383,7 +383,7 @@ def report(
     )
     document["past_experiments"] = past_experiments_doc(rel)
     document["sensitivity"] = sensitivity_doc(sensitivity)
-    document["designs"] = designs_doc(designs)
+    document["designs"] = designs_doc(designs, fit.effects)
     parts = sections(document)
     json_path = write_text_atomic(
         out_dir / "report.json", json.dumps(document, indent=2, allow_nan=False) + "\n"

@@ -1,7 +1,8 @@
 """What a spec's data section becomes: the cells (:class:`~proxyscope.CellEffects`).
 
 :func:`load_effects` reads user-level rows (from a file, or simulated and
-written to Parquet first; clustered when ``[data].cluster`` says so), per-arm
+written to Parquet first; clustered when ``[data].cluster`` says so), rows that
+a design reads (``[data.<design>]``: :mod:`proxyscope.run.designs`), per-arm
 summaries, the ASOS snapshots, or estimates made elsewhere, as the spec's
 ``[data]`` and ``[columns]`` say, and joins the ``[[data.extra]]`` sources'
 cells to them. :func:`read_table` and
@@ -28,6 +29,7 @@ from proxyscope.data.sources import CSV_SUFFIXES, PARQUET_SUFFIXES, read_error, 
 from proxyscope.data.summarize import summarize
 from proxyscope.datasets.asos import load_asos
 from proxyscope.errors import DataError, ParameterError, ProxyscopeError
+from proxyscope.run.designs import design_cells
 from proxyscope.run.progress import Log, quiet
 from proxyscope.spec import ASOS_ENV, ColumnsSpec, DataSpec, ModelSpec
 
@@ -186,6 +188,11 @@ def _load_source(
             dropna=d.dropna,
             design=d.design or AB,
         )
+        return Loaded(effects, str(path))
+
+    if d.reads_design:
+        assert path is not None
+        effects = design_cells(d, cols, read_table(path), source=str(path), log=log)
         return Loaded(effects, str(path))
 
     if path is None:

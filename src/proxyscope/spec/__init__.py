@@ -26,6 +26,8 @@ Modules:
 - :mod:`~proxyscope.spec.parse_data`: the ``[data]`` and ``[columns]`` sections.
 - :mod:`~proxyscope.spec.parse_extra`: ``[[data.extra]]``, further sources whose
   cells join the history.
+- :mod:`~proxyscope.spec.parse_design`: ``[data.<design>]``, the column roles and
+  settings of a source whose rows a design reads (did, rdd, ipw, synthetic_control).
 - :mod:`~proxyscope.spec.parse_analysis`: the ``[analysis]`` section and its tables.
 - :mod:`~proxyscope.spec.overrides`: ``section.key=value`` overrides
   (:func:`apply_overrides`, :func:`parse_value`).
@@ -52,9 +54,11 @@ from proxyscope.spec.constants import (
     COMPARE_KINDS,
     DATA_KINDS,
     DESIGNS,
+    DID_CONTROLS,
     EXPOSURE_ROLES,
     EXTRA_KINDS,
     INTEGER_PRIORS,
+    IPW_ESTIMANDS,
     MAX_CHAINS,
     MAX_COUNT,
     MAX_DRAWS,
@@ -64,6 +68,8 @@ from proxyscope.spec.constants import (
     MAX_TUNE,
     MAX_USERS,
     PRIOR_NAMES,
+    RDD_KERNELS,
+    ROW_DESIGNS,
     SAMPLERS,
     SPEC_VERSION,
 )
@@ -71,6 +77,7 @@ from proxyscope.spec.load import load_spec, loads_spec
 from proxyscope.spec.model_spec import ModelSpec, dump_spec, dumps_spec, to_dict
 from proxyscope.spec.overrides import apply_overrides, parse_value
 from proxyscope.spec.parse import from_dict
+from proxyscope.spec.parse_design import DESIGN_KEYS
 from proxyscope.spec.sections import (
     AnalysisSpec,
     AsosSpec,
@@ -96,11 +103,14 @@ __all__ = [
     "COMPARE_KINDS",
     "DATA_KINDS",
     "DESIGNS",
+    "DESIGN_KEYS",
+    "DID_CONTROLS",
     "DIRECTIONS",
     "ENGINES",
     "EXPOSURE_ROLES",
     "EXTRA_KINDS",
     "INTEGER_PRIORS",
+    "IPW_ESTIMANDS",
     "MAX_CHAINS",
     "MAX_COUNT",
     "MAX_DRAWS",
@@ -112,6 +122,8 @@ __all__ = [
     "NOISE_MODES",
     "POOLINGS",
     "PRIOR_NAMES",
+    "RDD_KERNELS",
+    "ROW_DESIGNS",
     "SAMPLERS",
     "SPEC_VERSION",
     "AnalysisSpec",

@@ -20,6 +20,7 @@ from proxyscope.spec.constants import (
     ASOS_SEGMENT,
     SPEC_VERSION,
 )
+from proxyscope.spec.parse_design import PER_ARM
 from proxyscope.spec.sections import (
     AnalysisSpec,
     AsosSpec,
@@ -178,12 +179,15 @@ def to_dict(spec: ModelSpec) -> dict[str, Any]:
 
 def _data_dict(d: DataSpec) -> dict[str, Any]:
     """``[data]`` (or one ``[[data.extra]]`` source, without its columns)."""
+    # A source read by a design has no engine or dropna (did and synthetic_control no
+    # minimum of users per arm either): the canonical form leaves out what it refuses.
+    no_arms = d.reads_design and d.design not in PER_ARM
     data: dict[str, Any] = {
         "kind": d.kind,
         "path": d.path,
-        "engine": d.engine if d.kind == "users" else None,
-        "min_users_per_arm": None if d.kind == "estimates" else d.min_users_per_arm,
-        "dropna": None if d.kind == "estimates" else d.dropna,
+        "engine": d.engine if d.kind == "users" and not d.reads_design else None,
+        "min_users_per_arm": None if d.kind == "estimates" or no_arms else d.min_users_per_arm,
+        "dropna": None if d.kind == "estimates" or d.reads_design else d.dropna,
         "correlation": d.correlation,
         # The keys below are written only when set, so the hash of every spec that
         # leaves them alone stays.
@@ -193,6 +197,9 @@ def _data_dict(d: DataSpec) -> dict[str, Any]:
         "exposure": d.exposure,
         "exposure_values": _nonempty(d.exposure_values),
     }
+    if d.design_options:
+        assert d.design is not None
+        data[d.design] = dict(d.design_options)
     if d.simulate is not None:
         data["simulate"] = dataclasses.asdict(d.simulate)
     if d.asos is not None:

@@ -228,8 +228,9 @@ def check_source_keys(t: Table, kind: str, design: str | None) -> None:
         not_here["cluster"] = f"design = {design!r} takes no cluster column"
     if design not in PER_ARM:
         not_here["min_users_per_arm"] = (
-            "use [data.did].min_units" if design == "did" else "use [data.synthetic_control]"
-            ".min_donors"
+            "use [data.did].min_units"
+            if design == "did"
+            else "use [data.synthetic_control].min_donors"
         )
     for key, why in not_here.items():
         if t.has(key):

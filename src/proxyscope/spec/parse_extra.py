@@ -14,12 +14,18 @@ one more source with the keys of ``[data]`` (no ``simulate``, no ASOS) and a
     correlation = 0.3                # or covariance = "pairs.csv"
     columns = { metric = "metric", estimate = "estimate", se = "se" }
 
+    [[data.extra]]                   # a staged rollout read by difference in differences
+    path = "rollouts.parquet"
+    design = "did"
+    did = { unit = "market", period = "week", first_treated = "first_week" }
+
 The sources measure the same metrics over the same segment columns (what
 :meth:`~proxyscope.CellEffects.concat` requires), so ``outcome``, ``proxies``,
 ``segments`` and ``directions`` are those of ``[columns]`` and an extra source
 may not set them. Its other column keys default to ``[columns]``'s where they
 apply to its kind (``experiment`` always; ``treatment``, ``treated_value`` and
-the statistic columns between sources of one kind). The run reads every source
+the statistic columns between sources of one kind; a source read by did, rdd or
+synthetic_control has no arms and takes ``experiment`` only). The run reads every source
 and concatenates the cells in the order given, the main source first;
 experiment ids must differ between sources.
 """
@@ -32,6 +38,7 @@ from typing import Any
 
 from proxyscope.errors import SpecError
 from proxyscope.spec.parse_data import ESTIMATE_KEYS, read_columns, source_section
+from proxyscope.spec.parse_design import ARMLESS
 from proxyscope.spec.read import Table, type_word
 from proxyscope.spec.sections import ColumnsSpec, DataSpec, ExtraSource
 
@@ -91,8 +98,11 @@ def extra_section(top: Table, data: DataSpec, columns: ColumnsSpec | None) -> Da
                     f"is set by [columns].{key} for every source: the sources must measure "
                     "the same metrics over the same segment columns. Leave it out here.",
                 )
+        inherited = INHERITED[source.kind]
+        if source.reads_design and source.design in ARMLESS:
+            inherited = ("experiment",)  # no arms: no treatment column to inherit
         merged: dict[str, Any] = {
-            k: v for k, v in main_raw.items() if k in SHARED or k in INHERITED[source.kind]
+            k: v for k, v in main_raw.items() if k in SHARED or k in inherited
         }
         merged.update(own)
         cols = read_columns(

@@ -14,7 +14,8 @@ User-level files are inspected with DuckDB queries that return a few rows;
 the data are never loaded whole.
 
 The checks live in ``users`` (user-level rows, by SQL), ``summaries``
-(per-arm summary tables, ASOS) and ``estimates`` (estimates made elsewhere);
+(per-arm summary tables, ASOS), ``estimates`` (estimates made elsewhere) and
+``designs`` (rows a design reads: did, rdd, ipw, synthetic_control);
 what they found, in ``findings``. The ``[[data.extra]]`` sources are checked
 by building the cells for real, with the main source's.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import os
 
 from proxyscope.errors import SpecError
+from proxyscope.run.check.designs import check_design
 from proxyscope.run.check.estimates import check_estimates
 from proxyscope.run.check.findings import CheckResult, lower_first, result_lines
 from proxyscope.run.check.summaries import check_arms, check_asos
@@ -59,4 +61,7 @@ def check_data_only(spec: ModelSpec, data: str | os.PathLike[str] | None = None)
     if spec.data.kind == "estimates":
         assert path is not None
         return check_estimates(spec, path)
+    if spec.data.reads_design:
+        assert path is not None
+        return check_design(spec, path)
     return check_users(spec, path)

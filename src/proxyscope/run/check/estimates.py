@@ -17,7 +17,7 @@ import pandas as pd
 from proxyscope.data.estimate_covariance import COVARIANCE, METRIC_A, METRIC_B
 from proxyscope.data.sources import resolve_files
 from proxyscope.errors import suggestion
-from proxyscope.run.check.findings import SHOW, CheckResult
+from proxyscope.run.check.findings import SHOW, CheckResult, missing_columns
 from proxyscope.run.check.summaries import confirm_file
 from proxyscope.run.load import read_table
 from proxyscope.spec import DESIGNS, ModelSpec
@@ -48,14 +48,7 @@ def check_estimates(spec: ModelSpec, path: Path) -> CheckResult:
         )
         if c is not None
     ]
-    have = [str(c) for c in table.columns]
-    absent = [(r, c) for r, c in [*keys, *numbers] if c not in have]
-    for role, c in absent:
-        problems.append(
-            f"column {c!r} (given as {role!r}) is not in the table.{suggestion(str(c), have)}"
-        )
-    if absent:
-        result.notes.append(f"the table's columns are: {', '.join(repr(c) for c in have[:12])}.")
+    if missing_columns(result, [*keys, *numbers], [str(c) for c in table.columns]):
         return result
     for role, c in numbers:
         if not pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c]):

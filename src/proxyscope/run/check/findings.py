@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from proxyscope.errors import ProxyscopeError
+from proxyscope.errors import ProxyscopeError, suggestion
 
 #: How many offending values a problem lists before "and N more".
 SHOW = 8
@@ -72,6 +72,21 @@ def confirm(result: CheckResult, build: Any, then: Any = None) -> None:
             then(effects)
         except (ProxyscopeError, ValueError, TypeError, KeyError) as exc:
             result.problems.append(lower_first(str(exc)))
+
+
+def missing_columns(
+    result: CheckResult, roles: Sequence[tuple[str, Any]], have: Sequence[str]
+) -> bool:
+    """A problem for every (role, column) of ``roles`` not among the table's columns
+    ``have`` (with the closest name), and a note listing them; whether any was missing."""
+    absent = [(r, c) for r, c in dict.fromkeys(roles) if c not in have]
+    for role, c in absent:
+        result.problems.append(
+            f"column {c!r} (given as {role!r}) is not in the table.{suggestion(str(c), have)}"
+        )
+    if absent:
+        result.notes.append(f"the table's columns are: {', '.join(repr(c) for c in have[:12])}.")
+    return bool(absent)
 
 
 def lower_first(text: str) -> str:

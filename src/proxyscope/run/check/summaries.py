@@ -10,8 +10,13 @@ import pandas as pd
 from proxyscope.data.sources import resolve_files
 from proxyscope.data.validate import resolve_treated
 from proxyscope.datasets.asos import read_asos
-from proxyscope.errors import suggestion
-from proxyscope.run.check.findings import SHOW, CheckResult, confirm, lower_first
+from proxyscope.run.check.findings import (
+    SHOW,
+    CheckResult,
+    confirm,
+    lower_first,
+    missing_columns,
+)
 from proxyscope.run.load import load_effects, read_table
 from proxyscope.run.preflight import check_transport
 from proxyscope.spec import ModelSpec
@@ -40,14 +45,7 @@ def check_arms(spec: ModelSpec, path: Path) -> CheckResult:
         ("treatment", cols.treatment),
         *[("segments", s) for s in cols.segments],
     ]
-    have = [str(c) for c in table.columns]
-    absent = [(r, c) for r, c in [*keys, *stats] if c not in have]
-    for role, c in dict.fromkeys(absent):
-        problems.append(
-            f"column {c!r} (given as {role!r}) is not in the table.{suggestion(c, have)}"
-        )
-    if absent:
-        result.notes.append(f"the table's columns are: {', '.join(repr(c) for c in have[:12])}.")
+    if missing_columns(result, [*keys, *stats], [str(c) for c in table.columns]):
         return result
     for role, c in dict.fromkeys(stats):
         if not pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c]):
