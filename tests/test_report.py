@@ -179,7 +179,7 @@ def test_json_validates_against_schema(untrusted: Any, trusted: Any) -> None:
         errors = sorted(check.iter_errors(doc), key=lambda e: list(e.path))
         assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
         assert doc == files.document
-        assert doc["schema_version"] == SCHEMA_VERSION == "1.3.0"
+        assert doc["schema_version"] == SCHEMA_VERSION == "1.4.0"
         assert doc["proxyscope_version"] == ps.__version__
     schema = load_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"

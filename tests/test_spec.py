@@ -483,7 +483,8 @@ def test_cluster_exposure_and_design_keys() -> None:
             r"\[data\.exposure_values\]\.direct must be a value of the exposure column",
         ),
         ('path = "users.csv"\nexposure_values = { direct = 1 }', r"needs \[data\]\.exposure"),
-        ('path = "users.csv"\ndesign = "did"', r"\[data\]\.design applies to kind = 'arm_summ"),
+        ('path = "users.csv"\ndesign = "ab"', r"\[data\]\.design must be one of \{'did', 'rdd'"),
+        ('path = "users.csv"\ndesign = "did"', r"\[data\] needs a \[data\.did\] table for design"),
         ('path = "users.csv"\ncluster = "region"', r"\[columns\]\.cluster names column 'region'"),
         ('path = "users.csv"\nclustr = "w"', r"clustr is not a known key\. Did you mean 'cluster'"),
     ]:

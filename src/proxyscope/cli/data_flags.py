@@ -4,8 +4,8 @@ design of per-arm summaries, and the design that reads rows with its options), t
 options of ``estimates``, and ``--set``.
 
 Each flag sets a spec key (:data:`proxyscope.cli.flags.ROLE_KEYS`,
-:data:`~proxyscope.cli.flags.DESIGN_KEYS`, :data:`~proxyscope.cli.flags.ESTIMATE_KEYS`), so the spec checks its value and its
-errors name the flag.
+:data:`~proxyscope.cli.flags.DESIGN_KEYS`, :data:`~proxyscope.cli.flags.ESTIMATE_KEYS`),
+so the spec checks its value and its errors name the flag.
 """
 
 from __future__ import annotations

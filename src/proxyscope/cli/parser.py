@@ -140,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
         "summarize",
         "Summarize data into per-cell effects (a cells .nc file).",
         "Summarize data into per-(experiment x segment cell) effects and their sampling "
-        "covariances, saved as NetCDF for 'proxyscope fit'.",
+        "covariances, saved as NetCDF for 'proxyscope fit'. With --design did, rdd, ipw or "
+        "synthetic_control the design's own estimator reads the rows (a panel for did and "
+        "synthetic_control), with the options of its group below, e.g. 'proxyscope summarize "
+        "--data panel.parquet --design did --unit market --period week --first-treated "
+        "first_week --control not_yet --experiment exp --outcome y --proxies x1,x2'.",
     )
     role_options(p)
     p.add_argument("-o", "--output", default="cells.nc", help="cells file (default cells.nc)")

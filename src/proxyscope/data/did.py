@@ -277,8 +277,9 @@ def did(
         "Sant'Anna), with the estimated weights' influence function",
         "small_sample_factor": "CR1: G/(G-1), G = distinct clusters (units unless cluster=) "
         "among the units the cell's estimate uses",
-        "pretrend_test": "per metric: Wald of pre-period ATT(g,t) (base t-1) read as "
-        "Hotelling T^2, F(r, G-r); cell: Bonferroni minimum over metrics",
+        "pretrend_test": "per metric: the pre-period ATT(g,t) (base t-1) averaged with "
+        "theta's weights, t = mean / CR1 se against Student's t with G-1 df; cell: "
+        "Bonferroni minimum over metrics",
         "always_treated_units": always,
         "late_treated_units": {plain(b.experiment): b.late for b in blocks},
         "pretrend_failing_cells": failing,

@@ -215,7 +215,7 @@ def ipw(
     for i, s in enumerate(roles.segments, start=1):
         keys[s] = data.cell_keys[:, i]
     named = [
-        {dims.EXPERIMENT: plain(e), "segment": str(label)}
+        {dims.EXPERIMENT: plain(e), dims.SEGMENT_LABEL: str(label)}
         for e, label in zip(
             keys[dims.EXPERIMENT], segment_labels(keys, roles.segments), strict=True
         )

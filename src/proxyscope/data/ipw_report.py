@@ -70,7 +70,7 @@ def _smd(group: np.ndarray, n_groups: int, t: np.ndarray, x: np.ndarray, w: np.n
 
 
 def cell_name(cell: Mapping[str, Any]) -> str:
-    return f"(experiment {cell[dims.EXPERIMENT]!r}, segment {cell['segment']!r})"
+    return f"(experiment {cell[dims.EXPERIMENT]!r}, segment {cell[dims.SEGMENT_LABEL]!r})"
 
 
 def overlap_report(

@@ -22,20 +22,21 @@ the top of the Markdown, ``"trustworthy": false`` and a ``convergence``
 warning naming the failed parameters in the JSON, and a red line on every
 figure.
 
-report.json (schema 1.3.0)
+report.json (schema 1.4.0)
 --------------------------
 JSON Schema draft 2020-12, shipped as package data
 (``proxyscope/reporting/schema/report.schema.json``, ``$id``
-``urn:proxyscope:schema:report:1.3.0``; :func:`load_schema` reads it; every
+``urn:proxyscope:schema:report:1.4.0``; :func:`load_schema` reads it; every
 field carries a ``description``). Conventions: intervals are equal-tailed at
 the level in the enclosing section's ``ci`` (a fraction); NaN and infinities
 are ``null``; effects are in original units with each proxy read in its good
 direction. Top-level keys, all always present:
 
 ``schema_version``
-    "1.3.0" (1.1: the three decision rules in recommendations, an unclear weight
+    "1.4.0" (1.1: the three decision rules in recommendations, an unclear weight
     direction, compare rows say whether each fit passed; 1.2: ``designs``; 1.3: the
-    designs' experiments with a shared error). Readers accept any
+    designs' experiments with a shared error; 1.4: ``designs.diagnostics``, each
+    design's own checks from the cells' metadata). Readers accept any
     1.x; a major bump may rename or drop fields.
 ``proxyscope_version``, ``generated_at`` (ISO 8601 UTC), ``title``, ``ci``
 ``trustworthy``
@@ -63,6 +64,13 @@ direction. Top-level keys, all always present:
     null when no target was given; else {ci, conditional, proxy_effects,
     summary (TransportResult.summary rows), target (segments, shares,
     extrapolated), n_extrapolated, extrapolated_share, n_draws}.
+``designs``
+    null when every cell is a user-randomized A/B test; else {ci, reading,
+    designs, bias, correlation, slopes} from :func:`proxyscope.design_bias`,
+    and ``diagnostics``: per design whose cells carry diagnostics in their
+    metadata (did, rdd, ipw, synthetic_control, cluster; every part of a
+    concatenated history) a summary, a one-line reading and per-cell rows,
+    worst first (:mod:`proxyscope.reporting.design_diagnostics`).
 ``compare``
     null when no comparison was given; else {kind, reading, rows (the
     Comparison table, one row per model, best first), refitted}.

@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 
 
 def _did(cells: DesignMeta) -> dict[str, Any] | None:
-    rows, levels = [], set()
+    rows: list[dict[str, Any]] = []
+    levels: set[float | None] = set()
     for own, r, _ in cells.rows("did"):
         level = finite(own.get("pretrend_level"))
         levels.add(level)
@@ -115,7 +116,8 @@ def _rdd(cells: DesignMeta) -> dict[str, Any] | None:
     for _, t, _c in cells.rows("rdd", "sensitivity"):
         w = where(t)
         tables.setdefault((w["experiment"], w["segment"]), []).append(t)
-    rows, alphas = [], set()
+    rows: list[dict[str, Any]] = []
+    alphas: set[float | None] = set()
     for own, r, _ in cells.rows("rdd"):
         alpha = finite(own.get("density_alpha"))
         alphas.add(alpha)
@@ -173,7 +175,8 @@ def _max_smd(smd: Any) -> tuple[float | None, str | None]:
 
 
 def _ipw(cells: DesignMeta) -> dict[str, Any] | None:
-    rows, experiments = [], {}
+    rows: list[dict[str, Any]] = []
+    experiments: dict[str, tuple[float | None, str | None]] = {}
     for own, r, _ in cells.rows("ipw"):
         t, c = r.get("treated") or {}, r.get("control") or {}
         smd, covariate = _max_smd(r.get("smd"))
@@ -201,9 +204,9 @@ def _ipw(cells: DesignMeta) -> dict[str, Any] | None:
         return None
     rows = worst_first(rows, ("poor_overlap", True), ("share_outside", True), ("min_ess", False))
     present = {r["experiment"] for r in rows}
-    smd = {e: v for e, v in experiments.items() if e in present and v[0] is not None}
-    unbalanced = [e for e, (v, _) in smd.items() if v is not None and v > SMD_LIMIT]
-    worst = max(smd, key=lambda e: smd[e][0] or 0.0) if smd else None
+    by_exp = {e: v for e, v in experiments.items() if e in present and v[0] is not None}
+    unbalanced = [e for e, (v, _) in by_exp.items() if v is not None and v > SMD_LIMIT]
+    worst = max(by_exp, key=lambda e: by_exp[e][0] or 0.0) if by_exp else None
     low = span([v for r in rows for v in (r["treated_min"], r["control_min"])])["min"]
     high = span([v for r in rows for v in (r["treated_max"], r["control_max"])])["max"]
     thin = min(
@@ -211,8 +214,9 @@ def _ipw(cells: DesignMeta) -> dict[str, Any] | None:
     )
     poor = sum(r["poor_overlap"] for r in rows)
     balance = (
-        f"largest |SMD| after weighting {num(smd[worst][0])} (experiment {worst}, "
-        f"{smd[worst][1]}); {len(unbalanced)} of {len(smd)} experiments above {num(SMD_LIMIT)}"
+        f"largest |SMD| after weighting {num(by_exp[worst][0])} (experiment {worst}, "
+        f"{by_exp[worst][1]}); {len(unbalanced)} of {len(by_exp)} experiments above "
+        f"{num(SMD_LIMIT)}"
         if worst is not None
         else "no balance table"
     )
@@ -232,7 +236,7 @@ def _ipw(cells: DesignMeta) -> dict[str, Any] | None:
         "propensity_min": low,
         "propensity_max": high,
         "min_ess": None if thin is None else thin["min_ess"],
-        "max_smd": None if worst is None else smd[worst][0],
+        "max_smd": None if worst is None else by_exp[worst][0],
         "max_smd_experiment": worst,
         "unbalanced_experiments": unbalanced,
         "reading": reading,
@@ -242,7 +246,7 @@ def _ipw(cells: DesignMeta) -> dict[str, Any] | None:
 
 def _synthetic_control(cells: DesignMeta) -> dict[str, Any] | None:
     outcome, effect = cells.metrics[0], cells.effects.effect
-    rows = []
+    rows: list[dict[str, Any]] = []
     for _, r, c in cells.rows("synthetic_control"):
         rmse, gap = finite((r.get("pre_rmse") or {}).get(outcome)), finite(effect[c, 0])
         rows.append(
@@ -272,8 +276,12 @@ def _synthetic_control(cells: DesignMeta) -> dict[str, Any] | None:
         f"RMSE above its gap and twice the placebos'); the outcome's pre-launch RMSE is "
         f"{spread(ratio)} times its gap (median {num(ratio['median'])}); placebo p-values of "
         f"the outcome {spread(p)}"
-        + (f" (at least 1/{fewest + 1} with {fewest} donors)" if fewest else "")
-        + (f"; {failed} fits did not converge." if failed else "; every fit converged.")
+        + (f" (the smallest possible with {fewest} donors is 1/{fewest + 1})" if fewest else "")
+        + (
+            f"; {failed} of {len(rows)} fits did not converge."
+            if failed
+            else "; every fit converged."
+        )
     )
     return {
         "cells": len(rows),
@@ -296,7 +304,7 @@ def _cluster(cells: DesignMeta) -> dict[str, Any] | None:
     control = eff.variable(designs.N_CLUSTERS_CONTROL)[at].astype(int)
     shared = np.abs(eff.variable(designs.SHARED_COV)[at]).sum(axis=(1, 2)) > 0
     experiments = np.asarray([str(e) for e in eff.experiment[at]], dtype=object)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, own in enumerate(parts):
         raw = own.get("experiment_variance_inflation") or {}
         left = own.get("experiment_variance_inflation_unexplained") or {}

@@ -96,7 +96,9 @@ class DesignMeta:
         index = self.index.get(design, {})
         for source in self.sources:  # parts never share a cell (concat refuses that)
             own = source.get(design)
-            for row in (own.get(key) or []) if isinstance(own, Mapping) else []:
+            if not isinstance(own, Mapping):
+                continue
+            for row in own.get(key) or []:
                 w = where(row)
                 k = (w["experiment"], w["segment"])
                 if k in index:

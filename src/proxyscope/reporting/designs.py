@@ -152,8 +152,10 @@ def _with(value: Any, what: Any) -> str:
     return "n/a" if value is None else f"{num(value)} ({what})"
 
 
-#: Per design: caption, columns, one row's cells and the flag that marks a row (bold).
-TABLES: dict[str, tuple[str, tuple[str, ...], Callable[[Row], tuple[str, ...]], str | None]] = {
+#: Per design: caption, columns, one row's cells, and the row's flag with its column (marked).
+TABLES: dict[
+    str, tuple[str, tuple[str, ...], Callable[[Row], tuple[str, ...]], tuple[str, str] | None]
+] = {
     "cluster": (
         "cluster: experiment-variance inflation per metric (medians over experiments)",
         ("part", "metric", "inflation", "left after the shared error"),
@@ -171,7 +173,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...], Callable[[Row], tuple[str, ...]], 
             str(r["metric"] or "n/a"),
             _yes(r["failing"]),
         ),
-        "failing",
+        ("failing", "fails"),
     ),
     "rdd": (
         "rdd: bandwidth, density check and bandwidth sensitivity per cell, failing and most "
@@ -196,7 +198,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...], Callable[[Row], tuple[str, ...]], 
             _with(r["shift"], f"{r['shift_metric']}, {num(r['shift_factor'])}x"),
             _pair(r["outcome_min"], r["outcome_max"], " to "),
         ),
-        "failing",
+        ("failing", "fails"),
     ),
     "ipw": (
         "ipw: overlap and balance per cell, worst overlap first",
@@ -222,7 +224,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...], Callable[[Row], tuple[str, ...]], 
             _with(r["max_smd"], r["smd_covariate"]),
             _yes(r["poor_overlap"]),
         ),
-        "poor_overlap",
+        ("poor_overlap", "poor overlap"),
     ),
     "synthetic_control": (
         "synthetic_control: pre-launch fit of the outcome per cell, poor fits and worst "
@@ -249,7 +251,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...], Callable[[Row], tuple[str, ...]], 
             _yes(r["poor_fit"]),
             "yes" if r["converged"] else "NO",
         ),
-        "poor_fit",
+        ("poor_fit", "poor fit"),
     ),
 }
 
@@ -266,7 +268,8 @@ def diagnostics_blocks(diagnostics: Mapping[str, Any]) -> list[Block]:
         body = [cells(r) for r in shown]
         if design == "cluster" and len({r["part"] for r in rows}) == 1:
             columns, body = columns[1:], [b[1:] for b in body]
-        marked = [[bool(flag and r[flag])] * len(columns) for r in shown]
+        key, at = (None, -1) if flag is None else (flag[0], columns.index(flag[1]))
+        marked = [[j == at and bool(r[key]) for j in range(len(columns))] for r in shown]
         more = len(rows) - len(shown)
         if more:
             noun = "row" if design == "cluster" else "cell"

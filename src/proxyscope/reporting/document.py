@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
 
 #: Version of the report layout (semantic: a major bump breaks readers).
-SCHEMA_VERSION = "1.3.0"
+SCHEMA_VERSION = "1.4.0"
 #: ``$id`` of the schema: a URN, never fetched.
 SCHEMA_ID = f"urn:proxyscope:schema:report:{SCHEMA_VERSION}"
 #: How many of the worst-mixing parameters the diagnostics section lists.

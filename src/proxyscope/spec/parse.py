@@ -13,6 +13,8 @@ Example (``models/streaming_retention.toml`` is a complete one)::
     kind = "users"               # "users" | "arm_summaries" | "asos" | "estimates"
     engine = "duckdb"
     # cluster = "workspace_id"   # randomized by workspace: clustered covariances
+    # design = "did"             # rows read by a design (did, rdd, ipw, synthetic_control),
+                                 # with its roles in [data.did] (see parse_design)
 
     [data.simulate]              # or: path = "logs/*.parquet"
     n_users = 250000

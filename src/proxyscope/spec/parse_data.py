@@ -24,8 +24,8 @@ from proxyscope.spec.constants import (
 from proxyscope.spec.parse_design import (
     ARMLESS,
     check_design_name,
+    check_design_roles,
     check_source_keys,
-    design_columns,
     design_options,
 )
 from proxyscope.spec.read import Table, show_set, type_word
@@ -236,11 +236,16 @@ def columns_section(top: Table, data: DataSpec) -> ColumnsSpec | None:
 
 
 def read_columns(
-    t: Table, data: DataSpec, *, data_error: Callable[[str], SpecError]
+    t: Table,
+    data: DataSpec,
+    *,
+    data_error: Callable[[str], SpecError],
+    where: str = "data",
 ) -> ColumnsSpec:
     """The column roles of one source (``[columns]``, or an extra source's) of ``data.kind``.
 
-    ``data_error(message)`` is the error about the source's data table itself.
+    ``data_error(message)`` is the error about the source's data table itself, and
+    ``where`` that table's path (``"data"``, ``"data.extra #1"``).
     """
     estimates = data.kind == "estimates"
     armless = data.reads_design and data.design in ARMLESS
@@ -346,7 +351,7 @@ def read_columns(
             if n in seen:
                 raise t.error(role, f"names column {n!r}, which is already given as {seen[n]!r}.")
             seen[n] = role
-    _check_design_roles(data, seen, metrics, data_error)
+    check_design_roles(t, data, seen, metrics, where)
     if data.kind == "arm_summaries" and data.correlation is None and not stats.get("covariance"):
         raise data_error(
             "needs correlation = ... for kind = 'arm_summaries' without [columns.covariance]: "
@@ -372,31 +377,6 @@ def read_columns(
 #: The ``[columns]`` keys of kind = "estimates" (besides experiment, outcome, proxies,
 #: segments and directions).
 ESTIMATE_KEYS = ("metric", "estimate", "se", "n_treat", "n_control")
-
-
-def _check_design_roles(
-    data: DataSpec,
-    seen: dict[str, str],
-    metrics: list[str],
-    data_error: Callable[[str], SpecError],
-) -> None:
-    """The columns of ``[data.<design>]`` against the other roles, and
-    synthetic_control's ``fit_metric`` against the metrics."""
-    design = data.design
-    for role, c in design_columns(design, data.design_options):
-        if c in seen:
-            raise data_error(
-                f"names column {c!r} as {design}.{role}, which is already given as "
-                f"{seen[c]!r}; each column plays one role."
-            )
-        seen[c] = f"{design}.{role}"
-    fit = data.design_options.get("fit_metric")
-    for name in [fit] if isinstance(fit, str) else (fit or ()):
-        if name not in metrics:
-            raise data_error(
-                f"names {name!r} as {design}.fit_metric, which is neither the outcome nor a "
-                f"proxy {metrics}.{suggestion(name, metrics)}"
-            )
 
 
 def _checked_column(t: Table) -> Any:

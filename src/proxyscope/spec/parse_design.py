@@ -44,6 +44,7 @@ from proxyscope.spec.constants import (
     ROW_DESIGNS,
 )
 from proxyscope.spec.read import Table, show_set, type_word
+from proxyscope.spec.sections import DataSpec
 
 #: The keys of each ``[data.<design>]`` table (the design function's parameters).
 DESIGN_KEYS: dict[str, tuple[str, ...]] = {
@@ -106,8 +107,10 @@ def design_options(t: Table, kind: str, design: str | None) -> dict[str, Any]:
             + ", ".join(REQUIRED[design])
             + f" (the design's column roles). Allowed keys: {', '.join(DESIGN_KEYS[design])}.",
         )
-    out = _READERS[design](sub)
+    # Unknown keys first: a misspelled required key is named as such, not as missing.
+    sub.taken.extend(DESIGN_KEYS[design])
     sub.done()
+    out = _READERS[design](sub)
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -247,3 +250,28 @@ def check_design_name(t: Table, kind: str, design: str | None) -> None:
         "the rows; without it the rows are summarized as 'ab', or 'cluster' with cluster = "
         f"'...'); got {design!r}.{suggestion(design, ROW_DESIGNS)}",
     )
+
+
+def check_design_roles(
+    t: Table, data: DataSpec, seen: dict[str, str], metrics: list[str], where: str
+) -> None:
+    """The columns of ``[<where>.<design>]`` against the other roles, and
+    synthetic_control's ``fit_metric`` against the metrics."""
+    design = data.design
+    table = Table({}, f"{where}.{design}", t.origin)
+    for role, c in design_columns(design, data.design_options):
+        if c in seen:
+            raise table.error(
+                role,
+                f"names column {c!r}, which is already given as {seen[c]!r}; each column "
+                "plays one role.",
+            )
+        seen[c] = role
+    fit = data.design_options.get("fit_metric")
+    for name in [fit] if isinstance(fit, str) else (fit or ()):
+        if name not in metrics:
+            raise table.error(
+                "fit_metric",
+                f"names {name!r}, which is neither the outcome nor a proxy {metrics}."
+                + suggestion(name, metrics),
+            )

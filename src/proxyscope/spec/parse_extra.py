@@ -109,6 +109,7 @@ def extra_section(top: Table, data: DataSpec, columns: ColumnsSpec | None) -> Da
             Table(merged, f"data.extra #{i}.columns", origin),
             source,
             data_error=_error_of(t),
+            where=t.where,
         )
         out.append(ExtraSource(data=source, columns=cols))
     return dataclasses.replace(data, extra=tuple(out))
