@@ -37,7 +37,6 @@ normals, the shocks' normals.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -45,13 +44,13 @@ import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
-from proxyscope.errors import ParameterError, suggestion
+from proxyscope.errors import ParameterError
 from proxyscope.simulate import generate
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate.config import StreamingConfig
 from proxyscope.simulate.did_config import DidConfig, good_sign
+from proxyscope.simulate.options import resolve_config
 from proxyscope.simulate.truth import user_effects
-from proxyscope.simulate.world import as_mix
 
 #: Stream key of the rollout generator (its draws never move the streaming world's).
 _ROLLOUT_KEY = 0xD1D_0A11
@@ -332,9 +331,6 @@ def _truth(
     return out
 
 
-_OPTIONS = tuple(f.name for f in dataclasses.fields(DidConfig))
-
-
 def rollout(config: DidConfig | None = None, **options: Any) -> DidWorld:
     """Simulate the streaming world rolled out to markets in waves, with exact truth.
 
@@ -365,19 +361,8 @@ def rollout(config: DidConfig | None = None, **options: Any) -> DidWorld:
     >>> sorted(world.panel["period"].unique().tolist()) == list(range(8))
     True
     """
-    if config is not None and not isinstance(config, DidConfig):
-        raise ParameterError(
-            f"config must be a DidConfig; got {type(config).__name__} {config!r}. "
-            "Pass settings by keyword, e.g. rollout(n_units=120)."
+    return build(
+        resolve_config(
+            config, options, DidConfig, function="rollout", example="rollout(n_units=120)"
         )
-    for key in options:
-        if key not in _OPTIONS:
-            raise ParameterError(
-                f"Unknown option {key!r} of rollout; expected one of {list(_OPTIONS)}."
-                + suggestion(key, _OPTIONS)
-            )
-    if "mix" in options:
-        options["mix"] = as_mix(options["mix"])
-    given = {k: v for k, v in options.items() if v is not None}
-    base = config if config is not None else DidConfig()
-    return build(dataclasses.replace(base, **given) if given else base)
+    )

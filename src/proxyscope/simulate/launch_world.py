@@ -40,7 +40,6 @@ common shocks, the sampling errors.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any
 
@@ -49,12 +48,13 @@ import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
-from proxyscope.errors import ParameterError, suggestion
+from proxyscope.errors import ParameterError
 from proxyscope.simulate import generate, population
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate.config import StreamingConfig
 from proxyscope.simulate.launch_config import LaunchConfig
 from proxyscope.simulate.mix import SegmentMix
+from proxyscope.simulate.options import resolve_config
 
 MARKET = "market"
 PERIOD = "week"
@@ -316,9 +316,6 @@ def build(config: LaunchConfig) -> LaunchWorld:
     )
 
 
-_OPTIONS = tuple(f.name for f in dataclasses.fields(LaunchConfig))
-
-
 def launch(config: LaunchConfig | None = None, **options: Any) -> LaunchWorld:
     """Simulate global launches read against donor markets, with exact truth.
 
@@ -345,17 +342,8 @@ def launch(config: LaunchConfig | None = None, **options: Any) -> LaunchWorld:
     >>> sorted(world.column_roles())[:3]
     ['directions', 'experiment', 'outcome']
     """
-    if config is not None and not isinstance(config, LaunchConfig):
-        raise ParameterError(
-            f"config must be a LaunchConfig; got {type(config).__name__} {config!r}. "
-            "Pass settings by keyword, e.g. launch(n_markets=25)."
+    return build(
+        resolve_config(
+            config, options, LaunchConfig, function="launch", example="launch(n_markets=25)"
         )
-    for key in options:
-        if key not in _OPTIONS:
-            raise ParameterError(
-                f"Unknown option {key!r} of launch; expected one of {list(_OPTIONS)}."
-                + suggestion(key, _OPTIONS)
-            )
-    given = {k: v for k, v in options.items() if v is not None}
-    base = config if config is not None else LaunchConfig()
-    return build(dataclasses.replace(base, **given) if given else base)
+    )

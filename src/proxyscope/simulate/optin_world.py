@@ -37,7 +37,6 @@ over the cell's users and the ATT over its opted-in users.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -45,11 +44,11 @@ import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
-from proxyscope.errors import ParameterError, suggestion
+from proxyscope.errors import ParameterError
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate.optin_config import OptinConfig
+from proxyscope.simulate.options import resolve_config
 from proxyscope.simulate.truth import user_effects
-from proxyscope.simulate.world import as_mix
 
 TREATMENT = "opt_in"
 COVARIATES: tuple[str, str] = ("prior_watch_min", "prior_starts")
@@ -285,9 +284,6 @@ def build(config: OptinConfig) -> OptinWorld:
     )
 
 
-_OPTIONS = tuple(f.name for f in dataclasses.fields(OptinConfig))
-
-
 def optin(config: OptinConfig | None = None, **options: Any) -> OptinWorld:
     """Simulate opt-in launches on the streaming scenario, with exact ATE and ATT truth.
 
@@ -317,19 +313,8 @@ def optin(config: OptinConfig | None = None, **options: Any) -> OptinWorld:
     >>> sorted(world.column_roles()["covariates"])
     ['prior_starts', 'prior_watch_min']
     """
-    if config is not None and not isinstance(config, OptinConfig):
-        raise ParameterError(
-            f"config must be an OptinConfig; got {type(config).__name__} {config!r}. "
-            "Pass settings by keyword, e.g. optin(selection=1.5)."
+    return build(
+        resolve_config(
+            config, options, OptinConfig, function="optin", example="optin(selection=1.5)"
         )
-    for key in options:
-        if key not in _OPTIONS:
-            raise ParameterError(
-                f"Unknown option {key!r} of optin; expected one of {list(_OPTIONS)}."
-                + suggestion(key, _OPTIONS)
-            )
-    if "mix" in options:
-        options["mix"] = as_mix(options["mix"])
-    given = {k: v for k, v in options.items() if v is not None}
-    base = config if config is not None else OptinConfig()
-    return build(dataclasses.replace(base, **given) if given else base)
+    )

@@ -37,7 +37,6 @@ truth stays the effect at the cutoff of the unmanipulated population.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -52,6 +51,7 @@ from proxyscope import dims
 from proxyscope.errors import ParameterError, suggestion
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate._quadrature import hermite, normal_partial, tail_integral
+from proxyscope.simulate.options import resolve_config
 from proxyscope.simulate.threshold_config import ThresholdConfig
 
 #: Stream key of the threshold world's generator.
@@ -327,9 +327,6 @@ def build(config: ThresholdConfig) -> ThresholdWorld:
     )
 
 
-_OPTIONS = tuple(f.name for f in dataclasses.fields(ThresholdConfig))
-
-
 def threshold(config: ThresholdConfig | None = None, **options: Any) -> ThresholdWorld:
     """Simulate threshold rules on the streaming scenario, with the exact effect at each cutoff.
 
@@ -356,16 +353,13 @@ def threshold(config: ThresholdConfig | None = None, **options: Any) -> Threshol
     >>> world.column_roles()["running"]
     'score'
     """
-    if config is not None and not isinstance(config, ThresholdConfig):
-        raise ParameterError(
-            f"config must be a ThresholdConfig; got {type(config).__name__} {config!r}. "
-            "Pass settings by keyword, e.g. threshold(n_experiments=20)."
+    return build(
+        resolve_config(
+            config,
+            options,
+            ThresholdConfig,
+            function="threshold",
+            example="threshold(n_experiments=20)",
+            drop_none=False,
         )
-    for key in options:
-        if key not in _OPTIONS:
-            raise ParameterError(
-                f"Unknown option {key!r} of threshold; expected one of {list(_OPTIONS)}."
-                + suggestion(key, _OPTIONS)
-            )
-    base = config if config is not None else ThresholdConfig()
-    return build(dataclasses.replace(base, **options) if options else base)
+    )

@@ -36,7 +36,6 @@ long-term outcome (``spillover_truth``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,11 +44,11 @@ import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
-from proxyscope.errors import ParameterError, suggestion
 from proxyscope.simulate import generate, population
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate.config import StreamingConfig
 from proxyscope.simulate.mix import SegmentMix
+from proxyscope.simulate.options import resolve_config
 from proxyscope.simulate.truth import sample_truth, user_effects
 from proxyscope.simulate.workspace_config import WorkspaceConfig
 from proxyscope.simulate.world import DESCRIPTIONS, as_mix
@@ -347,9 +346,6 @@ def build(config: WorkspaceConfig) -> WorkspaceWorld:
     )
 
 
-_OPTIONS = tuple(f.name for f in dataclasses.fields(WorkspaceConfig))
-
-
 def workspace(config: WorkspaceConfig | None = None, **options: Any) -> WorkspaceWorld:
     """Simulate the streaming world randomized by workspace, with spillover and exact truth.
 
@@ -379,19 +375,12 @@ def workspace(config: WorkspaceConfig | None = None, **options: Any) -> Workspac
     >>> world.users["exposure"].cat.categories.tolist()
     ['direct', 'spillover', 'pure_control']
     """
-    if config is not None and not isinstance(config, WorkspaceConfig):
-        raise ParameterError(
-            f"config must be a WorkspaceConfig; got {type(config).__name__} {config!r}. "
-            "Pass settings by keyword, e.g. workspace(n_workspaces=60)."
+    return build(
+        resolve_config(
+            config,
+            options,
+            WorkspaceConfig,
+            function="workspace",
+            example="workspace(n_workspaces=60)",
         )
-    for key in options:
-        if key not in _OPTIONS:
-            raise ParameterError(
-                f"Unknown option {key!r} of workspace; expected one of {list(_OPTIONS)}."
-                + suggestion(key, _OPTIONS)
-            )
-    if "mix" in options:
-        options["mix"] = as_mix(options["mix"])
-    given = {k: v for k, v in options.items() if v is not None}
-    base = config if config is not None else WorkspaceConfig()
-    return build(dataclasses.replace(base, **given) if given else base)
+    )
