@@ -18,16 +18,13 @@ Fits of the default ``ProxyModel`` (4 chains x (``--draws`` + ``--tune``)):
   ``shared_cov``, or not) or one draw per cell; ``noise_cov`` gains it in all three;
 - ``*_noseg``: clustered, user_level and user_randomized with one cell per experiment.
 
-Scores (``bench_truth.py``'s definitions): fragility (MAE of ``flip_prob`` against
-each of the 24 cells' population flip rate, coverage of its 90% interval, also over
-the cells whose truth is above 0; without segments the mix's flip rate); transport
-(coverage and width of the 90% predictive interval over 2,000 new experiments'
-exact long-term effects, target mix with 60% of users in the failure cohort's
-cell); the cells (coverage of ``effect +- 1.645 se`` of the truth per metric, and
-the mean correlation between two cells' standardized errors within an
-experiment); the recovered cells (coverage of the 90% interval of each cell's true
-long-term effect, ``ProxyFit.latent_effects``; sd of the recovered experiment
-effects per metric).
+Scores (``bench_truth.py``'s definitions): fragility (MAE and 90% coverage of
+``flip_prob`` against each cell's population flip rate, also over cells whose truth
+is above 0); transport (coverage and width of the 90% predictive interval over
+2,000 new experiments, 60% of users in the failure cohort's cell); the cells
+(coverage of ``effect +- 1.645 se``, the within-experiment error correlation); the
+recovered cells (coverage of each cell's true long-term effect; the sd of the
+recovered experiment effects).
 
 Rows go to ``benchmarks/_results/cluster_model.csv`` (a rerun skips the (seed, fit)
 pairs already there unless ``--fresh``) and the table is printed. Run

@@ -41,12 +41,12 @@ from proxyscope.data.arm_checks import (
 from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.validate import (
-    _same,
     check_flag,
     check_min_users,
     check_roles,
     plain,
     resolve_treated,
+    same_value,
     scalar,
 )
 from proxyscope.errors import DataError, DataTypeError, DataWarning
@@ -243,7 +243,7 @@ def from_arm_summaries(
     treated, control = resolve_treated(
         values, treated_value, column=roles.treatment, param="arm", owner=owner
     )
-    is_t = np.asarray([_same(scalar(v), treated) for v in frame[roles.treatment]], dtype=bool)
+    is_t = np.asarray([same_value(scalar(v), treated) for v in frame[roles.treatment]], dtype=bool)
 
     cell_cols = [roles.experiment, *roles.segments]
     dup = frame.duplicated(subset=[*cell_cols, roles.treatment], keep=False)

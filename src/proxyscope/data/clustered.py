@@ -69,9 +69,9 @@ from proxyscope.data.engines import (
     combine,
     key_col,
 )
-from proxyscope.data.exposure import _exposure_groups
+from proxyscope.data.exposure import exposure_groups
 from proxyscope.data.shared_noise import experiment_codes, shared_noise
-from proxyscope.data.validate import Roles, _same, plain, scalar
+from proxyscope.data.validate import Roles, plain, same_value, scalar
 from proxyscope.errors import DataError, DataWarning
 
 #: Fewer clusters than this in an arm of a kept cell: a DataWarning.
@@ -270,12 +270,12 @@ def cell_effects(
         f = rows.labels[key_col(i)]
         keys[:, i] = f.values[f.codes[first]]
     arm = rows.labels[ARM]
-    is_t = np.asarray([_same(scalar(v), treated) for v in arm.values], dtype=bool)[arm.codes]
+    is_t = np.asarray([same_value(scalar(v), treated) for v in arm.values], dtype=bool)[arm.codes]
     if exposure_values is None:
         group = np.where(is_t, 0, 1)
         contrasts = np.array([[1.0], [-1.0]])
     else:
-        group = _exposure_groups(rows, exposure_values, roles, is_t)
+        group = exposure_groups(rows, exposure_values, roles, is_t)
         contrasts = np.array([[1.0, 0.0], [-1.0, -1.0], [0.0, 1.0]])
     treated_groups = np.arange(len(contrasts)) == 0
     got = cluster_covariance(

@@ -23,7 +23,7 @@ from proxyscope.data import designs
 from proxyscope.data.cellbuild import build
 from proxyscope.data.cells import CellEffects
 from proxyscope.data.engines import EXPOSURE, ClusterAggregate
-from proxyscope.data.validate import Roles, _same, is_missing, scalar, show_values
+from proxyscope.data.validate import Roles, is_missing, same_value, scalar, show_values
 from proxyscope.errors import DataError, ParameterError, suggestion
 
 DIRECT, SPILLOVER, PURE_CONTROL = "direct", "spillover", "pure_control"
@@ -77,7 +77,7 @@ def check_exposure_values(value: Any, *, exposure: str | None, owner: str) -> di
             )
     out = {role: scalar(value.get(role, role)) for role in EXPOSURE_ROLES}
     for i, (role, v) in enumerate(out.items()):
-        twin = next((r for r in EXPOSURE_ROLES[i + 1 :] if _same(out[r], v)), None)
+        twin = next((r for r in EXPOSURE_ROLES[i + 1 :] if same_value(out[r], v)), None)
         if is_missing(v) or twin is not None:
             raise ParameterError(
                 f"The 'exposure_values' parameter of {owner} maps {role!r} to {v!r}"
@@ -88,7 +88,7 @@ def check_exposure_values(value: Any, *, exposure: str | None, owner: str) -> di
     return out
 
 
-def _exposure_groups(
+def exposure_groups(
     rows: ClusterAggregate, values: Mapping[str, Any], roles: Roles, is_t: np.ndarray
 ) -> np.ndarray:
     """Per row: 0 direct, 1 pure control, 2 spillover; checked against the arm."""
@@ -97,7 +97,7 @@ def _exposure_groups(
     per_value = np.full(len(factor.values), -1)
     for k, v in enumerate(factor.values):
         for role, want in values.items():
-            if _same(scalar(v), want):
+            if same_value(scalar(v), want):
                 per_value[k] = code[role]
     group = per_value[factor.codes]
     bad = group < 0

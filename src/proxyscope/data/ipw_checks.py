@@ -26,11 +26,11 @@ from proxyscope.data.assemble import one_arm_error, too_few_experiments_error
 from proxyscope.data.validate import (
     SHOW,
     Roles,
-    _same,
     is_missing,
     name_list,
     plain,
     resolve_treated,
+    same_value,
     scalar,
 )
 from proxyscope.errors import (
@@ -240,7 +240,7 @@ def read_rows(
         arm_values[:5], treated_value, column=roles.treatment, more=len(arm_values) > 5, owner=owner
     )
     arm_code, arm_uniques = pd.factorize(frame[roles.treatment])
-    is_t = np.asarray([_same(scalar(v), treated) for v in arm_uniques], dtype=bool)[arm_code]
+    is_t = np.asarray([same_value(scalar(v), treated) for v in arm_uniques], dtype=bool)[arm_code]
     keys = pd.MultiIndex.from_frame(frame[list(roles.keys)])
     cell, uniques = keys.factorize()
     experiment, labels = pd.factorize(frame[roles.experiment])

@@ -50,7 +50,6 @@ from proxyscope.data.engines import (
 from proxyscope.data.tables import summarize_input
 from proxyscope.data.validate import (
     Roles,
-    _same,
     check_flag,
     check_min_users,
     check_roles,
@@ -61,6 +60,7 @@ from proxyscope.data.validate import (
     nonnumeric_error,
     plain,
     resolve_treated,
+    same_value,
     scalar,
 )
 from proxyscope.errors import DataError, DataWarning, ParameterError, check_one_of
@@ -371,7 +371,7 @@ def _summarize(
     else:
         n_used = n_rows
 
-    is_t = np.asarray([_same(scalar(v), treated) for v in agg[ARM]], dtype=bool)
+    is_t = np.asarray([same_value(scalar(v), treated) for v in agg[ARM]], dtype=bool)
     exp_col = key_col(0)
     arms_by_exp: dict[Any, set[bool]] = {}
     for e, t, n in zip(agg[exp_col], is_t, agg[N], strict=True):

@@ -369,7 +369,7 @@ def resolve_treated(
         )
     if treated_value is not None:
         tv = scalar(treated_value)
-        hits = [v for v in vals if _same(v, tv)]
+        hits = [v for v in vals if same_value(v, tv)]
         if not hits:
             raise ParameterError(
                 f"The 'treated_value' parameter of {owner} must be one of the values of "
@@ -391,7 +391,7 @@ def resolve_treated(
     )
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, bool) != isinstance(b, bool):
         return False
     if isinstance(a, str) != isinstance(b, str):
