@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from proxyscope.errors import ParameterError
 from proxyscope.simulate import scenario as sc
-from proxyscope.simulate.mix import SegmentMix, _check_level, is_real
+from proxyscope.simulate.mix import SegmentMix, _check_level, check_number, is_real
 
 
 def is_int(value: Any) -> bool:
@@ -156,4 +157,59 @@ class StreamingConfig:
             raise ParameterError(
                 f"StreamingConfig.cohort: must be a FailureCohort; got "
                 f"{type(self.cohort).__name__} {self.cohort!r}."
+            )
+
+
+#: Bounds (low, high, open low, open high) of a number field (None: unbounded).
+Bound = tuple[float | None, float | None, bool, bool]
+#: The experiment sds every simulated world shares with :class:`StreamingConfig`.
+SCENARIO_BOUNDS: dict[str, Bound] = {
+    "exp_tau_sd": (0.0, None, True, False),
+    "exp_bias_sd": (0.0, None, False, False),
+}
+
+
+def set_ints(config: Any, owner: str, lows: Iterable[tuple[str, int]]) -> None:
+    """Check the integer fields of a frozen ``config`` (each ``>= low``) and store them as int.
+
+    Raises
+    ------
+    ParameterError
+        Naming ``owner.field``, the bound and the value.
+    """
+    for name, low in lows:
+        value = getattr(config, name)
+        if not is_int(value) or value < low:
+            raise ParameterError(f"{owner}.{name}: must be an integer >= {low}; got {value!r}.")
+        object.__setattr__(config, name, int(value))
+
+
+def set_numbers(config: Any, owner: str, bounds: Mapping[str, Bound]) -> None:
+    """Check the number fields of a frozen ``config`` within ``bounds`` (then the shared
+    :data:`SCENARIO_BOUNDS`) and store them as float (:func:`check_number`'s errors)."""
+    for name, (low, high, open_low, open_high) in {**bounds, **SCENARIO_BOUNDS}.items():
+        value = check_number(
+            f"{owner}.{name}",
+            getattr(config, name),
+            low,
+            high,
+            open_low=open_low,
+            open_high=open_high,
+        )
+        object.__setattr__(config, name, value)
+
+
+def check_mix_and_cohort(config: Any, owner: str) -> None:
+    """A world config's ``mix`` must be a SegmentMix and its ``cohort`` a FailureCohort.
+
+    Raises
+    ------
+    ParameterError
+        Naming ``owner.field`` and what was found.
+    """
+    for name, kind in (("mix", SegmentMix), ("cohort", FailureCohort)):
+        value = getattr(config, name)
+        if not isinstance(value, kind):
+            raise ParameterError(
+                f"{owner}.{name}: must be a {kind.__name__}; got {type(value).__name__} {value!r}."
             )

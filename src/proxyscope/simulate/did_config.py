@@ -17,8 +17,15 @@ import numpy as np
 
 from proxyscope.errors import ParameterError
 from proxyscope.simulate import scenario as sc
-from proxyscope.simulate.config import FailureCohort, is_int
-from proxyscope.simulate.mix import SegmentMix, check_number
+from proxyscope.simulate.config import (
+    Bound,
+    FailureCohort,
+    check_mix_and_cohort,
+    is_int,
+    set_ints,
+    set_numbers,
+)
+from proxyscope.simulate.mix import SegmentMix
 
 _OWNER = "DidConfig"
 
@@ -102,14 +109,17 @@ class DidConfig:
     exp_bias_sd: float = 0.08
 
     def __post_init__(self) -> None:
-        ints = (("n_experiments", 1), ("n_units", 4), ("n_periods", 2))
-        for name, low in (*ints, ("users_per_period", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if not is_int(value) or value < low:
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be an integer >= {low}; got {value!r}."
-                )
-            object.__setattr__(self, name, int(value))
+        set_ints(
+            self,
+            _OWNER,
+            (
+                ("n_experiments", 1),
+                ("n_units", 4),
+                ("n_periods", 2),
+                ("users_per_period", 1),
+                ("seed", 0),
+            ),
+        )
         waves = self.waves
         if (
             not isinstance(waves, tuple | list)
@@ -122,7 +132,7 @@ class DidConfig:
                 f"in [1, n_periods - 1] = [1, {self.n_periods - 1}]; got {waves!r}."
             )
         object.__setattr__(self, "waves", tuple(int(w) for w in waves))
-        bounds: dict[str, tuple[float | None, float | None, bool, bool]] = {
+        bounds: dict[str, Bound] = {
             "never_share": (0.0, 1.0, True, True),
             "unit_sd": (0.0, None, False, False),
             "baseline_corr": (-1.0 / (len(sc.METRICS) - 1), 1.0, True, True),
@@ -131,26 +141,9 @@ class DidConfig:
             "shock_ar": (0.0, 1.0, False, True),
             "selection": (0.0, 1.0, False, False),
             "violation": (None, None, False, False),
-            "exp_tau_sd": (0.0, None, True, False),
-            "exp_bias_sd": (0.0, None, False, False),
         }
-        for name, (lo, hi, open_low, open_high) in bounds.items():
-            value = check_number(
-                f"{_OWNER}.{name}",
-                getattr(self, name),
-                lo,
-                hi,
-                open_low=open_low,
-                open_high=open_high,
-            )
-            object.__setattr__(self, name, value)
-        for name, kind in (("mix", SegmentMix), ("cohort", FailureCohort)):
-            value = getattr(self, name)
-            if not isinstance(value, kind):
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be a {kind.__name__}; got {type(value).__name__} "
-                    f"{value!r}."
-                )
+        set_numbers(self, _OWNER, bounds)
+        check_mix_and_cohort(self, _OWNER)
         self.region_units()  # enough units in every region and group
 
     def region_units(self) -> np.ndarray:

@@ -13,8 +13,14 @@ import dataclasses
 
 from proxyscope.errors import ParameterError, suggestion
 from proxyscope.simulate import scenario as sc
-from proxyscope.simulate.config import FailureCohort, is_int
-from proxyscope.simulate.mix import SegmentMix, check_number
+from proxyscope.simulate.config import (
+    Bound,
+    FailureCohort,
+    check_mix_and_cohort,
+    set_ints,
+    set_numbers,
+)
+from proxyscope.simulate.mix import SegmentMix
 
 _OWNER = "LaunchConfig"
 
@@ -86,40 +92,27 @@ class LaunchConfig:
     exp_bias_sd: float = 0.08
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("n_experiments", 2),
-            ("n_markets", 3),
-            ("pre_periods", 2),
-            ("post_periods", 1),
-            ("users_per_period", 10),
-            ("n_factors", 0),
-            ("ramp_periods", 1),
-            ("seed", 0),
-        ):
-            value = getattr(self, name)
-            if not is_int(value) or value < low:
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be an integer >= {low}; got {value!r}."
-                )
-            object.__setattr__(self, name, int(value))
-        bounds: dict[str, tuple[float, float | None, bool, bool]] = {
+        set_ints(
+            self,
+            _OWNER,
+            (
+                ("n_experiments", 2),
+                ("n_markets", 3),
+                ("pre_periods", 2),
+                ("post_periods", 1),
+                ("users_per_period", 10),
+                ("n_factors", 0),
+                ("ramp_periods", 1),
+                ("seed", 0),
+            ),
+        )
+        bounds: dict[str, Bound] = {
             "market_sd": (0.0, None, False, False),
             "factor_persistence": (0.0, 1.0, False, True),
             "metric_corr": (0.0, 1.0, False, False),
             "common_sd": (0.0, None, False, False),
-            "exp_tau_sd": (0.0, None, True, False),
-            "exp_bias_sd": (0.0, None, False, False),
         }
-        for name, (lo, hi, open_low, open_high) in bounds.items():
-            value = check_number(
-                f"{_OWNER}.{name}",
-                getattr(self, name),
-                lo,
-                hi,
-                open_low=open_low,
-                open_high=open_high,
-            )
-            object.__setattr__(self, name, value)
+        set_numbers(self, _OWNER, bounds)
         segs = self.segments
         if isinstance(segs, str) or not isinstance(segs, tuple | list):
             raise ParameterError(
@@ -137,10 +130,4 @@ class LaunchConfig:
             raise ParameterError(f"{_OWNER}.segments: a column appears twice in {segs!r}.")
         # In scenario order, so cells and truth share one layout.
         object.__setattr__(self, "segments", tuple(s for s in sc.SEGMENT_COLUMNS if s in segs))
-        for name, kind in (("mix", SegmentMix), ("cohort", FailureCohort)):
-            value = getattr(self, name)
-            if not isinstance(value, kind):
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be a {kind.__name__}; got {type(value).__name__} "
-                    f"{value!r}."
-                )
+        check_mix_and_cohort(self, _OWNER)

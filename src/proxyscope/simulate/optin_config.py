@@ -13,8 +13,14 @@ import dataclasses
 
 from proxyscope.errors import ParameterError
 from proxyscope.simulate import scenario as sc
-from proxyscope.simulate.config import FailureCohort, is_int
-from proxyscope.simulate.mix import SegmentMix, check_number
+from proxyscope.simulate.config import (
+    Bound,
+    FailureCohort,
+    check_mix_and_cohort,
+    set_ints,
+    set_numbers,
+)
+from proxyscope.simulate.mix import SegmentMix
 
 _OWNER = "OptinConfig"
 
@@ -72,13 +78,7 @@ class OptinConfig:
     exp_bias_sd: float = 0.08
 
     def __post_init__(self) -> None:
-        for name, low in (("n_experiments", 1), ("users_per_experiment", 20), ("seed", 0)):
-            value = getattr(self, name)
-            if not is_int(value) or value < low:
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be an integer >= {low}; got {value!r}."
-                )
-            object.__setattr__(self, name, int(value))
+        set_ints(self, _OWNER, (("n_experiments", 1), ("users_per_experiment", 20), ("seed", 0)))
         segs = self.segments
         if (
             isinstance(segs, str)
@@ -91,28 +91,11 @@ class OptinConfig:
                 f"{list(sc.SEGMENT_COLUMNS)}; got {segs!r}."
             )
         object.__setattr__(self, "segments", tuple(segs))
-        bounds: dict[str, tuple[float | None, float | None, bool, bool]] = {
+        bounds: dict[str, Bound] = {
             "optin_rate": (0.0, 1.0, True, True),
             "selection": (0.0, None, False, False),
             "hidden_confounding": (None, None, False, False),
             "heterogeneity": (None, None, False, False),
-            "exp_tau_sd": (0.0, None, True, False),
-            "exp_bias_sd": (0.0, None, False, False),
         }
-        for name, (lo, hi, open_low, open_high) in bounds.items():
-            value = check_number(
-                f"{_OWNER}.{name}",
-                getattr(self, name),
-                lo,
-                hi,
-                open_low=open_low,
-                open_high=open_high,
-            )
-            object.__setattr__(self, name, value)
-        for name, kind in (("mix", SegmentMix), ("cohort", FailureCohort)):
-            value = getattr(self, name)
-            if not isinstance(value, kind):
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be a {kind.__name__}; got {type(value).__name__} "
-                    f"{value!r}."
-                )
+        set_numbers(self, _OWNER, bounds)
+        check_mix_and_cohort(self, _OWNER)

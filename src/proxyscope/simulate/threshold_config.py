@@ -13,7 +13,13 @@ import dataclasses
 
 from proxyscope.errors import ParameterError
 from proxyscope.simulate import scenario as sc
-from proxyscope.simulate.config import FailureCohort, is_int
+from proxyscope.simulate.config import (
+    Bound,
+    FailureCohort,
+    check_mix_and_cohort,
+    set_ints,
+    set_numbers,
+)
 from proxyscope.simulate.mix import SegmentMix, check_number
 
 _OWNER = "ThresholdConfig"
@@ -77,13 +83,7 @@ class ThresholdConfig:
     exp_bias_sd: float = 0.08
 
     def __post_init__(self) -> None:
-        for name, least in (("n_experiments", 1), ("n_users", 20), ("seed", 0)):
-            value = getattr(self, name)
-            if not is_int(value) or value < least:
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be an integer >= {least}; got {value!r}."
-                )
-            object.__setattr__(self, name, int(value))
+        set_ints(self, _OWNER, (("n_experiments", 1), ("n_users", 20), ("seed", 0)))
         for name, (lo, hi) in (("cutoff", (0.0, 1.0)), ("score_shape", (0.0, None))):
             pair = getattr(self, name)
             if not isinstance(pair, tuple | list) or len(pair) != 2:
@@ -98,24 +98,13 @@ class ThresholdConfig:
                 f"{_OWNER}.cutoff: must be (lowest, highest) with lowest <= highest; "
                 f"got {self.cutoff!r}."
             )
-        bounds: dict[str, tuple[float | None, float | None, bool, bool]] = {
+        bounds: dict[str, Bound] = {
             "score_sat": (None, None, False, False),
             "score_eng": (None, None, False, False),
             "manipulation": (0.0, 1.0, False, True),
             "manipulation_width": (0.0, 0.5, True, True),
-            "exp_tau_sd": (0.0, None, True, False),
-            "exp_bias_sd": (0.0, None, False, False),
         }
-        for name, (low, high, open_low, open_high) in bounds.items():
-            value = check_number(
-                f"{_OWNER}.{name}",
-                getattr(self, name),
-                low,
-                high,
-                open_low=open_low,
-                open_high=open_high,
-            )
-            object.__setattr__(self, name, value)
+        set_numbers(self, _OWNER, bounds)
         segs = self.segments
         if isinstance(segs, str) or not isinstance(segs, tuple | list):
             raise ParameterError(
@@ -128,13 +117,7 @@ class ThresholdConfig:
                 f"got {segs!r}."
             )
         object.__setattr__(self, "segments", tuple(segs))
-        for name, kind in (("mix", SegmentMix), ("cohort", FailureCohort)):
-            value = getattr(self, name)
-            if not isinstance(value, kind):
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be a {kind.__name__}; got {type(value).__name__} "
-                    f"{value!r}."
-                )
+        check_mix_and_cohort(self, _OWNER)
 
     @property
     def score_moments(self) -> tuple[float, float]:

@@ -17,7 +17,14 @@ import numpy as np
 
 from proxyscope.errors import ParameterError, suggestion
 from proxyscope.simulate import scenario as sc
-from proxyscope.simulate.config import FailureCohort, is_int
+from proxyscope.simulate.config import (
+    Bound,
+    FailureCohort,
+    check_mix_and_cohort,
+    is_int,
+    set_ints,
+    set_numbers,
+)
 from proxyscope.simulate.mix import FrozenMapping, SegmentMix, check_number
 
 _OWNER = "WorkspaceConfig"
@@ -101,13 +108,7 @@ class WorkspaceConfig:
     exp_bias_sd: float = 0.08
 
     def __post_init__(self) -> None:
-        for name, low in (("n_experiments", 1), ("n_workspaces", 4), ("seed", 0)):
-            value = getattr(self, name)
-            if not is_int(value) or value < low:
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be an integer >= {low}; got {value!r}."
-                )
-            object.__setattr__(self, name, int(value))
+        set_ints(self, _OWNER, (("n_experiments", 1), ("n_workspaces", 4), ("seed", 0)))
         size = self.workspace_size
         if (
             not isinstance(size, tuple | list)
@@ -121,34 +122,17 @@ class WorkspaceConfig:
             )
         object.__setattr__(self, "workspace_size", (int(size[0]), int(size[1])))
         low_corr = -1.0 / (len(sc.METRICS) - 1)
-        bounds: dict[str, tuple[float, float | None, bool, bool]] = {
+        bounds: dict[str, Bound] = {
             "baseline_corr": (low_corr, 1.0, True, True),
             "spillover_share": (0.0, 1.0, False, True),
-            "exp_tau_sd": (0.0, None, True, False),
-            "exp_bias_sd": (0.0, None, False, False),
         }
-        for name, (lo, hi, open_low, open_high) in bounds.items():
-            value = check_number(
-                f"{_OWNER}.{name}",
-                getattr(self, name),
-                lo,
-                hi,
-                open_low=open_low,
-                open_high=open_high,
-            )
-            object.__setattr__(self, name, value)
+        set_numbers(self, _OWNER, bounds)
         object.__setattr__(self, "icc", _per_metric("icc", self.icc, 0.3, 0.0, 1.0, open_high=True))
         fraction = _per_metric(
             "spillover_fraction", self.spillover_fraction, 0.25, -1.0, 1.0, open_high=False
         )
         object.__setattr__(self, "spillover_fraction", fraction)
-        for name, kind in (("mix", SegmentMix), ("cohort", FailureCohort)):
-            value = getattr(self, name)
-            if not isinstance(value, kind):
-                raise ParameterError(
-                    f"{_OWNER}.{name}: must be a {kind.__name__}; got {type(value).__name__} "
-                    f"{value!r}."
-                )
+        check_mix_and_cohort(self, _OWNER)
 
     def icc_array(self) -> np.ndarray:
         """The intra-workspace correlation of each metric, in ``METRICS`` order."""
