@@ -303,7 +303,7 @@ def cell_effects(
     def describe(c: int) -> str:
         return describe_cell(keys[c, 0], labels[c])
 
-    _check_clusters(got.n_clusters[:, :2], kept, order, describe, roles, exposure_values, owner)
+    check_clusters(got.n_clusters[:, :2], kept, order, describe, roles, exposure_values, owner)
     variables = {
         designs.N_CLUSTERS_TREAT: got.n_clusters[:, 0],
         designs.N_CLUSTERS_CONTROL: got.n_clusters[:, 1],
@@ -319,7 +319,9 @@ def cell_effects(
     }
     if roles.segments:  # the part of the errors every cell of an experiment shares
         cell_exp = experiment_codes(keys[:, 0])
-        shared = shared_noise(got, cell_exp, kept)
+        shared = shared_noise(
+            got.score, got.pair_cell, got.pair_cluster, got.cov[:, 0], cell_exp, kept
+        )
         variables[designs.SHARED_COV] = shared.cov
         meta["cluster"]["shared_noise"] = shared.summary()
         meta["cluster"].update(cross_cell_inflation(got, cell_exp, kept, shared, roles, owner))
@@ -353,7 +355,7 @@ def cell_effects(
     return ClusterCells(keys, n_t, n_c, got.effect[:, 0], got.cov[:, 0], reasons, variables, meta)
 
 
-def _check_clusters(
+def check_clusters(
     n_clusters: np.ndarray,
     kept: np.ndarray,
     order: np.ndarray,
@@ -361,8 +363,10 @@ def _check_clusters(
     roles: Roles,
     exposure_values: Mapping[str, Any] | None,
     owner: str,
+    stacklevel: int = 5,
 ) -> None:
-    """Fewer than two clusters in an arm of a kept cell: an error; fewer than 30: a warning."""
+    """Fewer than two clusters in an arm of a kept cell: an error; fewer than 30: a warning
+    (``stacklevel`` points it at the user's call)."""
     arms = ("treatment", "control") if exposure_values is None else ("direct", "pure control")
     fewest = n_clusters.min(axis=1)
     cells = [int(c) for c in order if kept[c]]
@@ -389,5 +393,5 @@ def _check_clusters(
             f"of column {roles.cluster!r} in an arm, where cluster-robust standard errors "
             f"tend to be too small: {shown(few)}.",
             DataWarning,
-            stacklevel=5,
+            stacklevel=stacklevel,
         )

@@ -85,7 +85,6 @@ import pandas as pd
 from proxyscope.data import designs
 from proxyscope.data.assemble import cell_order, finish, too_few_experiments_error
 from proxyscope.data.cells import CellEffects, segment_labels
-from proxyscope.data.clustered import Clustered
 from proxyscope.data.did_checks import (
     OWNER,
     check_columns,
@@ -331,21 +330,10 @@ def _shared(
     pairs = pd.DataFrame({"e": cell_exp[pair_cell], "g": pair_cluster, "c": pair_cell})
     if not (pairs.groupby(["e", "g"])["c"].nunique() > 1).any():
         return
-    n_cells = len(fits)
-    cov = np.zeros((n_cells, 1, m, m))
+    own = np.zeros((len(fits), m, m))
     for c, f in fit_of:
-        cov[c, 0] = f.cov
-    got = Clustered(
-        users=np.zeros((n_cells, 2), dtype=np.int64),
-        effect=np.zeros((n_cells, 1, m)),
-        cov=cov,
-        n_clusters=np.zeros((n_cells, 2), dtype=np.int64),
-        clusters=np.bincount(pair_cell, minlength=n_cells),
-        shared=np.zeros(n_cells, dtype=np.int64),
-        score=np.concatenate([f.score for _, f in fit_of]),
-        pair_cell=pair_cell,
-        pair_cluster=pair_cluster,
-    )
-    shared = shared_noise(got, cell_exp, kept)
+        own[c] = f.cov
+    score = np.concatenate([f.score for _, f in fit_of])
+    shared = shared_noise(score, pair_cell, pair_cluster, own, cell_exp, kept)
     variables[designs.SHARED_COV] = shared.cov
     meta["shared_noise"] = shared.summary()

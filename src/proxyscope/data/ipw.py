@@ -60,7 +60,6 @@ experiment's cells share, as for cluster-randomized tests
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,13 +70,13 @@ from proxyscope import dims
 from proxyscope.data import designs
 from proxyscope.data.assemble import experiment_values, finish
 from proxyscope.data.cells import CellEffects, segment_labels
-from proxyscope.data.clustered import FEW_CLUSTERS, Clustered
+from proxyscope.data.clustered import Clustered, check_clusters
 from proxyscope.data.ipw_checks import Rows, check_settings, covariate_names, read_rows
 from proxyscope.data.ipw_fit import joint_covariance, nuisance, scores
 from proxyscope.data.ipw_report import cell_name, overlap_report
 from proxyscope.data.shared_noise import experiment_codes, shared_noise
 from proxyscope.data.validate import check_min_users, check_roles, plain
-from proxyscope.errors import DataError, DataWarning
+from proxyscope.errors import DataError
 
 OWNER = "ipw"
 
@@ -279,24 +278,16 @@ def _cluster_parts(
     got: Clustered, data: Rows, kept: np.ndarray, roles: Any, describe: Any
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Cluster counts (and ``shared_cov`` with segments) per cell; the cluster checks."""
-    fewest = got.n_clusters.min(axis=1)
-    too_few = [c for c in np.flatnonzero(kept) if fewest[c] < 2]
-    if too_few:
-        raise DataError(
-            f"{OWNER}: a cluster-robust covariance needs at least 2 clusters of column "
-            f"{roles.cluster!r} (given as 'cluster') in each arm of a cell; {len(too_few)} "
-            f"cell(s) have fewer, e.g. {cell_name(describe(int(too_few[0])))}. Use fewer segment "
-            "columns, or raise min_users_per_arm to drop such cells."
-        )
-    few = [int(c) for c in np.flatnonzero(kept) if fewest[c] < FEW_CLUSTERS]
-    if few:
-        warnings.warn(
-            f"{OWNER}: {len(few)} of {int(kept.sum())} cells have fewer than {FEW_CLUSTERS} "
-            f"clusters of column {roles.cluster!r} in an arm, where cluster-robust standard "
-            f"errors tend to be too small, e.g. {cell_name(describe(few[0]))}.",
-            DataWarning,
-            stacklevel=3,
-        )
+    check_clusters(
+        got.n_clusters[:, :2],
+        kept,
+        np.arange(len(kept)),
+        lambda c: cell_name(describe(c)),
+        roles,
+        None,
+        OWNER,
+        stacklevel=4,
+    )
     variables = {
         designs.N_CLUSTERS_TREAT: got.n_clusters[:, 0],
         designs.N_CLUSTERS_CONTROL: got.n_clusters[:, 1],
@@ -304,7 +295,14 @@ def _cluster_parts(
     }
     meta: dict[str, Any] = {"shared_clusters": int(got.shared[kept].sum())}
     if roles.segments:
-        noise = shared_noise(got, experiment_codes(data.cell_keys[:, 0]), kept)
+        noise = shared_noise(
+            got.score,
+            got.pair_cell,
+            got.pair_cluster,
+            got.cov[:, 0],
+            experiment_codes(data.cell_keys[:, 0]),
+            kept,
+        )
         variables[designs.SHARED_COV] = noise.cov
         meta["shared_noise"] = noise.summary()
     return variables, meta

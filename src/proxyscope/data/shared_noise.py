@@ -40,14 +40,11 @@ exactly (:func:`_pair_norms`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse
-
-if TYPE_CHECKING:
-    from proxyscope.data.clustered import Clustered
 
 #: Eigenvalues (standardized units) below this fraction of a cell's largest count as zero.
 RANK_TOL = 1e-12
@@ -117,14 +114,23 @@ def experiment_clusters(exp: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarra
     return key, key_exp
 
 
-def shared_noise(got: Clustered, cell_exp: np.ndarray, kept: np.ndarray) -> SharedNoise:
+def shared_noise(
+    score: np.ndarray,
+    pair_cell: np.ndarray,
+    pair_cluster: np.ndarray,
+    own: np.ndarray,
+    cell_exp: np.ndarray,
+    kept: np.ndarray,
+) -> SharedNoise:
     """U_e per experiment from the first contrast's cluster scores (module docstring).
 
     Parameters
     ----------
-    got : Clustered
-        The cells' scores (``score``, ``pair_cell``, ``pair_cluster``) and own
-        CR1 covariances (``cov[:, 0]``), metrics in their natural direction.
+    score, pair_cell, pair_cluster : arrays, one row per (cell, cluster)
+        The cluster's summed score (m columns), its cell and its cluster code
+        (:class:`~proxyscope.data.clustered.Clustered`'s fields of those names).
+    own : (cells, m, m) array
+        Each cell's own CR1 covariance; metrics in their natural direction.
     cell_exp : int array
         Experiment code (0 .. E − 1) of every cell.
     kept : bool array
@@ -134,16 +140,16 @@ def shared_noise(got: Clustered, cell_exp: np.ndarray, kept: np.ndarray) -> Shar
     -------
     SharedNoise
     """
-    n_cells, m = len(cell_exp), got.score.shape[1]
+    n_cells, m = len(cell_exp), score.shape[1]
     n_exp = int(cell_exp.max()) + 1 if n_cells else 0
     # Overflowing cells take no part here (summarize then refuses them, naming them).
-    whole = np.isfinite(got.cov[:, 0]).all(axis=(1, 2))
-    np.logical_and.at(whole, got.pair_cell, np.isfinite(got.score).all(axis=1))
+    whole = np.isfinite(own).all(axis=(1, 2))
+    np.logical_and.at(whole, pair_cell, np.isfinite(score).all(axis=1))
     kept = kept & whole
-    take = kept[got.pair_cell]
-    cell, score = got.pair_cell[take], got.score[take]
+    take = kept[pair_cell]
+    cell, score = pair_cell[take], score[take]
     exp = cell_exp[cell]
-    key, key_exp = experiment_clusters(exp, got.pair_cluster[take])
+    key, key_exp = experiment_clusters(exp, pair_cluster[take])
     joint = np.stack(
         [np.bincount(key, weights=score[:, i], minlength=len(key_exp)) for i in range(m)], axis=1
     )
@@ -164,7 +170,6 @@ def shared_noise(got: Clustered, cell_exp: np.ndarray, kept: np.ndarray) -> Shar
     mean[several] = (factor[several] / pairs[several])[:, None, None] * cross[several]
     mean[~np.isfinite(mean).all(axis=(1, 2))] = 0.0  # overflow: no shared part
 
-    own = got.cov[:, 0]
     var = (
         np.stack(
             [
