@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from _calibration import scores as calibration
 
 from proxyscope._io import write_atomic
 from proxyscope.data.cells import CellEffects
@@ -41,7 +42,6 @@ from proxyscope.data.did import did
 from proxyscope.simulate.did_world import DidWorld, rollout
 
 OUT = Path(__file__).parent / "_results" / "did.csv"
-Z90 = 1.6448536269514722
 
 
 def truth_of(world: DidWorld, effects: CellEffects) -> np.ndarray:
@@ -53,35 +53,16 @@ def truth_of(world: DidWorld, effects: CellEffects) -> np.ndarray:
     return np.asarray(world.truth["cell_effect"].sel(cell).values)
 
 
-def whiten(cov: np.ndarray, err: np.ndarray) -> np.ndarray:
-    """L^-1 err per cell, S = L L' (Cholesky: component j given the ones before it)."""
-    return np.linalg.solve(np.linalg.cholesky(cov), err[..., None])[..., 0]
-
-
 def scores(effects: CellEffects, t: np.ndarray) -> list[dict]:
-    d, cov = effects.effect, effects.noise_cov
-    se = np.sqrt(np.einsum("cii->ci", cov))
-    white = whiten(cov, d - t)
-    corr = cov / (se[:, :, None] * se[:, None, :])
-    pooled = whiten(corr.mean(axis=0)[None] * se[:, :, None] * se[:, None, :], d - t)
+    """The calibration scores per metric, with the share of cells whose pre-trend check fails."""
     rejected = np.mean(
         [
             r["pretrend_p_cell"] is not None and r["pretrend_p_cell"] < 0.05
             for r in effects.meta["did"]["cells"]
         ]
     )
-    return [
-        {
-            "metric": m,
-            "cells": len(d),
-            "coverage_90": float((np.abs(d - t)[:, j] <= Z90 * se[:, j]).mean()),
-            "mean_z2": float(np.mean(((d - t)[:, j] / se[:, j]) ** 2)),
-            "whitened_chi2": float(np.mean(white[:, j] ** 2)),
-            "whitened_pooled": float(np.mean(pooled[:, j] ** 2)),
-            "pretrend_rejected": float(rejected),
-        }
-        for j, m in enumerate(effects.metrics)
-    ]
+    rows = calibration(effects.effect, effects.noise_cov, t, list(effects.metrics))
+    return [{**row, "pretrend_rejected": float(rejected)} for row in rows]
 
 
 def main() -> None:

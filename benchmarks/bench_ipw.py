@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _calibration import Z90, whiten
 
 from proxyscope import dims
 from proxyscope._io import write_atomic
@@ -37,7 +38,6 @@ from proxyscope.data.ipw import ipw
 from proxyscope.simulate.optin_world import optin
 
 OUT = Path(__file__).parent / "_results" / "ipw.csv"
-Z90 = 1.6448536269514722
 
 
 def truth_at(effects, truth, segments: list[str]) -> np.ndarray:
@@ -52,7 +52,7 @@ def truth_at(effects, truth, segments: list[str]) -> np.ndarray:
 def scores(d: np.ndarray, cov: np.ndarray, t: np.ndarray, metrics: list[str]) -> list[dict]:
     se = np.sqrt(np.einsum("cii->ci", cov))
     err = d - t
-    white = np.linalg.solve(np.linalg.cholesky(cov), err[..., None])[..., 0]
+    white = whiten(cov, err)
     return [
         {
             "metric": m,

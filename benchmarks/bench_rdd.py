@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _calibration import scores
 
 from proxyscope import dims
 from proxyscope._io import write_atomic
@@ -39,31 +40,6 @@ from proxyscope.data.rdd import rdd
 from proxyscope.simulate.threshold_world import threshold
 
 OUT = Path(__file__).parent / "_results" / "rdd.csv"
-Z90 = 1.6448536269514722
-
-
-def whiten(cov: np.ndarray, err: np.ndarray) -> np.ndarray:
-    """L^-1 err per cell, S = L L' (Cholesky: component j given the ones before it)."""
-    return np.linalg.solve(np.linalg.cholesky(cov), err[..., None])[..., 0]
-
-
-def scores(d: np.ndarray, cov: np.ndarray, t: np.ndarray, metrics: list[str]) -> list[dict]:
-    se = np.sqrt(np.einsum("cii->ci", cov))
-    held = np.abs(d - t) <= Z90 * se
-    white = whiten(cov, d - t)
-    corr = cov / (se[:, :, None] * se[:, None, :])
-    pooled = whiten(corr.mean(axis=0)[None] * se[:, :, None] * se[:, None, :], d - t)
-    return [
-        {
-            "metric": m,
-            "cells": len(d),
-            "coverage_90": float(held[:, j].mean()),
-            "mean_z2": float(np.mean(((d - t)[:, j] / se[:, j]) ** 2)),
-            "whitened_chi2": float(np.mean(white[:, j] ** 2)),
-            "whitened_pooled": float(np.mean(pooled[:, j] ** 2)),
-        }
-        for j, m in enumerate(metrics)
-    ]
 
 
 def main() -> None:
