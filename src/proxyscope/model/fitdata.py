@@ -7,6 +7,7 @@ Nothing here imports PyMC.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ class FitData:
     bias_designs: tuple[str, ...] = ()
     shared_cov: np.ndarray | None = None
 
-    @property
+    @functools.cached_property
     def own_cov(self) -> np.ndarray:
         """(M, M, C): each cell's own error covariance, the positive semidefinite part
         of ``s_cov`` less its experiment's shared part (``s_cov`` itself without one).
@@ -66,7 +67,7 @@ class FitData:
         own = np.einsum("cik,ck,cjk->cij", v, np.maximum(w, 0.0), v)
         return np.ascontiguousarray(np.moveaxis(0.5 * (own + np.swapaxes(own, 1, 2)), 0, -1))
 
-    @property
+    @functools.cached_property
     def chol_u(self) -> np.ndarray | None:
         """(E, M, M) lower factors of ``shared_cov`` (None without it); a matrix that
         is only semi-definite gets a jitter of 1e-12 times its largest variance."""
