@@ -31,10 +31,12 @@ FULL: list[list[str]] = [
     ["bench_cluster.py"],
     ["bench_cluster_model.py"],
     ["bench_designs.py"],
+    ["bench_design_slopes.py", "--seeds", "10"],
     ["bench_did.py"],
     ["bench_rdd.py", "--worlds", "50"],
     ["bench_ipw.py"],
     ["bench_synthetic_control.py"],
+    ["bench_design_scale.py"],
 ]
 QUICK: list[list[str]] = [
     ["bench_summarize.py", "--rows", "1000000"],
@@ -49,6 +51,8 @@ QUICK: list[list[str]] = [
     ["bench_rdd.py", "--worlds", "2"],
     ["bench_ipw.py", "--worlds", "5", "--confounded", "1"],
     ["bench_synthetic_control.py", "--worlds", "2", "--worlds-large", "0"],
+    ["bench_design_scale.py", "--quick"],
+    ["bench_design_slopes.py", "--seeds", "2", "--draws", "300", "--tune", "300"],
 ]
 
 

@@ -64,6 +64,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "weights_history": ("proxyscope.ledger", "weights_history"),
     "current_weights": ("proxyscope.ledger", "current_weights"),
     "backtest": ("proxyscope.analyses.backtest", "backtest"),
+    "stability": ("proxyscope.analyses.stability", "stability"),
+    "Stability": ("proxyscope.analyses.stability", "Stability"),
     "compare": ("proxyscope.analyses.compare", "compare"),
     "design_bias": ("proxyscope.analyses.designs", "design_bias"),
     "DesignReport": ("proxyscope.analyses.designs", "DesignReport"),

@@ -26,6 +26,11 @@ N_CONTROL = "n_control"
 SEGMENT_LABEL = "segment_label"
 #: Coordinate on ``cell``: how the cell's effect was estimated (see proxyscope.data.designs).
 DESIGN = "design"
+#: Optional coordinates on ``cell`` (DESIGN.md §9): the experiment's start
+#: (datetime64[ns] or float64) and the label of its period (see
+#: :mod:`proxyscope.data.time_cells`).
+START = "start"
+PERIOD = "period"
 
 #: Separator used in human-readable segment labels, e.g. "IN / Mobile / New".
 LABEL_SEP = " / "

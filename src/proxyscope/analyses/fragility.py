@@ -45,6 +45,10 @@ the model's priors on the residual sds keep its posterior away from
 (posterior median correlation 0.91); the model is calibrated on worlds drawn
 from its own prior (simulation-based calibration, ``benchmarks/bench_sbc.py``).
 
+A fit with time (``ProxyModel(time=...)``) is read in one period: the latest by
+default ("what holds now", DESIGN.md §9), or ``period=``. The result says which
+period it describes.
+
 The threshold: a segment is ``flagged`` when its flip probability is at least
 ``threshold`` (default 0.5: a proxy win there is at least as likely to be a
 long-term loss as a gain) and it is credibly above the overall flip
@@ -68,10 +72,11 @@ from proxyscope.analyses.arguments import (
     check_int,
     check_unit,
 )
-from proxyscope.analyses.implied import proxy_flips
+from proxyscope.analyses.implied import in_period, proxy_flips
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.core.draws import check_ci, interval
 from proxyscope.errors import ProxyscopeWarning
+from proxyscope.model.periods import resolve_period
 from proxyscope.model.segments import fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
@@ -83,9 +88,10 @@ class FragilityWarning(ProxyscopeWarning):
     """A proxy is fragile in a segment: it often points the wrong way there."""
 
 
-def segment_flip_draws(fit: ProxyFit) -> tuple[np.ndarray, np.ndarray]:
-    """Flip probability per draw: per segment (N, S, K) and for the historical mix (N, K)."""
-    seg = fitted_segments(fit)
+def segment_flip_draws(fit: ProxyFit, period: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Flip probability per draw: per segment (N, S, K) and for the historical mix (N, K),
+    in ``period`` of a fit with time (a resolved label; default the latest)."""
+    seg = fitted_segments(fit, period)
     flips = proxy_flips(seg.segment_moments())
     overall = proxy_flips(seg.mix_moments(historical_mix(fit).to_numpy()))
     return flips, overall
@@ -98,6 +104,7 @@ def fragility(
     by: str = "segment",
     warn: bool = True,
     max_draws: int = 400,
+    period: str | None = None,
 ) -> pd.DataFrame:
     """Posterior predictive sign-flip probability per segment and proxy.
 
@@ -118,6 +125,10 @@ def fragility(
         Emit a :class:`FragilityWarning` per flagged segment.
     max_draws : int
         At least 1: the posterior draws ``by="cell"`` evaluates (evenly spaced).
+    period : str, optional
+        For a fit with time: the period whose relation to read (one of
+        ``fit.info.periods``; default the latest). With ``by="cell"``, the cells of
+        the experiments that started in it. A static fit takes none.
 
     Returns
     -------
@@ -126,7 +137,14 @@ def fragility(
         columns, ``segment``, ``proxy``, ``flip_prob`` (posterior mean),
         ``flip_lo``, ``flip_hi``, ``overall_flip``, ``flagged``, ``warning``.
         The warnings are also in ``.attrs["warnings"]``; ``.attrs["ci"]``,
-        ``.attrs["threshold"]`` and ``.attrs["trustworthy"]`` say how to read it.
+        ``.attrs["threshold"]`` and ``.attrs["trustworthy"]`` say how to read it, and
+        ``.attrs["period"]`` which period it describes (None for a static fit; the
+        warnings name it too).
+
+    Raises
+    ------
+    ParameterError
+        ``period`` for a static fit, or a period the fit does not have.
     """
     fit = check_fit(fit, "fragility")
     ci = check_ci(ci, "fragility")
@@ -134,10 +152,11 @@ def fragility(
     by = check_choice(by, ("segment", "cell"), "by", "fragility")
     warn = check_bool(warn, "warn", "fragility")
     max_draws = check_int(max_draws, "max_draws", "fragility", low=1)
+    period = resolve_period(fit, period, "fragility")
     fit.warn_if_untrustworthy("fragility")
     if by == "cell":
-        return _cell_fragility(fit, ci, max_draws)
-    flips, overall = segment_flip_draws(fit)
+        return _cell_fragility(fit, ci, max_draws, period)
+    flips, overall = segment_flip_draws(fit, period)
     lo, hi = interval(flips, ci)
     diff_lo, _ = interval(flips - overall[:, None, :], ci)
     o_lo, o_hi = interval(overall, ci)
@@ -152,7 +171,7 @@ def fragility(
             text = ""
             if flagged:
                 text = (
-                    f"{proxy} is fragile in {label}: P(flip) = {mean[s, k]:.2f} "
+                    f"{proxy} is fragile in {label}{in_period(period)}: P(flip) = {mean[s, k]:.2f} "
                     f"[{lo[s, k]:.2f}, {hi[s, k]:.2f}]; overall {o_mean[k]:.2f}"
                 )
                 messages.append(text)
@@ -172,7 +191,12 @@ def fragility(
             rows.append(row)
     out = pd.DataFrame(rows)
     out.attrs.update(
-        ci=ci, threshold=threshold, warnings=messages, trustworthy=fit.trustworthy, by="segment"
+        ci=ci,
+        threshold=threshold,
+        warnings=messages,
+        trustworthy=fit.trustworthy,
+        by="segment",
+        period=period,
     )
     if warn:
         for text in messages:
@@ -180,7 +204,9 @@ def fragility(
     return out
 
 
-def _cell_fragility(fit: ProxyFit, ci: float, max_draws: int) -> pd.DataFrame:
+def _cell_fragility(fit: ProxyFit, ci: float, max_draws: int, period: str | None) -> pd.DataFrame:
+    """Per observed cell (of ``period``'s experiments for a fit with time): each cell's
+    recovered true effects, given its data, under its own period's relation."""
     total = fit.n_draws
     picks = np.unique(np.linspace(0, total - 1, min(total, max_draws)).astype(int))
     k = len(fit.proxies)
@@ -198,18 +224,25 @@ def _cell_fragility(fit: ProxyFit, ci: float, max_draws: int) -> pd.DataFrame:
     lo, hi = interval(flips, ci)
     mean_flip = flips.mean(axis=0)
     cells = fit.effects.cells()
+    keep = np.arange(n_cells)
+    if period is not None:
+        at = list(fit.effects.periods).index(period)
+        keep = np.flatnonzero(np.asarray(fit.effects.period_index) == at)
+    columns = [*map(str, cells.columns), "cell", "proxy", "flip_prob", "flip_lo", "flip_hi"]
     rows = []
-    for c in range(n_cells):
+    for c in keep:
         for j, proxy in enumerate(fit.proxies):
             row: dict[str, object] = {str(key): val for key, val in cells.iloc[c].items()}
             row.update(
-                cell=c,
+                cell=int(c),
                 proxy=proxy,
                 flip_prob=float(mean_flip[c, j]),
                 flip_lo=float(lo[c, j]),
                 flip_hi=float(hi[c, j]),
             )
             rows.append(row)
-    out = pd.DataFrame(rows).rename(columns={dims.SEGMENT_LABEL: dims.SEGMENT})
-    out.attrs.update(ci=ci, trustworthy=fit.trustworthy, by="cell", n_draws=len(picks))
+    out = pd.DataFrame(rows, columns=columns).rename(columns={dims.SEGMENT_LABEL: dims.SEGMENT})
+    out.attrs.update(
+        ci=ci, trustworthy=fit.trustworthy, by="cell", n_draws=len(picks), period=period
+    )
     return out

@@ -3,7 +3,8 @@
 The joint distribution itself (per segment and for a mix of segments, including
 segment combinations the fit never saw) is in :mod:`proxyscope.model.segments`;
 this module adds the probability that the long-term and proxy effects disagree in
-sign and the reading of a user's target population.
+sign, the reading of a user's target population, and the words that say which
+period of a fit with time a result describes (DESIGN.md §9).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def proxy_flips(moments: Mapping[str, np.ndarray]) -> np.ndarray:
     )
 
 
+def in_period(period: str | None) -> str:
+    """The words that place a result in its period (" in 2025-Q4"; "" for a static fit)."""
+    return "" if period is None else f" in {period}"
+
+
 def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
     """A target population as (segment combinations, shares).
 
@@ -51,9 +57,16 @@ def resolve_mix(fit: ProxyFit, target: Any) -> tuple[pd.DataFrame, np.ndarray]:
     structure = fit.structure
     if target is None:
         hist = historical_mix(fit)
-        combos = structure.frame().drop(columns=[dims.SEGMENT])
+        combos = fitted_combos(structure)
         return combos, hist.to_numpy()
     return resolve_target(structure, target)
+
+
+def fitted_combos(structure: SegmentStructure) -> pd.DataFrame:
+    """The fit's own segments as rows of segment-column levels, in the fit's order."""
+    # Selected, not the label dropped: a segment column may itself be called
+    # "segment" (simulate.from_model's is).
+    return pd.DataFrame(structure.frame()[list(structure.columns)])
 
 
 def resolve_target(structure: SegmentStructure, target: Any) -> tuple[pd.DataFrame, np.ndarray]:

@@ -11,6 +11,9 @@ that is nearly always positive gains nothing. ``p_best`` is the posterior
 probability that a candidate has the largest gain (ties split evenly). A candidate
 whose relation to the long-term effect is not credible in the population, or that
 points the wrong way in every segment of it, is never the one to decide on.
+
+A fit with time recommends from the relation of one period: the latest by default
+("what holds now", DESIGN.md §9), or ``period=``; every sentence names it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from proxyscope.analyses.implied import proxy_flips, resolve_mix
 from proxyscope.analyses.surrogacy import STE_DRAWS, _subsample, threshold_effect
 from proxyscope.core.bvn import prob_opposite_signs
 from proxyscope.core.draws import check_ci, interval
+from proxyscope.model.periods import resolve_period
 from proxyscope.model.segments import fitted_segments, segments_for
 from proxyscope.options import DEFAULT_CI
 
@@ -45,12 +49,13 @@ COMPOSITE = "composite"
 
 
 def decision_draws(
-    fit: ProxyFit, target: Any = None
+    fit: ProxyFit, target: Any = None, period: str | None = None
 ) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """The naive rule's decision accuracy per draw (N, candidates) for a mix;
-    candidates = proxies + composite."""
+    candidates = proxies + composite; in ``period`` of a fit with time (a resolved
+    label; default the latest)."""
     combos, shares = resolve_mix(fit, target)
-    seg = segments_for(fit, combos)
+    seg = segments_for(fit, combos, period=period)
     mom = seg.mix_moments(shares)
     flips = proxy_flips(mom)
     comp = mix_composite(seg, shares)
@@ -63,6 +68,7 @@ def decision_draws(
         "index_moments": (m_i, v_i, c_i),
         "combos": combos,
         "shares": shares,
+        "period": period,
     }
     return [*fit.proxies, COMPOSITE], acc, context
 
@@ -73,6 +79,7 @@ def recommend(
     ci: float = DEFAULT_CI,
     probability: float = 0.95,
     threshold: float = 0.5,
+    period: str | None = None,
 ) -> pd.DataFrame:
     """Proxies and the composite ranked by what their readings add to decisions.
 
@@ -89,6 +96,9 @@ def recommend(
     threshold : float
         Flip probability at which a segment counts as fragile (see
         :func:`proxyscope.fragility`).
+    period : str, optional
+        For a fit with time: the period whose relation to judge the candidates by
+        (one of ``fit.info.periods``; default the latest). A static fit takes none.
 
     Returns
     -------
@@ -116,8 +126,9 @@ def recommend(
     ci = check_ci(ci, "recommend")
     probability = check_unit(probability, "probability", "recommend")
     threshold = check_unit(threshold, "threshold", "recommend")
+    period = resolve_period(fit, period, "recommend")
     fit.warn_if_untrustworthy("recommend")
-    names, naive, ctx = decision_draws(fit, target)
+    names, naive, ctx = decision_draws(fit, target, period)
     mom = ctx["moments"]
     m_i, v_i, c_i = ctx["index_moments"]
     var_theta = np.einsum("nkk->nk", mom["cov_theta"])
@@ -187,7 +198,8 @@ def recommend(
     out = out.reset_index(drop=True)
     safe = bool(out["eligible"].any())
     out["recommendation"] = [
-        _sentence(row, rank, fit, probability, safe) for rank, row in enumerate(out.itertuples())
+        _sentence(row, rank, fit, probability, safe, period)
+        for rank, row in enumerate(out.itertuples())
     ]
     out = out.drop(columns=["eligible", "fragile_everywhere"])
     out.attrs.update(
@@ -196,6 +208,7 @@ def recommend(
         trustworthy=fit.trustworthy,
         safe=safe,
         no_proxy_ships=ships,
+        period=period,
     )
     return out
 
@@ -204,8 +217,8 @@ def _fragile_segments(
     fit: ProxyFit, ctx: dict[str, Any], threshold: float, ci: float
 ) -> tuple[dict[str, list[str]], int]:
     """Flagged segments of the target mix, per candidate (fitted segments only), and
-    how many fitted segments the target has."""
-    flips, overall = segment_flip_draws(fit)
+    how many fitted segments the target has (in the period of ``ctx``)."""
+    flips, overall = segment_flip_draws(fit, ctx["period"])
     labels = list(fit.structure.labels)
     in_target = (
         {
@@ -225,7 +238,7 @@ def _fragile_segments(
             if labels[s] in in_target and mean[s, k] >= threshold and diff_lo[s, k] > 0
         ]
     # The composite: flip of the fixed index within each segment.
-    seg = fitted_segments(fit)
+    seg = fitted_segments(fit, ctx["period"])
     sm = seg.segment_moments()
     m_i, v_i, c_i = project(sm, ctx["composite"])
     cflip = prob_opposite_signs(sm["mean_tau"], m_i, sm["var_tau"], v_i, c_i)
@@ -243,7 +256,9 @@ def _fragile_segments(
     return out, sum(label in in_target for label in labels)
 
 
-def _sentence(row: Any, rank: int, fit: ProxyFit, probability: float, safe: bool) -> str:
+def _sentence(
+    row: Any, rank: int, fit: ProxyFit, probability: float, safe: bool, period: str | None
+) -> str:
     name = "the composite proxy" if row.proxy == COMPOSITE else row.proxy
     calibrated = (
         f"its calibrated rule ({row.rule}) decides right for {row.calibrated_accuracy:.2f} "
@@ -294,6 +309,8 @@ def _sentence(row: Any, rank: int, fit: ProxyFit, probability: float, safe: bool
             + (f" (+{more} more)" if more > 0 else "")
             + ": it points the wrong way there."
         )
+    if period is not None:
+        head = f"In {period}: {head}"
     if not fit.trustworthy:
         head = "UNTRUSTWORTHY FIT — " + head
     return head

@@ -16,6 +16,10 @@ ran on). Its probability integral transform (PIT) and whether the ``ci`` interva
 holds the estimate: a calibrated model holds about ``ci`` of them. It is an
 in-sample check (the experiments also fitted the model), so it finds misfit, it
 does not prove predictive accuracy: that is :func:`proxyscope.backtest`'s job.
+
+A fit with time: the lines are the relation of one period (the latest by default,
+or ``period=``; DESIGN.md §9), and each past experiment is checked against the
+relation of the period it started in, the one the model fitted it with.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from scipy.special import ndtr
 from proxyscope.analyses.arguments import check_fit
 from proxyscope.core.draws import check_ci
 from proxyscope.errors import DataTypeError, ParameterError, suggestion
+from proxyscope.model.periods import resolve_period
 from proxyscope.model.segments import SegmentDraws, fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
@@ -59,14 +64,20 @@ class Relation:
         ``pred_hi`` (posterior predictive of the long-term estimate given the proxy
         estimates: quantiles of the mixture of each draw's Gaussian), ``pit`` (that
         mixture's CDF at the estimate) and ``inside`` (the PIT lies in the central
-        ``ci``, i.e. the interval holds the estimate).
+        ``ci``, i.e. the interval holds the estimate). For a fit with time also
+        ``period``: the period the experiment started in, whose relation it is
+        checked against.
     ci : float
+    period : str or None
+        The period of a fit with time whose relation ``lines`` draw (None for a
+        static fit).
     """
 
     points: pd.DataFrame
     lines: pd.DataFrame
     check: pd.DataFrame
     ci: float
+    period: str | None = None
 
     @property
     def coverage(self) -> float:
@@ -78,9 +89,10 @@ class Relation:
         n = len(self.check)
         inside = int(self.check["inside"].sum())
         level = round(100 * self.ci)
+        own = " (under the relation of the period it started in)" if self.period else ""
         return (
             f"Posterior predictive check: the {level}% predictive interval of each past "
-            f"experiment's long-term estimate, given its proxy estimates, holds {inside} of "
+            f"experiment's long-term estimate, given its proxy estimates{own}, holds {inside} of "
             f"{n} ({100 * inside / n:.0f}%; a calibrated model holds about {level}%). "
             "In-sample: it finds misfit; held-out accuracy is the backtest's."
         )
@@ -119,7 +131,10 @@ def _lines(
 
 
 def past_experiments(
-    fit: ProxyFit, ci: float = DEFAULT_CI, flagged: Sequence[tuple[str, str]] = ()
+    fit: ProxyFit,
+    ci: float = DEFAULT_CI,
+    flagged: Sequence[tuple[str, str]] = (),
+    period: str | None = None,
 ) -> Relation:
     """Past experiments' estimates, the fitted relation per proxy, and the predictive check.
 
@@ -131,11 +146,16 @@ def past_experiments(
     flagged : sequence of (segment label, proxy)
         Segments whose own relation is drawn too (e.g. those
         :func:`proxyscope.fragility` flags).
+    period : str, optional
+        For a fit with time: the period whose relation the lines draw (one of
+        ``fit.info.periods``; default the latest). The check reads every experiment
+        in its own period. A static fit takes none.
     """
     fit = check_fit(fit, "past_experiments")
     ci = check_ci(ci, "past_experiments")
     flagged = _check_flagged(fit, flagged)
-    seg = fitted_segments(fit)
+    period = resolve_period(fit, period, "past_experiments")
+    seg = fitted_segments(fit, period)
     shares, est, cov, experiments = experiment_estimates(fit)
     proxies = list(fit.proxies)
     se = np.sqrt(np.einsum("emm->em", cov))
@@ -174,8 +194,27 @@ def past_experiments(
                 for g, m, a, b in zip(grid, mean, lo, hi, strict=True)
             ]
     lines = pd.DataFrame(rows)
-    check = _predictive_check(seg, shares, est, cov, experiments, ci)
-    return Relation(points=points, lines=lines, check=check, ci=ci)
+    started = experiment_periods(fit)
+    if started is None:
+        check = _predictive_check([seg] * len(experiments), shares, est, cov, experiments, ci)
+    else:
+        own = {p: fitted_segments(fit, p) for p in dict.fromkeys(started)}
+        check = _predictive_check([own[p] for p in started], shares, est, cov, experiments, ci)
+        check.insert(1, "period", started)
+    lines.attrs["period"] = period
+    return Relation(points=points, lines=lines, check=check, ci=ci, period=period)
+
+
+def experiment_periods(fit: ProxyFit) -> list[str] | None:
+    """The period each past experiment started in, in the order of
+    :func:`experiment_estimates` (None for a static fit)."""
+    eff = fit.effects
+    if not fit.info.periods:
+        return None
+    cell_exp = pd.Index(list(eff.experiments)).get_indexer(eff.experiment)
+    first = np.unique(cell_exp, return_index=True)[1]
+    labels = list(eff.periods)
+    return [labels[int(i)] for i in np.asarray(eff.period_index)[first]]
 
 
 def _check_flagged(fit: ProxyFit, flagged: Any) -> list[tuple[str, str]]:
@@ -208,7 +247,7 @@ def _check_flagged(fit: ProxyFit, flagged: Any) -> list[tuple[str, str]]:
 
 
 def _predictive_check(
-    seg: SegmentDraws,
+    segs: Sequence[SegmentDraws],
     shares: np.ndarray,
     est: np.ndarray,
     cov: np.ndarray,
@@ -217,7 +256,7 @@ def _predictive_check(
 ) -> pd.DataFrame:
     rows = []
     for e in range(len(experiments)):
-        mom = seg.mix_moments(shares[e])
+        mom = segs[e].mix_moments(shares[e])
         c = mom["cov_tau_theta"] + cov[e, 0, 1:]
         v = mom["cov_theta"] + cov[e, 1:, 1:]
         sol = np.linalg.solve(v, (est[e, 1:] - mom["mean_theta"])[..., None])[..., 0]

@@ -11,6 +11,9 @@ probability that the long-term effect is positive, given the proxy effect is
 x, reaches ``probability`` (default 0.95):
 P(tau > 0 | theta_k = x) = mean over draws of Phi(E[tau | x] / sd[tau | x]).
 Below it, a positive proxy reading is not enough evidence of a long-term win.
+
+A fit with time is read in one period (the latest by default, or ``period=``;
+DESIGN.md §9), which the result names in ``attrs["period"]``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from scipy.special import ndtr
 from proxyscope.analyses.arguments import check_fit, check_unit
 from proxyscope.analyses.composite import mix_composite, project
 from proxyscope.core.draws import check_ci, interval
+from proxyscope.model.periods import resolve_period
 from proxyscope.model.segments import fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
@@ -92,8 +96,24 @@ def _subsample(n: int, limit: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, limit)).astype(int))
 
 
-def surrogacy(fit: ProxyFit, ci: float = DEFAULT_CI, probability: float = 0.95) -> pd.DataFrame:
+def surrogacy(
+    fit: ProxyFit,
+    ci: float = DEFAULT_CI,
+    probability: float = 0.95,
+    period: str | None = None,
+) -> pd.DataFrame:
     """Trial-level R^2 and STE, overall, per proxy, per segment and for the composite.
+
+    Parameters
+    ----------
+    fit : ProxyFit
+    ci : float
+        Width of the equal-tailed intervals.
+    probability : float
+        Level of the surrogate threshold effect.
+    period : str, optional
+        For a fit with time: the period whose relation to read (one of
+        ``fit.info.periods``; default the latest). A static fit takes none.
 
     Returns
     -------
@@ -106,12 +126,20 @@ def surrogacy(fit: ProxyFit, ci: float = DEFAULT_CI, probability: float = 0.95) 
         ``r2_hi``, ``ste`` (surrogate threshold effect in the proxy's units —
         for the composite, the surrogate index, in long-term units — NaN where
         it is not reached or not defined). The first row is ``overall``.
+        ``attrs``: ``ci``, ``probability``, ``trustworthy`` and ``period`` (the
+        period described; None for a static fit).
+
+    Raises
+    ------
+    ParameterError
+        ``period`` for a static fit, or a period the fit does not have.
     """
     fit = check_fit(fit, "surrogacy")
     ci = check_ci(ci, "surrogacy")
     probability = check_unit(probability, "probability", "surrogacy")
+    period = resolve_period(fit, period, "surrogacy")
     fit.warn_if_untrustworthy("surrogacy")
-    seg = fitted_segments(fit)
+    seg = fitted_segments(fit, period)
     shares = historical_mix(fit).to_numpy()
     mix = seg.mix_moments(shares)
     comp = mix_composite(seg, shares)
@@ -177,5 +205,5 @@ def surrogacy(fit: ProxyFit, ci: float = DEFAULT_CI, probability: float = 0.95) 
             )
             add(f"{label}: {proxy}", label, proxy, seg_single[:, s, k], ste)
     out = pd.DataFrame(rows)
-    out.attrs.update(ci=ci, probability=probability, trustworthy=fit.trustworthy)
+    out.attrs.update(ci=ci, probability=probability, trustworthy=fit.trustworthy, period=period)
     return out

@@ -10,6 +10,10 @@ With ``proxy_effects`` — the proxy readings of an experiment run on the
 target — the prediction is conditional: per draw, tau_pi given
 theta_pi + noise = readings, where the noise is the readings' sampling error
 (``proxy_se`` or ``proxy_cov``; zero if not given).
+
+A fit with time predicts with the relation of one period: the latest by default
+("what holds now", DESIGN.md §9), or ``period=``; the target and the historical
+mix it is compared with are read in the same period, and the result names it.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from proxyscope.analyses.arguments import (
     check_readings,
     check_seed,
 )
-from proxyscope.analyses.implied import proxy_flips, resolve_mix
+from proxyscope.analyses.implied import in_period, proxy_flips, resolve_mix
 from proxyscope.analyses.surrogacy import r2_all
 from proxyscope.core.draws import check_ci, interval
 from proxyscope.errors import ParameterError
+from proxyscope.model.periods import resolve_period
 from proxyscope.model.segments import analysis_seed, fitted_segments, historical_mix, segments_for
 from proxyscope.options import DEFAULT_CI
 
@@ -52,6 +57,9 @@ class TransportResult:
         The same for the historical mix (unconditional).
     target : DataFrame
         The target's segment combinations, shares and ``extrapolated`` flags.
+    period : str or None
+        The period of a fit with time whose relation the prediction uses (None for
+        a static fit).
     """
 
     draws: np.ndarray
@@ -65,6 +73,7 @@ class TransportResult:
     proxy_effects: dict[str, float] | None
     ci: float
     trustworthy: bool
+    period: str | None = None
 
     def summary(self, ci: float | None = None) -> pd.DataFrame:
         """One row per quantity: ``quantity``, ``mean``, ``lo``, ``hi``.
@@ -73,7 +82,8 @@ class TransportResult:
         probability it is positive (``p_positive``), the gap to the historical
         mix's prediction (``gap_to_historical``, per draw), the R^2 of all
         proxies under the target mix (``r2``) and each proxy's flip
-        probability under it (``flip_prob:<proxy>``).
+        probability under it (``flip_prob:<proxy>``). ``attrs["period"]`` names
+        the period of a fit with time the prediction describes (None for a static fit).
         """
         ci = self.ci if ci is None else ci
         rows = []
@@ -96,6 +106,7 @@ class TransportResult:
             n_extrapolated=int(self.target["extrapolated"].sum()),
             extrapolated_share=float(self.target.loc[self.target["extrapolated"], "share"].sum()),
             trustworthy=self.trustworthy,
+            period=self.period,
         )
         return out
 
@@ -103,6 +114,7 @@ class TransportResult:
         s = self.summary()
         eff = s.iloc[0]
         kind = "conditional on proxy readings" if self.conditional else "new experiment"
+        kind += in_period(self.period)
         extra = int(self.target["extrapolated"].sum())
         return (
             f"<TransportResult ({kind}): long-term effect {eff['mean']:.4g} "
@@ -120,6 +132,7 @@ def transport(
     proxy_cov: np.ndarray | None = None,
     ci: float = DEFAULT_CI,
     random_seed: int | None = None,
+    period: str | None = None,
 ) -> TransportResult:
     """Posterior predictive long-term effect of a new experiment in a target population.
 
@@ -147,24 +160,29 @@ def transport(
         A non-negative integer, for the predictive draws (and interactions of
         unseen segments); by default the fit's sampling seed, so the same call
         gives the same draws.
+    period : str, optional
+        For a fit with time: the period whose relation predicts (one of
+        ``fit.info.periods``; default the latest). A static fit takes none.
 
     Raises
     ------
     DataTypeError, ParameterError, ColumnError, DataError
         For an argument of the wrong type or value, each naming the parameter (or
-        the target's column) and what was found.
+        the target's column) and what was found; ``period`` for a static fit or a
+        period the fit does not have.
     """
     fit = check_fit(fit, "transport")
     ci = check_ci(ci, "transport")
     random_seed = check_seed(random_seed, "transport")
     readings = None if proxy_effects is None else check_readings(fit, proxy_effects, "transport")
     noise = check_noise(fit, readings or {}, proxy_se, proxy_cov, "transport")
+    period = resolve_period(fit, period, "transport")
     fit.warn_if_untrustworthy("transport")
     combos, shares = resolve_mix(fit, target)
     rng = np.random.default_rng(analysis_seed(fit, random_seed))
-    seg = segments_for(fit, combos, random_seed=int(rng.integers(2**31)))
+    seg = segments_for(fit, combos, random_seed=int(rng.integers(2**31)), period=period)
     mom = seg.mix_moments(shares)
-    hist_seg = fitted_segments(fit)
+    hist_seg = fitted_segments(fit, period)
     hist = hist_seg.mix_moments(historical_mix(fit).to_numpy())
 
     n = seg.n_draws
@@ -209,6 +227,7 @@ def transport(
         proxy_effects=readings if conditional else None,
         ci=ci,
         trustworthy=fit.trustworthy,
+        period=period,
     )
 
 

@@ -6,6 +6,11 @@ w_k = |beta_k| sd(theta_k) / sum_j |beta_j| sd(theta_j), globally (slopes
 averaged over the historical mix, or a target mix) and per segment. Each
 computation can be appended to a weights history (a DuckDB file, see
 :mod:`proxyscope.ledger`).
+
+A fit with time gives the weights of one period: the latest by default ("what
+holds now", DESIGN.md §9), or ``period=``. The result and its ledger entry name
+that period, so a history of weights computed period by period (or fit by fit as
+the experiments arrive) shows how the weights moved.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from proxyscope.analyses.arguments import (
     check_seed,
 )
 from proxyscope.analyses.composite import mix_composite, weight_draws
-from proxyscope.analyses.implied import resolve_mix
+from proxyscope.analyses.implied import fitted_combos, resolve_mix
 from proxyscope.analyses.transport import transport
 from proxyscope.core.draws import check_ci, interval
 from proxyscope.ledger import record_weights
+from proxyscope.model.periods import resolve_period
 from proxyscope.model.segments import segments_for
 from proxyscope.options import DEFAULT_CI
 
@@ -45,6 +51,7 @@ def weights(
     by_segment: bool = True,
     ledger: str | os.PathLike[str] | None = None,
     note: str | None = None,
+    period: str | None = None,
 ) -> pd.DataFrame:
     """Adaptive proxy weights with intervals, globally and per segment.
 
@@ -59,9 +66,12 @@ def weights(
         Add one block of rows per segment.
     ledger : path, optional
         Append this computation (timestamp, data fingerprint, model-config
-        hash, weights and intervals) to a weights history file.
+        hash, period, weights and intervals) to a weights history file.
     note : str, optional
         Stored with the ledger entry.
+    period : str, optional
+        For a fit with time: the period whose relation gives the weights (one of
+        ``fit.info.periods``; default the latest). A static fit takes none.
 
     Returns
     -------
@@ -75,16 +85,23 @@ def weights(
         score read under the posterior (a proxy whose sign the draws disagree on
         is shrunk toward 0 rather than dropped, so two correlated proxies whose
         slopes are each unclear still carry the relation they share). The global
-        rows come first.
+        rows come first. ``attrs``: ``ci``, ``trustworthy``, ``period`` (the period
+        described; None for a static fit) and, with ``ledger``, ``ledger_entry``.
+
+    Raises
+    ------
+    ParameterError
+        ``period`` for a static fit, or a period the fit does not have.
     """
     fit = check_fit(fit, "weights")
     ci = check_ci(ci, "weights")
     by_segment = check_bool(by_segment, "by_segment", "weights")
     ledger = check_optional_path(ledger, "ledger", "weights")
     note = check_optional_str(note, "note", "weights")
+    period = resolve_period(fit, period, "weights")
     fit.warn_if_untrustworthy("weights")
     combos, shares = resolve_mix(fit, target)
-    base = segments_for(fit, combos)
+    base = segments_for(fit, combos, period=period)
     bbar = np.einsum("s,nsk->nk", shares, base.beta)
     rows: list[dict[str, Any]] = []
 
@@ -109,12 +126,12 @@ def weights(
 
     block("global", weight_draws(bbar, base.omega), bbar)
     if by_segment:
-        fitted = segments_for(fit, fit.structure.frame().drop(columns=["segment"]))
+        fitted = segments_for(fit, fitted_combos(fit.structure), period=period)
         per_seg = weight_draws(fitted.beta, fitted.omega)
         for s, label in enumerate(fitted.labels):
             block(label, per_seg[:, s], fitted.beta[:, s])
     out = pd.DataFrame(rows)
-    out.attrs.update(ci=ci, trustworthy=fit.trustworthy)
+    out.attrs.update(ci=ci, trustworthy=fit.trustworthy, period=period)
     if ledger is not None:
         entry = record_weights(
             ledger,
@@ -124,6 +141,7 @@ def weights(
             config_hash=fit.config_hash,
             ci=ci,
             note=note,
+            period=period,
         )
         out.attrs["ledger_entry"] = entry
     return out
@@ -136,6 +154,7 @@ def surrogate_index(
     target: Any = None,
     ci: float = DEFAULT_CI,
     random_seed: int | None = None,
+    period: str | None = None,
 ) -> pd.DataFrame:
     """The composite proxy of a new experiment and the long-term effect it predicts.
 
@@ -148,6 +167,13 @@ def surrogate_index(
         Their standard errors.
     target : optional
         The population the experiment ran on (default: the historical mix).
+    ci : float
+        Interval width.
+    random_seed : int, optional
+        For the predictive draws (default: the fit's sampling seed).
+    period : str, optional
+        For a fit with time: the period whose relation predicts (one of
+        ``fit.info.periods``; default the latest). A static fit takes none.
 
     Returns
     -------
@@ -156,10 +182,13 @@ def surrogate_index(
         readings predict with the index's fixed posterior-mean coefficients)
         and ``long_term_effect`` (the full posterior predictive mean and
         interval given the readings and their noise), plus ``p_positive``.
+        ``attrs``: ``ci``, ``intercept`` and ``coefficients`` (the index's),
+        ``trustworthy`` and ``period`` (None for a static fit).
     """
     fit = check_fit(fit, "surrogate_index")
     ci = check_ci(ci, "surrogate_index")
     random_seed = check_seed(random_seed, "surrogate_index")
+    period = resolve_period(fit, period, "surrogate_index")
     readings = check_readings(fit, proxy_effects, "surrogate_index", every=True)
     check_noise(fit, readings, proxy_se, None, "surrogate_index")
     # The prediction first: transport refuses readings too far out to condition on
@@ -171,9 +200,10 @@ def surrogate_index(
         proxy_se=proxy_se,
         ci=ci,
         random_seed=random_seed,
+        period=period,
     ).summary(ci)
     combos, shares = resolve_mix(fit, target)
-    seg = segments_for(fit, combos, random_seed=random_seed)
+    seg = segments_for(fit, combos, random_seed=random_seed, period=period)
     comp = mix_composite(seg, shares)
     theta = np.array([readings[p] for p in fit.proxies])
     index = float(comp.value(theta))
@@ -189,5 +219,6 @@ def surrogate_index(
         intercept=comp.intercept,
         coefficients=dict(zip(fit.proxies, comp.coef.tolist(), strict=True)),
         trustworthy=fit.trustworthy,
+        period=period,
     )
     return out

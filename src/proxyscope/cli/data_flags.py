@@ -47,6 +47,7 @@ def role_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", choices=specdef.ENGINES, help="summarize engine")
     g.add_argument("--min-users-per-arm", type=positive_int, help="drop smaller cells")
     g.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+    time_options(p)
     g = p.add_argument_group("designs (override the spec's [data])")
     g.add_argument(
         "--cluster",
@@ -78,6 +79,24 @@ def role_options(p: argparse.ArgumentParser) -> None:
         + "; default ab)",
     )
     design_options(p)
+
+
+def time_options(p: argparse.ArgumentParser) -> None:
+    """``--time`` and ``--time-period``: the experiments' start column and their periods
+    (``[data].time`` and ``[data].period``). The grouping is ``--time-period``, not
+    ``--period``: that flag names the period column of did and synthetic_control."""
+    g = p.add_argument_group("time (override the spec's [data].time and [data].period)")
+    g.add_argument(
+        "--time", metavar="COL", help="column with each experiment's start (a date or a number)"
+    )
+    g.add_argument(
+        "--time-period",
+        metavar="PERIOD",
+        help="group the starts by "
+        + ", ".join(specdef.PERIODS)
+        + ", or bins given by comma-separated edges (e.g. 2025-01-01,2025-07-01,2026-01-01); "
+        "default quarter for dates, number for numbers",
+    )
 
 
 def design_options(p: argparse.ArgumentParser) -> None:
@@ -182,3 +201,4 @@ def estimates_options(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="assumed correlation of the estimates' errors, in (-1, 1), for every pair",
     )
+    time_options(p)

@@ -32,6 +32,8 @@ ROLE_KEYS: dict[str, str] = {
     "exposure": "data.exposure",
     "exposure_value": "data.exposure_values",
     "design": "data.design",
+    "time": "data.time",
+    "time_period": "data.period",
 }
 #: The design options of ``validate`` and ``summarize``: each flag's destination (the
 #: key of the same name in ``[data.<design>]``) and the designs that take it.
@@ -79,6 +81,8 @@ ESTIMATE_KEYS: dict[str, str] = {
     "design": "data.design",
     "covariance": "data.covariance",
     "correlation": "data.correlation",
+    "time": "data.time",
+    "time_period": "data.period",
 }
 #: The spec keys that ``demo`` sets from its flags.
 DEMO_KEYS: dict[str, str] = {

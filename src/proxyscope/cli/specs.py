@@ -43,6 +43,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
                 k: parse_value(x)
                 for k, x in pairs(v, flag="--exposure-value", number=False).items()
             }
+        elif flag == "time_period":
+            v = time_period(v)
         roles.append((key, v))
 
     design = args.design if args.design is not None else _spec_design(args)
@@ -123,6 +125,14 @@ TEXT_OPTIONS = (
 )
 
 
+def time_period(text: str) -> Any:
+    """``--time-period``: a period's name, or comma-separated bin edges (each read as TOML,
+    so ``2025-01-01`` is a date and ``10`` a number; the spec checks them)."""
+    if "," not in text:
+        return text.strip()
+    return [parse_value(x) for x in text.split(",") if x.strip()]
+
+
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
@@ -153,6 +163,8 @@ def estimates_spec(args: argparse.Namespace) -> Any:
             v = split_names(v)
         elif flag == "direction":
             v = pairs(v, flag="--direction", number=False)
+        elif flag == "time_period":
+            v = time_period(v)
         section, name = key.split(".")
         (data if section == "data" else columns)[name] = v
     return from_dict({"name": "command-line", "data": data, "columns": columns}, origin="options")

@@ -26,6 +26,7 @@ from proxyscope.core.density import (
     H_K,
     H_KSEG,
     H_S,
+    H_TIME_P,
     _corr_cholesky_back,
     _cpc_back,
     _half_normal_log,
@@ -121,7 +122,9 @@ def bias_back(
     """
     k = ints[H_K]
     m = k + 1
-    n_seg = ints[H_S]
+    # Segments as the kernel segments index them: virtual (period, segment)
+    # pairs when the relation moves over time (proxyscope.core.timewalk).
+    n_seg = ints[H_S] * max(ints[H_TIME_P], 1)
     n_bias = ints[H_BIAS_N]
     fl = ints[H_FL_BIAS]
     per = m + m * (m - 1) // 2

@@ -63,7 +63,10 @@ H_SD_Y = 17
 #: table (their number n, then each one's segment, then each one's design:
 #: 0 for an unbiased one, 1..D for the biased designs).
 H_BIAS_N, H_BIAS, H_FL_BIAS, H_KSEG = 18, 19, 20, 21
-HEADER = 22
+#: The relation's walk over periods (:mod:`proxyscope.core.timewalk`): the
+#: number of periods (0: no time) and the int offset of its table.
+H_TIME_P, H_TIME = 22, 23
+HEADER = 24
 #: A block record: where its u sits, its shape, its learned scale (offset in
 #: x, or -1 for a fixed prior sd), its weights (float offset; one per row or
 #: per entry), the float offset of its prior sd (the value's sd when fixed,

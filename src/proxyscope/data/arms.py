@@ -40,6 +40,7 @@ from proxyscope.data.arm_checks import (
 )
 from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
 from proxyscope.data.cells import CellEffects
+from proxyscope.data.time_input import add_time, check_args, check_role, frame_starts
 from proxyscope.data.validate import (
     check_flag,
     check_min_users,
@@ -104,6 +105,8 @@ def from_arm_summaries(
     min_users_per_arm: int = 10,
     dropna: bool = False,
     design: str = "ab",
+    time: str | None = None,
+    period: Any = None,
     _adapter: ArmAdapter | None = None,
 ) -> CellEffects:
     """Build :class:`CellEffects` from per-arm count / mean / variance columns.
@@ -151,6 +154,14 @@ def from_arm_summaries(
         user-randomized test; e.g. "cluster" when the arms' variances are
         already cluster-robust, or "external" for a quasi-experiment's arms,
         whose estimates the model then allows to be biased.
+    time : str, optional
+        Column with each experiment's start, equal on all its rows (missing is an
+        error, even with ``dropna``); parsed and stored as in
+        :func:`~proxyscope.data.summarize.summarize` (timezone-aware values in UTC).
+    period : str or sequence, optional
+        With ``time``: how starts are grouped into periods, as in
+        :meth:`CellEffects.with_time` (default "quarter" for dates, "number" for
+        numbers).
     _adapter : ArmAdapter, optional
         For proxyscope's own loaders only (not part of the public API): the
         engine name, extra metadata and earlier drops of an adapter such as
@@ -187,6 +198,7 @@ def from_arm_summaries(
     )
     min_users = check_min_users(min_users_per_arm, owner=owner)
     drop = check_flag(dropna, param="dropna", owner=owner)
+    time_column, grouping = check_args(time, period, owner=owner)
     metrics = list(roles.metrics)
     counts = per_metric(count, metrics, param="count", owner=owner, allow_single=True)
     means = per_metric(mean, metrics, param="mean", owner=owner)
@@ -199,6 +211,11 @@ def from_arm_summaries(
         dict.fromkeys([*counts.values(), *means.values(), *variances.values(), *covs.values()])
     )
     frame = check_columns(table, roles, key_cols, stat_cols, owner=owner)
+    taken = dict.fromkeys(stat_cols, "count/mean/variance/covariance")
+    check_role(time_column, {**taken, **{c: roles.role_of(c) for c in key_cols}})
+    starts = None
+    if time_column is not None:
+        starts = frame_starts(table, experiment=roles.experiment, time=time_column, owner=owner)
     extra_meta: dict[str, Any] = dict(adapter.extra or {})
 
     # Missing and impossible values.
@@ -329,7 +346,7 @@ def from_arm_summaries(
             "covariance_rule": "nested samples: Cov(mean_a, mean_b) = c_ab / max(n_a, n_b)",
         }
     )
-    return finish(
+    built = finish(
         keys,
         n_arm["t"].astype(np.int64),
         n_arm["c"].astype(np.int64),
@@ -350,6 +367,7 @@ def from_arm_summaries(
         stacklevel=stacklevel,
         design=design,
     )
+    return add_time(built, starts, grouping, column=time_column, owner=owner)
 
 
 # The classmethod-style constructor users know, defined once (here, with its

@@ -19,6 +19,9 @@ the part of the sampling error every cell of an experiment shares when clusters
 span its segment cells, so that Cov(effect_c, effect_c') = shared_cov for two
 cells of one experiment; 0 where absent). Metadata (roles, directions, dropped
 cells, assumptions) lives in one JSON attribute so that the dataset survives NetCDF.
+With start dates (DESIGN.md §9), the coordinates ``start`` and ``period`` on
+``cell`` and ``meta["time"]`` (:mod:`proxyscope.data.time_cells`, whose
+:class:`~proxyscope.data.time_methods.TimeMixin` gives the time methods).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ import xarray as xr
 
 from proxyscope import dims
 from proxyscope.core import checksum, hdf5
-from proxyscope.data import cellfile, designs
+from proxyscope.data import cellfile, designs, time_cells
 from proxyscope.data.cellchecks import check_cells, check_designs, check_shared_cov
 from proxyscope.data.cellfile import META_ATTR
+from proxyscope.data.time_methods import TimeMixin
 from proxyscope.errors import (
     DataError,
     DataTypeError,
@@ -63,7 +67,7 @@ def segment_labels(frame: pd.DataFrame, segments: Sequence[str]) -> np.ndarray:
 _REQUIRED = (dims.EFFECT, dims.NOISE_COV, dims.N_TREAT, dims.N_CONTROL)
 
 
-class CellEffects:
+class CellEffects(TimeMixin):
     """Treatment-effect summaries per (experiment × segment cell).
 
     Build one with :func:`proxyscope.summarize` (user-level rows) or
@@ -125,6 +129,7 @@ class CellEffects:
         check_designs(d, _REQUIRED)
         check_cells(d, self.segments, metrics)
         check_shared_cov(d)
+        time_cells.check(d, self._meta)
 
     # -- metadata ----------------------------------------------------------
     @property
@@ -247,11 +252,15 @@ class CellEffects:
         return pd.DataFrame(out)
 
     def to_frame(self) -> pd.DataFrame:
-        """A tidy table: cell keys, users per arm, effect and standard error per metric."""
+        """A tidy table: cell keys, users per arm, design (start and period with start
+        dates), effect and standard error per metric."""
         out = self.cells()
         out["n_treat"] = self._data[dims.N_TREAT].values
         out["n_control"] = self._data[dims.N_CONTROL].values
         out[dims.DESIGN] = self.design
+        if self.has_time:
+            out[dims.START] = self._data[dims.START].values
+            out[dims.PERIOD] = np.asarray(self._data[dims.PERIOD].values).astype(str)
         eff = self.effect
         se = np.sqrt(np.einsum("cii->ci", self.noise_cov))
         for j, m in enumerate(self.metrics):
@@ -276,6 +285,9 @@ class CellEffects:
             if var in self._data:
                 h.update(var.encode())
                 h.update(np.ascontiguousarray(self._data[var].values, dtype=np.float64).tobytes())
+        time = time_cells.fingerprint(self._data, self._meta)  # None without start dates
+        if time is not None:
+            h.update(time)
         return h.hexdigest()
 
     # -- derived objects ---------------------------------------------------
@@ -341,12 +353,16 @@ class CellEffects:
         (:data:`proxyscope.data.designs.OPTIONAL_VARIABLES`). Experiment ids
         stay integers when every part's are, else they become strings. The
         metadata keep each part's own under ``meta["parts"]``; the dropped
-        cells and assumed correlations of every part are kept.
+        cells and assumed correlations of every part are kept. Start dates
+        are kept when every part has them, grouped alike; the periods are
+        derived again on the union (calendar-complete).
 
         Raises
         ------
         ParameterError
-            ``parts`` is empty or holds something other than CellEffects.
+            ``parts`` is empty or holds something other than CellEffects, some
+            parts have start dates and others not (the part is named), or two
+            parts group them differently.
         DataError
             The parts differ in metrics, directions, segment columns or units
             (the first difference is named, with the parts' positions), or one
@@ -360,7 +376,8 @@ class CellEffects:
         data = data.assign_coords({dims.CELL: np.arange(data.sizes[dims.CELL])})
         data.attrs = dict(data.attrs)
         data.attrs[META_ATTR] = json.dumps(meta if meta is not None else self._meta)
-        return CellEffects(data)
+        # Fewer cells may span fewer periods: they are derived again from the starts.
+        return CellEffects(time_cells.restore(data))
 
     # -- other constructors ------------------------------------------------
     #: Build from per-arm count / mean / variance columns:
@@ -436,4 +453,7 @@ class CellEffects:
         if assumed:
             shown = ", ".join(f"{k}: {v:g}" for k, v in assumed.items())
             lines.append(f"  ASSUMED noise correlations (not estimated): {shown}")
+        time = time_cells.describe(self._data, self._meta)
+        if time is not None:
+            lines.append(time)
         return "\n".join(lines)

@@ -4,7 +4,9 @@ The parts may come from any input (``summarize``, arm summaries, estimates made
 elsewhere) and any design; they must measure the same metrics in the same
 directions and units over the same segment columns. Optional per-cell
 variables that only some parts carry are filled in the others
-(:data:`proxyscope.data.designs.OPTIONAL_VARIABLES`).
+(:data:`proxyscope.data.designs.OPTIONAL_VARIABLES`). Start dates must be on
+every part, grouped alike, or on none; the periods are derived again on the
+union (:mod:`proxyscope.data.time_cells`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
-from proxyscope.data import designs
+from proxyscope.data import designs, time_cells
 from proxyscope.data.cellfile import META_ATTR
 from proxyscope.errors import DataError, ParameterError
 
@@ -56,6 +58,7 @@ def concat_cells(cls: type[CellEffects], parts: Sequence[CellEffects]) -> CellEf
                     "every part must measure the same metrics, in the same directions and "
                     "units, over the same segment columns."
                 )
+    time_column = time_cells.check_parts(parts, owner)
     exp_parts = [p.experiment for p in parts]
     if all(e.dtype.kind == "i" for e in exp_parts):
         experiments: np.ndarray = np.concatenate(exp_parts).astype(np.int64)
@@ -106,8 +109,11 @@ def concat_cells(cls: type[CellEffects], parts: Sequence[CellEffects]) -> CellEf
         else:
             meta_parts.append({**own, "n_cells": p.n_cells, "designs": p.designs})
     meta["parts"] = meta_parts
+    if "time" in meta:
+        meta["time"] = {**meta["time"], "column": time_column}
     data.attrs = {META_ATTR: json.dumps(meta)}
-    return cls(data)
+    # The periods of the union, calendar-complete from its first start to its last.
+    return cls(time_cells.restore(data))
 
 
 def scalar_text(value: Any) -> str:

@@ -76,7 +76,7 @@ Assumptions, and how they break (what to do):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,23 +85,25 @@ import pandas as pd
 from proxyscope.data import designs
 from proxyscope.data.assemble import cell_order, finish, too_few_experiments_error
 from proxyscope.data.cells import CellEffects, segment_labels
+from proxyscope.data.design_source import check_engine_options, choose_engine
 from proxyscope.data.did_checks import (
     OWNER,
-    check_columns,
+    DidRoles,
     check_did_roles,
     check_kept,
     check_settings,
     pretrend_report,
 )
 from proxyscope.data.did_fit import CellFit, fit_cell
-from proxyscope.data.did_panel import Block, read_panel, segment_key_frame
+from proxyscope.data.did_panel import Block, experiment_block, segment_key_frame
+from proxyscope.data.did_source import open_panel
 from proxyscope.data.shared_noise import experiment_codes, shared_noise
 from proxyscope.data.validate import plain
 from proxyscope.errors import DataWarning
 
 
 def did(
-    panel: pd.DataFrame,
+    data: Any,
     *,
     experiment: str,
     unit: str,
@@ -116,6 +118,10 @@ def did(
     pre_periods: int | None = None,
     pretrend_level: float = 0.05,
     min_units: int = 5,
+    engine: str | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    spark: Any = None,
 ) -> CellEffects:
     """Difference-in-differences effects of staged rollouts per experiment × segment cell.
 
@@ -124,10 +130,14 @@ def did(
 
     Parameters
     ----------
-    panel : pandas.DataFrame
-        One row per (experiment, unit, period), e.g. a unit's users averaged
-        over the period; every unit observed in every period of its experiment
-        (a balanced panel). Not modified.
+    data : DataFrame, path, list of paths, glob, pyarrow Table or Spark DataFrame
+        The panel: one row per (experiment, unit, period), e.g. a unit's users
+        averaged over the period; every unit observed in every period of its
+        experiment (a balanced panel). Engine "pandas": a pandas DataFrame, or
+        Parquet/CSV path(s) read into one. Engine "duckdb": a pandas DataFrame
+        or pyarrow Table (scanned in place), or Parquet/CSV path(s),
+        directories or globs, read out of core. Engine "spark": a pyspark
+        DataFrame or path(s) read by Spark. Not modified.
     experiment : str
         Column with the experiment (rollout) id; at least two experiments.
     unit : str
@@ -167,6 +177,21 @@ def did(
     min_units : int, default 5
         Cells with fewer treated or comparison units are dropped (listed in
         ``CellEffects.dropped``, a DataWarning). At least 2.
+    engine : {"pandas", "duckdb", "spark"}, optional
+        Where the panel is checked and laid out (:mod:`proxyscope.data.did_source`).
+        Default: "pandas" for a pandas DataFrame, "spark" for a Spark DataFrame,
+        "duckdb" for paths and Arrow tables. DuckDB and Spark check the panel
+        with aggregations and pass it to the estimator one batch of
+        experiments at a time (sorted by unit and period), so memory holds one
+        batch (about 2M rows), never the whole panel; every engine gives the
+        same results, bit for bit, for the same rows.
+    memory_limit : str, optional
+        DuckDB only: the connection's memory limit, e.g. "1GB".
+    threads : int, optional
+        DuckDB only: worker threads; by default one (as in ``summarize``).
+    spark : SparkSession, optional
+        Spark only: the session that reads paths (default: the active one,
+        else a new local one).
 
     Returns
     -------
@@ -184,7 +209,7 @@ def did(
     ------
     ColumnError, DataTypeError
         A missing column, a column in two roles, a non-numeric metric, period
-        or first_treated column, a panel that is not a DataFrame.
+        or first_treated column, data that the engine does not read.
     DataError
         Missing or infinite values, duplicated or missing unit-periods, a
         segment, cluster or first-treated value that changes within a unit,
@@ -192,8 +217,8 @@ def did(
         fewer than two experiments (after dropping cells), a kept cell with
         fewer than two clusters.
     ParameterError
-        Bad ``control``, ``min_units``, ``pre_periods``, ``pretrend_level`` or
-        direction.
+        Bad ``control``, ``min_units``, ``pre_periods``, ``pretrend_level``,
+        direction, ``engine`` or engine option.
     """
     roles = check_did_roles(
         experiment=experiment,
@@ -209,13 +234,17 @@ def did(
     control, min_units, pre_periods, level = check_settings(
         control, min_units, pre_periods, pretrend_level
     )
-    check_columns(panel, roles)
-    blocks = read_panel(panel, roles)
-    if len(blocks) < 2:
-        raise too_few_experiments_error(
-            [b.experiment for b in blocks], experiment_column=roles.experiment
-        )
-    always = {plain(b.experiment): int((b.cohort == 0).sum()) for b in blocks}
+    engine = choose_engine(engine, data, owner=OWNER)
+    check_engine_options(engine, memory_limit, threads, spark, owner=OWNER)
+    panel = open_panel(engine, data, roles, memory_limit=memory_limit, threads=threads, spark=spark)
+    try:
+        panel.check()
+        got = _fit_experiments(panel.experiments(), roles, control, pre_periods)
+    finally:
+        panel.close()
+    exps, segs, periods, fits, always, late = got
+    if len(always) < 2:
+        raise too_few_experiments_error(list(always), experiment_column=roles.experiment)
     if any(always.values()):
         shown = ", ".join(f"{e!r}: {n}" for e, n in always.items() if n)
         warnings.warn(
@@ -226,15 +255,6 @@ def did(
         )
 
     m = len(roles.metrics)
-    exps, segs, periods, fits = [], [], [], []
-    for block in blocks:
-        for seg, rows in _cells(block):
-            rows = rows[block.cohort[rows] > 0]
-            exps.append(block.experiment)
-            segs.append(seg)
-            periods.append(block.periods)
-            args = (block.y[rows], block.cohort[rows], block.cluster[rows])
-            fits.append(fit_cell(*args, control, pre_periods) if len(rows) else None)
     keys = segment_key_frame(exps, segs, roles)
     counts = [f.counts if f is not None else None for f in fits]
 
@@ -280,7 +300,7 @@ def did(
         "theta's weights, t = mean / CR1 se against Student's t with G-1 df; cell: "
         "Bonferroni minimum over metrics",
         "always_treated_units": always,
-        "late_treated_units": {plain(b.experiment): b.late for b in blocks},
+        "late_treated_units": late,
         "pretrend_failing_cells": failing,
         "cells": rows_meta,
     }
@@ -297,7 +317,7 @@ def did(
         proxies=roles.proxies,
         segments=roles.segments,
         directions=roles.directions,
-        engine="pandas",
+        engine=engine,
         min_users_per_arm=min_units,
         owner=OWNER,
         experiment_column=roles.experiment,
@@ -306,6 +326,37 @@ def did(
         design="did",
         variables=variables,
     )
+
+
+def _fit_experiments(
+    chunks: Iterator[tuple[Any, pd.DataFrame]],
+    roles: DidRoles,
+    control: str,
+    pre_periods: int | None,
+) -> tuple[list[Any], list[Any], list[np.ndarray], list[CellFit | None], dict, dict]:
+    """Each experiment's cells fitted as its rows arrive (one block in memory at a time):
+    per cell its experiment, segment values, periods and fit (None without a post pair);
+    per experiment the units treated from the first period on, and those treated late."""
+    exps: list[Any] = []
+    segs: list[Any] = []
+    periods: list[np.ndarray] = []
+    fits: list[CellFit | None] = []
+    always: dict[Any, int] = {}
+    late: dict[Any, int] = {}
+    first_code = 0
+    for label, chunk in chunks:
+        block = experiment_block(chunk, label, roles, first_code)
+        first_code = int(block.cluster.max()) + 1
+        always[plain(label)] = int((block.cohort == 0).sum())
+        late[plain(label)] = block.late
+        for seg, rows in _cells(block):
+            rows = rows[block.cohort[rows] > 0]
+            exps.append(block.experiment)
+            segs.append(seg)
+            periods.append(block.periods)
+            args = (block.y[rows], block.cohort[rows], block.cluster[rows])
+            fits.append(fit_cell(*args, control, pre_periods) if len(rows) else None)
+    return exps, segs, periods, fits, always, late
 
 
 def _cells(block: Block) -> list[tuple[tuple[Any, ...], np.ndarray]]:

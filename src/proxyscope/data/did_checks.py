@@ -1,18 +1,19 @@
 """Checks of the panel that :func:`proxyscope.data.did.did` reads, and its pre-trend test.
 
-Everything a panel must satisfy before a group-time effect is computed: the
-column roles, the settings, the columns' types and values, one row per
-(experiment, unit, period), every unit observed in every period of its
-experiment, and a first-treated period, segment and cluster that do not change
-within a unit (:mod:`proxyscope.data.did_panel` lays the checked panel out per
-experiment). The caller's DataFrame is read, never modified.
+The column roles and the settings, checked before any data is read; the
+messages of every check of the panel (a column missing or present twice, no
+rows, a type, missing or infinite values, a first-treated period, segment or
+cluster that changes within a unit), which every engine raises alike
+(:mod:`proxyscope.data.did_source` runs the checks; :mod:`proxyscope.data.did_panel`
+checks each experiment's unit-periods and lays them out); and the pre-trend
+test of the fitted cells. The caller's data is read, never modified.
 """
 
 from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,6 @@ from proxyscope.data.validate import (
     column_name,
     finite_or_none,
     name_list,
-    nonnumeric_error,
     plain,
     show_values,
 )
@@ -156,86 +156,73 @@ def check_settings(
     return str(control), int(min_units), pre_periods and int(pre_periods), float(level)
 
 
-def _numeric(panel: pd.DataFrame, column: str, roles: DidRoles, *, allow_bool: bool) -> None:
-    """Metrics may be boolean; a period or first-treated column must hold numbers (an
-    object column of numbers and None passes: None is missing)."""
-    col = panel[column]
-    is_bool = pd.api.types.is_bool_dtype(col.dtype)
-    if (is_bool and allow_bool) or (
-        not is_bool
-        and pd.api.types.is_numeric_dtype(col.dtype)
-        and not pd.api.types.is_complex_dtype(col.dtype)
-    ):
-        return
-    values = col.dropna()
-    example = values.iloc[0] if len(values) else None
-    if allow_bool:
-        raise nonnumeric_error(column, roles.role_of(column), str(col.dtype), example)
-    if col.dtype == object and all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
-    ):
-        return
-    raise DataTypeError(
+def period_type_error(column: str, roles: DidRoles, found: str, example: Any) -> DataTypeError:
+    """A period or first-treated column that does not hold numbers."""
+    return DataTypeError(
         f"Column {column!r} (given as {roles.role_of(column)!r}) must hold numbers (a period "
-        f"index such as a week number; convert dates first); found type {col.dtype} "
+        f"index such as a week number; convert dates first); found type {found} "
         f"(e.g. the value {example!r})."
     )
 
 
-def units_shown(keys: pd.DataFrame, roles: DidRoles, rows: np.ndarray) -> str:
-    shown = [
-        f"unit {plain(keys[roles.unit].iloc[r])!r} of experiment "
-        f"{plain(keys[roles.experiment].iloc[r])!r}"
-        for r in rows[:SHOW_UNITS]
-    ]
-    more = f"; ... ({len(rows)} in all)" if len(rows) > SHOW_UNITS else ""
+def units_shown(units: Sequence[tuple[Any, Any]], total: int) -> str:
+    """The first (experiment, unit) pairs of ``total``, for a message."""
+    shown = [f"unit {plain(u)!r} of experiment {plain(e)!r}" for e, u in units[:SHOW_UNITS]]
+    more = f"; ... ({total} in all)" if total > SHOW_UNITS else ""
     return "; ".join(shown) + more
 
 
-def check_columns(panel: Any, roles: DidRoles) -> None:
-    """Type, columns, value types and missing or infinite values."""
-    if not isinstance(panel, pd.DataFrame):
-        raise DataTypeError(
-            f"The 'panel' parameter of {OWNER} must be a pandas DataFrame with one row per "
-            f"(experiment, unit, period); got {type(panel).__name__}."
-        )
-    available = [str(c) for c in panel.columns]
-    missing = [c for c in roles.columns if c not in panel.columns]
+def check_names(names: Sequence[str], roles: DidRoles) -> None:
+    """Every used column is among the panel's column ``names``, once."""
+    missing = [c for c in roles.columns if c not in names]
     if missing:
         parts = [
             f"Column {c!r} (given as {roles.role_of(c)!r}) is not in the panel."
-            + suggestion(c, available)
+            + suggestion(c, list(names))
             for c in missing
         ]
-        raise ColumnError(" ".join(parts) + f" Available columns: {show_values(available)}.")
-    twice = [c for c in roles.columns if int((panel.columns == c).sum()) > 1]
+        raise ColumnError(" ".join(parts) + f" Available columns: {show_values(list(names))}.")
+    twice = [c for c in roles.columns if list(names).count(c) > 1]
     if twice:
         raise ColumnError(f"Column {twice[0]!r} appears more than once in the panel.")
-    if not len(panel):
-        raise DataError(f"The panel passed to {OWNER} is empty: it has no rows.")
-    for col in roles.metrics:
-        _numeric(panel, col, roles, allow_bool=True)
-    for col in (roles.period, roles.first_treated):
-        _numeric(panel, col, roles, allow_bool=False)
-    nan = {c: int(panel[c].isna().sum()) for c in roles.columns if c != roles.first_treated}
-    if any(nan.values()):
-        shown = ", ".join(f"{c!r} ({roles.role_of(c)}): {n}" for c, n in nan.items() if n)
-        raise DataError(
+
+
+def empty_error() -> DataError:
+    return DataError(f"The panel passed to {OWNER} is empty: it has no rows.")
+
+
+def bad_values_error(
+    missing: Mapping[str, int], infinite: Mapping[str, int], negative_inf: int, roles: DidRoles
+) -> DataError | None:
+    """The first of: missing values (any column but first_treated), infinite metric or
+    period values, -inf first-treated values; None when there are none."""
+    if any(missing.values()):
+        shown = ", ".join(f"{c!r} ({roles.role_of(c)}): {n}" for c, n in missing.items() if n)
+        return DataError(
             f"Missing values (NaN/None) in the panel: {shown} rows; expected none (only "
             f"{roles.first_treated!r}, given as 'first_treated', may be missing: never treated)."
         )
-    bad = {
-        c: int(np.isinf(panel[c].to_numpy(dtype=float)).sum())
-        for c in (*roles.metrics, roles.period)
-    }
-    if any(bad.values()):
-        shown = ", ".join(f"{c!r} ({roles.role_of(c)}): {n}" for c, n in bad.items() if n)
-        raise DataError(f"Infinite values in the panel: {shown} rows; expected finite numbers.")
-    if (panel[roles.first_treated].to_numpy(dtype=float, na_value=np.nan) == -np.inf).any():
-        raise DataError(
+    if any(infinite.values()):
+        shown = ", ".join(f"{c!r} ({roles.role_of(c)}): {n}" for c, n in infinite.items() if n)
+        return DataError(f"Infinite values in the panel: {shown} rows; expected finite numbers.")
+    if negative_inf:
+        return DataError(
             f"Column {roles.first_treated!r} (given as 'first_treated') holds -inf; expected a "
             "period, or NaN / +inf for a unit that is never treated."
         )
+    return None
+
+
+def fixed_error(
+    column: str, roles: DidRoles, count: int, units: Sequence[tuple[Any, Any]]
+) -> DataError:
+    """``column`` changes within ``count`` units; ``units`` the first (experiment, unit)
+    pairs of them, sorted."""
+    return DataError(
+        f"Column {column!r} (given as {roles.role_of(column)!r}) must be fixed within a unit "
+        f"(column {roles.unit!r}); it changes over time for {count} unit(s): "
+        f"{units_shown(units, count)}."
+    )
 
 
 def pretrend_p(effect: np.ndarray, score: np.ndarray) -> list[float | None]:

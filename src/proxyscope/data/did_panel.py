@@ -1,9 +1,14 @@
-"""The panel :func:`proxyscope.data.did.did` reads, laid out per experiment.
+"""One experiment of the panel that :func:`proxyscope.data.did.did` reads, as arrays.
 
-After the checks of :mod:`proxyscope.data.did_checks`, one :class:`Block` of
-arrays per experiment: units, periods, first-treated periods, segments,
-clusters and every metric's unit x period values. The caller's DataFrame is
-read, never modified.
+After the checks of :mod:`proxyscope.data.did_source`, every engine hands over
+the panel one experiment at a time, experiments sorted by id, as a small
+DataFrame of that experiment's rows (the "chunk"; any row order).
+:func:`experiment_block` checks it (a single period, duplicated or missing
+unit-periods, a first-treated value between periods) and lays it out as a
+:class:`Block`: units sorted by id, periods in increasing order. The layout
+depends only on the rows, not on their order or the engine, so every engine
+gives the same blocks and the same bits. The caller's data is read, never
+modified.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from proxyscope.errors import DataError
 class Block:
     """One experiment's balanced panel as arrays.
 
-    ``y[unit, period, metric]`` (periods in increasing order, ``periods`` their
-    values); ``cohort[unit]`` the position of the unit's first treated period:
-    0 means treated from the first period on (no pre-period: left out),
-    ``len(periods)`` never treated within the panel; ``segment[unit]`` the
-    segment values (a tuple), ``cluster[unit]`` an integer code shared by the
-    units of one cluster (codes are unique over the whole panel).
+    ``y[unit, period, metric]`` (units sorted by id, periods in increasing
+    order, ``periods`` their values); ``cohort[unit]`` the position of the
+    unit's first treated period: 0 means treated from the first period on (no
+    pre-period: left out), ``len(periods)`` never treated within the panel;
+    ``segment[unit]`` the segment values (a tuple), ``cluster[unit]`` an
+    integer code shared by the units of one cluster (codes count on from the
+    previous experiment's, so they are unique over the panel).
     """
 
     experiment: Any
@@ -41,91 +47,69 @@ class Block:
     late: int
 
 
-def read_panel(panel: pd.DataFrame, roles: DidRoles) -> list[Block]:
-    """The checked panel as one :class:`Block` per experiment, in order of first appearance.
+def experiment_block(chunk: pd.DataFrame, label: Any, roles: DidRoles, first_code: int) -> Block:
+    """The checked rows of experiment ``label`` as a :class:`Block`.
+
+    ``chunk`` holds the experiment's rows (the used columns, values checked for
+    type, missing and infinite values, and fixed within each unit); cluster
+    codes start at ``first_code``.
 
     Raises
     ------
     DataError
-        Two rows for one (experiment, unit, period); a unit missing a period of
-        its experiment; an experiment with a single period; a first-treated
-        period, segment or cluster that changes within a unit; a first-treated
-        value between two of the experiment's periods.
+        A single period; two rows for one (unit, period); a unit missing a
+        period of the experiment; a first-treated value between two of its
+        periods.
     """
-    exp_code, exp_values = pd.factorize(panel[roles.experiment], sort=False)
-    unit = np.asarray(
-        panel.groupby([roles.experiment, roles.unit], sort=False, observed=True).ngroup()
-    )
-    _, first = np.unique(unit, return_index=True)
-    keys = panel[[roles.experiment, roles.unit]].iloc[first].reset_index(drop=True)
-    for col in roles.fixed:
-        counts = panel[col].groupby(unit).nunique(dropna=False).to_numpy()
-        changing = np.flatnonzero(counts > 1)
-        if len(changing):
-            raise DataError(
-                f"Column {col!r} (given as {roles.role_of(col)!r}) must be fixed within a unit "
-                f"(column {roles.unit!r}); it changes over time for {len(changing)} unit(s): "
-                f"{units_shown(keys, roles, changing)}."
-            )
-    period = panel[roles.period].to_numpy(dtype=float)
-    metrics = panel[list(roles.metrics)].to_numpy(dtype=float)
-    treated_at = panel[roles.first_treated].to_numpy(dtype=float, na_value=np.nan)[first]
-    cluster_col = roles.unit if roles.cluster is None else roles.cluster
-    cluster_code = (
-        unit[first]
-        if roles.cluster is None
-        else np.asarray(pd.factorize(panel[cluster_col])[0])[first]
-    )
-    unit_exp = exp_code[first]
-    blocks = []
-    for e, label in enumerate(exp_values):
-        rows = np.flatnonzero(exp_code == e)
-        periods = np.unique(period[rows])
-        n_t = len(periods)
-        if n_t < 2:
-            raise DataError(
-                f"Experiment {plain(label)!r} of column {roles.experiment!r} has a single "
-                f"period ({plain(periods[0])!r} of column {roles.period!r}); a difference in "
-                "differences needs at least two."
-            )
-        rank = np.searchsorted(periods, period[rows])
-        local = unit[rows]
-        order = np.lexsort((rank, local))
-        pair = local[order] * n_t + rank[order]
-        dup = np.flatnonzero(pair[1:] == pair[:-1])
-        if len(dup):
-            at = rows[order[dup[0]]]
-            raise DataError(
-                f"The panel has {len(dup)} duplicated (unit, period) row(s) in experiment "
-                f"{plain(label)!r}, e.g. unit {plain(panel[roles.unit].iloc[at])!r} in period "
-                f"{plain(period[at])!r}; expected one row per (experiment, unit, period) "
-                "(aggregate users to unit-period means first)."
-            )
-        ids = np.flatnonzero(unit_exp == e)
-        per_unit = np.bincount(np.searchsorted(ids, local), minlength=len(ids))
-        short = np.flatnonzero(per_unit < n_t)
-        if len(short):
-            raise DataError(
-                f"The panel is unbalanced: {len(short)} unit(s) of experiment {plain(label)!r} "
-                f"lack some of its {n_t} periods, e.g. {units_shown(keys, roles, ids[short])} "
-                f"({per_unit[short[0]]} of {n_t}); every unit must be observed in every period "
-                "of its experiment."
-            )
-        y = metrics[rows[order]].reshape(len(ids), n_t, len(roles.metrics))
-        cohort, late = _cohorts(treated_at[ids], periods, label, roles)
-        seg = panel[list(roles.segments)].iloc[first[ids]].to_numpy(dtype=object)
-        blocks.append(
-            Block(
-                experiment=label,
-                periods=np.unique(panel[roles.period].to_numpy()[rows]),
-                y=y,
-                cohort=cohort,
-                segment=[tuple(r) for r in seg],
-                cluster=cluster_code[ids].astype(np.int64),
-                late=late,
-            )
+    unit, unit_ids = pd.factorize(chunk[roles.unit], sort=True)
+    period = chunk[roles.period].to_numpy(dtype=float)
+    periods = np.unique(period)
+    n_t = len(periods)
+    if n_t < 2:
+        raise DataError(
+            f"Experiment {plain(label)!r} of column {roles.experiment!r} has a single "
+            f"period ({plain(periods[0])!r} of column {roles.period!r}); a difference in "
+            "differences needs at least two."
         )
-    return blocks
+    order = np.lexsort((period, unit))
+    pair = unit[order] * n_t + np.searchsorted(periods, period[order])
+    dup = np.flatnonzero(pair[1:] == pair[:-1])
+    if len(dup):
+        at = order[dup[0]]
+        raise DataError(
+            f"The panel has {len(dup)} duplicated (unit, period) row(s) in experiment "
+            f"{plain(label)!r}, e.g. unit {plain(unit_ids[unit[at]])!r} in period "
+            f"{plain(period[at])!r}; expected one row per (experiment, unit, period) "
+            "(aggregate users to unit-period means first)."
+        )
+    per_unit = np.bincount(unit, minlength=len(unit_ids))
+    short = np.flatnonzero(per_unit < n_t)
+    if len(short):
+        shown = units_shown([(label, unit_ids[u]) for u in short[:5]], len(short))
+        raise DataError(
+            f"The panel is unbalanced: {len(short)} unit(s) of experiment {plain(label)!r} "
+            f"lack some of its {n_t} periods, e.g. {shown} ({per_unit[short[0]]} of {n_t}); "
+            "every unit must be observed in every period of its experiment."
+        )
+    metrics = chunk[list(roles.metrics)].to_numpy(dtype=float)
+    y = metrics[order].reshape(len(unit_ids), n_t, len(roles.metrics))
+    first = order[::n_t]  # each unit's first period: fixed columns hold one value per unit
+    treated_at = chunk[roles.first_treated].to_numpy(dtype=float, na_value=np.nan)[first]
+    cohort, late = _cohorts(treated_at, periods, label, roles)
+    seg = chunk[list(roles.segments)].iloc[first].to_numpy(dtype=object)
+    if roles.cluster is None:
+        code = np.arange(len(unit_ids))
+    else:
+        code = np.asarray(pd.factorize(chunk[roles.cluster].iloc[first])[0])
+    return Block(
+        experiment=label,
+        periods=np.unique(chunk[roles.period].to_numpy()),
+        y=y,
+        cohort=cohort,
+        segment=[tuple(r) for r in seg],
+        cluster=code.astype(np.int64) + first_code,
+        late=late,
+    )
 
 
 def _cohorts(
@@ -160,6 +144,3 @@ def segment_key_frame(
     for i, s in enumerate(roles.segments):
         frame[s] = [seg[i] for seg in segments]
     return frame
-
-
-# -- checks of the fitted cells ---------------------------------------------------

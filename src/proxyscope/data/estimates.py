@@ -58,6 +58,7 @@ from proxyscope.data.estimate_covariance import (
     covariance_from_table,
 )
 from proxyscope.data.tables import check_values, select_frame
+from proxyscope.data.time_input import add_time, check_args, check_role, frame_starts
 from proxyscope.data.validate import (
     RESERVED,
     SHOW,
@@ -88,6 +89,8 @@ def from_estimates(
     n_treat: str | None = None,
     n_control: str | None = None,
     units: Mapping[str, str] | None = None,
+    time: str | None = None,
+    period: Any = None,
 ) -> CellEffects:
     """Build :class:`CellEffects` from estimates and standard errors made elsewhere.
 
@@ -140,6 +143,14 @@ def from_estimates(
     units : dict, optional
         ``{metric: unit}`` for every metric (e.g. "minutes"), kept in the metadata;
         :meth:`CellEffects.concat` requires equal units.
+    time : str, optional
+        Column with each experiment's start, equal on all its rows; parsed and
+        stored as in :func:`~proxyscope.data.summarize.summarize` (timezone-aware
+        values in UTC).
+    period : str or sequence, optional
+        With ``time``: how starts are grouped into periods, as in
+        :meth:`CellEffects.with_time` (default "quarter" for dates, "number" for
+        numbers).
 
     Returns
     -------
@@ -161,7 +172,8 @@ def from_estimates(
         repeated (cell, metric) row; a cell that lacks a metric; a covariance
         that lacks a pair, disagrees with ``se**2`` on its diagonal, or is not
         positive definite (the cell and its smallest eigenvalue are named);
-        fewer than two experiments.
+        fewer than two experiments; with ``time``, an experiment with several
+        starts or none, or a value that is not a start.
 
     Examples
     --------
@@ -203,6 +215,7 @@ def from_estimates(
             f"{{cell: matrix}}; got {type(covariance).__name__}."
         )
     unit_map = units_of(units, metrics, owner=owner)
+    time_column, grouping = check_args(time, period, owner=owner)
 
     # Columns and their roles.
     roles: dict[str, str] = {}
@@ -238,6 +251,7 @@ def from_estimates(
                 + suggestion(design, [*designs.DESIGNS, *map(str, table.columns)])
             )
         claim(roles, design_column, "design")
+    check_role(time_column, roles)
 
     available = [str(c) for c in table.columns]
     for c in roles:
@@ -262,6 +276,9 @@ def from_estimates(
     check_values(frame, keys=keys, metrics=numeric, role_of=roles.__getitem__,
                  nonnumeric=nonnumeric)  # fmt: skip
     check_rows(frame, list(roles), roles.__getitem__)
+    starts = None
+    if time_column is not None:
+        starts = frame_starts(table, experiment=experiment, time=time_column, owner=owner)
 
     est = frame[estimate].to_numpy(dtype=float)
     err = frame[se].to_numpy(dtype=float)
@@ -350,7 +367,7 @@ def from_estimates(
         "counts": "given" if counts_given else "not given: n_treat = n_control = 0",
     }
     assumed = None if rho is None else {f"{a}|{b}": r for (a, b), r in rho.items()}
-    return finish(
+    built = finish(
         keys_frame,
         n_arm["n_treat"],
         n_arm["n_control"],
@@ -370,3 +387,4 @@ def from_estimates(
         design=per_cell,
         units=unit_map,
     )
+    return add_time(built, starts, grouping, column=time_column, owner=owner)

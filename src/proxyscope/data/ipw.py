@@ -71,9 +71,11 @@ from proxyscope.data import designs
 from proxyscope.data.assemble import experiment_values, finish
 from proxyscope.data.cells import CellEffects, segment_labels
 from proxyscope.data.clustered import Clustered, check_clusters
-from proxyscope.data.ipw_checks import Rows, check_settings, covariate_names, read_rows
-from proxyscope.data.ipw_fit import joint_covariance, nuisance, scores
+from proxyscope.data.design_source import check_engine_options, choose_engine
+from proxyscope.data.ipw_checks import check_settings, covariate_names
+from proxyscope.data.ipw_fit import combine, fit_experiment
 from proxyscope.data.ipw_report import cell_name, overlap_report
+from proxyscope.data.ipw_source import ENGINES, NO_SPARK, open_table
 from proxyscope.data.shared_noise import experiment_codes, shared_noise
 from proxyscope.data.validate import check_min_users, check_roles, plain
 from proxyscope.errors import DataError
@@ -82,7 +84,7 @@ OWNER = "ipw"
 
 
 def ipw(
-    rows: pd.DataFrame,
+    data: Any,
     *,
     experiment: str,
     treatment: str,
@@ -100,6 +102,9 @@ def ipw(
     treated_value: Any = None,
     min_users_per_arm: int = 10,
     random_state: int = 0,
+    engine: str | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
 ) -> CellEffects:
     """Doubly robust (AIPW) effects of an opt-in feature per experiment × segment cell.
 
@@ -108,8 +113,14 @@ def ipw(
 
     Parameters
     ----------
-    rows : pandas.DataFrame
-        One row per unit (user) of one or many experiments; not modified.
+    data : DataFrame, path, list of paths, glob, or pyarrow Table
+        One row per unit (user) of one or many experiments. Engine "pandas": a
+        pandas DataFrame, or Parquet/CSV path(s) read into one. Engine
+        "duckdb": a pandas DataFrame or pyarrow Table (scanned in place), or
+        Parquet/CSV path(s), directories or globs, read out of core. The row
+        order matters (the folds follow it): files are read in the order given
+        (a glob's or directory's in sorted order), rows in file order. Not
+        modified.
     experiment, treatment, outcome, proxies, segments, directions
         As in :func:`proxyscope.summarize`: the experiment id, the arm (opted
         in or not; exactly two values), the long-term outcome, the proxies,
@@ -152,6 +163,18 @@ def ipw(
         nuisance models.
     random_state : int, default 0
         Seed of the folds.
+    engine : {"pandas", "duckdb"}, optional
+        Where the rows are checked and read (:mod:`proxyscope.data.ipw_source`).
+        Default: "pandas" for a pandas DataFrame, "duckdb" for paths and Arrow
+        tables. DuckDB checks the rows with aggregations and passes them to the
+        models one batch of experiments at a time (about 2M rows), so memory
+        holds one batch, never the whole table; both engines give the same
+        results, bit for bit, for the same rows. (No "spark": the work is the
+        models' fitting, and Spark does not keep the rows' order.)
+    memory_limit : str, optional
+        DuckDB only: the connection's memory limit, e.g. "1GB".
+    threads : int, optional
+        DuckDB only: worker threads; by default one (as in ``summarize``).
 
     Returns
     -------
@@ -172,7 +195,8 @@ def ipw(
         ``min_users_per_arm`` out of range; a model that is not a scikit-learn
         classifier (propensity) or regressor (outcome); ``treated_value``.
     ColumnError, DataTypeError, DataError
-        Missing, duplicated or non-numeric columns; missing or infinite values;
+        Data the engine does not read; missing, duplicated or non-numeric
+        columns; missing or infinite values;
         an experiment with one arm or fewer units (clusters) than folds; a fold
         without both arms to train on; a model that fails to fit (named).
     """
@@ -191,28 +215,36 @@ def ipw(
         estimand, trim, n_folds, random_state, propensity_model, outcome_model, owner=OWNER
     )
     min_users = check_min_users(min_users_per_arm, owner=OWNER)
-    data = read_rows(rows, roles, covs, treated_value, owner=OWNER)
-    e_raw, g0, g1 = nuisance(data, settings, owner=OWNER)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        e = np.clip(e_raw, settings.trim, 1.0 - settings.trim)
-        if settings.trim == 0.0 and ((e <= 0.0) | (e >= 1.0)).any():
-            raise DataError(
-                f"{OWNER}: {int(((e <= 0) | (e >= 1)).sum())} propensities are exactly 0 or 1 "
-                "with trim=0; pass trim > 0 (e.g. 0.01) to clip them."
-            )
-        theta, psi = scores(data.cell, data.treated, data.y, e, g0, g1, settings.estimand)
-        group = np.arange(len(data.cell)) if data.cluster is None else data.cluster
-        got = joint_covariance(data.cell, group, data.treated, psi, theta, data.cluster is not None)
-
+    engine = choose_engine(engine, data, owner=OWNER, engines=ENGINES, why=NO_SPARK)
+    check_engine_options(engine, memory_limit, threads, None, owner=OWNER)
+    table = open_table(
+        engine, data, roles, covs, owner=OWNER, memory_limit=memory_limit, threads=threads
+    )
+    scored = roles.cluster is not None and bool(roles.segments)
+    try:
+        plan = table.plan(treated_value)
+        parts = [
+            fit_experiment(rows, settings, owner=OWNER, keep_scores=scored)
+            for rows in table.experiments(plan)
+        ]
+    finally:
+        table.close()
+    extreme = sum(p.extreme for p in parts)
+    if settings.trim == 0.0 and extreme:
+        raise DataError(
+            f"{OWNER}: {extreme} propensities are exactly 0 or 1 "
+            "with trim=0; pass trim > 0 (e.g. 0.01) to clip them."
+        )
+    got, theta, cell_keys, stats = combine(parts)
     n_t, n_c = got.users[:, 0], got.users[:, 1]
     reasons: list[str | None] = [
         None if (a >= min_users and b >= min_users) else f"below min_users_per_arm={min_users}"
         for a, b in zip(n_t, n_c, strict=True)
     ]
     kept = np.asarray([r is None for r in reasons], dtype=bool)
-    keys = pd.DataFrame({dims.EXPERIMENT: experiment_values(list(data.cell_keys[:, 0]))})
+    keys = pd.DataFrame({dims.EXPERIMENT: experiment_values(list(cell_keys[:, 0]))})
     for i, s in enumerate(roles.segments, start=1):
-        keys[s] = data.cell_keys[:, i]
+        keys[s] = cell_keys[:, i]
     named = [
         {dims.EXPERIMENT: plain(e), dims.SEGMENT_LABEL: str(label)}
         for e, label in zip(
@@ -230,27 +262,25 @@ def ipw(
         "propensity_model": repr(settings.propensity_model),
         "outcome_model": repr(settings.outcome_model),
         "covariates": list(covs),
-        "features": data.feature_names,
+        "features": plan.feature_names(covs),
         "cluster": roles.cluster,
         "small_sample_factor": (
             "1: V = sum_i psi_i psi_i' (DoubleML IRM)"
-            if data.cluster is None
+            if roles.cluster is None
             else "CR1: G/(G-1), G = distinct clusters in the cell"
         ),
     }
     variables: dict[str, np.ndarray] | None = None
-    if data.cluster is not None:
-        variables, extra = _cluster_parts(got, data, kept, roles, describe)
+    if roles.cluster is not None:
+        variables, extra = _cluster_parts(got, cell_keys, kept, roles, describe)
         meta.update(extra)
-    meta.update(
-        overlap_report(data, e_raw, e, settings.estimand, kept, describe, covs, owner=OWNER)
-    )
+    meta.update(overlap_report(stats, plan.experiments, kept, describe, covs, owner=OWNER))
     extra_meta = {
         OWNER: meta,
         "columns": {"experiment": roles.experiment, "treatment": roles.treatment},
-        "treated_value": data.treated_value,
-        "control_value": data.control_value,
-        "n_rows": len(data.cell),
+        "treated_value": plain(plan.treated),
+        "control_value": plain(plan.control),
+        "n_rows": sum(p.n_rows for p in parts),
     }
     return finish(
         keys,
@@ -263,7 +293,7 @@ def ipw(
         proxies=roles.proxies,
         segments=roles.segments,
         directions=roles.directions,
-        engine="pandas",
+        engine=engine,
         min_users_per_arm=min_users,
         owner=OWNER,
         experiment_column=roles.experiment,
@@ -275,7 +305,7 @@ def ipw(
 
 
 def _cluster_parts(
-    got: Clustered, data: Rows, kept: np.ndarray, roles: Any, describe: Any
+    got: Clustered, cell_keys: np.ndarray, kept: np.ndarray, roles: Any, describe: Any
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Cluster counts (and ``shared_cov`` with segments) per cell; the cluster checks."""
     check_clusters(
@@ -300,7 +330,7 @@ def _cluster_parts(
             got.pair_cell,
             got.pair_cluster,
             got.cov[:, 0],
-            experiment_codes(data.cell_keys[:, 0]),
+            experiment_codes(cell_keys[:, 0]),
             kept,
         )
         variables[designs.SHARED_COV] = noise.cov

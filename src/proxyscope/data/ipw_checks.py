@@ -1,7 +1,9 @@
 """Inputs of :func:`proxyscope.data.ipw.ipw`: its settings and the caller's rows.
 
-Reading the caller's rows into arrays, with every check of the arguments and of
-the data and messages that name the parameter or column. Also the thresholds of
+The settings, checked before any data is read; the messages of every check of
+the rows, which each engine raises alike (:mod:`proxyscope.data.ipw_source` runs
+the checks); the :class:`Plan` every experiment is read with, and one
+experiment's rows as arrays (:func:`experiment_rows`). Also the thresholds of
 the overlap report (:data:`BAND`, :data:`OUTSIDE_SHARE`, :data:`SMD_LIMIT`; the
 rules are in :mod:`proxyscope.data.ipw_report`, which applies them, and
 :mod:`proxyscope.reporting.design_diagnostics` reads them). The cross-fitting is
@@ -11,9 +13,9 @@ in :mod:`proxyscope.data.ipw_fit`, the estimator in :mod:`proxyscope.data.ipw`.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,7 +28,6 @@ from proxyscope.data.assemble import one_arm_error, too_few_experiments_error
 from proxyscope.data.validate import (
     SHOW,
     Roles,
-    is_missing,
     name_list,
     plain,
     resolve_treated,
@@ -36,7 +37,6 @@ from proxyscope.data.validate import (
 from proxyscope.errors import (
     ColumnError,
     DataError,
-    DataTypeError,
     ParameterError,
     check_one_of,
     suggestion,
@@ -129,14 +129,15 @@ def check_settings(
 
 @dataclass(frozen=True)
 class Rows:
-    """The caller's rows as arrays (one row per unit), in the data's row order.
+    """One experiment's rows as arrays (one row per unit), in the data's row order.
 
-    ``cell`` codes the (experiment, segments) cell of each row, ``cell_keys`` its
-    key values (C × (1 + segments)); ``experiment`` codes the experiment (labels in
-    ``experiment_labels``);
-    ``treated`` is the arm; ``y`` the metrics (outcome first); ``x`` the
-    covariates; ``features`` the covariates and the segment indicators (what the
-    nuisance models see); ``cluster`` integer codes or None.
+    ``cell`` codes the experiment's (segments) cells in order of first
+    appearance, ``cell_keys`` their key values (C × (1 + segments), the
+    experiment first) and ``cell_first`` the position in the data of each cell's
+    first row; ``experiment`` codes the experiment (0; label in
+    ``experiment_labels``); ``treated`` is the arm; ``y`` the metrics (outcome
+    first); ``x`` the covariates; ``features`` the covariates and the segment
+    indicators (what the nuisance models see); ``cluster`` integer codes or None.
     """
 
     cell: np.ndarray
@@ -151,6 +152,25 @@ class Rows:
     cluster: np.ndarray | None
     treated_value: Any
     control_value: Any
+    cell_first: np.ndarray
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every experiment's rows are read with: the experiments in order of first
+    appearance, the treated and control values, and each segment column's levels in
+    order of first appearance in the data (the features' indicators: all but the first)."""
+
+    experiments: list[Any]
+    treated: Any
+    control: Any
+    levels: dict[str, list[Any]]
+
+    def feature_names(self, covariates: Sequence[str]) -> list[str]:
+        names = list(covariates)
+        for s, levels in self.levels.items():
+            names += [f"{s}={v}" for v in levels[1:]]
+        return names
 
 
 def covariate_names(covariates: Any, roles: Roles, *, owner: str) -> tuple[str, ...]:
@@ -166,30 +186,14 @@ def covariate_names(covariates: Any, roles: Roles, *, owner: str) -> tuple[str, 
     return names
 
 
-def read_rows(
-    rows: Any, roles: Roles, covariates: Sequence[str], treated_value: Any, *, owner: str
-) -> Rows:
-    """Check the data and turn it into arrays; the caller's frame is only read.
+def role_names(roles: Roles, covariates: Sequence[str]) -> dict[str, str]:
+    """Every column read, and the parameter that names it."""
+    return {c: roles.role_of(c) for c in roles.columns} | dict.fromkeys(covariates, "covariates")
 
-    Raises
-    ------
-    DataTypeError
-        ``rows`` is not a DataFrame; a metric or covariate column is not numeric.
-    ColumnError
-        A column is missing (the closest name suggested) or appears twice in the data.
-    DataError
-        No rows; missing or infinite values; a treatment column without exactly two
-        values; an experiment with one arm; fewer than two experiments.
-    ParameterError
-        ``treated_value`` not in the data, or not inferable.
-    """
-    if not isinstance(rows, pd.DataFrame):
-        raise DataTypeError(
-            f"The 'rows' parameter of {owner} must be a pandas DataFrame with one row per "
-            f"unit; got {type(rows).__name__}."
-        )
-    role = {c: roles.role_of(c) for c in roles.columns} | dict.fromkeys(covariates, "covariates")
-    available = [str(c) for c in rows.columns]
+
+def check_names(names: Sequence[str], role: Mapping[str, str]) -> None:
+    """Every used column (``role``'s keys) is among the data's column ``names``, once."""
+    available = list(names)
     missing = [c for c in role if c not in available]
     if missing:
         shown = ", ".join(repr(a) for a in available[:SHOW])
@@ -205,75 +209,111 @@ def read_rows(
     twice = [c for c in role if available.count(c) > 1]
     if twice:
         raise ColumnError(f"Column {twice[0]!r} appears more than once in the data; rename one.")
-    if not len(rows):
-        raise DataError(f"The data passed to {owner} is empty: it has no rows.")
-    frame = rows.set_axis(available, axis=1)
-    numeric = [*roles.metrics, *covariates]
-    for c in numeric:
-        col = frame[c]
-        ok = pd.api.types.is_bool_dtype(col) or (
-            pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_complex_dtype(col)
-        )
-        if not ok:
-            example = next((v for v in col if not isinstance(v, numbers.Real)), None)
-            ex = "" if example is None else f" (e.g. the value {example!r})"
-            raise DataTypeError(
-                f"Column {c!r} (given as {role[c]!r}) must be numeric or boolean; found type "
-                f"{col.dtype}{ex}."
-            )
-    values = {c: frame[c].to_numpy(dtype=float, na_value=np.nan) for c in numeric}
-    missing_n = {c: int(frame[c].isna().sum()) for c in role if c not in values}
-    missing_n |= {c: int(np.isnan(v).sum()) for c, v in values.items()}
-    if any(missing_n.values()):
-        shown = ", ".join(f"{c!r} ({role[c]}): {n}" for c, n in missing_n.items() if n)
-        raise DataError(
+
+
+def empty_error(owner: str) -> DataError:
+    return DataError(f"The data passed to {owner} is empty: it has no rows.")
+
+
+def bad_values_error(
+    missing: Mapping[str, int], infinite: Mapping[str, int], role: Mapping[str, str], owner: str
+) -> DataError | None:
+    """Missing values (any used column), else infinite ones (numbers); None when neither."""
+    if any(missing.values()):
+        shown = ", ".join(f"{c!r} ({role[c]}): {n}" for c, n in missing.items() if n)
+        return DataError(
             f"Missing values (NaN/None) in the data passed to {owner}: {shown} rows; expected "
             "none. Drop or fill those rows first."
         )
-    infinite = {c: int(np.isinf(v).sum()) for c, v in values.items()}
     if any(infinite.values()):
         shown = ", ".join(f"{c!r} ({role[c]}): {n}" for c, n in infinite.items() if n)
-        raise DataError(f"Infinite values in the data: {shown} rows; expected finite numbers.")
+        return DataError(f"Infinite values in the data: {shown} rows; expected finite numbers.")
+    return None
 
-    arm_values = [scalar(v) for v in pd.unique(frame[roles.treatment]) if not is_missing(v)]
+
+def make_plan(
+    arm_values: Sequence[Any],
+    arm_rows: Sequence[tuple[Any, Any, int]],
+    experiments: Sequence[Any],
+    levels: Mapping[str, Sequence[Any]],
+    roles: Roles,
+    treated_value: Any,
+    *,
+    owner: str,
+) -> Plan:
+    """The :class:`Plan`, from what an engine found: the treatment column's distinct
+    values (order of first appearance), rows per (experiment, arm value), the experiments
+    and the segment levels (order of first appearance).
+
+    Raises
+    ------
+    DataError
+        A treatment column without exactly two values, an experiment with one arm,
+        fewer than two experiments.
+    ParameterError
+        ``treated_value`` not in the data, or not inferable.
+    """
+    values = [scalar(v) for v in arm_values]
     treated, control = resolve_treated(
-        arm_values[:5], treated_value, column=roles.treatment, more=len(arm_values) > 5, owner=owner
+        values[:5], treated_value, column=roles.treatment, more=len(values) > 5, owner=owner
     )
-    arm_code, arm_uniques = pd.factorize(frame[roles.treatment])
-    is_t = np.asarray([same_value(scalar(v), treated) for v in arm_uniques], dtype=bool)[arm_code]
-    keys = pd.MultiIndex.from_frame(frame[list(roles.keys)])
-    cell, uniques = keys.factorize()
-    experiment, labels = pd.factorize(frame[roles.experiment])
-    arms = np.zeros((len(labels), 2), dtype=np.int64)
-    np.add.at(arms, (experiment, is_t.astype(np.int64)), 1)
-    one_arm = [scalar(labels[int(e)]) for e in np.flatnonzero((arms == 0).any(axis=1))]
+    arms: dict[Any, set[bool]] = {scalar(e): set() for e in experiments}
+    for e, arm, n in arm_rows:
+        if n:
+            arms[scalar(e)].add(same_value(scalar(arm), treated))
+    one_arm = [e for e, a in arms.items() if len(a) < 2]
     if one_arm:
         raise one_arm_error(one_arm, experiment_column=roles.experiment, arm_column=roles.treatment)
-    if len(labels) < 2:
-        raise too_few_experiments_error(list(labels), experiment_column=roles.experiment)
+    if len(experiments) < 2:
+        raise too_few_experiments_error(list(experiments), experiment_column=roles.experiment)
+    return Plan(list(experiments), treated, control, {s: list(v) for s, v in levels.items()})
 
+
+def experiment_rows(
+    chunk: pd.DataFrame,
+    positions: np.ndarray,
+    label: Any,
+    plan: Plan,
+    roles: Roles,
+    covariates: Sequence[str],
+) -> Rows:
+    """The rows of experiment ``label`` (``chunk``, checked, in the data's order, at
+    ``positions`` in the data) as arrays; the caller's frame is only read."""
+    values = {
+        c: chunk[c].to_numpy(dtype=float, na_value=np.nan) for c in (*roles.metrics, *covariates)
+    }
+    arm_code, arm_uniques = pd.factorize(chunk[roles.treatment])
+    treated = [same_value(scalar(v), plan.treated) for v in arm_uniques]
+    is_t = np.asarray(treated, dtype=bool)[arm_code]
+    n = len(chunk)
+    if roles.segments:
+        cell, uniques = pd.MultiIndex.from_frame(chunk[list(roles.segments)]).factorize()
+        keys = [(label, *cast(tuple, u)) for u in uniques.tolist()]
+    else:
+        cell, keys = np.zeros(n, dtype=np.int64), [(label,)]
+    cell_keys = np.empty((len(keys), 1 + len(roles.segments)), dtype=object)
+    cell_keys[:] = keys
+    _, first = np.unique(cell, return_index=True)
     x = np.column_stack([values[c] for c in covariates])
-    names = list(covariates)
     parts = [x]
     for s in roles.segments:  # indicators of each segment level but the first
-        codes, levels = pd.factorize(frame[s], sort=False)
-        for j in range(1, len(levels)):
-            parts.append((codes == j).astype(float)[:, None])
-            names.append(f"{s}={levels[j]}")
+        code = pd.Index(plan.levels[s], dtype=object).get_indexer(chunk[s].to_numpy(dtype=object))
+        parts += [(code == j).astype(float)[:, None] for j in range(1, len(plan.levels[s]))]
     cluster = None
     if roles.cluster is not None:
-        cluster = np.asarray(pd.factorize(frame[roles.cluster])[0], dtype=np.int64)
+        cluster = np.asarray(pd.factorize(chunk[roles.cluster])[0], dtype=np.int64)
     return Rows(
         cell=np.asarray(cell, dtype=np.int64),
-        cell_keys=np.asarray(uniques.tolist(), dtype=object).reshape(len(uniques), -1),
-        experiment=np.asarray(experiment, dtype=np.int64),
-        experiment_labels=list(labels),
+        cell_keys=cell_keys,
+        experiment=np.zeros(n, dtype=np.int64),
+        experiment_labels=[label],
         treated=is_t,
         y=np.column_stack([values[m] for m in roles.metrics]),
         x=x,
         features=np.column_stack(parts),
-        feature_names=names,
+        feature_names=plan.feature_names(covariates),
         cluster=cluster,
-        treated_value=plain(treated),
-        control_value=plain(control),
+        treated_value=plain(plan.treated),
+        control_value=plain(plan.control),
+        cell_first=np.asarray(positions)[first],
     )

@@ -3,11 +3,15 @@
 The folds, the cross-fitted nuisance models (propensity ê, outcome models ĝ_0
 and ĝ_1), the doubly robust scores θ_c and ψ_i, and the joint covariance V_c
 of every cell; the formulas are in the module docstring of
-:mod:`proxyscope.data.ipw`.
+:mod:`proxyscope.data.ipw`. Experiments are fitted one at a time
+(:func:`fit_experiment`: nothing in one experiment's fit reads another's rows)
+and their cells then put together (:func:`combine`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +22,7 @@ from sklearn.model_selection import KFold
 
 from proxyscope.data.clustered import Clustered
 from proxyscope.data.ipw_checks import Rows, Settings
+from proxyscope.data.ipw_report import OverlapStats, overlap_stats
 from proxyscope.data.validate import plain
 from proxyscope.errors import DataError
 
@@ -175,3 +180,69 @@ def joint_covariance(
         pair_cell,
         pair_group,
     )
+
+
+@dataclass(frozen=True)
+class Part:
+    """One experiment's fit: per cell θ (C × M), the :class:`Clustered` covariances
+    (scores only when asked), keys, first row and overlap statistics; the count of
+    clipped propensities of exactly 0 or 1 and the rows."""
+
+    theta: np.ndarray
+    clustered: Clustered
+    cell_keys: np.ndarray
+    cell_first: np.ndarray
+    stats: OverlapStats
+    extreme: int
+    n_rows: int
+
+
+def fit_experiment(data: Rows, settings: Settings, *, owner: str, keep_scores: bool) -> Part:
+    """Cross-fitted nuisances, scores and covariances of one experiment's rows.
+
+    ``keep_scores``: keep the per-(cell, cluster) scores, which
+    :func:`~proxyscope.data.shared_noise.shared_noise` reads (else they are dropped,
+    a row each without clusters).
+    """
+    e_raw, g0, g1 = nuisance(data, settings, owner=owner)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = np.clip(e_raw, settings.trim, 1.0 - settings.trim)
+        extreme = int(((e <= 0.0) | (e >= 1.0)).sum()) if settings.trim == 0.0 else 0
+        theta, psi = scores(data.cell, data.treated, data.y, e, g0, g1, settings.estimand)
+        group = np.arange(len(data.cell)) if data.cluster is None else data.cluster
+        got = joint_covariance(data.cell, group, data.treated, psi, theta, data.cluster is not None)
+        stats = overlap_stats(data, e_raw, e, settings.estimand)
+    if not keep_scores:
+        empty = np.zeros(0, dtype=np.int64)
+        got = replace(got, score=np.zeros((0, theta.shape[1])), pair_cell=empty, pair_cluster=empty)
+    return Part(theta, got, data.cell_keys, data.cell_first, stats, extreme, len(data.cell))
+
+
+def combine(parts: Sequence[Part]) -> tuple[Clustered, np.ndarray, np.ndarray, OverlapStats]:
+    """The experiments' cells as one set, numbered in order of first appearance in the
+    data: the covariances, θ, the cell keys and the overlap statistics."""
+    first = np.concatenate([p.cell_first for p in parts])
+    order = np.argsort(first, kind="stable")
+    number = np.empty_like(order)
+    number[order] = np.arange(len(order))
+    start = np.cumsum([0] + [len(p.cell_first) for p in parts])[:-1]
+
+    def cells(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p.clustered, name) for p in parts])[order]
+
+    pair_cell = [p.clustered.pair_cell + s for p, s in zip(parts, start, strict=True)]
+    got = Clustered(
+        users=cells("users"),
+        effect=cells("effect"),
+        cov=cells("cov"),
+        n_clusters=cells("n_clusters"),
+        clusters=cells("clusters"),
+        shared=cells("shared"),
+        score=np.concatenate([p.clustered.score for p in parts]),
+        pair_cell=number[np.concatenate(pair_cell)],
+        pair_cluster=np.concatenate([p.clustered.pair_cluster for p in parts]),
+    )
+    theta = np.concatenate([p.theta for p in parts])[order]
+    keys = np.concatenate([p.cell_keys for p in parts])[order]
+    stats = OverlapStats.concat([p.stats for p in parts]).cells_in(order)
+    return got, theta, keys, stats

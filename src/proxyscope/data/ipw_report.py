@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -50,8 +51,10 @@ def weights(treated: np.ndarray, e: np.ndarray, estimand: str) -> np.ndarray:
 
 
 def _smd(group: np.ndarray, n_groups: int, t: np.ndarray, x: np.ndarray, w: np.ndarray) -> Any:
-    """Per group and covariate: SMD with weights ``w`` (module docstring); NaN if sd is 0."""
-    x = x - x.mean(axis=0)  # centred, so the variances below lose no digits
+    """Per group and covariate: SMD with weights ``w`` (module docstring); NaN if sd is 0.
+
+    ``x`` centred by the caller, so the variances below lose no digits.
+    """
     mean, var = {}, {}
     for arm in (True, False):
         a = t == arm
@@ -73,11 +76,73 @@ def cell_name(cell: Mapping[str, Any]) -> str:
     return f"(experiment {cell[dims.EXPERIMENT]!r}, segment {cell[dims.SEGMENT_LABEL]!r})"
 
 
+@dataclass(frozen=True)
+class OverlapStats:
+    """What the report needs of the cells of one or more experiments.
+
+    Per cell c and arm a (0 control, 1 treated): ``low[c, a]``, ``high[c, a]``
+    the raw propensity range, ``ess[c, a]`` the effective sample size;
+    ``share[c]`` the share of the cell's units outside the band; ``before[c]``
+    and ``after[c]`` each covariate's SMD. Per experiment: ``exp_before[e]`` and
+    ``exp_after[e]``.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    ess: np.ndarray
+    share: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    exp_before: np.ndarray
+    exp_after: np.ndarray
+
+    @staticmethod
+    def concat(parts: Sequence[OverlapStats]) -> OverlapStats:
+        """Cells, then experiments, of ``parts`` one after the other."""
+        return OverlapStats(
+            *[np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(OverlapStats)]
+        )
+
+    def cells_in(self, order: np.ndarray) -> OverlapStats:
+        """The per-cell arrays in ``order`` (the experiments' as they are)."""
+        per_cell = {f.name: getattr(self, f.name)[order] for f in fields(self)[:6]}
+        return OverlapStats(**per_cell, exp_before=self.exp_before, exp_after=self.exp_after)
+
+
+def overlap_stats(data: Rows, e_raw: np.ndarray, e: np.ndarray, estimand: str) -> OverlapStats:
+    """The :class:`OverlapStats` of ``data``'s cells and experiments; ``e_raw`` are the
+    cross-fitted propensities, ``e`` the clipped ones. Each experiment's covariates are
+    centred on their mean in that experiment (no digits lost in the variances)."""
+    t, n_cells = data.treated, len(data.cell_keys)
+    w = weights(t, e, estimand)
+    arm_cell = 2 * data.cell + t
+    low, high = np.full(2 * n_cells, np.inf), np.full(2 * n_cells, -np.inf)
+    np.minimum.at(low, arm_cell, e_raw)
+    np.maximum.at(high, arm_cell, e_raw)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ess = np.bincount(arm_cell, w, 2 * n_cells) ** 2 / np.bincount(arm_cell, w**2, 2 * n_cells)
+    outside = np.bincount(data.cell, weights=(e_raw < BAND) | (e_raw > 1 - BAND), minlength=n_cells)
+    n_exp = len(data.experiment_labels)
+    x = np.empty_like(data.x)
+    for k in range(n_exp):
+        rows = data.experiment == k
+        x[rows] = data.x[rows] - data.x[rows].mean(axis=0)
+    one = np.ones_like(w)
+    return OverlapStats(
+        low=low.reshape(n_cells, 2),
+        high=high.reshape(n_cells, 2),
+        ess=ess.reshape(n_cells, 2),
+        share=outside / np.bincount(data.cell, minlength=n_cells),
+        before=_smd(data.cell, n_cells, t, x, one),
+        after=_smd(data.cell, n_cells, t, x, w),
+        exp_before=_smd(data.experiment, n_exp, t, x, one),
+        exp_after=_smd(data.experiment, n_exp, t, x, w),
+    )
+
+
 def overlap_report(
-    data: Rows,
-    e_raw: np.ndarray,
-    e: np.ndarray,
-    estimand: str,
+    stats: OverlapStats,
+    experiment_labels: Sequence[Any],
     kept: np.ndarray,
     describe: Callable[[int], Mapping[str, Any]],
     covariates: Sequence[str],
@@ -86,26 +151,10 @@ def overlap_report(
 ) -> dict[str, Any]:
     """``meta["ipw"]["cells"]`` and ``["experiments"]``, and the overlap DataWarnings.
 
-    ``e_raw`` are the cross-fitted propensities, ``e`` the clipped ones; ``kept``
-    marks the cells that are reported; ``describe(c)`` gives a cell's experiment
-    and segment label.
+    ``kept`` marks the cells that are reported; ``describe(c)`` gives a cell's
+    experiment and segment label.
     """
-    t, n_cells, experiment_labels = data.treated, len(data.cell_keys), data.experiment_labels
-    w = weights(t, e, estimand)
-    one = np.ones_like(w)
-    arm_cell = 2 * data.cell + t
-    low, high = np.full(2 * n_cells, np.inf), np.full(2 * n_cells, -np.inf)
-    np.minimum.at(low, arm_cell, e_raw)
-    np.maximum.at(high, arm_cell, e_raw)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ess = np.bincount(arm_cell, w, 2 * n_cells) ** 2 / np.bincount(arm_cell, w**2, 2 * n_cells)
-    outside = np.bincount(data.cell, weights=(e_raw < BAND) | (e_raw > 1 - BAND), minlength=n_cells)
-    share = outside / np.bincount(data.cell, minlength=n_cells)
-    before = _smd(data.cell, n_cells, t, data.x, one)
-    after = _smd(data.cell, n_cells, t, data.x, w)
-    n_exp = len(experiment_labels)
-    exp_before = _smd(data.experiment, n_exp, t, data.x, one)
-    exp_after = _smd(data.experiment, n_exp, t, data.x, w)
+    share, exp_after = stats.share, stats.exp_after
 
     def num(v: float) -> float | None:
         return float(v) if np.isfinite(v) else None
@@ -116,22 +165,26 @@ def overlap_report(
     cells = []
     for c in np.flatnonzero(kept):
         arm = {}
-        for name, flag in (("treated", True), ("control", False)):
+        for name, flag in (("treated", 1), ("control", 0)):
             arm[name] = {
-                "propensity_min": float(low[2 * c + flag]),
-                "propensity_max": float(high[2 * c + flag]),
-                "effective_n": float(ess[2 * c + flag]),
+                "propensity_min": float(stats.low[c, flag]),
+                "propensity_max": float(stats.high[c, flag]),
+                "effective_n": float(stats.ess[c, flag]),
             }
         cells.append(
             {
                 **describe(int(c)),
                 **arm,
                 "share_outside_band": float(share[c]),
-                "smd": smd_rows(before[c], after[c]),
+                "smd": smd_rows(stats.before[c], stats.after[c]),
             }
         )
+    n_exp = len(experiment_labels)
     experiments = [
-        {dims.EXPERIMENT: plain(experiment_labels[e]), "smd": smd_rows(exp_before[e], exp_after[e])}
+        {
+            dims.EXPERIMENT: plain(experiment_labels[e]),
+            "smd": smd_rows(stats.exp_before[e], exp_after[e]),
+        }
         for e in range(n_exp)
     ]
     poor = [int(c) for c in np.flatnonzero(kept & (share > OUTSIDE_SHARE))]

@@ -48,6 +48,8 @@ from proxyscope.data.engines import (
     key_col,
 )
 from proxyscope.data.tables import summarize_input
+from proxyscope.data.time import Period
+from proxyscope.data.time_input import add_time, check_args, read_starts, time_of, with_time_role
 from proxyscope.data.validate import (
     Roles,
     check_flag,
@@ -80,6 +82,8 @@ def summarize(
     proxies: Sequence[str] | str,
     segments: Sequence[str] | str = (),
     directions: Mapping[str, str] | None = None,
+    time: str | None = None,
+    period: Any = None,
     cluster: str | None = None,
     exposure: str | None = None,
     exposure_values: Mapping[str, Any] | None = None,
@@ -114,6 +118,17 @@ def summarize(
     directions : dict, optional
         Good direction per proxy, "higher" (default) or "lower". A "lower"
         proxy is negated, so every effect reads "positive is better".
+    time : str, optional
+        Column with each experiment's start (DESIGN.md §9): datetime values, ISO
+        date strings ("2025-03-01", "2025-03-01T00:00") or numbers; one value per
+        experiment (a missing one is an error, even with ``dropna``). Timezone-aware
+        values are converted to UTC and stored naive. The cells get the coordinates
+        ``start`` and ``period`` and ``meta["time"]`` (see
+        :meth:`CellEffects.with_time`, which adds starts to cells built without).
+    period : str or sequence, optional
+        With ``time``: "week", "month", "quarter" (default for dates), "year",
+        "number" (default for numbers: each integer a period) or a list of
+        increasing bin edges, as in :meth:`CellEffects.with_time`.
     cluster : str, optional
         Column with the unit of randomization (workspace, team, market) of a
         cluster-randomized experiment. Each cell's effect is unchanged; its
@@ -200,7 +215,9 @@ def summarize(
         A metric column is not numeric, a used column holds complex numbers or
         mixes value types (1 and '1'), or ``data`` is not what the engine reads.
     DataError
-        Empty input, a file that cannot be read (named), a treatment column
+        Empty input, a file that cannot be read (named), with ``time`` an
+        experiment with several starts or none, or a value that is not a start
+        (named with its experiment), a treatment column
         without exactly two values, an experiment with one arm, fewer than two
         experiments, missing or infinite values, or numbers that overflow;
         with ``cluster``, a kept cell with fewer than two clusters in an arm;
@@ -212,6 +229,7 @@ def summarize(
         ``exposure`` without ``cluster``, malformed ``exposure_values``.
     """
     check_one_of(engine, ENGINES, param="engine", owner=OWNER)
+    time_column, grouping = check_args(time, period, owner=OWNER)
     roles = check_roles(
         experiment=experiment,
         treatment=treatment,
@@ -223,6 +241,7 @@ def summarize(
         cluster=cluster,
         exposure=exposure,
     )
+    roles = with_time_role(roles, time_column)
     exposure_map = exposure_checks.check_exposure_values(
         exposure_values, exposure=roles.exposure, owner=OWNER
     )
@@ -253,7 +272,7 @@ def summarize(
     data = summarize_input(engine, data, roles, owner=OWNER)
     source = open_source(engine, data, memory_limit=memory_limit, threads=threads, spark=spark)
     try:
-        return _summarize(source, roles, treated_value, min_users, drop, exposure_map)
+        return _summarize(source, roles, treated_value, min_users, drop, exposure_map, grouping)
     finally:
         source.close()
 
@@ -287,6 +306,7 @@ def _summarize(
     min_users: int,
     dropna: bool,
     exposure_values: Mapping[str, Any] | None = None,
+    period: Period | None = None,
 ) -> CellEffects:
     available = source.columns()
     err = missing_columns_error(roles, available)
@@ -306,6 +326,7 @@ def _summarize(
     treated, control = resolve_treated(
         values, treated_value, column=roles.treatment, more=len(raw) >= DISTINCT_LIMIT
     )
+    starts = read_starts(source, roles, owner=OWNER)
 
     metrics = list(roles.metrics)
     first = source.first_finite(metrics)
@@ -347,7 +368,7 @@ def _summarize(
     extra: dict[str, Any] = {}
     if any(missing.values()):
         if not dropna:
-            raise missing_values_error({c: missing[c] for c in roles.columns}, roles)
+            raise missing_values_error({c: missing.get(c, 0) for c in roles.columns}, roles)
         if rows is not None:
             if any(metric_missing.values()):
                 rows = _cluster_rows(source, roles, refs, drop_missing=True)
@@ -359,7 +380,7 @@ def _summarize(
         complete = ~np.logical_or.reduce([agg[c].map(is_missing).to_numpy(bool) for c in key_cols])
         agg = agg[complete].reset_index(drop=True)
         n_used = int(agg[N].sum())
-        by_col = {c: int(missing[c]) for c in roles.columns if missing[c]}
+        by_col = {c: int(missing[c]) for c in roles.columns if missing.get(c)}
         extra["dropna"] = {"rows_dropped": n_rows - n_used, "missing_by_column": by_col}
         shown = ", ".join(f"{c!r}: {n}" for c, n in by_col.items())
         warnings.warn(
@@ -422,7 +443,7 @@ def _summarize(
             "source": source.describe(),
         }
     )
-    return finish(
+    built = finish(
         keys_frame,
         n_t,
         n_c,
@@ -442,6 +463,7 @@ def _summarize(
         design=design,
         variables=variables,
     )
+    return add_time(built, starts, period, column=time_of(roles), owner=OWNER)
 
 
 def _cluster_rows(

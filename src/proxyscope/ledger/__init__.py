@@ -4,8 +4,10 @@ Every computation of adaptive weights (:func:`record_weights`, kind
 ``"computed"``) and every manual override (:func:`override_weights`, kind
 ``"override"``) becomes a new *entry*; nothing is ever updated or deleted, so
 the file is an audit trail of which weights were in force when, who changed
-them and why. :func:`weights_history` reads the whole trail back and
-:func:`current_weights` the entry in force for one scope.
+them and why. A computed entry of a fit with time also records the period its
+weights describe, so the history shows how the weights moved between periods.
+:func:`weights_history` reads the whole trail back and :func:`current_weights`
+the entry in force for one scope.
 
 The package: this module (the four calls), :mod:`.checks` (their
 inputs, checked where they enter), :mod:`.store` (the DuckDB file),
@@ -43,7 +45,6 @@ from proxyscope.ledger.schema import LEDGER_FORMAT, SCHEMA_VERSION
 from proxyscope.ledger.store import (
     DEFAULT_TIMEOUT,
     HISTORY_COLUMNS,
-    HISTORY_SQL,
     append_entry,
     read_entries,
 )
@@ -76,6 +77,7 @@ def record_weights(
     note: str | None = None,
     timestamp: datetime | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    period: str | None = None,
 ) -> int:
     """Append one entry of weights to the ledger at ``path``.
 
@@ -107,6 +109,11 @@ def record_weights(
         time of the write, which the ledger also keeps separately.
     timeout : float, default 60
         Seconds to keep retrying while another process holds the file.
+    period : str, optional
+        The period of a fit with time that the weights describe (e.g. "2025-Q4";
+        :func:`proxyscope.weights` gives it); None for weights of a static fit.
+        A ledger written before periods existed gains the table that holds them
+        with its first entry that has one (see :mod:`proxyscope.ledger.schema`).
 
     Returns
     -------
@@ -135,6 +142,7 @@ def record_weights(
         who=who,
         why=why,
         note=note,
+        period=period,
     )
     if kind == "override":
         check_sums(rows, param="table")
@@ -195,6 +203,7 @@ def override_weights(
         who=who,
         why=why,
         note=None,
+        period=None,
     )
     check_text(scope, param="scope", required=True)
     rows = checked_table(override_frame(weights, scope), param="weights")
@@ -224,11 +233,13 @@ def weights_history(
     Returns
     -------
     pandas.DataFrame
-        Columns ``entry_id``, ``timestamp`` (UTC), ``kind``, ``scope``,
-        ``proxy``, ``weight``, ``weight_lo``, ``weight_hi``, ``ci``,
-        ``data_fingerprint``, ``config_hash``, ``who``, ``why``, ``note`` and
-        ``proxyscope_version``, ordered by entry_id, scope, proxy. Missing
-        values are NaN.
+        Columns ``entry_id``, ``timestamp`` (UTC), ``kind``, ``period`` (the
+        period of a fit with time the weights describe: how the weights moved
+        period by period; missing for a static fit's entries, overrides and
+        entries written before periods were recorded), ``scope``, ``proxy``,
+        ``weight``, ``weight_lo``, ``weight_hi``, ``ci``, ``data_fingerprint``,
+        ``config_hash``, ``who``, ``why``, ``note`` and ``proxyscope_version``,
+        ordered by entry_id, scope, proxy. Missing values are NaN.
 
     Raises
     ------
@@ -248,7 +259,7 @@ def weights_history(
     timeout = checked_timeout(timeout)
     target = checked_path(path, must_exist=True)
     where = "" if include_overrides else "WHERE e.kind = 'computed'"
-    return read_entries(target, f"{HISTORY_SQL} {where} ORDER BY 1, 4, 5", [], timeout)
+    return read_entries(target, f"{where} ORDER BY e.entry_id, v.scope, v.proxy", [], timeout)
 
 
 def current_weights(
@@ -287,11 +298,11 @@ def current_weights(
     check_text(scope, param="scope", required=True)
     timeout = checked_timeout(timeout)
     target = checked_path(path, must_exist=True)
-    sql = (
-        f"{HISTORY_SQL} WHERE v.scope = ? AND v.entry_id = "
-        "(SELECT max(entry_id) FROM ledger_values WHERE scope = ?) ORDER BY 5"
+    clauses = (
+        "WHERE v.scope = ? AND v.entry_id = "
+        "(SELECT max(entry_id) FROM ledger_values WHERE scope = ?) ORDER BY v.proxy"
     )
-    found = read_entries(target, sql, [scope, scope], timeout, want_scopes=True)
+    found = read_entries(target, clauses, [scope, scope], timeout, want_scopes=True)
     frame, scopes = found
     if frame.empty:
         known = ", ".join(repr(s) for s in scopes) if scopes else "none: the ledger is empty"

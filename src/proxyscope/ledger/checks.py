@@ -162,6 +162,7 @@ def checked_meta(
     who: Any,
     why: Any,
     note: Any,
+    period: Any = None,
 ) -> dict[str, Any]:
     override = kind == "override"
     if ci is not None:
@@ -179,6 +180,7 @@ def checked_meta(
         "who": check_text(who, param="who", required=override),
         "why": check_text(why, param="why", required=override),
         "note": check_text(note, param="note", required=False),
+        "period": check_text(period, param="period", required=False),
     }
 
 

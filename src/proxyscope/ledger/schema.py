@@ -1,7 +1,15 @@
 """The weights ledger's schema: creating it, and checking a file against it.
 
-Three tables and a sequence in one DuckDB database file (see
+Four tables and a sequence in one DuckDB database file (see
 :mod:`proxyscope.ledger.store` for what each column holds).
+
+The period of an entry (which period of a fit with time its weights describe,
+DESIGN.md §9) is in its own table, ``ledger_periods``, which ledgers written
+before periods existed do not have. Such a ledger is still schema version 1 and
+reads as it always did (every entry's period missing); the first entry with a
+period adds the table, in that entry's transaction. Adding a table, rather than
+a column, keeps the format readable both ways: proxyscope versions that predate
+periods check and read only the three tables they know.
 
 Damaged and altered ledgers
 ---------------------------
@@ -33,6 +41,10 @@ from proxyscope.errors import DataError, IncompatibleFileError
 LEDGER_FORMAT = "proxyscope-weights-ledger"
 SCHEMA_VERSION = 1
 
+PERIODS_SQL = """CREATE TABLE ledger_periods (
+        entry_id BIGINT PRIMARY KEY REFERENCES ledger_entries (entry_id),
+        period VARCHAR NOT NULL
+    )"""
 SCHEMA = (
     "CREATE SEQUENCE ledger_entry_id START 1",
     "CREATE TABLE ledger_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
@@ -59,8 +71,13 @@ SCHEMA = (
         weight_hi DOUBLE,
         PRIMARY KEY (entry_id, scope, proxy)
     )""",
+    PERIODS_SQL,
 )
+#: Tables every ledger has.
 TABLES = frozenset({"ledger_meta", "ledger_entries", "ledger_values"})
+#: The table of the entries' periods: in every new ledger; an older one gains it
+#: with its first entry that has a period.
+PERIODS = "ledger_periods"
 SEQUENCE = "ledger_entry_id"
 
 _STAMP = "TIMESTAMP WITH TIME ZONE"
@@ -90,6 +107,7 @@ COLUMNS: dict[str, tuple[tuple[str, str, bool], ...]] = {
         ("weight_lo", "DOUBLE", True),
         ("weight_hi", "DOUBLE", True),
     ),
+    PERIODS: (("entry_id", "BIGINT", False), ("period", "VARCHAR", False)),
 }
 
 
@@ -146,13 +164,14 @@ def _check_schema(con: Any, target: Path, kinds: dict[str, str]) -> None:
     ).fetchall():
         if table in found:
             found[table].append((column, dtype, nullable == "YES"))
+    present = [t for t in sorted(COLUMNS) if t in kinds or t != PERIODS]
     problems = [
         f"{table} is a {kinds[table].lower()}, not a table"
-        for table in sorted(COLUMNS)
+        for table in present
         if kinds.get(table) != "BASE TABLE"
     ]
-    for table, expected in COLUMNS.items():
-        problems += _column_problems(table, expected, found[table])
+    for table in present:
+        problems += _column_problems(table, COLUMNS[table], found[table])
     (sequences,) = con.execute(
         "SELECT count(*) FROM duckdb_sequences() WHERE sequence_name = ? "
         "AND schema_name = 'main' AND database_name = current_database()",
@@ -186,17 +205,35 @@ def _column_problems(
     return out
 
 
+def has_periods(con: Any) -> bool:
+    """Whether the ledger has the table of the entries' periods (see the module's notes)."""
+    (found,) = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() AND table_name = ?",
+        [PERIODS],
+    ).fetchone()
+    return bool(found)
+
+
+def add_periods(con: Any) -> None:
+    """Add the table of the entries' periods to a ledger written before it existed
+    (inside the caller's transaction)."""
+    con.execute(PERIODS_SQL)
+
+
 def check_intact(con: Any, target: Path) -> None:
     """Every stored value reads back, and entries and weight rows match one to one.
 
-    Each entry must have exactly the weight rows it declares and every weight
-    row an entry (an altered file may lack the constraint that ensures it).
+    Each entry must have exactly the weight rows it declares, every weight row an
+    entry, and every period an entry (an altered file may lack the constraints that
+    ensure it).
 
     Reading every column of every table makes DuckDB verify the checksum of
     every data block, so damage anywhere in the history is found now, not by a
     later read.
     """
-    for table in sorted(TABLES):
+    periods = has_periods(con)
+    for table in sorted(TABLES | ({PERIODS} if periods else set())):
         con.execute(f"SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM {table}").fetchall()
     broken = con.execute(
         "SELECT e.entry_id, e.n_values, count(v.entry_id) FROM ledger_entries AS e "
@@ -211,6 +248,20 @@ def check_intact(con: Any, target: Path) -> None:
         raise DataError(
             f"The weights ledger {str(target)!r} is damaged: it has weight rows of entries "
             f"{[r[0] for r in orphans]} that do not exist. proxyscope has not changed the file; "
+            "restore it from a backup copy."
+        )
+    lost = (
+        con.execute(
+            f"SELECT DISTINCT entry_id FROM {PERIODS} ANTI JOIN ledger_entries USING (entry_id) "
+            "ORDER BY 1 LIMIT 3"
+        ).fetchall()
+        if periods
+        else []
+    )
+    if lost:
+        raise DataError(
+            f"The weights ledger {str(target)!r} is damaged: it has periods of entries "
+            f"{[r[0] for r in lost]} that do not exist. proxyscope has not changed the file; "
             "restore it from a backup copy."
         )
     if broken:

@@ -2,7 +2,7 @@
 
 Storage
 -------
-Three tables and a sequence in one DuckDB database file::
+Four tables and a sequence in one DuckDB database file::
 
     ledger_meta    (key VARCHAR PRIMARY KEY, value VARCHAR)
                    -- format = 'proxyscope-weights-ledger', schema_version = '1', created_with
@@ -16,6 +16,11 @@ Three tables and a sequence in one DuckDB database file::
     ledger_values  (entry_id BIGINT REFERENCES ledger_entries, scope VARCHAR,
                     proxy VARCHAR, weight DOUBLE, weight_lo DOUBLE, weight_hi DOUBLE,
                     PRIMARY KEY (entry_id, scope, proxy))
+    ledger_periods (entry_id BIGINT PRIMARY KEY REFERENCES ledger_entries,
+                    period VARCHAR)               -- the period of a fit with time the
+                                                  -- entry's weights describe; entries
+                                                  -- without one have no row, and
+                                                  -- ledgers older than periods no table
 
 Safety
 ------
@@ -43,7 +48,14 @@ import pandas as pd
 from proxyscope._version import __version__
 from proxyscope.errors import ProxyscopeWarning, suggestion
 from proxyscope.ledger.connection import connect
-from proxyscope.ledger.schema import check_intact, create_schema, ledger_state
+from proxyscope.ledger.schema import (
+    PERIODS,
+    add_periods,
+    check_intact,
+    create_schema,
+    has_periods,
+    ledger_state,
+)
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -51,6 +63,7 @@ HISTORY_COLUMNS = (
     "entry_id",
     "timestamp",
     "kind",
+    "period",
     "scope",
     "proxy",
     "weight",
@@ -66,11 +79,21 @@ HISTORY_COLUMNS = (
 )
 _FLOAT_COLUMNS = ("weight", "weight_lo", "weight_hi", "ci")
 
-HISTORY_SQL = """
-    SELECT e.entry_id, epoch_us(e.entry_time), e.kind, v.scope, v.proxy,
+
+def history_sql(periods: bool) -> str:
+    """The query of :data:`HISTORY_COLUMNS` (``e``: entries, ``v``: values), to which a
+    caller adds its WHERE and ORDER BY; ``periods``: the ledger has the periods table
+    (a ledger older than it reads every period as missing)."""
+    period, join = (
+        ("p.period", f"LEFT JOIN {PERIODS} AS p ON p.entry_id = e.entry_id")
+        if periods
+        else ("CAST(NULL AS VARCHAR)", "")
+    )
+    return f"""
+    SELECT e.entry_id, epoch_us(e.entry_time), e.kind, {period}, v.scope, v.proxy,
            v.weight, v.weight_lo, v.weight_hi, e.ci, e.data_fingerprint,
            e.config_hash, e.who, e.why, e.note, e.proxyscope_version
-    FROM ledger_values AS v JOIN ledger_entries AS e USING (entry_id)
+    FROM ledger_values AS v JOIN ledger_entries AS e ON e.entry_id = v.entry_id {join}
 """
 
 
@@ -165,6 +188,10 @@ def append_entry(
                 ).fetchone()[0]
             )
             _insert_values(con, entry_id, rows)
+            if meta["period"] is not None:
+                if not has_periods(con):  # a ledger written before periods existed
+                    add_periods(con)
+                con.execute(f"INSERT INTO {PERIODS} VALUES (?, ?)", [entry_id, meta["period"]])
             con.execute("COMMIT")
         except BaseException:
             with suppress(duckdb.Error):  # the connection's close rolls back anyway
@@ -176,8 +203,11 @@ def append_entry(
 
 
 def read_entries(
-    target: Path, sql: str, params: list[Any], timeout: float, *, want_scopes: bool = False
+    target: Path, clauses: str, params: list[Any], timeout: float, *, want_scopes: bool = False
 ) -> Any:
+    """The history's rows that ``clauses`` (WHERE and ORDER BY on :func:`history_sql`)
+    select, as a frame of :data:`HISTORY_COLUMNS`; with ``want_scopes`` also every
+    scope in the ledger."""
     with connect(target, read_only=True, timeout=timeout) as con:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -186,6 +216,7 @@ def read_entries(
                 scopes: list[str] = []
             else:
                 check_intact(con, target)
+                sql = f"{history_sql(has_periods(con))} {clauses}"
                 records = con.execute(sql, params).fetchall()
                 scopes = (
                     [

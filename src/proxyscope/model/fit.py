@@ -133,8 +133,9 @@ class ProxyFit:
     @cached_property
     def data(self) -> FitData:
         """Standardized data in the model's order (noise as the likelihood saw it)."""
-        _, cell_segment = SegmentStructure.from_effects(self.effects)
-        return fit_data(self.model_effects, cell_segment)
+        structure, cell_segment = SegmentStructure.from_effects(self.effects)
+        timed = bool(self._info.periods)
+        return fit_data(self.model_effects, cell_segment, timed, structure.n_segments)
 
     @cached_property
     def std(self) -> StdParameters:

@@ -37,6 +37,10 @@ class FitData:
         span the segment cells of a cluster-randomized experiment). The model
         integrates it as one error u_e ~ N(0, shared_cov[e]) added to every
         cell of the experiment, with each cell's own part ``own_cov`` left.
+    cell_period : (C,) int or None: each cell's period (an index into ``periods``)
+        when the model lets the relation move over time; None for a static fit.
+    periods : the periods' labels, in order (empty for a static fit).
+    n_segments : the number of segments ``cell_segment`` indexes.
     """
 
     d: np.ndarray
@@ -49,6 +53,22 @@ class FitData:
     cell_group: np.ndarray | None = None
     bias_designs: tuple[str, ...] = ()
     shared_cov: np.ndarray | None = None
+    cell_period: np.ndarray | None = None
+    periods: tuple[str, ...] = ()
+    n_segments: int = 0
+
+    @property
+    def n_periods(self) -> int:
+        """Periods the relation moves over (0 for a static fit)."""
+        return len(self.periods) if self.cell_period is not None else 0
+
+    @property
+    def param_segment(self) -> np.ndarray:
+        """(C,) the index of each cell's parameters: its segment, or with time the
+        virtual segment ``period * n_segments + segment`` (:mod:`proxyscope.core.timewalk`)."""
+        if self.cell_period is None:
+            return self.cell_segment
+        return np.ascontiguousarray(self.cell_period * self.n_segments + self.cell_segment)
 
     @functools.cached_property
     def own_cov(self) -> np.ndarray:
@@ -135,8 +155,18 @@ def model_effects(effects: CellEffects, noise: str) -> CellEffects:
     return moderate_noise(effects).effects if noise == "moderated" else effects
 
 
-def fit_data(effects: CellEffects, cell_segment: np.ndarray) -> FitData:
-    """Standardize and sort the cells of ``effects`` by experiment."""
+def fit_data(
+    effects: CellEffects,
+    cell_segment: np.ndarray,
+    timed: bool = False,
+    n_segments: int | None = None,
+) -> FitData:
+    """Standardize and sort the cells of ``effects`` by experiment.
+
+    ``timed``: the relation moves over the periods of ``effects`` (its
+    ``periods`` and ``period_index``); ``n_segments`` the number of segments
+    ``cell_segment`` indexes (default its largest value plus one).
+    """
     if len(effects.experiments) < 2:
         raise DataError(
             f"The model needs cells from at least two experiments; got {len(effects.experiments)}."
@@ -169,6 +199,11 @@ def fit_data(effects: CellEffects, cell_segment: np.ndarray) -> FitData:
         experiments=np.asarray(exp_ids),
         cell_group=group,
         bias_designs=bias_designs,
+        cell_period=(
+            np.ascontiguousarray(effects.period_index[order], dtype=np.int64) if timed else None
+        ),
+        periods=tuple(effects.periods) if timed else (),
+        n_segments=int(cell_segment.max()) + 1 if n_segments is None else int(n_segments),
     )
 
 

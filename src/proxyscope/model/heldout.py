@@ -9,6 +9,7 @@ compiled kernel, segment cells the fit never saw predicted from its pooled struc
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +21,8 @@ from proxyscope.core.kernels import experiment_cholesky, pack_cells
 from proxyscope.data.designs import RANDOMIZED
 from proxyscope.errors import ParameterError
 from proxyscope.model.fitdata import FitData, shared_errors
-from proxyscope.model.segments import segments_for
+from proxyscope.model.periods import fit_periods
+from proxyscope.model.segments import SegmentDraws, segments_for
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -34,6 +36,8 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
     from its pooled structure. A cell of a design the fit gives a bias term
     has the fit's Sigma_d (per draw) added to its covariance. Cells that carry a
     shared error (``shared_cov``) have it integrated with eta_e, as in the fit.
+    With a fit whose relation moves over time, each experiment is read in its own
+    period when the fit has it, else in the latest period.
     """
     if tuple(effects.metrics) != tuple(fit.info.metrics):
         raise ParameterError("Held-out cells must have the fit's outcome and proxies.")
@@ -46,7 +50,7 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
     else:
         combos = pd.DataFrame(index=[0])
         seg_idx = np.zeros(len(cells), dtype=int)
-    seg = segments_for(fit, combos)
+    seg, seg_idx = _per_period(fit, effects, combos, seg_idx)
     scales = np.asarray(fit.info.scales)
     sy, sp = scales[0], scales[1:]
     exp_ids = effects.experiments
@@ -100,6 +104,42 @@ def heldout_experiment_loglik(fit: ProxyFit, effects: Any) -> np.ndarray:
         lp, _, _ = kernel(*args, *(() if chol_u is None else (chol_u,)), v_add)
         out[i] = lp - log_jac
     return out
+
+
+def _per_period(
+    fit: ProxyFit, effects: Any, combos: pd.DataFrame, seg_idx: np.ndarray
+) -> tuple[SegmentDraws, np.ndarray]:
+    """The segment parameters the held-out cells are read with, and each cell's index.
+
+    Static fit: the combinations' parameters. Fit with time: each cell in its
+    experiment's period when the fit has it (cells without time, or in a period
+    the fit does not have, in the latest one), as virtual segments
+    ``period position * combinations + combination``.
+    """
+    periods = fit_periods(fit)
+    if not periods:
+        return segments_for(fit, combos), seg_idx
+    index = {p: i for i, p in enumerate(periods)}
+    if effects.has_time:
+        labels = [str(effects.periods[i]) for i in effects.period_index]
+        cell_period = np.array([index.get(lab, len(periods) - 1) for lab in labels])
+    else:
+        cell_period = np.full(len(seg_idx), len(periods) - 1)
+    used = sorted(set(cell_period.tolist()))
+    draws = [segments_for(fit, combos, period=periods[p]) for p in used]
+    position = {p: i for i, p in enumerate(used)}
+    n_combos = len(draws[0].labels)
+    virtual = np.array([position[p] for p in cell_period]) * n_combos + seg_idx
+    stacked = dataclasses.replace(
+        draws[0],
+        labels=tuple(lab for d in draws for lab in d.labels),
+        nu=np.concatenate([d.nu for d in draws], axis=1),
+        mu=np.concatenate([d.mu for d in draws], axis=1),
+        beta=np.concatenate([d.beta for d in draws], axis=1),
+        sigma2=np.concatenate([d.sigma2 for d in draws], axis=1),
+        extrapolated=np.concatenate([d.extrapolated for d in draws]),
+    )
+    return stacked, virtual
 
 
 def _bias_groups(fit: ProxyFit, design: np.ndarray) -> np.ndarray:

@@ -1,11 +1,12 @@
 """The flat vector the sampler moves: its blocks, the arrays that describe it, its draws.
 
 :mod:`proxyscope.core.density` evaluates the log prior and the coordinate maps
-of a flat vector ``x`` described by two arrays (``ints``, ``floats``); this
-module builds them for a model (segment structure, pooling, priors, number
-of proxies, cell correlation) and its coordinates
-(:class:`~proxyscope.model.coordinates.Coordinates`), and turns draws of
-``x`` into the model's named parameters (the fit's ``sampled`` group):
+of a flat vector ``x`` described by two arrays (``ints``, ``floats``);
+:mod:`proxyscope.model.layout_build` builds them for a model (segment
+structure, pooling, priors, number of proxies, cell correlation, periods) and
+its coordinates (:class:`~proxyscope.model.coordinates.Coordinates`). This
+module describes the result (:class:`Layout`, its blocks and their names) and
+turns draws of ``x`` into the model's named parameters (the fit's ``sampled`` group):
 global values, main effects, interaction scales and standard variates,
 scales and canonical partial correlations, in standardized units. Those
 names do not depend on the coordinates the sampler used.
@@ -22,7 +23,6 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope.core import density as dn
 from proxyscope.model.coordinates import Coordinates
-from proxyscope.model.priors import Priors
 from proxyscope.model.structure import SegmentStructure
 
 #: Dim of the canonical partial correlations, and of the interactions' axes.
@@ -33,6 +33,18 @@ FAMILY_PREFIX = ("loc", "slope", "log_sigma")
 OUTCOME_SD = "sd_e_outcome"
 #: Dim of the canonical partial correlations of a design's bias (M = K + 1 metrics).
 BIAS_CPC = "bias_cpc"
+#: Dim of the relation's steps between consecutive periods (models with time).
+PERIOD_STEP = "period_step"
+
+
+def time_step_name(prefix: str) -> str:
+    """Sampled name of a family's step scales over periods (``prefix``: loc, slope, log_sigma)."""
+    return f"time_step__{prefix}"
+
+
+def time_z_name(prefix: str) -> str:
+    """Sampled name of a family's standardized steps over periods."""
+    return f"time_z__{prefix}"
 
 
 def bias_sd_name(design: str) -> str:
@@ -155,6 +167,11 @@ class Layout:
         return np.broadcast_to(c.main[block.family][block.column][:, None], (block.rows, 1))
 
     def _shape(self, block: Block) -> tuple[int, ...]:
+        if block.name.startswith("time_"):
+            scalar = block.name.endswith("log_sigma")
+            if block.kind == "log_scale":
+                return () if scalar else (block.rows,)
+            return (block.cols,) if scalar else (block.rows, block.cols)
         if block.name.startswith("bias_"):
             return (block.rows * block.cols,)
         if block.name == OUTCOME_SD:
@@ -173,6 +190,13 @@ class Layout:
 
     def dims_of(self, block: Block) -> tuple[str, ...]:
         """Named dims of a block's variable (after the chain and draw dims)."""
+        if block.name.startswith("time_"):
+            walk_row: tuple[str, ...] = ()
+            if block.name.endswith("__loc"):
+                walk_row = (dims.METRIC,)
+            elif block.name.endswith("__slope"):
+                walk_row = (dims.PROXY,)
+            return walk_row if block.kind == "log_scale" else (*walk_row, PERIOD_STEP)
         if block.name.startswith("bias_"):
             return (dims.METRIC,) if block.kind == "log_scale" else (BIAS_CPC,)
         if block.kind == "logit_cpc":
@@ -226,6 +250,9 @@ class Layout:
                     named[_raw_name(block)],
                 )
         coords[AXIS] = list(range(self.coordinates.basis.shape[1]))
+        steps = [b.cols for b in self.blocks if b.name.startswith("time_z")]
+        if steps:
+            coords[PERIOD_STEP] = list(range(steps[0]))
         used = {d for value in data.values() for d in value[0]}
         return xr.Dataset(data, coords={c: v for c, v in coords.items() if c in used})
 
@@ -244,174 +271,3 @@ class Layout:
 
 def _raw_name(block: Block) -> str:
     return block.name.replace("_int_z", "_int_raw")
-
-
-def build_layout(
-    structure: SegmentStructure,
-    pooling: str,
-    priors: Priors,
-    metrics: tuple[str, ...],
-    proxies: tuple[str, ...],
-    cell_correlation: str,
-    coordinates: Coordinates,
-    outcome_effect: bool = True,
-    bias_designs: tuple[str, ...] = (),
-) -> Layout:
-    """The flat vector of a model with these settings, sampled in ``coordinates``.
-
-    ``outcome_effect``: whether the model has eta0_e, the experiment's
-    long-term effect that no proxy carries (``sd_e_outcome``).
-    ``bias_designs``: the designs whose cells get a bias term (per design, M
-    log sds then M (M - 1) / 2 logit CPCs, after every other parameter, so a
-    model without them has exactly the vector it had before they existed).
-    """
-    k = len(proxies)
-    m = k + 1
-    n_seg = structure.n_segments
-    columns = structure.columns if pooling == "additive" else ()
-    learned = priors.learned_main(structure.levels)
-    basis = coordinates.basis
-
-    floats: list[float] = []
-
-    def put(values: Any) -> int:
-        start = len(floats)
-        floats.extend(np.asarray(values, dtype=float).reshape(-1).tolist())
-        return start
-
-    records: list[list[int]] = []
-    blocks: list[Block] = []
-    offset = 0
-
-    def add(name: str, rows: int, cols: int, kind: str, **kw: Any) -> Block:
-        nonlocal offset
-        block = Block(name, offset, rows, cols, kind, **kw)
-        blocks.append(block)
-        offset += rows * cols
-        return block
-
-    def record(block: Block, fl_sd: int, **fields: int) -> None:
-        rec = [-1] * dn.RECORD
-        rec[dn.B_U], rec[dn.B_R], rec[dn.B_C] = block.offset, block.rows, block.cols
-        rec[dn.B_SCALE] = block.scale_offset
-        rec[dn.B_SD] = fl_sd
-        rec[dn.B_W_ROW] = rec[dn.B_ROT] = 0
-        rec[dn.B_KIND] = dn.VALUE
-        for key, value in fields.items():
-            rec[getattr(dn, key)] = value
-        records.append(rec)
-
-    fl_rot = put(coordinates.rotation)
-    fl_const = put([priors.experiment_sd, priors.cell_sd, priors.experiment_outcome_sd])
-    fl_cpc = put(cpc_shapes(k, priors.lkj_eta) if k > 1 else [0.0])
-    designs = structure.design()
-    family_priors = (
-        (priors.global_location_sd, priors.main_location_sd, priors.interaction_location_sd,
-         priors.none_location_sd),
-        (priors.global_slope_sd, priors.main_slope_sd, priors.interaction_slope_sd,
-         priors.none_slope_sd),
-        (priors.sigma_sd, priors.main_log_sigma_sd, priors.interaction_log_sigma_sd,
-         priors.none_log_sigma_sd),
-    )  # fmt: skip
-    family_records: list[tuple[int, int]] = []
-    for f, prefix in enumerate(FAMILY_PREFIX):
-        first = len(records)
-        rows = (m, k, 1)[f]
-        gsd, msd, isd, nsd = family_priors[f]
-        rot = 1 if f == dn.SLOPE else 0
-        log_sigma = f == dn.LOG_SIGMA
-        if pooling == "none":
-            name = "sigma_seg" if log_sigma else f"{prefix}_seg"
-            block = add(name, rows, n_seg, "value", family=f)
-            kind = dn.LOG_HALF_NORMAL if log_sigma else dn.VALUE
-            record(block, put([nsd]), B_ROT=rot, B_KIND=kind)
-            family_records.append((first, len(records) - first))
-            continue
-        name = "sigma_global" if log_sigma else f"{prefix}_global"
-        block = add(name, rows, 1, "value", family=f)
-        record(block, put([gsd]), B_ROT=rot, B_KIND=dn.LOG_HALF_NORMAL if log_sigma else dn.VALUE)
-        for j, col in enumerate(columns):
-            n_c = len(structure.levels[j]) - 1
-            scale_offset = -1
-            if learned[j]:
-                scale = add(
-                    f"{prefix}_main_sd__{col}", rows, 1, "log_scale", family=f, column=j,
-                    prior_sd=msd,
-                )  # fmt: skip
-                scale_offset = scale.offset
-            block = add(
-                f"{prefix}_main__{col}", rows, n_c, "value", family=f, column=j,
-                scale_offset=scale_offset,
-            )  # fmt: skip
-            record(
-                block, put([msd]), B_ROT=rot, B_DESIGN=put(designs[j]),
-                B_W=put(coordinates.main[f][j]), B_W_ROW=1,
-            )  # fmt: skip
-        if basis.shape[1] > 0:
-            scale = add(
-                f"{prefix}_int_sd", rows, 1, "log_scale", family=f, interaction=True,
-                prior_sd=isd,
-            )  # fmt: skip
-            block = add(
-                f"{prefix}_int_z", rows, basis.shape[1], "value", family=f, interaction=True,
-                scale_offset=scale.offset,
-            )  # fmt: skip
-            record(
-                block, put([isd]), B_ROT=rot, B_W=put(coordinates.interaction[f]),
-                B_DESIGN=put(basis),
-            )  # fmt: skip
-        family_records.append((first, len(records) - first))
-    sd_e = add("sd_e", k, 1, "log_scale", prior_sd=priors.experiment_sd)
-    cpc_e = add("cpc_e", 1, k * (k - 1) // 2, "logit_cpc") if k > 1 else None
-    sd_c = add("sd_c", k, 1, "log_scale", prior_sd=priors.cell_sd)
-    cpc_c = (
-        add("cpc_c", 1, k * (k - 1) // 2, "logit_cpc")
-        if k > 1 and cell_correlation == "free"
-        else None
-    )
-    sd_y = (
-        add(OUTCOME_SD, 1, 1, "log_scale", prior_sd=priors.experiment_outcome_sd)
-        if outcome_effect
-        else None
-    )
-
-    bias_first = offset
-    for design in bias_designs:
-        add(bias_sd_name(design), m, 1, "log_scale", prior_sd=priors.bias_sd)
-        add(bias_cpc_name(design), 1, m * (m - 1) // 2, "logit_cpc")
-    fl_bias = put([priors.bias_sd, *cpc_shapes(m, priors.bias_lkj_eta)])
-
-    ints = np.full(dn.HEADER + dn.RECORD * len(records), -1, dtype=np.int64)
-    ints[dn.H_BIAS_N] = len(bias_designs)
-    ints[dn.H_BIAS] = bias_first
-    ints[dn.H_FL_BIAS] = fl_bias
-    ints[dn.H_KSEG] = -1  # the data's kernel segments: set by NativeDensity
-    ints[dn.H_K] = k
-    ints[dn.H_S] = n_seg
-    ints[dn.H_FREE] = 1 if cell_correlation == "free" else 0
-    ints[dn.H_SD_E] = sd_e.offset
-    ints[dn.H_CPC_E] = cpc_e.offset if cpc_e else -1
-    ints[dn.H_SD_C] = sd_c.offset
-    ints[dn.H_CPC_C] = cpc_c.offset if cpc_c else -1
-    ints[dn.H_SD_Y] = sd_y.offset if sd_y else -1
-    ints[dn.H_NDIM] = offset
-    ints[dn.H_FL_ROT] = fl_rot
-    ints[dn.H_FL_CONST] = fl_const
-    ints[dn.H_FL_CPC] = fl_cpc
-    for f, (first, count) in enumerate(family_records):
-        ints[dn.H_FAMILIES + 2 * f] = dn.HEADER + dn.RECORD * first
-        ints[dn.H_FAMILIES + 2 * f + 1] = count
-    for i, rec in enumerate(records):
-        start = dn.HEADER + dn.RECORD * i
-        ints[start : start + dn.RECORD] = rec
-    return Layout(
-        ints=ints,
-        floats=np.asarray(floats, dtype=float),
-        blocks=tuple(blocks),
-        n_dim=offset,
-        coordinates=coordinates,
-        structure=structure,
-        metrics=metrics,
-        proxies=proxies,
-        pooling=pooling,
-    )

@@ -64,8 +64,9 @@ def kernel_segments(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The layout's ints with the kernel segments' table appended, and each cell's one.
 
-    A kernel segment is a (segment, design group) pair present in the data:
-    the likelihood kernel gives its cells the segment's parameters and the
+    A kernel segment is a (segment, design group) pair present in the data
+    (with time, the segment is the virtual (period, segment) one): the
+    likelihood kernel gives its cells the segment's parameters and the
     group's bias covariance (:func:`proxyscope.core.density.bias_forward`).
     """
     pairs = np.stack([cell_segment, cell_group], axis=1)
@@ -85,9 +86,9 @@ class NativeDensity:
         k = len(layout.proxies)
         shared = data.shared_cov is not None
         self._module = load_posterior_module(k, shared)
-        ints, seg = layout.ints, data.cell_segment
+        ints, seg = layout.ints, data.param_segment
         if data.bias_designs:
-            ints, seg = kernel_segments(layout.ints, data.cell_segment, data.groups)
+            ints, seg = kernel_segments(layout.ints, data.param_segment, data.groups)
         self.table = DataTable(
             layout.n_dim,
             ints,

@@ -22,6 +22,7 @@ from proxyscope.model import families
 from proxyscope.model.builder import corr_cholesky
 from proxyscope.model.layout import OUTCOME_SD, bias_cpc_name, bias_sd_name
 from proxyscope.model.structure import SegmentStructure
+from proxyscope.model.time_paths import expand, named_paths, walk_shifts
 
 FAMILIES = ("loc", "slope", "log_sigma")
 #: Dim of the designs with a bias term in the posterior (bias_sd, bias_corr).
@@ -49,6 +50,8 @@ class ModelInfo:
     noise: str = "as_given"
     #: Designs whose cells have a bias term (DESIGN.md §8), in DESIGNS order.
     bias_designs: tuple[str, ...] = ()
+    #: The periods the relation moves over (DESIGN.md §9), in order; empty: static.
+    periods: tuple[str, ...] = ()
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -63,6 +66,8 @@ class ModelInfo:
         out = self._config()
         if self.bias_designs:  # (absent otherwise: earlier fits keep their hash)
             out["bias_designs"] = list(self.bias_designs)
+        if self.periods:  # (likewise)
+            out["periods"] = list(self.periods)
         return out
 
     def _config(self) -> dict[str, Any]:
@@ -95,6 +100,8 @@ class ModelInfo:
         }
         if self.bias_designs:
             raw["bias_designs"] = list(self.bias_designs)
+        if self.periods:
+            raw["periods"] = list(self.periods)
         return json.dumps(raw, sort_keys=True)
 
     @classmethod
@@ -115,6 +122,7 @@ class ModelInfo:
             cell_correlation=raw.get("cell_correlation", "shared"),
             noise=raw.get("noise", "as_given"),
             bias_designs=tuple(raw.get("bias_designs", ())),
+            periods=tuple(str(p) for p in raw.get("periods", ())),
         )
 
 
@@ -202,7 +210,9 @@ class StdParameters:
     """Per-draw model parameters in standardized units, flattened over draws.
 
     loc (N, M, S), slope (N, K, S), sig2 (N, S), chol_c (N, K, K) and chol_e
-    (N, M, M) with N = chains x draws; chol_e is the factor of the experiment
+    (N, M, M) with N = chains x draws; with time, S is the number of virtual
+    (period, segment) pairs, v = p * S_seg + s, as ``FitData.param_segment``
+    indexes them; chol_e is the factor of the experiment
     effects (eta0_e, eta_e), the outcome's own first
     (:func:`proxyscope.core.kernels.experiment_cholesky`). bias_cov (N, G, M,
     M): the bias covariance Sigma_d of each design group, group 0 (the
@@ -227,6 +237,10 @@ def std_parameters(raw: xr.Dataset, info: ModelInfo) -> StdParameters:
     loc = family_values(raw, info, "loc")
     slope = family_values(raw, info, "slope")
     log_sigma = family_values(raw, info, "log_sigma")[:, :, 0, :]
+    if len(info.periods) >= 2:
+        w_loc, w_slope, w_sig = walk_shifts(raw, info.periods, k)
+        loc, slope = expand(loc, w_loc), expand(slope, w_slope)
+        log_sigma = expand(log_sigma[:, :, None, :], w_sig)[:, :, 0, :]
     chol_c = cholesky_values(raw, "c", k, info.cell_correlation)
     chol_e = experiment_cholesky(outcome_experiment_sd(raw), cholesky_values(raw, "e", k))
     n = loc.shape[0] * loc.shape[1]
@@ -337,6 +351,19 @@ def named_posterior(
         out[f"corr_{suffix}"] = ((*cd, dims.PROXY, dims.PROXY_), corr)
         out[f"omega_{suffix}"] = ((*cd, dims.PROXY, dims.PROXY_), cov_std * np.outer(sp, sp))
 
+    if len(info.periods) >= 2:
+        latest = {"nu": nu, "mu": mu, "beta": beta, "log_sigma": np.log(sigma)}
+        top = None
+        if info.pooling != "none":
+            top = {
+                "nu": out["nu_global"][1],
+                "mu": out["mu_global"][1],
+                "beta": out["beta_global"][1],
+                "log_sigma": out["log_sigma_global"][1],
+            }
+        paths, path_coords = named_paths(raw, info.periods, info.proxies, scales, latest, top)
+        out.update(paths)
+        coords.update(path_coords)
     if OUTCOME_SD in raw:
         out[OUTCOME_SD] = (cd, np.asarray(raw[OUTCOME_SD].values, dtype=float) * sy)
     if info.bias_designs:

@@ -13,7 +13,16 @@ import xarray as xr
 from proxyscope import dims
 from proxyscope.model import recover, sampling
 from proxyscope.model.builder import build_model
-from proxyscope.model.layout import BIAS_CPC, bias_cpc_name, bias_sd_name, cpc_shapes
+from proxyscope.model.layout import (
+    BIAS_CPC,
+    FAMILY_PREFIX,
+    PERIOD_STEP,
+    bias_cpc_name,
+    bias_sd_name,
+    cpc_shapes,
+    time_step_name,
+    time_z_name,
+)
 from proxyscope.model.posterior import ModelInfo, std_parameters
 from proxyscope.model.priors import Priors
 
@@ -44,6 +53,36 @@ def _with_bias_draws(
     return prior.assign(extra)
 
 
+def _with_time_draws(
+    prior: xr.Dataset, info: ModelInfo, priors: Priors, rng: np.random.Generator
+) -> xr.Dataset:
+    """The prior draws with the relation's walk over periods drawn from its prior
+    (step scales ~ HalfNormal(time_step_*_sd), steps ~ N(0, 1); the PyMC model has
+    no walk, as it has no bias term)."""
+    p_n = len(info.periods)
+    if p_n < 2:
+        return prior
+    lead = (prior.sizes[dims.CHAIN], prior.sizes[dims.DRAW])
+    cd = (dims.CHAIN, dims.DRAW)
+    k = len(info.proxies)
+    extra = {}
+    for prefix, sd in zip(FAMILY_PREFIX, priors.time_step_sds(), strict=True):
+        if sd <= 0:
+            continue
+        row: tuple[str, ...] = ()
+        rows: tuple[int, ...] = ()
+        if prefix == "loc":
+            row, rows = (dims.METRIC,), (k + 1,)
+        elif prefix == "slope":
+            row, rows = (dims.PROXY,), (k,)
+        extra[time_step_name(prefix)] = ((*cd, *row), np.abs(rng.normal(0.0, sd, (*lead, *rows))))
+        extra[time_z_name(prefix)] = (
+            (*cd, *row, PERIOD_STEP),
+            rng.standard_normal((*lead, *rows, p_n - 1)),
+        )
+    return prior.assign(extra)
+
+
 def prior_predictive(
     fit: ProxyFit, draws: int = 500, random_seed: int | None = None
 ) -> az.InferenceData:
@@ -60,8 +99,9 @@ def prior_predictive(
     info = fit.info
     rng = np.random.default_rng(random_seed)
     prior = _with_bias_draws(prior, info, Priors(**info.priors), rng)
+    prior = _with_time_draws(prior, info, Priors(**info.priors), rng)
     params = std_parameters(prior, info)
-    data = built.data
+    data = fit.data  # built.data, with each cell's period when the relation moves
     k = len(info.proxies)
     n = params.n_draws
     sims = np.empty((n, data.d.shape[1], k + 1))

@@ -38,7 +38,13 @@ ROLES = {
     "bias_sd": "sd of a non-randomized design's bias, per metric",
     "bias_lkj_eta": "correlations of a design's bias across metrics (LKJ shape)",
     "min_levels_learned_scale": "levels from which a column's scale is learned",
+    "time_step_location_sd": "per-period steps of the means (models with time)",
+    "time_step_slope_sd": "per-period steps of the slopes (models with time)",
+    "time_step_log_sigma_sd": "per-period steps of the residual sd, log (models with time)",
 }
+#: The priors of the relation's walk over periods: only in models with time
+#: (a static fit's configuration does not list them, so its hash is unchanged).
+TIME_PRIORS = ("time_step_location_sd", "time_step_slope_sd", "time_step_log_sigma_sd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +125,16 @@ class Priors:
     min_levels_learned_scale : int
         Segment columns with at least this many levels get a learned main
         effect scale; fewer levels get the fixed scale above.
+    time_step_location_sd, time_step_slope_sd, time_step_log_sigma_sd : float
+        Models with time (``ProxyModel(time=...)``, DESIGN.md §9): the
+        locations, slopes and log residual sd move between consecutive periods
+        by steps N(0, s_r^2), the same for every segment, with a step scale s_r
+        per parameter (each mean, each proxy's slope, log sigma) ~
+        HalfNormal(this sd). 0.1 lets a slope drift by about a quarter of the
+        cell effects' spread over eight periods while a scale near 0 (a static
+        relation) stays likely. 0 fixes that family over time. One scale per
+        parameter rather than per family, so one drifting proxy does not make
+        the others' slopes move.
     """
 
     global_location_sd: float = 1.0
@@ -140,6 +156,9 @@ class Priors:
     bias_sd: float = 1.0
     bias_lkj_eta: float = 2.0
     min_levels_learned_scale: int = 5
+    time_step_location_sd: float = 0.1
+    time_step_slope_sd: float = 0.1
+    time_step_log_sigma_sd: float = 0.1
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -147,6 +166,14 @@ class Priors:
             if field.name == "min_levels_learned_scale":
                 ok = isinstance(value, int) and not isinstance(value, bool) and value >= 2
                 want = "an integer >= 2"
+            elif field.name in TIME_PRIORS:
+                ok = (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                    and value >= 0
+                )
+                want = "a finite number >= 0 (0: that family does not move over time)"
             else:
                 ok = (
                     isinstance(value, (int, float))
@@ -202,8 +229,17 @@ class Priors:
             )
         return dataclasses.replace(cls(), **dict(overrides))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self, timed: bool = True) -> dict[str, Any]:
+        """The priors by name; without ``timed``, the walk's (:data:`TIME_PRIORS`) left out."""
+        out = dataclasses.asdict(self)
+        if not timed:
+            for name in TIME_PRIORS:
+                del out[name]
+        return out
+
+    def time_step_sds(self) -> tuple[float, float, float]:
+        """The walk's step sds of the locations, slopes and log sigma."""
+        return (self.time_step_location_sd, self.time_step_slope_sd, self.time_step_log_sigma_sd)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -109,6 +109,20 @@ class ProxyModel:
     followup_budget : float, default 4
         The follow-up runs together may take at most this multiple of the
         first run's sampling time; a run that would not fit is not started.
+    time : None, True, {"week", "month", "quarter", "year"} or sequence of edges
+        Let the relation move over time (DESIGN.md §9). None (default): a
+        static relation, whatever the cells carry. Otherwise the cells need
+        their experiments' start dates (``summarize(..., time=...)`` or
+        :meth:`CellEffects.with_time`): True uses the periods they carry, a
+        grouping or bin edges regroups them (:meth:`CellEffects.with_periods`).
+        The locations, slopes and log residual sd then move between
+        consecutive periods as a Gaussian random walk (the same shift for every
+        segment), each parameter with its own step scale (priors
+        ``time_step_*_sd``; 0 keeps a family fixed), still integrated
+        analytically per cell (:mod:`proxyscope.core.timewalk`). The posterior's
+        segment values (``nu``, ``mu``, ``beta``, ``sigma``, ``alpha``) are the
+        LATEST period's; ``*_path`` variables give every period. Periods with
+        no experiment are interpolated by the walk.
 
     Notes
     -----
@@ -125,8 +139,10 @@ class ProxyModel:
         noise: str = "moderated",
         followups: int = followup.MAX_RUNS - 1,
         followup_budget: float = followup.BUDGET,
+        time: Any = None,
     ) -> None:
         self.pooling = check_pooling(pooling)
+        self.time = check_time(time)
         self.noise = check_one_of(noise, NOISE_MODES, param="noise", owner="ProxyModel")
         self.cell_correlation = check_one_of(
             cell_correlation, CELL_CORRELATIONS, param="cell_correlation", owner="ProxyModel"
@@ -169,13 +185,14 @@ class ProxyModel:
     def get_config(self) -> dict[str, Any]:
         return {
             "pooling": self.pooling,
-            "priors": self.priors.to_dict(),
+            "priors": self.priors.to_dict(timed=self.time is not None),
             "sampler": self.sampler,
             "sampler_settings": self.sampler_settings,
             "cell_correlation": self.cell_correlation,
             "noise": self.noise,
             "followups": self.followups,
             "followup_budget": self.followup_budget,
+            "time": self.time,
         }
 
     def __repr__(self) -> str:
@@ -207,6 +224,7 @@ class ProxyModel:
             noise=config.get("noise", "as_given"),
             followups=int(sampler.get("followups", 0)),
             followup_budget=float(sampler.get("followup_budget", 4.0)),
+            time=True if fit.info.periods else None,
         )
 
     def fit(
@@ -271,7 +289,16 @@ class ProxyModel:
             )
         sampler = resolve_sampler(self.sampler)
         settings = check_sampler_settings(self.sampler_settings, sampler)
-        prepared = prepare(effects, self.pooling, self.priors, self.cell_correlation, self.noise)
+        if self.time is not None:
+            effects = timed_effects(effects, self.time)
+        prepared = prepare(
+            effects,
+            self.pooling,
+            self.priors,
+            self.cell_correlation,
+            self.noise,
+            timed=self.time is not None,
+        )
         t0 = time.perf_counter()
         load_density(len(prepared.proxies), progress, prepared.data.shared_cov is not None)
         compile_seconds = time.perf_counter() - t0
@@ -316,6 +343,33 @@ class ProxyModel:
                 stacklevel=2,
             )
         return fit
+
+
+def check_time(time: Any) -> Any:
+    """The ``time`` parameter of ProxyModel: None (static), True, a grouping or bin edges."""
+    if time is None or time is False:
+        return None
+    if time is True or isinstance(time, str):
+        return time
+    if isinstance(time, (list, tuple)) and len(time) >= 2:
+        return list(time)
+    raise ParameterError(
+        "The 'time' parameter of ProxyModel must be None (a static relation), True (the "
+        "periods the cells carry), a grouping ('week', 'month', 'quarter', 'year') or a "
+        f"list of at least two bin edges; got {time!r}."
+    )
+
+
+def timed_effects(effects: CellEffects, time: Any) -> CellEffects:
+    """The cells with the periods a model with ``time`` fits over."""
+    if not effects.has_time:
+        raise ParameterError(
+            "ProxyModel(time=...) needs cells that carry their experiments' start dates; "
+            "these have none. Give summarize(..., time='<start date column>') (or "
+            "from_arm_summaries / from_estimates), or add them with "
+            "CellEffects.with_time(starts)."
+        )
+    return effects if time is True else effects.with_periods(time)
 
 
 def _check_effects(effects: Any) -> None:

@@ -57,7 +57,7 @@ def experiment_conditionals(
             dat = pack_cells(data.d, error_cov(params, data, i))
         args = [
             dat,
-            data.cell_segment,
+            data.param_segment,
             data.cell_experiment,
             e,
             params.loc[i],
@@ -108,7 +108,7 @@ def _cell_prior(
     the experiment effects ``eta`` (E, M), the outcome's own first."""
     loc, slope = params.loc[i], params.slope[i]
     v_seg, _ = segment_covariances(slope, params.sig2[i], params.chol_c[i])
-    seg, cexp = data.cell_segment, data.cell_experiment
+    seg, cexp = data.param_segment, data.cell_experiment
     eta_c = eta[cexp].T  # (M, C)
     mean = loc[:, seg].copy()
     mean[0] += eta_c[0] + np.sum(slope[:, seg] * eta_c[1:], axis=0)
@@ -135,7 +135,7 @@ def logliks(
     full, outcome = cell_logliks(
         np.ascontiguousarray(data.d, dtype=np.float64),
         np.ascontiguousarray(data.own_cov, dtype=np.float64),
-        np.ascontiguousarray(data.cell_segment, dtype=np.int64),
+        np.ascontiguousarray(data.param_segment, dtype=np.int64),
         np.ascontiguousarray(data.cell_experiment, dtype=np.int64),
         np.ascontiguousarray(params.loc, dtype=np.float64),
         np.ascontiguousarray(params.slope, dtype=np.float64),

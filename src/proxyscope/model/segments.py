@@ -33,6 +33,7 @@ import pandas as pd
 from proxyscope import dims
 from proxyscope.core.draws import flat
 from proxyscope.errors import ParameterError
+from proxyscope.model.periods import PeriodShift, period_shift
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -106,11 +107,25 @@ class SegmentDraws:
         }
 
 
-def fitted_segments(fit: ProxyFit) -> SegmentDraws:
-    """The fit's own segments, per draw."""
+def shifted(draws: SegmentDraws, shift: PeriodShift | None) -> SegmentDraws:
+    """``draws`` moved to another period of a fit with time (every segment alike)."""
+    if shift is None:
+        return draws
+    return dataclasses.replace(
+        draws,
+        nu=draws.nu + shift.nu[:, None],
+        mu=draws.mu + shift.mu[:, None],
+        beta=draws.beta + shift.beta[:, None],
+        sigma2=draws.sigma2 * np.exp(2.0 * shift.log_sigma)[:, None],
+    )
+
+
+def fitted_segments(fit: ProxyFit, period: str | None = None) -> SegmentDraws:
+    """The fit's own segments, per draw; for a fit with time, in ``period``
+    (default the latest; :func:`proxyscope.model.periods.resolve_period`)."""
     post = fit.posterior
     labels = tuple(fit.structure.labels)
-    return SegmentDraws(
+    draws = SegmentDraws(
         labels=labels,
         nu=flat(post["nu"]),
         mu=flat(post["mu"].transpose(dims.CHAIN, dims.DRAW, dims.SEGMENT, dims.PROXY)),
@@ -121,6 +136,7 @@ def fitted_segments(fit: ProxyFit) -> SegmentDraws:
         omega_y=outcome_variance(fit),
         extrapolated=np.zeros(len(labels), dtype=bool),
     )
+    return shifted(draws, period_shift(fit, period))
 
 
 def outcome_variance(fit: ProxyFit) -> np.ndarray:
@@ -154,7 +170,10 @@ def analysis_seed(fit: ProxyFit, random_seed: int | None) -> int:
 
 
 def segments_for(
-    fit: ProxyFit, combos: pd.DataFrame, random_seed: int | None = None
+    fit: ProxyFit,
+    combos: pd.DataFrame,
+    random_seed: int | None = None,
+    period: str | None = None,
 ) -> SegmentDraws:
     """Segment parameters for arbitrary combinations of segment-column levels.
 
@@ -164,12 +183,13 @@ def segments_for(
     + fresh interaction (exchangeable), or the global value (complete). With
     ``pooling="none"`` unseen combinations cannot be predicted. The fresh
     interactions are drawn with :func:`analysis_seed` (the fit's seed unless
-    ``random_seed`` is given), so the same call gives the same draws.
+    ``random_seed`` is given), so the same call gives the same draws. For a
+    fit with time, every combination is read in ``period`` (default the latest).
     """
     structure = fit.structure
     base = fitted_segments(fit)
     if not structure.columns:
-        return base
+        return shifted(base, period_shift(fit, period))
     codes = structure.level_codes(combos)
     for j, col in enumerate(structure.columns):
         bad = codes[:, j] < 0
@@ -226,7 +246,7 @@ def segments_for(
             logs_r += rng.standard_normal(n) * flat(post["log_sigma_interaction_sd"])
         nu[:, row], mu[:, row], beta[:, row] = nu_r, mu_r, beta_r
         sigma2[:, row] = np.exp(2.0 * logs_r)
-    return SegmentDraws(
+    draws = SegmentDraws(
         labels=labels,
         nu=nu,
         mu=mu,
@@ -237,3 +257,4 @@ def segments_for(
         omega_y=base.omega_y,
         extrapolated=extrapolated,
     )
+    return shifted(draws, period_shift(fit, period))

@@ -8,7 +8,8 @@ import functools
 from proxyscope.data.cells import CellEffects
 from proxyscope.model import coordinates as coords
 from proxyscope.model.fitdata import FitData, fit_data, model_effects
-from proxyscope.model.layout import Layout, build_layout
+from proxyscope.model.layout import Layout
+from proxyscope.model.layout_build import build_layout
 from proxyscope.model.posterior import ModelInfo
 from proxyscope.model.priors import Priors
 from proxyscope.model.structure import SegmentStructure
@@ -45,6 +46,7 @@ class Prepared:
             self.coordinates,
             self.data.has_outcome_experiment_effect,
             self.data.bias_designs,
+            self.data.n_periods,
         )
 
     def with_coordinates(self, chosen: coords.Coordinates) -> Prepared:
@@ -55,11 +57,17 @@ class Prepared:
 
 
 def prepare(
-    effects: CellEffects, pooling: str, priors: Priors, cell_correlation: str, noise: str
+    effects: CellEffects,
+    pooling: str,
+    priors: Priors,
+    cell_correlation: str,
+    noise: str,
+    timed: bool = False,
 ) -> Prepared:
-    """Structure, standardized data and sampler coordinates of a fit of ``effects``."""
+    """Structure, standardized data and sampler coordinates of a fit of ``effects``
+    (``timed``: the relation moves over the periods of ``effects``)."""
     structure, cell_segment = SegmentStructure.from_effects(effects)
-    data = fit_data(model_effects(effects, noise), cell_segment)
+    data = fit_data(model_effects(effects, noise), cell_segment, timed, structure.n_segments)
     return Prepared(
         structure=structure,
         data=data,
@@ -79,7 +87,7 @@ def model_info(prepared: Prepared, effects: CellEffects) -> ModelInfo:
     n_rows = len(prepared.metrics)
     return ModelInfo(
         pooling=prepared.pooling,
-        priors=prepared.priors.to_dict(),
+        priors=prepared.priors.to_dict(timed=bool(prepared.data.periods)),
         outcome=effects.outcome,
         proxies=effects.proxies,
         directions=effects.directions,
@@ -94,4 +102,5 @@ def model_info(prepared: Prepared, effects: CellEffects) -> ModelInfo:
         cell_correlation=prepared.cell_correlation,
         noise=prepared.noise,
         bias_designs=prepared.data.bias_designs,
+        periods=prepared.data.periods,
     )

@@ -9,6 +9,7 @@ import pandas as pd
 
 from proxyscope import dims
 from proxyscope.core.draws import interval
+from proxyscope.model.periods import fit_periods
 from proxyscope.model.segments import fitted_segments, historical_mix
 from proxyscope.options import DEFAULT_CI
 
@@ -29,6 +30,10 @@ def coefficient_table(fit: ProxyFit, ci: float = DEFAULT_CI) -> pd.DataFrame:
     experiment's segments).
 
     Columns: ``scope``, ``parameter``, ``mean``, ``lo``, ``hi``.
+
+    For a fit with time the table is the LATEST period's relation ("what holds
+    now"), named in ``attrs["period"]`` (None for a static fit); the analyses read
+    other periods with ``period=``, and :func:`proxyscope.stability` the paths.
     """
     seg = fitted_segments(fit)
     pi = historical_mix(fit).to_numpy()
@@ -53,5 +58,6 @@ def coefficient_table(fit: ProxyFit, ci: float = DEFAULT_CI) -> pd.DataFrame:
             lo, hi = interval(values, ci)
             rows.append((scope, "sd_e_outcome", float(values.mean()), float(lo), float(hi)))
     out = pd.DataFrame(rows, columns=["scope", "parameter", "mean", "lo", "hi"])
-    out.attrs.update(ci=ci, trustworthy=fit.trustworthy)
+    periods = fit_periods(fit)
+    out.attrs.update(ci=ci, trustworthy=fit.trustworthy, period=periods[-1] if periods else None)
     return out

@@ -4,7 +4,8 @@
 written to Parquet first; clustered when ``[data].cluster`` says so), rows that
 a design reads (``[data.<design>]``: :mod:`proxyscope.run.designs`), per-arm
 summaries, the ASOS snapshots, or estimates made elsewhere, as the spec's
-``[data]`` and ``[columns]`` say, and joins the ``[[data.extra]]`` sources'
+``[data]`` and ``[columns]`` say (with the experiments' starts when ``[data].time``
+names their column), and joins the ``[[data.extra]]`` sources'
 cells to them. :func:`read_table` and
 :func:`read_target` read the tables a run or a command is given.
 """
@@ -27,6 +28,8 @@ from proxyscope.data.designs import AB, EXTERNAL
 from proxyscope.data.estimates import from_estimates
 from proxyscope.data.sources import CSV_SUFFIXES, PARQUET_SUFFIXES, read_error, resolve_files
 from proxyscope.data.summarize import summarize
+from proxyscope.data.time import check_period
+from proxyscope.data.time_input import add_time, frame_starts
 from proxyscope.datasets.asos import load_asos
 from proxyscope.errors import DataError, ParameterError, ProxyscopeError
 from proxyscope.run.designs import design_cells
@@ -157,6 +160,7 @@ def _load_source(
             design=d.design or EXTERNAL,
             n_treat=cols.n_treat,
             n_control=cols.n_control,
+            **d.time_arguments(),
         )
         return Loaded(effects, str(path))
 
@@ -187,13 +191,15 @@ def _load_source(
             min_users_per_arm=d.min_users_per_arm,
             dropna=d.dropna,
             design=d.design or AB,
+            **d.time_arguments(),
         )
         return Loaded(effects, str(path))
 
     if d.reads_design:
         assert path is not None
-        effects = design_cells(d, cols, read_table(path), source=str(path), log=log)
-        return Loaded(effects, str(path))
+        table = read_table(path)
+        effects = design_cells(d, cols, table, source=str(path), log=log)
+        return Loaded(design_time(d, cols, table, effects), str(path))
 
     if path is None:
         sim = d.simulate
@@ -240,7 +246,21 @@ def _summarize_file(d: DataSpec, cols: ColumnsSpec, path: Path, log: Log) -> Cel
         treated_value=cols.treated_value,
         min_users_per_arm=d.min_users_per_arm,
         dropna=d.dropna,
+        **d.time_arguments(),
     )
+
+
+def design_time(
+    d: DataSpec, cols: ColumnsSpec, table: pd.DataFrame, effects: CellEffects
+) -> CellEffects:
+    """The cells a design built, with their experiments' starts from the rows it read
+    (``[data].time``; the cells unchanged without it)."""
+    if d.time is None:
+        return effects
+    owner = f"the {d.design} design"
+    starts = frame_starts(table, experiment=cols.experiment, time=d.time, owner=owner)
+    grouping = check_period(d.time_arguments()["period"], owner=owner)
+    return add_time(effects, starts, grouping, column=d.time, owner=owner)
 
 
 def cluster_roles(d: DataSpec, *, exposure_values: bool = True) -> dict[str, Any]:

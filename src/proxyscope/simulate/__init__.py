@@ -15,7 +15,9 @@ Layout: ``scenario`` (levels and coefficients), ``config`` (settings),
 ``mix`` (the distribution over segment cells), ``generate`` (the random
 stream), ``truth`` (in-sample truth), ``response`` (each cell's effects given
 an experiment) and ``population`` (truth for a new experiment, by quadrature,
-with ``_quadrature``), ``world`` (the result object).
+with ``_quadrature``), ``world`` (the result object), ``model_time``
+(calendar, start dates, drift paths and the per-period truth of worlds over
+time).
 ``from_model`` draws cell effects from the proxy model itself at known
 parameters, for parameter-recovery checks.
 
@@ -24,7 +26,11 @@ workspace baselines (users of one workspace are alike) and spillover to
 collaborating control users, with the direct and spillover truth of every
 cell (``workspace_config`` holds its settings). ``mixed_history`` is a history
 of experiments of several designs drawn from the proxy model, the
-non-randomized ones biased by confounding of a known size and direction.
+non-randomized ones biased by confounding of a known size and direction;
+``designed_history`` a history of A/B tests and quasi-experiments whose cells
+come from the real did, rdd, ipw and synthetic_control estimators run on unit
+data simulated around from_model's latent effects (``designed_naive``: the same
+units read by naive differences in means, for contrast).
 
 The quasi-experimental designs each have a world with exact truth: ``rollout``
 (a staggered wave rollout with a time trend, read by difference-in-differences;
@@ -39,6 +45,8 @@ opt-in feature chosen on engagement, read by propensity scores;
 from __future__ import annotations
 
 from proxyscope.simulate.config import FailureCohort, StreamingConfig
+from proxyscope.simulate.designed import DesignedHistory, designed_history
+from proxyscope.simulate.designed_naive import naive_effects
 from proxyscope.simulate.did_config import DidConfig
 from proxyscope.simulate.did_world import DidWorld, rollout
 from proxyscope.simulate.launch_config import LaunchConfig
@@ -59,6 +67,7 @@ __all__ = [
     "METRICS",
     "OUTCOME",
     "PROXIES",
+    "DesignedHistory",
     "DidConfig",
     "DidWorld",
     "FailureCohort",
@@ -77,9 +86,11 @@ __all__ = [
     "WorkspaceWorld",
     "World",
     "column_roles",
+    "designed_history",
     "from_model",
     "launch",
     "mixed_history",
+    "naive_effects",
     "optin",
     "rollout",
     "shifted",

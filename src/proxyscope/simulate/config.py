@@ -3,26 +3,95 @@
 Every check runs in ``__post_init__`` and raises
 :class:`proxyscope.errors.ParameterError` naming the field and the bad value,
 so an invalid world cannot be built. The distribution of users over segment
-cells, :class:`~proxyscope.simulate.mix.SegmentMix`, is in its own module.
+cells, :class:`~proxyscope.simulate.mix.SegmentMix`, is in its own module. The
+checks of the time settings (``periods``, ``start``, ``period``) are shared
+with :func:`proxyscope.simulate.from_model`, as is :func:`watch_gamma`, the
+drifting watch proxy's push per period.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from proxyscope.errors import ParameterError
+from proxyscope.errors import ParameterError, suggestion
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate.mix import SegmentMix, _check_level, check_number, is_real
 
 
 def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+#: Period groupings of a simulated world's calendar and the pandas frequency of each
+#: (weeks are ISO weeks, Monday first).
+GROUPINGS: dict[str, str] = {"week": "W-SUN", "month": "M", "quarter": "Q", "year": "Y"}
+
+
+def time_error(owner: str, name: str, want: str, got: Any, hint: str = "") -> ParameterError:
+    """The error for a bad time setting, naming the field (``Config.name``) or parameter."""
+    if owner.endswith("Config"):
+        return ParameterError(f"{owner}.{name}: must be {want}; got {got!r}.{hint}")
+    return ParameterError(f"The {name!r} parameter of {owner} must be {want}; got {got!r}.{hint}")
+
+
+def check_periods(owner: str, periods: Any, n_experiments: int) -> int | None:
+    """``periods`` as an int in [1, n_experiments], or None."""
+    if periods is None:
+        return None
+    ok = isinstance(periods, int | np.integer) and not isinstance(periods, bool)
+    if not ok or not 1 <= periods <= n_experiments:
+        raise time_error(
+            owner,
+            "periods",
+            f"None or an integer in [1, n_experiments = {n_experiments}] (every period needs "
+            "an experiment)",
+            periods,
+        )
+    return int(periods)
+
+
+def check_start(owner: str, start: Any) -> pd.Timestamp:
+    """``start`` (an ISO date string, date or naive Timestamp in the years 1900-2199; time
+    of day dropped) as a Timestamp."""
+    if isinstance(start, str | dt.date | np.datetime64):
+        try:
+            stamp = pd.Timestamp(start)
+        except (TypeError, ValueError):
+            stamp = None
+        if (
+            isinstance(stamp, pd.Timestamp)
+            and not pd.isna(stamp)
+            and stamp.tzinfo is None
+            and 1900 <= stamp.year < 2200
+        ):
+            return stamp.normalize()
+    want = "a date in the years 1900-2199 (ISO string, date or naive Timestamp)"
+    raise time_error(owner, "start", want, start)
+
+
+def check_grouping(owner: str, period: Any) -> str:
+    """``period`` as one of :data:`GROUPINGS`."""
+    if isinstance(period, str) and period in GROUPINGS:
+        return period
+    hint = suggestion(period, GROUPINGS) if isinstance(period, str) else ""
+    raise time_error(owner, "period", f"one of {list(GROUPINGS)}", period, hint)
+
+
+def watch_gamma(exp_tau_sd: float, rate: float, n_periods: int) -> np.ndarray:
+    """Sd (in exp_tau units) of the watch-only push per period: ``gamma_p = sd sqrt((1 -
+    rate)^-p - 1)``, so that Var(t) / Var(t + gamma_p g) = (1 - rate)^p: the share of the
+    watch response's variation across experiments that moves retention falls by (1 - rate)
+    a period (the slope of retention on a linear watch response would fall by exactly that)."""
+    p = np.arange(n_periods, dtype=float)
+    return np.asarray(exp_tau_sd * np.sqrt(np.expm1(-p * math.log1p(-rate))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +182,24 @@ class StreamingConfig:
         Sd of each experiment's long-term tendency exp_tau (> 0).
     exp_bias_sd : float
         Sd of each experiment's baseline shift exp_bias (>= 0).
+    periods : int, optional
+        Spread the experiments evenly over this many consecutive calendar
+        periods (in [1, n_experiments]), each with a start date (the users'
+        ``start_date`` column); None (default) is the world without time, the
+        same draw for draw as before time existed.
+    start : str or date
+        A day in the first period (default "2024-01-01"); stored as a Timestamp.
+    period : {"week", "month", "quarter", "year"}
+        The periods' grouping (default "quarter").
+    watch_drift : float
+        In [0, 1), needs ``periods``: how fast early_watch_min's link to the
+        long-term effect weakens. Treatment in an experiment of period p also
+        moves watch minutes by ``WATCH_TAU * gamma_p * g_e`` (g_e ~ N(0, 1) per
+        experiment), a push that carries no long-term effect, with
+        ``gamma_p = exp_tau_sd * sqrt((1 - watch_drift)^-p - 1)``: the share of
+        the watch effect's variation that moves retention falls by
+        ``1 - watch_drift`` a period. 0 (default) is the static control world:
+        the same users, draw for draw, with the push switched off.
 
     Raises
     ------
@@ -127,6 +214,10 @@ class StreamingConfig:
     cohort: FailureCohort = dataclasses.field(default_factory=FailureCohort)
     exp_tau_sd: float = 0.12
     exp_bias_sd: float = 0.08
+    periods: int | None = None
+    start: str | dt.date = "2024-01-01"
+    period: str = "quarter"
+    watch_drift: float = 0.0
 
     def __post_init__(self) -> None:
         for name, low in (("n_users", 1), ("n_experiments", 1), ("seed", 0)):
@@ -158,6 +249,24 @@ class StreamingConfig:
                 f"StreamingConfig.cohort: must be a FailureCohort; got "
                 f"{type(self.cohort).__name__} {self.cohort!r}."
             )
+        self._check_time()
+
+    def _check_time(self) -> None:
+        owner = "StreamingConfig"
+        object.__setattr__(self, "periods", check_periods(owner, self.periods, self.n_experiments))
+        object.__setattr__(self, "start", check_start(owner, self.start))
+        object.__setattr__(self, "period", check_grouping(owner, self.period))
+        rate = check_number(f"{owner}.watch_drift", self.watch_drift, 0.0, 1.0, open_high=True)
+        if rate and self.periods is None:
+            want = "0 without periods (drift is between periods)"
+            raise time_error(owner, "watch_drift", want, rate)
+        object.__setattr__(self, "watch_drift", rate)
+
+    def watch_gammas(self) -> np.ndarray:
+        """Sd of the watch-only push per period (:func:`watch_gamma`); empty without periods."""
+        if self.periods is None:
+            return np.zeros(0)
+        return watch_gamma(self.exp_tau_sd, self.watch_drift, self.periods)
 
 
 #: Bounds (low, high, open low, open high) of a number field (None: unbounded).

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from proxyscope.errors import ParameterError, suggestion
+from proxyscope.simulate import model_time as mt
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate._bernoulli import bernoulli_pair, binomial_uniforms
 from proxyscope.simulate.config import StreamingConfig
@@ -26,6 +27,8 @@ from proxyscope.simulate.mix import SegmentMix
 
 #: Stream key of the auxiliary generator (uniforms that numpy's stream never provides).
 _AUX_KEY = 0x5EED_A11
+#: Stream key of the time generator (start dates, then the watch-only pushes).
+_TIME_KEY = 0x71_3E
 
 
 @dataclass
@@ -38,6 +41,22 @@ class Draws:
     exp_bias: np.ndarray
     experiment: np.ndarray  # int64 per user
     cell: np.ndarray  # segment cell per user (int8)
+    timeline: mt.Timeline | None = None  # with config.periods
+    watch_push: np.ndarray | None = None  # per experiment, exp_tau units (0 when static)
+
+
+def time_draws(config: StreamingConfig) -> tuple[mt.Timeline, np.ndarray] | None:
+    """The world's timeline and each experiment's watch-only push gamma_p g_e (None without
+    periods). Drawn from a stream of their own, so the users' draws never move."""
+    if config.periods is None:
+        return None
+    rng = np.random.default_rng([config.seed, _TIME_KEY])
+    timeline = mt.Timeline.draw(
+        rng, pd.Timestamp(config.start), config.period, config.periods, config.n_experiments
+    )
+    g = rng.standard_normal(config.n_experiments)
+    gamma = config.watch_gammas()
+    return timeline, gamma[timeline.experiment_period] * g + 0.0  # + 0.0: no -0.0
 
 
 def _sigmoid_inplace(x: np.ndarray) -> np.ndarray:
@@ -119,7 +138,10 @@ def draw(config: StreamingConfig) -> Draws:
     noise *= sc.WATCH_NOISE
     base = 25 + 10 * eng
     base += 6 * sat
-    watch_table = sc.WATCH_TAU * (exp_tau[:, None] + sc.WATCH_SEG * sc.SEG_TAU[None, :])
+    # With a drifting watch proxy its response sees exp_tau plus the experiment's push.
+    timed = time_draws(config)
+    watch_tau = exp_tau + timed[1] if timed is not None and config.watch_drift else exp_tau
+    watch_table = sc.WATCH_TAU * (watch_tau[:, None] + sc.WATCH_SEG * sc.SEG_TAU[None, :])
     watch1 = base + watch_table.reshape(-1)[ec]
     if cohort.watch_boost:
         watch1 += (cohort.watch_boost * fc)[seg]
@@ -192,6 +214,8 @@ def draw(config: StreamingConfig) -> Draws:
     for metric in (*sc.PROXIES, sc.OUTCOME):
         users[metric] = np.where(treated, po[f"{metric}_1"], po[f"{metric}_0"])
     users["failure_cohort"] = member
+    if timed is not None:
+        users[mt.START_COLUMN] = timed[0].starts.to_numpy()[exp_id]
     return Draws(
         users=pd.DataFrame(users, copy=False),
         potential_outcomes=pd.DataFrame(po, copy=False),
@@ -199,6 +223,8 @@ def draw(config: StreamingConfig) -> Draws:
         exp_bias=exp_bias,
         experiment=exp_id,
         cell=seg,
+        timeline=None if timed is None else timed[0],
+        watch_push=None if timed is None else timed[1],
     )
 
 

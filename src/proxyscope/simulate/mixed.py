@@ -39,6 +39,7 @@ from proxyscope.data.cells import CellEffects
 from proxyscope.errors import ParameterError, suggestion
 from proxyscope.simulate.config import is_int
 from proxyscope.simulate.mix import SUM_TOLERANCE, FrozenMapping, check_number
+from proxyscope.simulate.model_draws import psd_factor
 from proxyscope.simulate.model_world import ModelTruth, from_model
 
 #: Stream key of the designs and biases (their draws never move from_model's).
@@ -235,13 +236,6 @@ class MixedHistory:
     config: MixedConfig
 
 
-def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
-    """A matrix A with A A' = cov, from the eigendecomposition (exact for semi-definite
-    matrices, where no Cholesky factor exists)."""
-    values, vectors = np.linalg.eigh(cov)
-    return np.asarray(vectors * np.sqrt(np.maximum(values, 0.0)))
-
-
 def mixed_history(
     config: MixedConfig | None = None,
     *,
@@ -331,7 +325,7 @@ def mixed_history(
     bias = np.zeros_like(cells.effect)
     for d in present:
         rows = design == d
-        bias[rows] = z[rows] @ _sqrt_psd(covs[d]).T
+        bias[rows] = z[rows] @ psd_factor(covs[d]).T
 
     variables: dict[str, np.ndarray] = {}
     if ds.CLUSTER in counts:
@@ -352,6 +346,8 @@ def mixed_history(
         design=design,
         variables=variables,
     )
+    if truth.starts is not None:  # a world over periods keeps its start dates
+        effects = effects.with_time(truth.starts, period=truth.period)
     bias_cov = xr.DataArray(
         np.array([covs[d] for d in present]).reshape(len(present), len(metrics), len(metrics)),
         dims=(dims.DESIGN, dims.METRIC, dims.METRIC_),

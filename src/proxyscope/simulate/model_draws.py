@@ -162,7 +162,7 @@ def _check_units(units: object, m: int) -> np.ndarray:
     return u
 
 
-def _factor(cov: np.ndarray) -> np.ndarray:
+def psd_factor(cov: np.ndarray) -> np.ndarray:
     """A matrix A with A A' = cov, per leading index (symmetric square root;
     exact for semi-definite matrices, where a Cholesky factor does not exist)."""
     values, vectors = np.linalg.eigh(cov)
@@ -294,9 +294,9 @@ def simulate_cells(
     z_zeta = rng.standard_normal((n, e, n_lev, k))
     z_eps = rng.standard_normal((n, e, n_lev))
     z_noise = rng.standard_normal((n, e, n_lev, m))
-    eta_p = np.einsum("nkj,nej->nek", _factor(params.omega_e), z_eta[..., 1:])
+    eta_p = np.einsum("nkj,nej->nek", psd_factor(params.omega_e), z_eta[..., 1:])
     eta = np.concatenate([params.sd_e_outcome[:, None, None] * z_eta[..., :1], eta_p], axis=-1)
-    zeta = np.einsum("nkj,nelj->nelk", _factor(params.omega_c), z_zeta)
+    zeta = np.einsum("nkj,nelj->nelk", psd_factor(params.omega_c), z_zeta)
     dev = eta_p[:, :, None, :] + zeta  # theta_c - mu_l
     theta = params.mu[:, None] + dev
     tau = (
@@ -306,7 +306,7 @@ def simulate_cells(
         + params.sigma[:, None] * z_eps
     )
     latent = np.concatenate([tau[..., None], theta], axis=-1)
-    effect = latent + z_noise @ _factor(noise).T
+    effect = latent + z_noise @ psd_factor(noise).T
     return SimulatedCells(
         params=params,
         n_experiments=e,

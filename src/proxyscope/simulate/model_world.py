@@ -20,6 +20,15 @@ as one made before it existed.)
 with S the same sampling covariance in every cell (``noise_sd``, and
 correlation ``noise_corr`` between every pair of metrics).
 
+Over time (``periods = P``): the experiments are spread evenly over P calendar
+periods, each with a start date (:mod:`proxyscope.simulate.model_time`), and
+a cell of an experiment in period p uses that period's parameters:
+beta_p = beta * (1 - rate)^p for a proxy with a ``drift`` rate, nu_p = nu +
+p * nu_step and mu_p = mu + p * mu_step. The start dates come from a stream of
+their own, so without drift the cells' effects are from_model's without
+periods, draw for draw; the cells carry the start dates and periods
+(:meth:`CellEffects.with_time`).
+
 :class:`ModelParameters` holds any set of the model's parameters (segment
 slopes and residual scales per level too, and a leading axis of draws, e.g.
 draws from the model's prior), and :func:`simulate_cells` draws one world per
@@ -32,7 +41,8 @@ its worlds are the same draw for draw as before these existed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,14 +51,29 @@ from proxyscope import dims
 from proxyscope.data.cellbuild import build
 from proxyscope.data.cells import CellEffects
 from proxyscope.errors import ParameterError
+from proxyscope.simulate import model_time as mt
+from proxyscope.simulate.config import check_grouping, check_periods, check_start
 from proxyscope.simulate.model_draws import ModelParameters, SimulatedCells, simulate_cells
 
 __all__ = ["ModelParameters", "ModelTruth", "SimulatedCells", "from_model", "simulate_cells"]
 
 
+#: Stream key of the start dates (their draws never move the cells').
+_TIME_KEY = 2
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelTruth:
-    """The parameters a :func:`from_model` world was drawn from (and its draws)."""
+    """The parameters a :func:`from_model` world was drawn from (and its draws).
+
+    With ``periods = P`` also the parameters per period (``beta_path`` (P, K),
+    ``nu_path`` (P, L), ``mu_path`` (P, L, K); equal over periods without
+    drift), the periods' labels, their grouping ("quarter", ...), each
+    experiment's period (``experiment_period`` (E,)) and start date
+    (``starts``: a Series experiment -> Timestamp, for
+    ``CellEffects.with_time(truth.starts, period=truth.period)``). Without
+    periods they are None.
+    """
 
     levels: tuple[str, ...]
     nu: np.ndarray  # (L,)
@@ -61,6 +86,13 @@ class ModelTruth:
     latent: np.ndarray  # (C, 1 + K) realised true cell effects
     sd_e_outcome: float = 0.0
     eta_outcome: np.ndarray | None = None  # (E,) realised eta0_e
+    beta_path: np.ndarray | None = None  # (P, K)
+    nu_path: np.ndarray | None = None  # (P, L)
+    mu_path: np.ndarray | None = None  # (P, L, K)
+    period_labels: tuple[str, ...] | None = None  # (P,)
+    period: str | None = None  # the grouping: "week", "month", "quarter" or "year"
+    experiment_period: np.ndarray | None = None  # (E,) index into period_labels
+    starts: pd.Series | None = None  # experiment -> start date (Timestamp)
 
 
 def from_model(
@@ -79,11 +111,50 @@ def from_model(
     noise_corr: float = -0.5,
     users_per_arm: int = 500,
     seed: int = 0,
+    periods: int | None = None,
+    start: str | dt.date = "2024-01-01",
+    period: str = "quarter",
+    drift: Mapping[int | str, float] | None = None,
+    nu_step: float | Sequence[float] = 0.0,
+    mu_step: float | Sequence[float] | Sequence[Sequence[float]] = 0.0,
 ) -> tuple[CellEffects, ModelTruth]:
     """Draw CellEffects from the proxy model at the given parameters.
 
-    Returns the cells (outcome ``long_term``, proxies ``proxy_1..K``,
-    segment column ``segment``) and the truth.
+    Parameters
+    ----------
+    n_experiments, levels, nu, mu, beta, sigma, sd_e, sd_e_outcome, sd_c, corr_e
+        The model's parameters (see the module docstring).
+    noise_sd, noise_corr, users_per_arm
+        The sampling covariance of every cell and its nominal arm sizes.
+    seed : int
+        Seed of the draws.
+    periods : int, optional
+        Spread the experiments evenly over this many consecutive periods (in
+        [1, n_experiments]); None (default) is the world without time.
+    start : str or date
+        A day in the first period (default "2024-01-01").
+    period : {"week", "month", "quarter", "year"}
+        The periods' grouping.
+    drift : mapping of proxy index or name to rate, optional
+        Proxy k's slope in period p is ``beta_k (1 - rate)^p`` (rate < 1; a
+        negative rate strengthens it). Needs ``periods``.
+    nu_step, mu_step : float or array
+        Added to nu (per level) and mu (per level and proxy) once a period:
+        ``nu_p = nu + p nu_step``. Broadcast to nu's and mu's shapes. Need
+        ``periods``.
+
+    Returns
+    -------
+    (CellEffects, ModelTruth)
+        The cells (outcome ``long_term``, proxies ``proxy_1..K``, segment
+        column ``segment``; with ``periods``, their experiments' start dates and
+        periods attached by :meth:`CellEffects.with_time`) and the truth (with
+        per-period paths and start dates when ``periods`` is given).
+
+    Raises
+    ------
+    ParameterError
+        Naming the parameter and the bad value.
     """
     levels = tuple(str(lv) for lv in levels)
     nu_a = np.asarray(nu, dtype=float)
@@ -103,6 +174,27 @@ def from_model(
         )
     if not sd_e_outcome >= 0:
         raise ParameterError(f"from_model: sd_e_outcome must be >= 0; got {sd_e_outcome!r}.")
+    proxies = [f"proxy_{j + 1}" for j in range(k)]
+    n_periods = check_periods("from_model", periods, n_experiments)
+    paths = mt.model_paths(
+        nu_a,
+        mu_a,
+        beta_a,
+        n_periods=n_periods,
+        drift=drift,
+        nu_step=nu_step,
+        mu_step=mu_step,
+        proxies=proxies,
+    )
+    timeline = None
+    if n_periods is not None:
+        timeline = mt.Timeline.draw(
+            np.random.default_rng([seed, _TIME_KEY]),
+            check_start("from_model", start),
+            check_grouping("from_model", period),
+            n_periods,
+            n_experiments,
+        )
     rng = np.random.default_rng(seed)
     corr = np.eye(k) if corr_e is None else np.asarray(corr_e, dtype=float)
     sde = np.asarray(sd_e, dtype=float)
@@ -117,17 +209,21 @@ def from_model(
     latent = []
     effect = []
     for e in range(n_experiments):
+        if paths is None or timeline is None:
+            nu_e, mu_e, beta_e = nu_a, mu_a, beta_a
+        else:
+            p = timeline.experiment_period[e]
+            nu_e, mu_e, beta_e = paths.nu[p], paths.mu[p], paths.beta[p]
         for lv, level in enumerate(levels):
             zeta = rng.multivariate_normal(np.zeros(k), omega_c)
-            theta = mu_a[lv] + eta[e] + zeta
-            tau = nu_a[lv] + own[e] + beta_a @ (theta - mu_a[lv]) + sigma * rng.standard_normal()
+            theta = mu_e[lv] + eta[e] + zeta
+            tau = nu_e[lv] + own[e] + beta_e @ (theta - mu_e[lv]) + sigma * rng.standard_normal()
             truth = np.r_[tau, theta]
             latent.append(truth)
             effect.append(rng.multivariate_normal(truth, noise))
             rows.append({dims.EXPERIMENT: e, "segment": level})
     keys = pd.DataFrame(rows)
     n = len(keys)
-    proxies = [f"proxy_{j + 1}" for j in range(k)]
     cells = build(
         keys,
         np.full(n, users_per_arm),
@@ -153,4 +249,16 @@ def from_model(
         sd_e_outcome=float(sd_e_outcome),
         eta_outcome=own,
     )
+    if paths is not None and timeline is not None:
+        cells = cells.with_time(timeline.starts, period=timeline.calendar.grouping)
+        truth = dataclasses.replace(
+            truth,
+            beta_path=paths.beta,
+            nu_path=paths.nu,
+            mu_path=paths.mu,
+            period_labels=timeline.calendar.labels,
+            period=timeline.calendar.grouping,
+            experiment_period=timeline.experiment_period,
+            starts=timeline.starts,
+        )
     return cells, truth

@@ -6,11 +6,20 @@ that module). Moments over (t, b) use Gauss–Hermite; sign-flip probabilities
 are normal probabilities between the two roots in t; decision accuracy for a
 mix finds the root in t of the mix-level effects and integrates over b
 piecewise (Gauss–Legendre between the points where the two roots cross).
+
+In a world whose watch proxy drifts (``StreamingConfig.watch_drift``), a new
+experiment of period p moves watch minutes as if its exp_tau were
+``u = t + gamma_p g`` (g ~ N(0, 1), independent): ``Mechanism.watch_gamma``.
+Every watch quantity then integrates over u (sd ``watch_sd``), flips are
+bivariate normal orthant probabilities of (t, u), and :meth:`Mechanism.slopes`
+gives the population regression slope of the long-term effect on each proxy's
+effect, the truth the per-period slopes of a time-aware model are judged by.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +28,7 @@ import xarray as xr
 from scipy import special
 
 from proxyscope import dims
+from proxyscope.core.bvn import bvn_cdf
 from proxyscope.errors import ParameterError
 from proxyscope.simulate import scenario as sc
 from proxyscope.simulate._quadrature import (
@@ -31,7 +41,7 @@ from proxyscope.simulate._quadrature import (
 )
 from proxyscope.simulate.config import StreamingConfig
 from proxyscope.simulate.mix import SegmentMix
-from proxyscope.simulate.response import CellResponse
+from proxyscope.simulate.response import WATCH_MEAN, WATCH_SD, CellResponse
 
 _N_T_NODES = 64  # over exp_tau
 _N_B_NODES = 48  # over exp_bias
@@ -45,15 +55,42 @@ class Mechanism(CellResponse):
     ----------
     cohort : FailureCohort
     exp_tau_sd, exp_bias_sd : float
+    watch_gamma : float
+        Sd of the watch-only push (exp_tau units) of a drifting world's period; 0: none.
     """
 
     exp_tau_sd: float
     exp_bias_sd: float
+    watch_gamma: float = 0.0
 
     @classmethod
-    def of(cls, config: StreamingConfig) -> Mechanism:
-        """The mechanism of a world's settings."""
-        return cls(config.cohort, config.exp_tau_sd, config.exp_bias_sd)
+    def of(cls, config: StreamingConfig, period: int | None = None) -> Mechanism:
+        """The mechanism of a world's settings, for new experiments of ``period`` (an index
+        into the world's periods; default the latest). Without drift every period's is the
+        same."""
+        gamma = 0.0
+        if config.periods is not None and config.watch_drift:
+            p = config.periods - 1 if period is None else period
+            gamma = float(config.watch_gammas()[p])
+        return cls(config.cohort, config.exp_tau_sd, config.exp_bias_sd, gamma)
+
+    @property
+    def watch_sd(self) -> float:
+        """Sd of what the watch response sees: exp_tau plus the watch-only push."""
+        if not self.watch_gamma:
+            return self.exp_tau_sd
+        return math.hypot(self.exp_tau_sd, self.watch_gamma)
+
+    def _watch_disagree(self, long_root: np.ndarray, watch_root: np.ndarray) -> np.ndarray:
+        """P(sign of the long-term effect != sign of the watch effect) over new experiments,
+        given the roots: t < long_root makes the first negative, u < watch_root the second."""
+        sd = self.exp_tau_sd
+        below_long = prob_below(long_root, sd)
+        if not self.watch_gamma:
+            return np.abs(below_long - prob_below(watch_root, sd))
+        su = self.watch_sd
+        both = bvn_cdf(np.asarray(long_root) / sd, np.asarray(watch_root) / su, np.asarray(sd / su))
+        return np.asarray(below_long + prob_below(watch_root, su) - 2.0 * both)
 
     # -- per-cell population summaries ---------------------------------------
     def flip_prob(self) -> np.ndarray:
@@ -61,7 +98,7 @@ class Mechanism(CellResponse):
         sd = self.exp_tau_sd
         below_long = prob_below(self.long_root, sd)
         out = np.empty((sc.N_CELLS, len(sc.PROXIES)))
-        out[:, 0] = np.abs(below_long - prob_below(self.watch_root, sd))
+        out[:, 0] = self._watch_disagree(self.long_root, self.watch_root)
         out[:, 1] = np.abs(below_long - prob_below(self.starts_root, sd))
         # ctr's effect is always > 0: a flip is a negative long-term effect.
         out[:, 2] = below_long
@@ -84,7 +121,8 @@ class Mechanism(CellResponse):
         w2 = np.outer(wt, wb)
         mean[:, 0] = np.einsum("tb,tbs->s", w2, long)
         sd[:, 0] = np.sqrt(np.einsum("tb,tbs->s", w2, (long - mean[:, 0]) ** 2))
-        for j, eff in ((1, self.watch_effect(t)), (2, self.starts_effect(t))):
+        watch = self.watch_effect(zt * self.watch_sd)
+        for j, eff in ((1, watch), (2, self.starts_effect(t))):
             mean[:, j] = wt @ eff
             sd[:, j] = np.sqrt(wt @ (eff - mean[:, j]) ** 2)
         mean[:, 3] = self.ctr_effect
@@ -102,12 +140,56 @@ class Mechanism(CellResponse):
         sd = np.zeros(len(sc.METRICS))
         mean[0] = float(np.sum(w2 * long))
         sd[0] = math.sqrt(float(np.sum(w2 * (long - mean[0]) ** 2)))
-        for j, eff in ((1, self.watch_effect(t) @ pi), (2, self.starts_effect(t) @ pi)):
+        watch = self.watch_effect(zt * self.watch_sd) @ pi
+        for j, eff in ((1, watch), (2, self.starts_effect(t) @ pi)):
             mean[j] = float(wt @ eff)
             sd[j] = math.sqrt(float(wt @ (eff - mean[j]) ** 2))
         mean[3] = float(self.ctr_effect @ pi)
         mean[4] = float(self.rebuffer_effect @ pi)
         return mean, sd
+
+    def slopes(
+        self, pi: np.ndarray, watch_gammas: Sequence[float] | np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Population regression slope of the long-term effect on each proxy's effect.
+
+        Over new experiments: Cov(τ, θ_k) / Var(θ_k), per cell and for the
+        mix-level effects Σ_s π_s (·); NaN for early_ctr and rebuffer_rate,
+        whose effects do not vary across experiments. Exact up to quadrature
+        error: Gauss–Hermite over exp_tau (and exp_bias), and the watch push
+        integrated in closed form (it is independent of τ, so Cov(τ, θ) =
+        Cov(τ, E[θ | t])).
+
+        Parameters
+        ----------
+        pi : numpy.ndarray
+            Cell probabilities (24, cell order) of the mix.
+        watch_gammas : sequence of float, optional
+            Sds of the watch-only push to evaluate at (e.g. one per period);
+            default this mechanism's own.
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray)
+            Shapes (G, 24, 4) and (G, 4), one row per push sd.
+        """
+        gammas = [self.watch_gamma] if watch_gammas is None else [float(g) for g in watch_gammas]
+        zt, wt = hermite(_N_T_NODES)
+        zb, wb = hermite(_N_B_NODES) if self.exp_bias_sd > 0 else (np.zeros(1), np.ones(1))
+        t = zt * self.exp_tau_sd
+        long = np.einsum("b,tbs->ts", wb, self.long_effect(t[:, None], (zb * self.exp_bias_sd)))
+        starts = self.starts_effect(t)
+        cell = np.full((len(gammas), sc.N_CELLS, len(sc.PROXIES)), np.nan)
+        mix = np.full((len(gammas), len(sc.PROXIES)), np.nan)
+        cell[:, :, 1] = _slope(wt, long, starts, starts)
+        mix[:, 1] = _slope(wt, long @ pi, starts @ pi, starts @ pi)
+        for i, gamma in enumerate(gammas):
+            watch_sd = math.hypot(self.exp_tau_sd, gamma) if gamma else self.exp_tau_sd
+            given_t = self.watch_effect(t, spread=gamma)  # E[θ | t]
+            own = self.watch_effect(zt * watch_sd)  # θ over its own distribution
+            cell[i, :, 0] = _slope(wt, long, given_t, own)
+            mix[i, 0] = _slope(wt, long @ pi, given_t @ pi, own @ pi)
+        return cell, mix
 
     # -- mix-level decision accuracy ------------------------------------------
     def _long_root(self, b: np.ndarray, pi: np.ndarray) -> np.ndarray:
@@ -131,8 +213,7 @@ class Mechanism(CellResponse):
             return -math.inf if const > 0 else math.nan
         if k == 0:
             roots = self.watch_root
-            s = math.sqrt(10.0**2 + 6.0**2 + sc.WATCH_NOISE**2)
-            m = 25.0 + 10.0 * sc.ENG_MEAN + 6.0 * sc.SAT_MEAN
+            s, m = WATCH_SD, WATCH_MEAN
 
             def f(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 delta = sc.WATCH_TAU * (t[..., None] + sc.WATCH_SEG * sc.SEG_TAU) + (
@@ -166,20 +247,26 @@ class Mechanism(CellResponse):
         sd_t, sd_b = self.exp_tau_sd, self.exp_bias_sd
         roots = [self._proxy_root(k, pi) for k in range(len(sc.PROXIES))]
         below = [float(prob_below(r, sd_t)) if not math.isnan(r) else math.nan for r in roots]
+
+        def agree(k: int, long_root: np.ndarray) -> np.ndarray:
+            """P(same sign) for proxy k given the long-term root(s) in exp_tau."""
+            if k == 0:
+                return 1.0 - self._watch_disagree(long_root, np.asarray(roots[0]))
+            return 1.0 - np.abs(prob_below(long_root, sd_t) - below[k])
+
         out = np.zeros(len(sc.PROXIES))
+        live = [k for k, below_k in enumerate(below) if not math.isnan(below_k)]
         if scale == "logit":
-            r_long = float(-(self.long_shift @ pi))
-            for k, below_k in enumerate(below):
-                if not math.isnan(below_k):
-                    out[k] = 1.0 - abs(float(prob_below(r_long, sd_t)) - below_k)
+            r_long = np.asarray(float(-(self.long_shift @ pi)))
+            for k in live:
+                out[k] = float(agree(k, r_long))
             return out
         if scale != "probability":
             raise ParameterError(f"scale must be 'probability' or 'logit'; got {scale!r}.")
         if sd_b == 0:
             r0 = self._long_root(np.zeros(1), pi)
-            for k, below_k in enumerate(below):
-                if not math.isnan(below_k):
-                    out[k] = 1.0 - abs(float(prob_below(r0, sd_t)[0]) - below_k)
+            for k in live:
+                out[k] = float(agree(k, r0)[0])
             return out
         # The integrand over b has a kink where the long-term root crosses a
         # proxy's root: split the b-integral there, then Gauss–Legendre per piece.
@@ -192,10 +279,9 @@ class Mechanism(CellResponse):
             for i in np.flatnonzero(side[:-1] * side[1:] < 0):
                 breaks.append(self._crossing(r_k, grid[i], grid[i + 1], pi))
         b, weight = normal_nodes(np.sort(np.array(breaks)), sd_b)
-        below_long = prob_below(self._long_root(b, pi), sd_t)
-        for k, below_k in enumerate(below):
-            if not math.isnan(below_k):  # a proxy that never moves never agrees: 0
-                out[k] = float((1.0 - np.abs(below_long - below_k)) @ weight)
+        r_long_b = self._long_root(b, pi)
+        for k in live:  # a proxy that never moves never agrees: 0
+            out[k] = float(agree(k, r_long_b) @ weight)
         return out
 
     def _crossing(self, t: float, b_lo: float, b_hi: float, pi: np.ndarray) -> float:
@@ -213,6 +299,13 @@ class Mechanism(CellResponse):
         return 0.5 * (b_lo + b_hi)
 
 
+def _slope(w: np.ndarray, y: np.ndarray, x_given_t: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Cov(y, x) / Var(x) from quadrature values: y and E[x | t] at the same t nodes, x at
+    nodes of its own distribution (weights ``w`` on both)."""
+    mean_y, mean_x = w @ y, w @ x
+    return np.asarray((w @ ((y - mean_y) * (x_given_t - mean_x))) / (w @ (x - mean_x) ** 2))
+
+
 DESCRIPTIONS = {
     "pop_effect_mean": "mean over new experiments of the cell's population effect",
     "pop_effect_sd": "sd over new experiments of the cell's population effect",
@@ -226,7 +319,7 @@ DESCRIPTIONS = {
 }
 
 
-def _cell_array(values: np.ndarray, name: str, extra: dict[str, list[str]]) -> xr.DataArray:
+def cell_array(values: np.ndarray, name: str, extra: dict[str, list[str]]) -> xr.DataArray:
     coords: dict[str, list[str]] = {col: list(sc.LEVELS[col]) for col in sc.SEGMENT_COLUMNS}
     coords.update(extra)
     shape = sc.SHAPE + tuple(len(v) for v in extra.values())
@@ -260,9 +353,9 @@ def population_truth(mechanism: Mechanism, mix: SegmentMix) -> xr.Dataset:
     proxy = {dims.PROXY: list(sc.PROXIES)}
     out = xr.Dataset(
         {
-            "pop_effect_mean": _cell_array(mean, "pop_effect_mean", metric),
-            "pop_effect_sd": _cell_array(sd, "pop_effect_sd", metric),
-            "pop_flip_prob": _cell_array(mechanism.flip_prob(), "pop_flip_prob", proxy),
+            "pop_effect_mean": cell_array(mean, "pop_effect_mean", metric),
+            "pop_effect_sd": cell_array(sd, "pop_effect_sd", metric),
+            "pop_flip_prob": cell_array(mechanism.flip_prob(), "pop_flip_prob", proxy),
             "pop_mix_effect_mean": xr.DataArray(mix_mean, dims=dims.METRIC, coords=metric),
             "pop_mix_effect_sd": xr.DataArray(mix_sd, dims=dims.METRIC, coords=metric),
             "pop_decision_accuracy": xr.DataArray(
@@ -282,16 +375,19 @@ def new_experiment_effects(
     """Exact population effects for ``n`` freshly drawn experiments (long format).
 
     One row per experiment and segment cell plus one mix-level row per
-    experiment (region, device and tenure equal to ``"all"``).
+    experiment (region, device and tenure equal to ``"all"``); with a
+    watch-only push (``mechanism.watch_gamma > 0``) also its draw, ``watch_push``.
     """
     rng = np.random.default_rng(seed)
     t = rng.normal(0.0, mechanism.exp_tau_sd, size=n)
     b = rng.normal(0.0, mechanism.exp_bias_sd, size=n)
+    # A drifting world's watch-only push, drawn after (t, b) so they do not move.
+    push = mechanism.watch_gamma * rng.standard_normal(n) if mechanism.watch_gamma else None
     pi = mix.cell_probabilities()
     eff = np.empty((n, sc.N_CELLS, len(sc.METRICS)))
     for i in range(0, n, 4096):
         eff[i : i + 4096, :, 0] = mechanism.long_effect(t[i : i + 4096], b[i : i + 4096])
-    eff[..., 1] = mechanism.watch_effect(t)
+    eff[..., 1] = mechanism.watch_effect(t if push is None else t + push)
     eff[..., 2] = mechanism.starts_effect(t)
     eff[..., 3] = mechanism.ctr_effect
     eff[..., 4] = mechanism.rebuffer_effect
@@ -308,6 +404,7 @@ def new_experiment_effects(
         "experiment": np.repeat(np.arange(n), n_rows),
         "exp_tau": np.repeat(t, n_rows),
         "exp_bias": np.repeat(b, n_rows),
+        **({} if push is None else {"watch_push": np.repeat(push, n_rows)}),
         "scope": pd.Categorical.from_codes(scope, dtype=pd.CategoricalDtype(["segment", "mix"])),
     }
     for i, col in enumerate(sc.SEGMENT_COLUMNS):

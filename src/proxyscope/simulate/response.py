@@ -51,6 +51,9 @@ _STARTS_GRID_STEP = 2.5e-3  # t-grid step of the starts interpolant (delta step 
 _LOGIT_GRID_STEP = 1e-3  # grid step of the logistic-normal interpolant
 _LOGIT_SD = math.hypot(sc.LOGIT_SAT, sc.LOGIT_ENG)
 _LOGIT_MEAN = sc.LOGIT_INTERCEPT + sc.LOGIT_SAT * sc.SAT_MEAN + sc.LOGIT_ENG * sc.ENG_MEAN
+#: Mean per cell and sd of the control user's watch minutes before clipping at 0.
+WATCH_MEAN = 25.0 + 10.0 * sc.ENG_MEAN + 6.0 * sc.SAT_MEAN
+WATCH_SD = math.sqrt(10.0**2 + 6.0**2 + sc.WATCH_NOISE**2)
 
 
 def _logistic_normal_direct(m: np.ndarray, derivative: bool = False) -> np.ndarray:
@@ -127,15 +130,21 @@ class CellResponse:
         """Population long-term effect per cell, shape ``broadcast(t, b) + (24,)``."""
         return self._long(t, b, slope=False)[0]
 
-    def watch_effect(self, t: np.ndarray) -> np.ndarray:
-        """Population early_watch_min effect per cell, shape ``t.shape + (24,)``."""
-        m = 25.0 + 10.0 * sc.ENG_MEAN + 6.0 * sc.SAT_MEAN
-        s = math.sqrt(10.0**2 + 6.0**2 + sc.WATCH_NOISE**2)
+    def watch_effect(self, t: np.ndarray, spread: float = 0.0) -> np.ndarray:
+        """Population early_watch_min effect per cell, shape ``t.shape + (24,)``.
+
+        ``spread``: the sd of an independent normal push ``gamma g`` added to t in
+        the watch response alone (a drifting world's watch-only push); the effect
+        is then averaged over it, in closed form: the push widens the treated
+        user's normal by ``WATCH_TAU * spread``.
+        """
         t = np.asarray(t, dtype=float)[..., None]
         delta = (
             sc.WATCH_TAU * (t + sc.WATCH_SEG * sc.SEG_TAU) + self.cohort.watch_boost * self.member
         )
-        return np.asarray(normal_partial(m + delta, s) - normal_partial(m, s))
+        treated_sd = math.hypot(WATCH_SD, sc.WATCH_TAU * spread) if spread else WATCH_SD
+        treated = normal_partial(WATCH_MEAN + delta, treated_sd)
+        return np.asarray(treated - normal_partial(WATCH_MEAN, WATCH_SD))
 
     @cached_property
     def _starts_nodes(self) -> tuple[np.ndarray, np.ndarray]:

@@ -7,16 +7,28 @@ realized Bernoulli). Means over users are computed per (experiment, cell) with
 ``np.bincount`` plus one correction pass (the mean of the residuals), which
 makes them accurate to a few ulps; coarser means are user-weighted sums of the
 cell means.
+
+:func:`world_truth` assembles a streaming world's truth: this in-sample truth,
+the population truth of :mod:`proxyscope.simulate.population` and, with
+periods, the time truth of :mod:`proxyscope.simulate.model_time`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from proxyscope import dims
+from proxyscope.simulate import model_time as mt
+from proxyscope.simulate import population
 from proxyscope.simulate import scenario as sc
+from proxyscope.simulate.config import StreamingConfig
+
+if TYPE_CHECKING:
+    from proxyscope.simulate.generate import Draws
 
 
 def user_effects(potential_outcomes: pd.DataFrame, metric: str) -> np.ndarray:
@@ -139,3 +151,71 @@ def sample_truth(
         },
         coords=coords,
     )
+
+
+_CONVENTIONS = (
+    "Effects are treatment minus control means of both potential outcomes of the same users; "
+    "proxies in their good direction (rebuffer_rate negated); long_retained on the probability "
+    "scale (p_long_1 - p_long_0). A flip is a product of true long-term and proxy effects < 0 "
+    "(an exactly-zero effect is not a flip); decision accuracy is the share of experiments "
+    "where sign(long-term) == sign(proxy). pop_* variables are for a new experiment with "
+    "exp_tau and exp_bias drawn afresh on infinitely many users of the world's mix."
+)
+_TIME_CONVENTIONS = (
+    " With periods, pop_* are for a new experiment of the latest period (whose watch-only "
+    "push has sd watch_gamma); pop_slope and pop_mix_slope hold every period's."
+)
+
+
+DESCRIPTIONS = {
+    "cell_effect": "mean over the cell's users of Y(1) - Y(0) (NaN if the cell is empty)",
+    "cell_users": "users in the (experiment, segment cell)",
+    "cell_treated": "treated users in the (experiment, segment cell)",
+    "experiment_effect": "mean over the experiment's users of Y(1) - Y(0)",
+    "experiment_users": "users in the experiment",
+    "segment_effect": "mean over the segment cell's users (all experiments) of Y(1) - Y(0)",
+    "segment_users": "users in the segment cell (all experiments)",
+    "overall_effect": "mean over all users of Y(1) - Y(0)",
+    "flip_rate": "share of experiments (cell non-empty) whose cell long-term and proxy "
+    "effects have opposite signs (product < 0)",
+    "flip_experiments": "experiments in which the cell has users (denominator of flip_rate)",
+    "decision_accuracy": "share of experiments whose long-term and proxy effects have the "
+    "same sign",
+    "exp_tau": "the experiment's long-term tendency (logit scale)",
+    "exp_bias": "the experiment's baseline shift (logit scale)",
+}
+
+
+def world_truth(config: StreamingConfig, draws: Draws) -> tuple[xr.Dataset, pd.DataFrame]:
+    """The truth of a streaming world drawn from ``config`` and its per-experiment table
+    (see :class:`proxyscope.simulate.World`)."""
+    truth = sample_truth(
+        draws.potential_outcomes,
+        draws.experiment,
+        draws.cell,
+        draws.users["treatment"].to_numpy(),
+        config.n_experiments,
+    )
+    truth["exp_tau"] = (dims.EXPERIMENT, draws.exp_tau)
+    truth["exp_bias"] = (dims.EXPERIMENT, draws.exp_bias)
+    pop = population.population_truth(population.Mechanism.of(config), config.mix)
+    truth = truth.merge(pop)
+    columns: dict[str, object] = {"exp_tau": draws.exp_tau, "exp_bias": draws.exp_bias}
+    conventions = _CONVENTIONS
+    if draws.timeline is not None and draws.watch_push is not None:
+        truth = truth.merge(mt.time_truth(config, draws.timeline, draws.watch_push, config.mix))
+        conventions += _TIME_CONVENTIONS
+        columns.update(
+            start_date=draws.timeline.starts.to_numpy(),
+            period=draws.timeline.experiment_labels.astype(str),
+            watch_push=draws.watch_push,
+        )
+    for name, text in DESCRIPTIONS.items():
+        truth[name].attrs["description"] = text
+    truth.attrs["conventions"] = conventions
+    truth.attrs["outcome"] = sc.OUTCOME
+    truth.attrs["lower_is_better"] = ",".join(sorted(sc.LOWER_IS_BETTER))
+    experiments = pd.DataFrame(
+        columns, index=pd.RangeIndex(config.n_experiments, name=dims.EXPERIMENT)
+    )
+    return truth, experiments

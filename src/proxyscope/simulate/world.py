@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from proxyscope import dims
 from proxyscope.errors import ParameterError
 from proxyscope.simulate import generate, population
-from proxyscope.simulate import scenario as sc
+from proxyscope.simulate import model_time as mt
 from proxyscope.simulate.config import FailureCohort, StreamingConfig
 from proxyscope.simulate.mix import SegmentMix
-from proxyscope.simulate.truth import sample_truth
-
-_CONVENTIONS = (
-    "Effects are treatment minus control means of both potential outcomes of the same users; "
-    "proxies in their good direction (rebuffer_rate negated); long_retained on the probability "
-    "scale (p_long_1 - p_long_0). A flip is a product of true long-term and proxy effects < 0 "
-    "(an exactly-zero effect is not a flip); decision accuracy is the share of experiments "
-    "where sign(long-term) == sign(proxy). pop_* variables are for a new experiment with "
-    "exp_tau and exp_bias drawn afresh on infinitely many users of the world's mix."
-)
+from proxyscope.simulate.truth import DESCRIPTIONS as DESCRIPTIONS  # workspace_world's
+from proxyscope.simulate.truth import world_truth
 
 
 def as_mix(mix: SegmentMix | Mapping[tuple[str, str, str], float] | None) -> SegmentMix | None:
@@ -57,7 +49,9 @@ class World:
         scale, rebuffer_rate not negated) and ``p_long_0``, ``p_long_1``, the
         long-term retention probabilities.
     experiments : pandas.DataFrame
-        Per experiment (index ``experiment``): exp_tau, exp_bias.
+        Per experiment (index ``experiment``): exp_tau, exp_bias; with periods
+        also start_date, period (label) and watch_push (the watch-only push
+        gamma_p g_e in exp_tau units, 0 in a static world).
     truth : xarray.Dataset
         In-sample truth — ``cell_effect[experiment, region, device, tenure,
         metric]`` (NaN for empty cells), ``cell_users``, ``cell_treated``,
@@ -66,7 +60,10 @@ class World:
         ``overall_effect[metric]``, ``flip_rate[region, device, tenure, proxy]``,
         ``flip_experiments``, ``decision_accuracy[proxy]``, ``exp_tau``,
         ``exp_bias`` — and population truth for a new experiment on the
-        world's mix (see :meth:`population_truth`).
+        world's mix (see :meth:`population_truth`). With periods also
+        ``experiment_start``, ``experiment_period``, ``watch_push``
+        [experiment] and the per-period population slopes (see
+        :meth:`population_slope`); pop_* are then the latest period's.
     """
 
     def __init__(
@@ -85,11 +82,51 @@ class World:
 
     @property
     def mechanism(self) -> population.Mechanism:
-        """The world's structure (cohort, segment effects, sds), without mix or draws."""
+        """The world's structure (cohort, segment effects, sds), without mix or draws; with
+        periods, that of the latest period."""
         return population.Mechanism.of(self.config)
 
+    def _periods(self) -> int:
+        if self.config.periods is None:
+            raise ParameterError(
+                "This world has no time: StreamingConfig.periods is None. Draw one with "
+                "streaming(periods=4, ...)."
+            )
+        return self.config.periods
+
+    @property
+    def period_labels(self) -> tuple[str, ...]:
+        """The labels of the world's periods ("2024-Q1", ...), first to last."""
+        c = self.config
+        return mt.Calendar.of(pd.Timestamp(c.start), c.period, self._periods()).labels
+
+    @property
+    def starts(self) -> pd.Series:
+        """Start date of each experiment (index ``experiment``), for
+        ``CellEffects.with_time(world.starts, period=world.config.period)``."""
+        self._periods()
+        return self.experiments[mt.START_COLUMN].rename("start")
+
+    def _period(self, period: int | str | None) -> int | None:
+        """Index of ``period`` (a label or an index; None: the latest)."""
+        if period is None:
+            return None
+        labels = self.period_labels
+        if isinstance(period, str) and period in labels:
+            return labels.index(period)
+        is_index = isinstance(period, int | np.integer) and not isinstance(period, bool)
+        if is_index and 0 <= int(period) < len(labels):
+            return int(period)
+        raise ParameterError(
+            f"The 'period' parameter must be one of the world's periods {list(labels)} or an "
+            f"index in [0, {len(labels)}); got {period!r}."
+        )
+
     def population_truth(
-        self, mix: SegmentMix | Mapping[tuple[str, str, str], float] | None = None
+        self,
+        mix: SegmentMix | Mapping[tuple[str, str, str], float] | None = None,
+        *,
+        period: int | str | None = None,
     ) -> xr.Dataset:
         """Population-level truth of a new experiment run on ``mix``.
 
@@ -97,6 +134,9 @@ class World:
         ----------
         mix : SegmentMix or mapping of (region, device, tenure) to share, optional
             The population; default the world's own mix.
+        period : str or int, optional
+            A world with periods: the period of the new experiment (a label or an
+            index; default the latest).
 
         Returns
         -------
@@ -110,7 +150,38 @@ class World:
             long-term effect); ``mix_share`` [region, device, tenure].
         """
         chosen = as_mix(mix) or self.config.mix
-        return population.population_truth(self.mechanism, chosen)
+        mechanism = population.Mechanism.of(self.config, self._period(period))
+        return population.population_truth(mechanism, chosen)
+
+    def population_slope(
+        self, mix: SegmentMix | Mapping[tuple[str, str, str], float] | None = None
+    ) -> xr.Dataset:
+        """Per-period population regression slopes of the long-term effect on each proxy.
+
+        Over new experiments of each period, on infinitely many users (no Monte
+        Carlo): Cov(τ, θ_k) / Var(θ_k) per cell and for the mix-level effects. In a
+        drifting world early_watch_min's falls by about ``1 - watch_drift`` a
+        period; the other proxies' do not move.
+
+        Parameters
+        ----------
+        mix : SegmentMix or mapping, optional
+            The population of the mix-level slopes; default the world's mix.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``pop_slope`` [period, region, device, tenure, proxy], ``pop_mix_slope``
+            [period, proxy] (NaN for early_ctr and rebuffer_rate, whose effects do
+            not vary across experiments) and ``watch_gamma`` [period].
+
+        Raises
+        ------
+        ParameterError
+            If the world has no periods.
+        """
+        self._periods()
+        return mt.population_slopes(self.config, as_mix(mix) or self.config.mix)
 
     def new_experiment_effects(
         self,
@@ -118,6 +189,7 @@ class World:
         mix: SegmentMix | Mapping[tuple[str, str, str], float] | None = None,
         *,
         seed: int | None = None,
+        period: int | str | None = None,
     ) -> pd.DataFrame:
         """Exact population-level true effects of ``n`` freshly drawn experiments.
 
@@ -130,6 +202,9 @@ class World:
             The population for the mix-level rows; default the world's mix.
         seed : int, optional
             Seed of the draws.
+        period : str or int, optional
+            A world with periods: the experiments' period (default the latest);
+            in a drifting world its watch-only push is drawn too (``watch_push``).
 
         Returns
         -------
@@ -143,7 +218,8 @@ class World:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise ParameterError(f"new_experiment_effects: n must be an integer >= 1; got {n!r}.")
         chosen = as_mix(mix) or self.config.mix
-        return population.new_experiment_effects(self.mechanism, int(n), chosen, seed)
+        mechanism = population.Mechanism.of(self.config, self._period(period))
+        return population.new_experiment_effects(mechanism, int(n), chosen, seed)
 
     def shifted(
         self,
@@ -176,54 +252,20 @@ class World:
 
     def __repr__(self) -> str:
         c = self.config
+        time = ""
+        if c.periods is not None:
+            labels = self.period_labels
+            time = f", {c.periods} periods {labels[0]}..{labels[-1]}, watch_drift={c.watch_drift}"
         return (
             f"<World streaming: {c.n_users:,} users, {c.n_experiments} experiments, "
-            f"seed={c.seed}, mix={c.mix!r}, cohort={c.cohort!r}>"
+            f"seed={c.seed}, mix={c.mix!r}, cohort={c.cohort!r}{time}>"
         )
-
-
-DESCRIPTIONS = {
-    "cell_effect": "mean over the cell's users of Y(1) - Y(0) (NaN if the cell is empty)",
-    "cell_users": "users in the (experiment, segment cell)",
-    "cell_treated": "treated users in the (experiment, segment cell)",
-    "experiment_effect": "mean over the experiment's users of Y(1) - Y(0)",
-    "experiment_users": "users in the experiment",
-    "segment_effect": "mean over the segment cell's users (all experiments) of Y(1) - Y(0)",
-    "segment_users": "users in the segment cell (all experiments)",
-    "overall_effect": "mean over all users of Y(1) - Y(0)",
-    "flip_rate": "share of experiments (cell non-empty) whose cell long-term and proxy "
-    "effects have opposite signs (product < 0)",
-    "flip_experiments": "experiments in which the cell has users (denominator of flip_rate)",
-    "decision_accuracy": "share of experiments whose long-term and proxy effects have the "
-    "same sign",
-    "exp_tau": "the experiment's long-term tendency (logit scale)",
-    "exp_bias": "the experiment's baseline shift (logit scale)",
-}
 
 
 def build(config: StreamingConfig) -> World:
     """Draw a world from ``config`` and compute its truth."""
     draws = generate.draw(config)
-    truth = sample_truth(
-        draws.potential_outcomes,
-        draws.experiment,
-        draws.cell,
-        draws.users["treatment"].to_numpy(),
-        config.n_experiments,
-    )
-    truth["exp_tau"] = (dims.EXPERIMENT, draws.exp_tau)
-    truth["exp_bias"] = (dims.EXPERIMENT, draws.exp_bias)
-    pop = population.population_truth(population.Mechanism.of(config), config.mix)
-    truth = truth.merge(pop)
-    for name, text in DESCRIPTIONS.items():
-        truth[name].attrs["description"] = text
-    truth.attrs["conventions"] = _CONVENTIONS
-    truth.attrs["outcome"] = sc.OUTCOME
-    truth.attrs["lower_is_better"] = ",".join(sorted(sc.LOWER_IS_BETTER))
-    experiments = pd.DataFrame(
-        {"exp_tau": draws.exp_tau, "exp_bias": draws.exp_bias},
-        index=pd.RangeIndex(config.n_experiments, name=dims.EXPERIMENT),
-    )
+    truth, experiments = world_truth(config, draws)
     return World(config, draws.users, draws.potential_outcomes, experiments, truth)
 
 
@@ -237,6 +279,10 @@ def streaming(
     cohort: FailureCohort | None = None,
     exp_tau_sd: float | None = None,
     exp_bias_sd: float | None = None,
+    periods: int | None = None,
+    start: str | dt.date | None = None,
+    period: str | None = None,
+    watch_drift: float | None = None,
 ) -> World:
     """Simulate the seed's streaming world with both potential outcomes and exact truth.
 
@@ -250,6 +296,11 @@ def streaming(
     n_users, n_experiments, seed, mix, cohort, exp_tau_sd, exp_bias_sd
         Fields of :class:`StreamingConfig` (``mix`` may also be a mapping of
         (region, device, tenure) to share, taken as a joint mix).
+    periods, start, period, watch_drift
+        Time (fields of :class:`StreamingConfig`): the experiments spread over
+        ``periods`` calendar periods with a ``start_date`` column, and a watch
+        proxy whose link to retention weakens at the rate ``watch_drift``
+        (0: the static control world, the same users).
 
     Returns
     -------
@@ -275,6 +326,10 @@ def streaming(
         "cohort": cohort,
         "exp_tau_sd": exp_tau_sd,
         "exp_bias_sd": exp_bias_sd,
+        "periods": periods,
+        "start": start,
+        "period": period,
+        "watch_drift": watch_drift,
     }
     return build(generate.make_config(config, options))
 

@@ -26,6 +26,8 @@ Modules:
 - :mod:`~proxyscope.spec.parse_data`: the ``[data]`` and ``[columns]`` sections.
 - :mod:`~proxyscope.spec.parse_extra`: ``[[data.extra]]``, further sources whose
   cells join the history.
+- :mod:`~proxyscope.spec.parse_time`: ``[data].time`` and ``[data].period``, the
+  experiments' start dates and their grouping into periods.
 - :mod:`~proxyscope.spec.parse_design`: ``[data.<design>]``, the column roles and
   settings of a source whose rows a design reads (did, rdd, ipw, synthetic_control).
 - :mod:`~proxyscope.spec.parse_analysis`: the ``[analysis]`` section and its tables.
@@ -67,6 +69,7 @@ from proxyscope.spec.constants import (
     MAX_SEED,
     MAX_TUNE,
     MAX_USERS,
+    PERIODS,
     PRIOR_NAMES,
     RDD_KERNELS,
     ROW_DESIGNS,
@@ -120,6 +123,7 @@ __all__ = [
     "MAX_TUNE",
     "MAX_USERS",
     "NOISE_MODES",
+    "PERIODS",
     "POOLINGS",
     "PRIOR_NAMES",
     "RDD_KERNELS",

@@ -29,6 +29,11 @@ IPW_ESTIMANDS = ("ate", "att")
 #: treated user, a control user exposed to treated ones, and a control user who is
 #: not (:data:`proxyscope.data.exposure.EXPOSURE_ROLES`; a test keeps them equal).
 EXPOSURE_ROLES = ("direct", "spillover", "pure_control")
+#: The periods ``[data].period`` names (or it lists bin edges), mirrored from
+#: :data:`proxyscope.data.time.PERIOD_NAMES` (a test keeps them equal).
+PERIODS = ("week", "month", "quarter", "year", "number")
+#: The kinds of data whose source may give ``[data].time`` (the ASOS adapter's may not).
+TIME_KINDS = ("users", "arm_summaries", "estimates")
 SAMPLERS = ("auto", *options.SAMPLERS)
 COMPARE_KINDS = tuple(options.COMPARE_LEVELS)
 #: Prior names of :class:`proxyscope.model.priors.Priors`; all positive

@@ -196,6 +196,8 @@ def _data_dict(d: DataSpec) -> dict[str, Any]:
         "cluster": d.cluster,
         "exposure": d.exposure,
         "exposure_values": _nonempty(d.exposure_values),
+        "time": d.time,
+        "period": list(d.period) if isinstance(d.period, tuple) else d.period,
     }
     if d.design_options:
         assert d.design is not None

@@ -1,5 +1,5 @@
 """Validating where a spec's data come from: the ``[data]`` section (kind, source,
-engine, design, cluster and exposure columns, ASOS options) and the ``[columns]``
+engine, design, cluster and exposure columns, start dates, ASOS options) and the ``[columns]``
 roles that go with it. :func:`source_section` and :func:`read_columns` read one
 source; :mod:`~proxyscope.spec.parse_extra` reuses them for ``[[data.extra]]``."""
 
@@ -28,6 +28,7 @@ from proxyscope.spec.parse_design import (
     check_source_keys,
     design_options,
 )
+from proxyscope.spec.parse_time import time_keys
 from proxyscope.spec.read import Table, show_set, type_word
 from proxyscope.spec.sections import AsosSpec, ColumnsSpec, DataSpec, SimulateSpec
 
@@ -57,6 +58,7 @@ def source_section(t: Table, *, main: bool) -> DataSpec:
         "exposure_values", _exposure_value(t), keys=EXPOSURE_ROLES, what="exposure role"
     )
     covariance = t.take_path("covariance", None)
+    time, period = time_keys(t, kind)
     check_design_name(t, kind, design)
     check_source_keys(t, kind, design)
     design_opts = design_options(t, kind, design)
@@ -167,6 +169,8 @@ def source_section(t: Table, *, main: bool) -> DataSpec:
         exposure_values=exposure_values,
         covariance=covariance,
         design_options=design_opts,
+        time=time,
+        period=period,
     )
 
 
@@ -351,6 +355,11 @@ def read_columns(
             if n in seen:
                 raise t.error(role, f"names column {n!r}, which is already given as {seen[n]!r}.")
             seen[n] = role
+    if data.time in seen:
+        raise SpecError(
+            f"{t.origin}: [{where}].time names column {data.time!r}, which is already given "
+            f"as {seen[data.time]!r}."
+        )
     check_design_roles(t, data, seen, metrics, where)
     if data.kind == "arm_summaries" and data.correlation is None and not stats.get("covariance"):
         raise data_error(

@@ -27,7 +27,9 @@ apply to its kind (``experiment`` always; ``treatment``, ``treated_value`` and
 the statistic columns between sources of one kind; a source read by did, rdd or
 synthetic_control has no arms and takes ``experiment`` only). The run reads every source
 and concatenates the cells in the order given, the main source first;
-experiment ids must differ between sources.
+experiment ids must differ between sources. With ``[data].time`` every source
+names its own start column (``time``) and shares the main source's ``period``
+(:mod:`proxyscope.spec.parse_time`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 from proxyscope.errors import SpecError
 from proxyscope.spec.parse_data import ESTIMATE_KEYS, read_columns, source_section
 from proxyscope.spec.parse_design import ARMLESS
+from proxyscope.spec.parse_time import check_extra
 from proxyscope.spec.read import Table, type_word
 from proxyscope.spec.sections import ColumnsSpec, DataSpec, ExtraSource
 
@@ -91,6 +94,8 @@ def extra_section(top: Table, data: DataSpec, columns: ColumnsSpec | None) -> Da
         if not isinstance(own, Mapping):
             raise t.error("columns", f"must be a table of column roles; got {type_word(own)}.")
         source = source_section(t, main=False)
+        period = check_extra(t, data.time, data.period, source.time, source.period)
+        source = dataclasses.replace(source, period=period)
         for key in SHARED:
             if key in own:
                 raise t.error(

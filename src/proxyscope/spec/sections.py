@@ -59,8 +59,12 @@ class DataSpec:
     ``[data.<design>]`` table as given: :mod:`proxyscope.spec.parse_design`).
     ``cluster``, ``exposure``, ``exposure_values``: the randomization unit's
     column, the exposure column and which of its values means what
-    ("users" only; see :func:`proxyscope.summarize`). ``extra``: further
-    sources whose cells join the history (:meth:`CellEffects.concat`).
+    ("users" only; see :func:`proxyscope.summarize`). ``time``: the column
+    with each experiment's start, and ``period``: how starts are grouped (a
+    name such as "quarter", or the bins' edges as given; None: the default
+    for the starts' kind), DESIGN.md §9 (:mod:`proxyscope.spec.parse_time`).
+    ``extra``: further sources whose cells join the history
+    (:meth:`CellEffects.concat`).
     """
 
     kind: str = "users"
@@ -77,7 +81,17 @@ class DataSpec:
     exposure_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     covariance: str | None = None
     design_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    time: str | None = None
+    period: str | tuple[Any, ...] | None = None
     extra: tuple[ExtraSource, ...] = ()
+
+    def time_arguments(self) -> dict[str, Any]:
+        """``time=`` and ``period=`` of the functions that build cells, as far as this
+        source sets them (none without ``time``: the calls stay as before)."""
+        if self.time is None:
+            return {}
+        period = list(self.period) if isinstance(self.period, tuple) else self.period
+        return {"time": self.time, "period": period}
 
     @property
     def reads_design(self) -> bool:

@@ -92,6 +92,12 @@ class Source(Protocol):
         """The first finite value of each column in row order (None if none)."""
         ...
 
+    def values_per_key(self, key: str, column: str, limit: int) -> list[tuple[Any, Any]]:
+        """Distinct (``key``, ``column``) value pairs, at most ``limit`` per key value,
+        missing values included (and, in the SQL engines, first). Timestamps with a
+        time zone come back in UTC (``time=``: :mod:`proxyscope.data.time_input`)."""
+        ...
+
     def bad_counts(self, columns: Sequence[str]) -> dict[str, tuple[int, int]]:
         """Per column: (missing, i.e. NULL or NaN; infinite)."""
         ...

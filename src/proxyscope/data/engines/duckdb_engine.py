@@ -213,6 +213,15 @@ class DuckDBSource:
         rows = self._fetch(f"SELECT DISTINCT {ident(column)} FROM {self._from} LIMIT {int(limit)}")
         return [r[0] for r in rows]
 
+    def values_per_key(self, key: str, column: str, limit: int) -> list[tuple[Any, Any]]:
+        v = ident(column)
+        if self._schema()[column].upper() in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
+            v = f"timezone('UTC', {v})"  # a naive UTC timestamp, whatever the session's zone
+        distinct = f"SELECT DISTINCT {ident(key)} AS k, {v} AS v FROM {self._from}"
+        ranked = "SELECT k, v, row_number() OVER (PARTITION BY k ORDER BY v NULLS FIRST) AS r"
+        rows = self._fetch(f"SELECT k, v FROM ({ranked} FROM ({distinct})) WHERE r <= {int(limit)}")
+        return [(r[0], r[1]) for r in rows]
+
     def first_finite(self, columns: Sequence[str]) -> dict[str, float | None]:
         sel = ", ".join(f"CAST({ident(c)} AS DOUBLE)" for c in columns)
         rows = self._fetch(f"SELECT {sel} FROM {self._from} LIMIT {HEAD}")

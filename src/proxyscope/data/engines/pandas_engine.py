@@ -91,6 +91,11 @@ class PandasSource:
             parts = [self._read(p) for p in self._files.paths]
             self._frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
+    def frame(self) -> pd.DataFrame:
+        """The rows as one DataFrame: the caller's, or the files' selected columns."""
+        assert self._frame is not None, "select() reads files first"
+        return self._frame
+
     def _read(self, path: str) -> pd.DataFrame:
         """One file's used columns; a DataError naming the file when it cannot be read."""
         assert self._files is not None
@@ -137,6 +142,11 @@ class PandasSource:
     # -- small queries -----------------------------------------------------
     def distinct(self, column: str, limit: int) -> list[Any]:
         return list(pd.unique(self._col(column).to_numpy())[:limit])
+
+    def values_per_key(self, key: str, column: str, limit: int) -> list[tuple[Any, Any]]:
+        pairs = pd.DataFrame({"k": self._col(key), "v": self._col(column)}).drop_duplicates()
+        pairs = pairs.groupby("k", dropna=False, sort=False).head(limit)
+        return list(zip(pairs["k"].tolist(), pairs["v"].tolist(), strict=True))
 
     def _values(self, column: str) -> np.ndarray:
         """The column as float64 (a new array or a read-only use of the caller's)."""

@@ -109,6 +109,25 @@ class SparkSource:
     def distinct(self, column: str, limit: int) -> list[Any]:
         return [r[0] for r in self._df.select(col(column)).distinct().limit(limit).collect()]
 
+    def values_per_key(self, key: str, column: str, limit: int) -> list[tuple[Any, Any]]:
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import TimestampType
+
+        v = col(column)
+        kind = self._types[column]
+        iso = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"
+        if isinstance(kind, TimestampType):
+            # An instant: its UTC wall time, as text (collect() would give local time).
+            zone = self._df.sparkSession.conf.get("spark.sql.session.timeZone")
+            v = F.date_format(F.to_utc_timestamp(v, zone), iso)
+        elif type(kind).__name__ == "TimestampNTZType":
+            v = F.date_format(v, iso)
+        pairs = self._df.select(col(key).alias("k"), v.alias("v")).distinct()
+        rank = F.row_number().over(Window.partitionBy("k").orderBy(F.col("v").asc_nulls_first()))
+        rows = pairs.withColumn("r", rank).where(F.col("r") <= int(limit)).select("k", "v")
+        return [(r[0], r[1]) for r in rows.collect()]
+
     def _double(self, column: str) -> Any:
         return col(column).cast("double")
 

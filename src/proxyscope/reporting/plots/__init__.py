@@ -9,8 +9,9 @@ every interval drawn.
 
 The figures of the fit itself are in :mod:`.fit`, those of its analyses in
 :mod:`.analyses`, those of past experiments against the learned relation in
-:mod:`.relation`, the shared canvas, colours and :func:`figure_bytes` in
-:mod:`.canvas`; every public name is re-exported here.
+:mod:`.relation`, the relation over time in :mod:`.stability`, the shared
+canvas, colours and :func:`figure_bytes` in :mod:`.canvas`; every public name
+is re-exported here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from proxyscope.reporting.plots.fit import (
 )
 from proxyscope.reporting.plots.fit import plot_coefficients, plot_diagnostics
 from proxyscope.reporting.plots.relation import plot_predictive_check, plot_relation
+from proxyscope.reporting.plots.stability import plot_stability
 
 __all__ = [
     "figure_bytes",
@@ -43,6 +45,7 @@ __all__ = [
     "plot_predictive_check",
     "plot_recommendations",
     "plot_relation",
+    "plot_stability",
     "plot_surrogacy",
     "plot_transport",
     "plot_weights",

@@ -39,6 +39,7 @@ def check_design(spec: ModelSpec, path: Path) -> CheckResult:
         *[("segments", s) for s in cols.segments],
         *([("cluster", d.cluster)] if d.cluster is not None else []),
         *((f"{d.design}.{role}", c) for role, c in design_columns(d.design, d.design_options)),
+        *([("time", d.time)] if d.time is not None else []),
     ]
     if missing_columns(result, roles, [str(c) for c in table.columns]):
         return result

@@ -37,6 +37,7 @@ def check_estimates(spec: ModelSpec, path: Path) -> CheckResult:
         ("metric", cols.metric),
         *[("segments", s) for s in cols.segments],
         *([("design", design)] if design is not None and design not in DESIGNS else []),
+        *([("time", spec.data.time)] if spec.data.time is not None else []),
     ]
     numbers = [
         (role, c)

@@ -62,6 +62,8 @@ def confirm(result: CheckResult, build: Any, then: Any = None) -> None:
     if effects.assumed_correlation:
         shown = ", ".join(f"{k}: {v:g}" for k, v in effects.assumed_correlation.items())
         result.notes.append(f"assumed noise correlation (not in the data): {shown}.")
+    if effects.has_time:
+        _report_periods(result, effects)
     for w in caught:
         text = str(w.message)
         if "dropped" in text and "cells" in text:
@@ -72,6 +74,22 @@ def confirm(result: CheckResult, build: Any, then: Any = None) -> None:
             then(effects)
         except (ProxyscopeError, ValueError, TypeError, KeyError) as exc:
             result.problems.append(lower_first(str(exc)))
+
+
+def _report_periods(result: CheckResult, effects: Any) -> None:
+    """The periods the experiments' starts fall in (a fact), and those without any (a note)."""
+    periods = list(effects.periods)
+    grouping = effects.meta["time"]["grouping"]
+    span = periods[0] if len(periods) == 1 else f"{periods[0]} to {periods[-1]}"
+    result.facts["periods"] = f"{len(periods)} by {grouping}, {span}"
+    used = set(effects.period_index.tolist())
+    empty = [p for i, p in enumerate(periods) if i not in used]
+    if empty:
+        more = f" and {len(empty) - SHOW} more" if len(empty) > SHOW else ""
+        result.notes.append(
+            f"{len(empty)} period(s) hold no experiment (listed, so a model over periods "
+            f"interpolates them): {', '.join(empty[:SHOW])}{more}."
+        )
 
 
 def missing_columns(

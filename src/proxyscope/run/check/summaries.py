@@ -45,6 +45,8 @@ def check_arms(spec: ModelSpec, path: Path) -> CheckResult:
         ("treatment", cols.treatment),
         *[("segments", s) for s in cols.segments],
     ]
+    if spec.data.time is not None:
+        keys.append(("time", spec.data.time))
     if missing_columns(result, [*keys, *stats], [str(c) for c in table.columns]):
         return result
     for role, c in dict.fromkeys(stats):

@@ -92,6 +92,7 @@ def _roles(spec: ModelSpec) -> list[tuple[str, str]]:
         *[("proxies", p) for p in cols.proxies],
         *[("segments", s) for s in cols.segments],
         *[(role, c) for role, c in (("cluster", d.cluster), ("exposure", d.exposure)) if c],
+        *([("time", d.time)] if d.time is not None else []),
     ]
 
 
@@ -224,4 +225,5 @@ def _summarize(spec: ModelSpec, data: Any) -> Any:
         treated_value=cols.treated_value,
         min_users_per_arm=spec.data.min_users_per_arm,
         dropna=spec.data.dropna,
+        **spec.data.time_arguments(),
     )
