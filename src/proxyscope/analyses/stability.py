@@ -40,7 +40,6 @@ from proxyscope.errors import ParameterError
 from proxyscope.model.layout import time_step_name
 from proxyscope.model.periods import fit_periods, resolve_period
 from proxyscope.model.segments import analysis_seed
-from proxyscope.model.time_paths import PERIOD
 from proxyscope.options import DEFAULT_CI
 
 if TYPE_CHECKING:
@@ -102,6 +101,12 @@ def _pairs(fit: ProxyFit, between: Any) -> list[tuple[str, str]]:
     periods = fit_periods(fit)
     if between is None:
         return [(periods[0], periods[-1])]
+    if isinstance(between, str) or not hasattr(between, "__iter__"):
+        # A single label is not a pair (list("2025-Q1") would be its characters).
+        raise ParameterError(
+            f"The 'between' parameter of {OWNER} must be a pair of periods or a list of "
+            f"pairs, e.g. ('{periods[0]}', '{periods[-1]}'); got {between!r}."
+        )
     items = list(between)
     if len(items) == 2 and all(isinstance(x, (str, int)) for x in items):
         items = [tuple(items)]
@@ -127,10 +132,12 @@ def _slope_paths(fit: ProxyFit, segments: bool) -> dict[str, np.ndarray]:
     post = fit.posterior
     out: dict[str, np.ndarray] = {}
     if fit.pooling != "none":
-        path = post["beta_global_path"].transpose(dims.CHAIN, dims.DRAW, PERIOD, dims.PROXY)
+        path = post["beta_global_path"].transpose(dims.CHAIN, dims.DRAW, dims.PERIOD, dims.PROXY)
         out[ALL] = flat(path)
     if segments or fit.pooling == "none":
-        path = post["beta_path"].transpose(dims.CHAIN, dims.DRAW, dims.SEGMENT, PERIOD, dims.PROXY)
+        path = post["beta_path"].transpose(
+            dims.CHAIN, dims.DRAW, dims.SEGMENT, dims.PERIOD, dims.PROXY
+        )
         values = flat(path)
         for s, label in enumerate(post[dims.SEGMENT].values):
             out[str(label)] = values[:, s]
@@ -228,7 +235,7 @@ def stability(
                     {
                         "proxy": proxy,
                         "segment": label,
-                        PERIOD: name,
+                        dims.PERIOD: name,
                         "mean": float(series[:, p].mean()),
                         "lower": float(lo[p]),
                         "upper": float(hi[p]),

@@ -254,7 +254,11 @@ class ProxyFit:
 
     # -- summaries ---------------------------------------------------------
     def summary(self, ci: float = DEFAULT_CI) -> pd.DataFrame:
-        """Global and per-segment coefficients with equal-tailed intervals."""
+        """Global and per-segment coefficients with equal-tailed intervals.
+
+        For a fit with time, the latest period's relation (``attrs["period"]``;
+        :func:`proxyscope.stability` gives every period).
+        """
         return coefficient_table(self, ci=ci)
 
     def prior_predictive(

@@ -18,7 +18,6 @@ import numpy as np
 from proxyscope import dims
 from proxyscope.core.draws import flat
 from proxyscope.errors import ParameterError, suggestion
-from proxyscope.model.time_paths import PERIOD
 
 if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
@@ -71,7 +70,7 @@ def period_shift(fit: ProxyFit, period: str | None) -> PeriodShift | None:
     if period is None or not periods or period == periods[-1]:
         return None
     post = fit.posterior.isel({dims.SEGMENT: 0})
-    at = post.sel({PERIOD: period})
+    at = post.sel({dims.PERIOD: period})
 
     def diff(name: str) -> np.ndarray:
         value = at[f"{name}_path"]

@@ -22,9 +22,6 @@ from proxyscope import dims
 from proxyscope.core.timewalk import walk_from
 from proxyscope.model.layout import FAMILY_PREFIX, time_step_name, time_z_name
 
-#: Dim of the periods in a fit's posterior (its coordinate: the period labels).
-PERIOD = "period"
-
 
 def walk_shifts(raw: xr.Dataset, periods: Sequence[str], n_proxies: int) -> list[np.ndarray]:
     """Each family's shifts (chain, draw, rows, P) from the sampled steps (zeros when static).
@@ -88,12 +85,12 @@ def named_paths(
         beta = values["beta"][:, :, None] + d_beta[(*axis, slice(None))]
         log_sigma = values["log_sigma"][:, :, None] + d_ls[axis]
         alpha = nu - np.sum(beta * mu, axis=-1)
-        out[f"nu{suffix}"] = ((*cd, PERIOD, *seg), nu)
-        out[f"mu{suffix}"] = ((*cd, PERIOD, *seg, dims.PROXY), mu)
-        out[f"beta{suffix}"] = ((*cd, PERIOD, *seg, dims.PROXY), beta)
-        out[f"alpha{suffix}"] = ((*cd, PERIOD, *seg), alpha)
+        out[f"nu{suffix}"] = ((*cd, dims.PERIOD, *seg), nu)
+        out[f"mu{suffix}"] = ((*cd, dims.PERIOD, *seg, dims.PROXY), mu)
+        out[f"beta{suffix}"] = ((*cd, dims.PERIOD, *seg, dims.PROXY), beta)
+        out[f"alpha{suffix}"] = ((*cd, dims.PERIOD, *seg), alpha)
         key = "sigma_path" if seg else "log_sigma_global_path"
-        out[key] = ((*cd, PERIOD, *seg), np.exp(log_sigma) if seg else log_sigma)
+        out[key] = ((*cd, dims.PERIOD, *seg), np.exp(log_sigma) if seg else log_sigma)
 
     paths(segment_values, (dims.SEGMENT,), "_path")
     if global_values is not None:
@@ -114,4 +111,4 @@ def named_paths(
             out[f"time_step_sd_{label}"] = ((*cd, dims.PROXY), value * unit)
         else:
             out[f"time_step_sd_{label}"] = (cd, value)
-    return out, {PERIOD: list(periods)}
+    return out, {dims.PERIOD: list(periods)}

@@ -37,7 +37,8 @@ TIME_KINDS = ("users", "arm_summaries", "estimates")
 SAMPLERS = ("auto", *options.SAMPLERS)
 COMPARE_KINDS = tuple(options.COMPARE_LEVELS)
 #: Prior names of :class:`proxyscope.model.priors.Priors`; all positive
-#: numbers except ``min_levels_learned_scale`` (an integer >= 2).
+#: numbers except ``min_levels_learned_scale`` (an integer >= 2) and the
+#: walk's step sds (:data:`TIME_PRIORS`, >= 0: 0 keeps a family fixed over time).
 PRIOR_NAMES = (
     "global_location_sd",
     "global_slope_sd",
@@ -58,8 +59,12 @@ PRIOR_NAMES = (
     "bias_sd",
     "bias_lkj_eta",
     "min_levels_learned_scale",
+    "time_step_location_sd",
+    "time_step_slope_sd",
+    "time_step_log_sigma_sd",
 )
 INTEGER_PRIORS = ("min_levels_learned_scale",)
+TIME_PRIORS = ("time_step_location_sd", "time_step_slope_sd", "time_step_log_sigma_sd")
 
 # The largest integers a spec (and the command-line flags that set the same keys)
 # accepts, so a typo such as ``draws = 10000000000`` is refused when the spec is read,

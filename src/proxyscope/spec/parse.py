@@ -59,6 +59,7 @@ from proxyscope.spec.constants import (
     MAX_SEED,
     MAX_TUNE,
     PRIOR_NAMES,
+    TIME_PRIORS,
     SAMPLERS,
     SPEC_VERSION,
 )
@@ -147,7 +148,7 @@ def _model(top: Table) -> ModelSection:
             v,
             lambda m: SpecError(f"{t.origin}: {path} {m}"),
             low=0.0,
-            open_low=True,
+            open_low=name not in TIME_PRIORS,
         )
 
     priors = t.take_mapping("priors", prior, keys=PRIOR_NAMES, what="prior name")
