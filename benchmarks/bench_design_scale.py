@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_design_scale.py [--did-rows 10_000_000] [--ipw-rows 10_000_000]
-        [--quick] [--skip-pandas] [--data-dir DIR]
+        [--quick] [--skip-pandas] [--spark] [--data-dir DIR]
 
 Writes, in chunks generated with numpy (so generation stays far below 2 GB), two
 Parquet files in a temporary directory (or ``--data-dir``, kept):
@@ -27,7 +27,10 @@ Each measurement runs in a fresh interpreter, so its peak memory is its own:
 - ``did pandas``: ``proxyscope.did(path, engine="pandas")``, the baseline: the
   used columns read into one DataFrame, then the same estimator;
 - ``ipw duckdb`` and ``ipw pandas`` likewise (default learners: a standardized
-  logistic propensity model, linear outcome models, 5 folds).
+  logistic propensity model, linear outcome models, 5 folds);
+- with ``--spark`` (needs PySpark and Java), ``did spark``: the same file read by
+  a local Spark session (``local[2]``, 2 GB driver); its peak memory is the
+  Python process's plus the Spark JVM's (``VmHWM`` of the child's descendants).
 
 Wall time is the call inside the child (imports excluded); peak memory is the
 child's maximum resident set size (``getrusage``, imports included). The child
@@ -187,6 +190,40 @@ def _timed(module: Any, name: str, clock: dict[str, float], key: str) -> None:
     setattr(module, name, wrapper)
 
 
+def _descendants_peak_mb() -> float:
+    """Peak resident memory of this process's descendants (the Spark JVM), from /proc."""
+    total, todo, seen = 0.0, [os.getpid()], set()
+    while todo:
+        pid = todo.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            for child in task.read_text().split():
+                if int(child) not in seen:
+                    seen.add(int(child))
+                    todo.append(int(child))
+    for pid in seen:
+        status = Path(f"/proc/{pid}/status")
+        for line in status.read_text().splitlines() if status.exists() else []:
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def _spark_session() -> Any:
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.driver.memory", "2g")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
 def _child(design: str, engine: str, path: str) -> dict[str, Any]:
     import proxyscope.data.did as did_module
     import proxyscope.data.ipw_fit as ipw_fit
@@ -200,21 +237,24 @@ def _child(design: str, engine: str, path: str) -> dict[str, Any]:
     else:
         _timed(ipw_fit, "nuisance", clock, "estimator")
         _timed(ipw_fit, "_fit_predict", clock, "models")
+    options = {"spark": _spark_session()} if engine == "spark" else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pre-trend and overlap warnings of the simulated data
         start = time.perf_counter()
         if design == "did":
-            got = did(path, engine=engine, **DID_ROLES)
+            got = did(path, engine=engine, **DID_ROLES, **options)
         else:
             got = ipw(path, engine=engine, **IPW_ROLES)
         seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    jvm_mb = _descendants_peak_mb() if engine == "spark" else 0.0
     effect = got.data["effect"].values
     return {
         "design": design,
         "engine": engine,
         "seconds": seconds,
-        "peak_mb": peak_kb / 1024,
+        "peak_mb": peak_kb / 1024 + jvm_mb,
+        "jvm_peak_mb": jvm_mb,
         "cells": int(got.n_cells),
         "estimator_s": clock.get("estimator", 0.0),
         "layout_s": clock.get("layout", 0.0),
@@ -258,6 +298,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ipw-rows", type=count, default=10_000_000)
     parser.add_argument("--quick", action="store_true", help="1M rows of each")
     parser.add_argument("--skip-pandas", action="store_true", help="DuckDB only")
+    parser.add_argument("--spark", action="store_true", help="also did on local Spark")
     parser.add_argument("--data-dir", help="write (and keep) the files here")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -284,7 +325,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         engines = ["duckdb"] if args.skip_pandas else ["duckdb", "pandas"]
         results = []
         for design, path in (("did", did_path), ("ipw", ipw_path)):
-            for engine in engines:
+            extra = ["spark"] if args.spark and design == "did" else []
+            for engine in engines + extra:
                 results.append(run_child(design, engine, str(path)))
                 print(json.dumps(results[-1]), flush=True)
         for design in ("did", "ipw"):

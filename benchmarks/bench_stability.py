@@ -30,10 +30,11 @@ Target: the time-aware fit passes (R-hat <= 1.01, bulk ESS >= 400, no
 divergences) in <= 2x the static fit's time. Times depend on the machine's load:
 run it alone.
 
-Run ``python benchmarks/bench_stability.py --seeds 10`` (about 30 s a seed and
-world on 2 cores). Rows are appended to ``benchmarks/_results/stability.csv``
-as each finishes (a rerun skips those already there); the tables are printed
-at the end. ``--quick``: one seed at 2 x (300 + 300), to check that it runs.
+Run ``python benchmarks/bench_stability.py --seeds 10`` (20-40 s a seed and
+world on 2 cores: 4 fits; the 10 seeds took 10 minutes). Rows are appended to
+``benchmarks/_results/stability.csv`` as each finishes (a rerun skips those
+already there); the tables are printed at the end. ``--quick``: one seed at
+2 x (300 + 300), to check that it runs.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ FULL: list[list[str]] = [
     ["bench_ipw.py"],
     ["bench_synthetic_control.py"],
     ["bench_design_scale.py"],
+    ["bench_stability.py", "--seeds", "10"],
+    ["bench_rolling.py", "--seeds", "10"],
 ]
 QUICK: list[list[str]] = [
     ["bench_summarize.py", "--rows", "1000000"],
@@ -53,6 +55,8 @@ QUICK: list[list[str]] = [
     ["bench_synthetic_control.py", "--worlds", "2", "--worlds-large", "0"],
     ["bench_design_scale.py", "--quick"],
     ["bench_design_slopes.py", "--seeds", "2", "--draws", "300", "--tune", "300"],
+    ["bench_stability.py", "--quick"],
+    ["bench_rolling.py", "--quick"],
 ]
 
 

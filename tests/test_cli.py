@@ -33,6 +33,8 @@ COMMANDS = [
     "transport",
     "compare",
     "weights",
+    "stability",
+    "rolling-backtest",
 ]
 
 SPEC = """
@@ -123,7 +125,7 @@ def test_every_command_has_a_handler() -> None:
     parsed = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert set(parsed) == set(COMMANDS)
     for command in COMMANDS:
-        assert handler(command).__name__ == f"cmd_{command}"
+        assert handler(command).__name__ == f"cmd_{command.replace('-', '_')}"
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -174,6 +174,7 @@ def test_batches_hold_at_most_the_limit() -> None:
 
 
 @pytest.mark.spark
+@pytest.mark.slow  # about 40 s in local mode on 2 cores, most of it Spark's start and jobs
 def test_did_spark_is_pandas(
     panel: pd.DataFrame, did_case: Any, spark: Any, tmp_path: Path
 ) -> None:

@@ -98,11 +98,14 @@ def test_spec_prior_names_mirror_the_package() -> None:
     # The allowed values (poolings, samplers, engines...) are one definition in
     # proxyscope.options; the prior names are the Priors dataclass's fields, which
     # the spec lists so that checking a spec does not load PyMC.
-    from proxyscope.model.priors import Priors
+    from proxyscope.model.priors import TIME_PRIORS, Priors
 
     assert list(specmod.PRIOR_NAMES) == Priors.names()
     ints = [f.name for f in dataclasses.fields(Priors) if f.type in (int, "int")]
     assert list(specmod.INTEGER_PRIORS) == ints
+    # The walk's step sds (>= 0, where every other prior scale is > 0).
+    assert specmod.TIME_PRIORS == TIME_PRIORS
+    assert set(specmod.TIME_PRIORS) <= set(specmod.PRIOR_NAMES)
 
 
 def test_spec_designs_and_exposure_roles_mirror_the_data_layer() -> None:
@@ -228,7 +231,7 @@ def test_bad_value_names_the_key_the_allowed_values_and_the_value() -> None:
         (
             '[model]\npolling = "complete"\n',
             r"\[model\]\.polling is not a known key\. Did you mean 'pooling'\? "
-            r"Allowed keys in \[model\]: pooling, cell_correlation, noise, priors\.",
+            r"Allowed keys in \[model\]: pooling, cell_correlation, noise, time, priors\.",
         ),
         ('[modle]\npooling = "complete"\n', r"modle is not a known key\. Did you mean 'model'\?"),
         (

@@ -20,7 +20,7 @@ import proxyscope as ps
 from proxyscope import dims
 from proxyscope.core import density as dn
 from proxyscope.model.fitdata import FitData
-from proxyscope.model.layout import FAMILY_PREFIX, time_step_name, time_z_name
+from proxyscope.model.layout import FAMILY_PREFIX, time_drift_name, time_step_name, time_z_name
 from proxyscope.model.native import NativeDensity
 from proxyscope.model.posterior import std_parameters
 from proxyscope.model.priors import Priors
@@ -69,20 +69,25 @@ def test_the_walk_adds_its_blocks_after_every_other_parameter(prepared: Prepared
     assert extra == {
         time_step_name("loc"): (m, 1),
         time_z_name("loc"): (m, P - 1),
+        time_drift_name("loc"): (m, 1),
         time_step_name("slope"): (k, 1),
         time_z_name("slope"): (k, P - 1),
+        time_drift_name("slope"): (k, 1),
         time_step_name("log_sigma"): (1, 1),
         time_z_name("log_sigma"): (1, P - 1),
+        time_drift_name("log_sigma"): (1, 1),
     }
-    assert timed.n_dim == n + (m + k + 1) * P
+    assert timed.n_dim == n + (m + k + 1) * (P + 1)
     assert timed.ints[dn.H_TIME_P] == P and static.ints[dn.H_TIME_P] == 0
 
 
-def test_a_family_with_step_sd_zero_does_not_move(prepared: Prepared) -> None:
-    fixed = dataclasses.replace(prepared, priors=Priors(time_step_location_sd=0.0))
+def test_a_family_with_step_and_drift_sds_zero_does_not_move(prepared: Prepared) -> None:
+    priors = Priors(time_step_location_sd=0.0, time_drift_location_sd=0.0, time_drift_slope_sd=0.0)
+    fixed = dataclasses.replace(prepared, priors=priors)
     names = [b.name for b in _timed(fixed).layout.blocks]
-    assert time_step_name("loc") not in names and time_z_name("loc") not in names
-    assert time_step_name("slope") in names
+    assert not [n for n in names if n.endswith("__loc")]
+    assert time_step_name("slope") in names and time_drift_name("slope") not in names
+    assert time_drift_name("log_sigma") in names
 
 
 def test_compiled_gradient_with_time_matches_finite_differences(prepared: Prepared) -> None:
@@ -101,32 +106,38 @@ def test_compiled_gradient_with_time_matches_finite_differences(prepared: Prepar
 
 def _walk_prior(timed: Prepared, x: np.ndarray) -> float:
     """log prior of the walk's coordinates: log HalfNormal(s; sd) + log s per scale
-    (the log scale's Jacobian), log N(z; 0, 1) per step."""
+    (the log scale's Jacobian), log N(z; 0, 1) per step, log N(d; 0, drift sd) per drift."""
     total = 0.0
-    sds = timed.priors.time_step_sds()
+    sds, drift_sds = timed.priors.time_step_sds(), timed.priors.time_drift_sds()
     for block in timed.layout.blocks:
         values = x[block.offset : block.offset + block.size]
+        if not block.name.startswith("time_"):
+            continue
+        f = FAMILY_PREFIX.index(block.name.split("__")[1])
         if block.name.startswith("time_step__"):
-            sd = sds[FAMILY_PREFIX.index(block.name.split("__")[1])]
-            total += float(np.sum(stats.halfnorm(scale=sd).logpdf(np.exp(values)) + values))
+            total += float(np.sum(stats.halfnorm(scale=sds[f]).logpdf(np.exp(values)) + values))
         elif block.name.startswith("time_z__"):
             total += float(np.sum(stats.norm.logpdf(values)))
+        else:
+            total += float(np.sum(stats.norm(scale=drift_sds[f]).logpdf(values)))
     return total
 
 
 def _shifts(timed: Prepared, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Each family's shift per period, summed here from the steps: w[p] = s (z_p + ... +
-    z_{P-2}), 0 at the last period."""
+    """Each family's shift per period, summed here from the steps and the drift: from
+    period p to p + 1 a row moves by s z_p + d, and the last period's shift is 0."""
     out = {}
     for prefix in FAMILY_PREFIX:
-        steps = next(b for b in timed.layout.blocks if b.name == time_z_name(prefix))
-        scale = next(b for b in timed.layout.blocks if b.name == time_step_name(prefix))
+        block = {b.name: b for b in timed.layout.blocks}
+        steps = block[time_z_name(prefix)]
+        scale, drift = block[time_step_name(prefix)], block[time_drift_name(prefix)]
         s = np.exp(x[scale.offset : scale.offset + scale.rows])
+        d = x[drift.offset : drift.offset + drift.rows]
         z = x[steps.offset : steps.offset + steps.size].reshape(steps.rows, steps.cols)
-        w = np.zeros((steps.rows, steps.cols + 1))
+        level = np.zeros((steps.rows, steps.cols + 1))  # the parameter's path, from 0
         for p in range(steps.cols):
-            w[:, p] = s * z[:, p:].sum(axis=1)
-        out[prefix] = w
+            level[:, p + 1] = level[:, p] + s * z[:, p] + d
+        out[prefix] = level - level[:, -1:]
     return out
 
 
@@ -187,7 +198,6 @@ def test_cells_take_their_periods_parameters_and_the_walk_its_prior(
         want = reference(moved) - reference(x)
         got = density.logp_and_grad(moved)[0] - density.logp_and_grad(x)[0]
         assert got == pytest.approx(want, rel=1e-8, abs=1e-8)
-    # a wrong walk (anchored at the first period instead of the last) is caught
     w = _shifts(timed, x)
     assert np.any(w["slope"][:, 0] != 0) and np.all(w["slope"][:, -1] == 0)
 
@@ -199,7 +209,7 @@ def test_a_walk_at_zero_is_the_static_model_plus_the_walks_prior(prepared: Prepa
     x = timed.layout.initial_point(np.random.default_rng(8))
     n_static = prepared.layout.n_dim
     for block in timed.layout.blocks[len(prepared.layout.blocks) :]:
-        if block.name.startswith("time_z__"):
+        if block.name.startswith(("time_z__", "time_drift__")):
             x[block.offset : block.offset + block.size] = 0.0
     want = static.logp_and_grad(x[:n_static])[0] + _walk_prior(timed, x)
     assert moving.logp_and_grad(x)[0] == pytest.approx(want, rel=1e-10)

@@ -64,6 +64,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "weights_history": ("proxyscope.ledger", "weights_history"),
     "current_weights": ("proxyscope.ledger", "current_weights"),
     "backtest": ("proxyscope.analyses.backtest", "backtest"),
+    "rolling_backtest": ("proxyscope.analyses.backtest.rolling", "rolling_backtest"),
+    "RollingBacktest": ("proxyscope.analyses.backtest.rolling_result", "RollingBacktest"),
     "stability": ("proxyscope.analyses.stability", "stability"),
     "Stability": ("proxyscope.analyses.stability", "Stability"),
     "compare": ("proxyscope.analyses.compare", "compare"),

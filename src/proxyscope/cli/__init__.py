@@ -4,7 +4,9 @@ Subcommands: ``demo`` (the main job on a simulated world), ``run`` (a model
 spec end to end), ``validate`` (data against a spec, no fitting), ``spec``
 (a spec in canonical form), and for step-by-step use ``summarize`` (or
 ``estimates``, for estimates made elsewhere), ``fit``,
-``report``, ``transport``, ``compare`` and ``weights``. ``proxyscope CMD
+``report``, ``transport``, ``compare``, ``weights``, ``stability`` (a fit whose
+relation moves over time) and ``rolling-backtest`` (the model over time against the
+static one, on the experiments after each origin). ``proxyscope CMD
 --help`` documents each.
 
 Exit codes: 0 success; 2 bad input or spec: proxyscope's own errors, command-line
@@ -22,7 +24,9 @@ argparse parser; the options of the commands on data in ``data_flags``),
 ``console`` (output, warnings, exit codes), ``arguments`` and ``specs`` (values
 and specs from the command line), and the commands:
 ``run_commands`` (demo, run), ``specs`` (spec), ``data_commands`` (validate,
-summarize, estimates) and ``fit_commands`` (fit, report, transport, compare, weights).
+summarize, estimates), ``fit_commands`` (fit, report, transport, compare, weights) and
+``time_commands`` (stability, rolling-backtest; the options about time are in
+``time_flags``).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def handler(command: str) -> Handler:
         from proxyscope.cli.specs import COMMANDS
     elif command in ("validate", "summarize", "estimates"):
         from proxyscope.cli.data_commands import COMMANDS
+    elif command in ("stability", "rolling-backtest"):
+        from proxyscope.cli.time_commands import COMMANDS
     else:
         from proxyscope.cli.fit_commands import COMMANDS
     return COMMANDS[command]

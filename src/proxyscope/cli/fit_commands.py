@@ -27,6 +27,7 @@ from proxyscope.cli.console import (
     write_json,
     write_text,
 )
+from proxyscope.cli.time_flags import time_flag
 from proxyscope.data.cells import CellEffects
 from proxyscope.errors import ProxyscopeError, suggestion
 from proxyscope.ledger import override_weights, weights_history
@@ -54,6 +55,8 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
         model_changes["cell_correlation"] = args.cell_correlation
     if args.noise is not None:
         model_changes["noise"] = args.noise
+    if args.time is not None:
+        model_changes["time"] = time_flag(args.time)
     if args.prior:
         given = pairs(args.prior, flag="--prior")
         valid = Priors.names()
@@ -66,6 +69,12 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
             )
         model_changes["priors"] = {**model.priors, **given}
     model = dataclasses.replace(model, **model_changes)
+    if model.time is not None and not effects.has_time:
+        which = "--time" if args.time is not None else "the spec's [model].time"
+        raise UsageError(
+            f"{which} needs cells that carry their experiments' start dates; "
+            f"{args.cells} has none (summarize with --time COL, the start date column)"
+        )
     sampler_changes: dict[str, Any] = {
         k: getattr(args, k)
         for k in ("draws", "tune", "chains", "seed", "followups", "followup_budget")
@@ -87,9 +96,16 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     console.print(repr(fit))
     console.print("Diagnostics: " + fit.diagnostics().summary(surface="cli"))
     console.print("")
-    console.print("Coefficients, all segments (historical mix), 90% intervals:")
+    periods = list(fit.info.periods)
+    latest = f" in the latest period, {periods[-1]}" if periods else ""
+    console.print(f"Coefficients, all segments (historical mix){latest}, 90% intervals:")
     console.print(text_table(coefficient_rows(fit.summary())))
     console.print(f"Saved the fit to {path}.")
+    if periods:
+        console.print(
+            f"The relation moves over {len(periods)} periods ({periods[0]} to {periods[-1]}): "
+            f"'proxyscope stability {path}' shows how; --period reads another period."
+        )
     return strict_code(args, fit.trustworthy, console)
 
 
@@ -117,7 +133,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     transported = None
     if args.target is not None:
         console.log(f"transporting to {args.target}")
-        transported = transport(fit, read_target(args.target), ci=args.ci, random_seed=args.seed)
+        transported = transport(
+            fit, read_target(args.target), ci=args.ci, random_seed=args.seed, period=args.period
+        )
     comparison = None
     if args.compare:
         fits = {Path(args.fit).stem: fit, **_named_fits(args.compare)}
@@ -134,6 +152,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         ci=args.ci,
         log=console.log,
         surface="cli",
+        period=args.period,
+        random_seed=args.seed,
     )
     console.print(f"Report: {where / 'report.html'} (and report.md, report.json)")
     if not fit.trustworthy:
@@ -154,14 +174,16 @@ def cmd_transport(args: argparse.Namespace, console: Console) -> int:
             proxy_se=ses or None,
             ci=args.ci,
             random_seed=args.seed,
+            period=args.period,
         )
     except ProxyscopeError as exc:  # said with the command's arguments, not Python's
         raise UsageError(_as_flags(str(exc), _TRANSPORT_FLAGS)) from None
     summary = res.summary()
     kind = "given the proxy readings" if res.conditional else "of a new experiment"
     console.print(
-        f"Long-term effect ({fit.outcome}) {kind} in the target population, "
-        f"{100 * args.ci:g}% intervals:"
+        f"Long-term effect ({fit.outcome}) {kind} in the target population"
+        + (f" in period {res.period}" if res.period is not None else "")
+        + f", {100 * args.ci:g}% intervals:"
     )
     console.print(text_table(summary))
     n_ext = int(res.target["extrapolated"].sum())
@@ -181,6 +203,7 @@ def cmd_transport(args: argparse.Namespace, console: Console) -> int:
         "target": str(args.target),
         "ci": args.ci,
         "conditional": res.conditional,
+        **({"period": res.period} if res.period is not None else {}),
         "proxy_effects": res.proxy_effects,
         "trustworthy": res.trustworthy,
         "summary": records(summary),
@@ -244,6 +267,11 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
                 f"{', '.join(unused)} only {verb} with --override (--scope also with "
                 "--history); the weights of a fit cover every scope"
             )
+    if args.period is not None and (args.override or args.history):
+        raise UsageError(
+            "--period applies to the weights of a FIT (the period they are read in), not "
+            "with --history or --override"
+        )
     if args.history:
         if args.ledger is None:
             raise UsageError("--history needs --ledger FILE")
@@ -295,7 +323,12 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("weights needs a FIT file (or --history / --override with --ledger)")
     fit = _load_fit(args.fit)
     table = weights(
-        fit, ci=args.ci, by_segment=not args.global_only, ledger=args.ledger, note=args.note
+        fit,
+        ci=args.ci,
+        by_segment=not args.global_only,
+        ledger=args.ledger,
+        note=args.note,
+        period=args.period,
     )
     shown = table.assign(
         weight=[
@@ -306,14 +339,20 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
         ],
         direction=[{1: "+1", -1: "-1"}.get(int(d), "unclear") for d in table["direction"]],
     )[["scope", "proxy", "weight", "direction"]]
-    console.print(f"Adaptive proxy weights, {100 * args.ci:g}% intervals:")
+    in_period = table.attrs.get("period")
+    console.print(
+        "Adaptive proxy weights"
+        + (f" in period {in_period}" if in_period is not None else "")
+        + f", {100 * args.ci:g}% intervals:"
+    )
     console.print(text_table(shown))
     if args.ledger is not None:
         console.print(f"Recorded entry {table.attrs.get('ledger_entry')} in {args.ledger}.")
     if args.json:
-        write_json(
-            args.json, {"ci": args.ci, "trustworthy": fit.trustworthy, "weights": records(table)}
-        )
+        doc: dict[str, Any] = {"ci": args.ci, "trustworthy": fit.trustworthy}
+        if in_period is not None:
+            doc["period"] = in_period
+        write_json(args.json, {**doc, "weights": records(table)})
     if args.md:
         write_text(args.md, f"# Adaptive weights of {args.fit}\n\n{markdown_table(table)}\n")
     return strict_code(args, fit.trustworthy, console)
@@ -323,6 +362,7 @@ def cmd_weights(args: argparse.Namespace, console: Console) -> int:
 _TRANSPORT_FLAGS = {
     "The 'proxy_effects' parameter of transport": "--proxy-effect",
     "The 'proxy_se' parameter of transport": "--proxy-se",
+    "The 'period' parameter of transport": "--period",
     "The 'target'": "The TARGET file",
     "'proxy_effects'": "--proxy-effect",
     "proxy_effects": "--proxy-effect",

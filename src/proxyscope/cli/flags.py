@@ -93,12 +93,22 @@ DEMO_KEYS: dict[str, str] = {
     "tune": "sampler.tune",
     "chains": "sampler.chains",
 }
+#: The spec keys that ``fit`` sets from its flags (the others set a field directly).
+FIT_KEYS: dict[str, str] = {"time": "model.time"}
 #: Per command, the spec keys its flags set (by the flag's destination).
 SPEC_KEYS: dict[str, Mapping[str, str | tuple[str, ...]]] = {
     "validate": {**ROLE_KEYS, **DESIGN_KEYS},
     "summarize": {**ROLE_KEYS, **DESIGN_KEYS},
     "estimates": ESTIMATE_KEYS,
     "demo": DEMO_KEYS,
+    "fit": FIT_KEYS,
+    "rolling-backtest": {
+        **FIT_KEYS,
+        "origin": "analysis.rolling_backtest.origins",
+        "draws": "analysis.rolling_backtest.draws",
+        "tune": "analysis.rolling_backtest.tune",
+        "chains": "analysis.rolling_backtest.chains",
+    },
 }
 
 _PARAMETER = re.compile(r"[Tt]he '(\w+)' parameter(?:'s)?(?: of [\w.]+)?")

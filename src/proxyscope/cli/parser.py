@@ -22,6 +22,12 @@ from proxyscope.cli.arguments import (
 )
 from proxyscope.cli.console import PROG, UsageError
 from proxyscope.cli.data_flags import estimates_options, role_options, set_option
+from proxyscope.cli.time_flags import (
+    period_option,
+    rolling_parser,
+    stability_parser,
+    time_option,
+)
 from proxyscope.options import DEFAULT_CI
 
 
@@ -210,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="follow-ups' time budget, as a multiple of the first run's (default 4)",
     )
+    time_option(p)
     p.add_argument("--prior", action="append", metavar="NAME=VALUE", help="override a prior")
     p.add_argument(
         "--setting",
@@ -246,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"interval width (default {DEFAULT_CI:g})",
     )
     p.add_argument("--seed", type=seed_int, help="random seed of predictive draws")
+    period_option(p)
     _common(p, strict=True)
 
     p = add(
@@ -278,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"interval width (default {DEFAULT_CI:g})",
     )
     p.add_argument("--seed", type=seed_int, help="random seed of predictive draws")
+    period_option(p)
     p.add_argument("--json", help="write the result as JSON")
     p.add_argument("--md", help="write the result as Markdown")
     _common(p, strict=True)
@@ -341,7 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="scope of an override, or the scope --history shows (default global; "
         "'all' shows every scope)",
     )
+    period_option(p)
     p.add_argument("--json", help="write the table as JSON")
     p.add_argument("--md", help="write the table as Markdown")
+    _common(p, strict=True)
+
+    p = stability_parser(add)
+    _common(p, strict=True)
+
+    p = rolling_parser(add)
     _common(p, strict=True)
     return parser

@@ -2,16 +2,19 @@
 
 With time, each family of relation parameters (locations nu and mu: M rows;
 slopes beta: K rows; log sigma: 1 row) moves between the P periods of the
-history as a Gaussian random walk, the same shift for every segment (on top
-of the segment pooling). The walk is anchored at the LAST period: the segment
-values the rest of the model describes are those of the latest period, and an
-earlier period p adds
+history as a Gaussian random walk with drift, the same shift for every
+segment (on top of the segment pooling). From period p to p + 1 row r moves
+by ``s_r z_p + d_r``: a step z_p ~ N(0, 1) (non-centred) of scale s_r ~
+HalfNormal(step sd of the family), sampled as its logarithm, plus a drift
+d_r ~ N(0, drift sd of the family), the row's steady change per period (a
+proxy whose link decays period after period). The walk is anchored at the
+LAST period: the segment values the rest of the model describes are those of
+the latest period, and an earlier period p adds
 
-    w[r, p] = s_r * (z[r, p] + z[r, p + 1] + ... + z[r, P - 2]),  w[r, P - 1] = 0,
+    w[r, p] = -((s_r z[r, p] + d_r) + ... + (s_r z[r, P - 2] + d_r)),  w[r, P - 1] = 0.
 
-with z ~ N(0, 1) the steps (non-centred) and s_r ~ HalfNormal(step sd of the
-family) the step scale of row r, sampled as its logarithm. A family whose
-step sd is 0 does not move (its rows are absent from ``x``).
+A family whose step sd and drift sd are both 0 does not move (its rows are
+absent from ``x``); with only one of them 0, that part is absent.
 
 The likelihood kernel then sees P x S "virtual segments", v = p * S + s,
 each with its segment's values plus its period's shift:
@@ -19,9 +22,11 @@ each with its segment's values plus its period's shift:
 the gradients back onto the segments and the walk.
 
 Layout in ``ints``: ``ints[H_TIME_P]`` the number of periods (0: no time),
-``ints[H_TIME]`` the int offset of a table of three (scale offset in x,
-steps' offset in x, float offset of the step sd) records, one per family in
-the order locations, slopes, log sigma; -1 offsets for a static family.
+``ints[H_TIME]`` the int offset of a table of :data:`TIME_RECORD` ints per
+family (in the order locations, slopes, log sigma): the offset in x of the
+rows' log step scales, of their (rows, P - 1) steps, the float offset of the
+step sd, the offset in x of the rows' drifts, the float offset of the drift
+sd; -1 for a part the family does not have.
 """
 
 from __future__ import annotations
@@ -30,34 +35,47 @@ import math
 
 import numpy as np
 
-from proxyscope.core.density import H_TIME, H_TIME_P, LOG_2PI, _half_normal_log, _jit
+from proxyscope.core.density import H_TIME, H_TIME_P, LOG_2PI, _half_normal_log, _jit, _normal_log
+
+#: Ints per family in the walk's table (see the module docstring).
+TIME_RECORD = 5
 
 
 @_jit
 def _walk(
     x: np.ndarray, grad: np.ndarray, ints: np.ndarray, floats: np.ndarray, rows: int, f: int
 ) -> tuple[float, np.ndarray]:
-    """Family ``f``'s shifts (rows, P) and the log prior of its scales and steps."""
+    """Family ``f``'s shifts (rows, P) and the log prior of its scales, steps and drifts."""
     p_n = ints[H_TIME_P]
-    rec = ints[H_TIME] + 3 * f
-    off_s, off_z, fl_sd = ints[rec], ints[rec + 1], ints[rec + 2]
+    rec = ints[H_TIME] + TIME_RECORD * f
+    off_s, off_z, fl_sd, off_d, fl_d = (
+        ints[rec], ints[rec + 1], ints[rec + 2], ints[rec + 3], ints[rec + 4]
+    )  # fmt: skip
     walk = np.zeros((rows, p_n))
-    if off_s < 0:
-        return 0.0, walk
     lp = 0.0
-    sd = floats[fl_sd]
     for r in range(rows):
-        v, d = _half_normal_log(x[off_s + r], sd)
-        lp += v
-        grad[off_s + r] += d
-        scale = math.exp(x[off_s + r])
+        scale = 0.0
+        if off_s >= 0:
+            v, d = _half_normal_log(x[off_s + r], floats[fl_sd])
+            lp += v
+            grad[off_s + r] += d
+            scale = math.exp(x[off_s + r])
+        drift = 0.0
+        if off_d >= 0:
+            drift = x[off_d + r]
+            v, d = _normal_log(drift, floats[fl_d])
+            lp += v
+            grad[off_d + r] += d
         acc = 0.0
         for q in range(p_n - 2, -1, -1):
-            z = x[off_z + r * (p_n - 1) + q]
-            lp -= 0.5 * (LOG_2PI + z * z)
-            grad[off_z + r * (p_n - 1) + q] -= z
-            acc += z
-            walk[r, q] = scale * acc
+            step = drift
+            if off_s >= 0:
+                z = x[off_z + r * (p_n - 1) + q]
+                lp -= 0.5 * (LOG_2PI + z * z)
+                grad[off_z + r * (p_n - 1) + q] -= z
+                step += scale * z
+            acc += step
+            walk[r, q] = -acc
     return lp, walk
 
 
@@ -67,23 +85,29 @@ def _walk_back(
 ) -> None:
     """Add the gradient of a function of family ``f``'s shifts (given as ``g_walk``)."""
     p_n = ints[H_TIME_P]
-    rec = ints[H_TIME] + 3 * f
-    off_s, off_z = ints[rec], ints[rec + 1]
-    if off_s < 0:
-        return
+    rec = ints[H_TIME] + TIME_RECORD * f
+    off_s, off_z, off_d = ints[rec], ints[rec + 1], ints[rec + 3]
     for r in range(g_walk.shape[0]):
+        # w[p] = -sum_{q >= p} (scale z[q] + drift): dw[p]/dz[q] = -scale for
+        # p <= q, dw[p]/dlog(scale) = -scale sum_{q >= p} z[q], dw[p]/ddrift =
+        # -(P - 1 - p).
+        if off_d >= 0:
+            g_drift = 0.0
+            for p in range(p_n - 1):
+                g_drift -= g_walk[r, p] * (p_n - 1 - p)
+            grad[off_d + r] += g_drift
+        if off_s < 0:
+            continue
         scale = math.exp(x[off_s + r])
-        acc_g = 0.0  # sum over p <= q of the shifts' gradients
         g_lam = 0.0
-        # w[p] = scale * sum_{q >= p} z[q]: dw[p]/dz[q] = scale for p <= q;
-        # dw[p]/dlog(scale) = w[p].
         tail = 0.0
         for q in range(p_n - 2, -1, -1):
             tail += x[off_z + r * (p_n - 1) + q]
-            g_lam += g_walk[r, q] * scale * tail
+            g_lam -= g_walk[r, q] * scale * tail
+        acc_g = 0.0  # sum over p <= q of the shifts' gradients
         for q in range(p_n - 1):
             acc_g += g_walk[r, q]
-            grad[off_z + r * (p_n - 1) + q] += scale * acc_g
+            grad[off_z + r * (p_n - 1) + q] -= scale * acc_g
         grad[off_s + r] += g_lam
 
 
@@ -163,9 +187,18 @@ def time_back(
     return g_loc, g_slope, g_ls
 
 
-def walk_from(scale: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """The shifts (..., R, P) of a family from its step scales (..., R) and steps
-    (..., R, P - 1): the numpy twin of :func:`_walk`, for reading draws."""
-    tail = np.flip(np.cumsum(np.flip(steps, axis=-1), axis=-1), axis=-1)
+def walk_from(
+    scale: np.ndarray | None, steps: np.ndarray | None, drift: np.ndarray | None, p_n: int
+) -> np.ndarray:
+    """A family's shifts (..., R, P) from its step scales (..., R), steps (..., R, P - 1)
+    and drifts (..., R) (None for a part it does not have; not all None): the numpy
+    twin of :func:`_walk`, for reading draws."""
+    parts = []
+    if scale is not None and steps is not None:
+        parts.append(scale[..., None] * steps)
+    if drift is not None:
+        parts.append(np.broadcast_to(drift[..., None], (*drift.shape, p_n - 1)))
+    forward = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    tail = np.flip(np.cumsum(np.flip(forward, axis=-1), axis=-1), axis=-1)
     zero = np.zeros((*tail.shape[:-1], 1))
-    return np.asarray(np.concatenate([scale[..., None] * tail, zero], axis=-1))
+    return np.asarray(np.concatenate([-tail, zero], axis=-1))

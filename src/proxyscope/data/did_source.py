@@ -99,7 +99,7 @@ class FramePanel:
                 raise period_type_error(col, roles, str(panel[col].dtype), _first(panel[col]))
         missing = {c: int(panel[c].isna().sum()) for c in roles.columns if c != roles.first_treated}
         infinite = {
-            c: int(np.isinf(panel[c].to_numpy(dtype=float)).sum())
+            c: int(np.isinf(panel[c].to_numpy(dtype=float, na_value=np.nan)).sum())
             for c in (*roles.metrics, roles.period)
         }
         treated_at = panel[roles.first_treated].to_numpy(dtype=float, na_value=np.nan)

@@ -47,6 +47,11 @@ def time_z_name(prefix: str) -> str:
     return f"time_z__{prefix}"
 
 
+def time_drift_name(prefix: str) -> str:
+    """Sampled name of a family's steady changes per period (drifts)."""
+    return f"time_drift__{prefix}"
+
+
 def bias_sd_name(design: str) -> str:
     """Sampled name of the per-metric sds of a design's bias (standardized units)."""
     return f"bias_sd__{design}"
@@ -169,7 +174,7 @@ class Layout:
     def _shape(self, block: Block) -> tuple[int, ...]:
         if block.name.startswith("time_"):
             scalar = block.name.endswith("log_sigma")
-            if block.kind == "log_scale":
+            if block.kind == "log_scale" or block.name.startswith("time_drift"):
                 return () if scalar else (block.rows,)
             return (block.cols,) if scalar else (block.rows, block.cols)
         if block.name.startswith("bias_"):
@@ -196,7 +201,9 @@ class Layout:
                 walk_row = (dims.METRIC,)
             elif block.name.endswith("__slope"):
                 walk_row = (dims.PROXY,)
-            return walk_row if block.kind == "log_scale" else (*walk_row, PERIOD_STEP)
+            if block.kind == "log_scale" or block.name.startswith("time_drift"):
+                return walk_row
+            return (*walk_row, PERIOD_STEP)
         if block.name.startswith("bias_"):
             return (dims.METRIC,) if block.kind == "log_scale" else (BIAS_CPC,)
         if block.kind == "logit_cpc":

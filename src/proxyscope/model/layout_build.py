@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from proxyscope.core import density as dn
+from proxyscope.core.timewalk import TIME_RECORD
 from proxyscope.model.coordinates import Coordinates
 from proxyscope.model.layout import (
     FAMILY_PREFIX,
@@ -25,6 +26,7 @@ from proxyscope.model.layout import (
     bias_cpc_name,
     bias_sd_name,
     cpc_shapes,
+    time_drift_name,
     time_step_name,
     time_z_name,
 )
@@ -53,7 +55,8 @@ def build_layout(
     model without them has exactly the vector it had before they existed).
     ``n_periods``: with 2 or more, the relation's walk over the periods
     (:mod:`proxyscope.core.timewalk`): per moving family, its rows' log step
-    scales then their (rows, n_periods - 1) steps, after the bias terms.
+    scales then their (rows, n_periods - 1) steps, then its rows' drifts,
+    after the bias terms.
     """
     k = len(proxies)
     m = k + 1
@@ -171,15 +174,20 @@ def build_layout(
         add(bias_cpc_name(design), 1, m * (m - 1) // 2, "logit_cpc")
     fl_bias = put([priors.bias_sd, *cpc_shapes(m, priors.bias_lkj_eta)])
 
-    time_table = [-1] * 9  # (scale offset, steps offset, float offset of the sd) per family
+    # Per family: steps' log scales, steps, step sd, drifts, drift sd (timewalk.TIME_RECORD).
+    time_table = [-1] * (3 * TIME_RECORD)
     if n_periods >= 2:
-        for f, (prefix, sd) in enumerate(zip(FAMILY_PREFIX, priors.time_step_sds(), strict=True)):
-            if sd <= 0:
-                continue
+        sds = zip(FAMILY_PREFIX, priors.time_step_sds(), priors.time_drift_sds(), strict=True)
+        for f, (prefix, sd, drift_sd) in enumerate(sds):
             rows = (m, k, 1)[f]
-            scale = add(time_step_name(prefix), rows, 1, "log_scale", prior_sd=sd)
-            steps = add(time_z_name(prefix), rows, n_periods - 1, "value")
-            time_table[3 * f : 3 * f + 3] = [scale.offset, steps.offset, put([sd])]
+            at = TIME_RECORD * f
+            if sd > 0:
+                scale = add(time_step_name(prefix), rows, 1, "log_scale", prior_sd=sd)
+                steps = add(time_z_name(prefix), rows, n_periods - 1, "value")
+                time_table[at : at + 3] = [scale.offset, steps.offset, put([sd])]
+            if drift_sd > 0:
+                drift = add(time_drift_name(prefix), rows, 1, "value")
+                time_table[at + 3 : at + 5] = [drift.offset, put([drift_sd])]
 
     n_head = dn.HEADER + dn.RECORD * len(records)
     ints = np.full(n_head + len(time_table), -1, dtype=np.int64)

@@ -102,7 +102,8 @@ def forecast_shift(fit: ProxyFit, steps: int, rng: np.random.Generator) -> Perio
     and log sigma alike; a family whose step sd is fixed at 0 does not move).
     Added to the latest period's values (:func:`proxyscope.model.segments.shifted`),
     the draws are those of the relation h periods ahead: the relation's
-    uncertainty now plus the walk's.
+    uncertainty now plus the walk's. A model with drifts also moves each
+    parameter by its drift per period: ``+ drift * h``.
 
     Parameters
     ----------
@@ -137,8 +138,10 @@ def forecast_shift(fit: ProxyFit, steps: int, rng: np.random.Generator) -> Perio
     for name, var in _STEP_SD.items():
         shape = (n, k) if name in ("mu", "beta") else (n,)
         z = rng.standard_normal(shape)
-        if var not in post:
-            out[name] = np.zeros(shape)
-            continue
-        out[name] = flat(post[var]) * root * z
+        out[name] = np.zeros(shape)
+        if var in post:
+            out[name] += flat(post[var]) * root * z
+        drift = f"time_drift_{name}"
+        if drift in post:
+            out[name] += flat(post[drift]) * steps
     return PeriodShift(**out)

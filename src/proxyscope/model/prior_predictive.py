@@ -20,6 +20,7 @@ from proxyscope.model.layout import (
     bias_cpc_name,
     bias_sd_name,
     cpc_shapes,
+    time_drift_name,
     time_step_name,
     time_z_name,
 )
@@ -57,8 +58,8 @@ def _with_time_draws(
     prior: xr.Dataset, info: ModelInfo, priors: Priors, rng: np.random.Generator
 ) -> xr.Dataset:
     """The prior draws with the relation's walk over periods drawn from its prior
-    (step scales ~ HalfNormal(time_step_*_sd), steps ~ N(0, 1); the PyMC model has
-    no walk, as it has no bias term)."""
+    (step scales ~ HalfNormal(time_step_*_sd), steps ~ N(0, 1), drifts ~
+    N(0, time_drift_*_sd); the PyMC model has no walk, as it has no bias term)."""
     p_n = len(info.periods)
     if p_n < 2:
         return prior
@@ -66,20 +67,24 @@ def _with_time_draws(
     cd = (dims.CHAIN, dims.DRAW)
     k = len(info.proxies)
     extra = {}
-    for prefix, sd in zip(FAMILY_PREFIX, priors.time_step_sds(), strict=True):
-        if sd <= 0:
-            continue
+    sds = zip(FAMILY_PREFIX, priors.time_step_sds(), priors.time_drift_sds(), strict=True)
+    for prefix, sd, drift_sd in sds:
         row: tuple[str, ...] = ()
         rows: tuple[int, ...] = ()
         if prefix == "loc":
             row, rows = (dims.METRIC,), (k + 1,)
         elif prefix == "slope":
             row, rows = (dims.PROXY,), (k,)
-        extra[time_step_name(prefix)] = ((*cd, *row), np.abs(rng.normal(0.0, sd, (*lead, *rows))))
-        extra[time_z_name(prefix)] = (
-            (*cd, *row, PERIOD_STEP),
-            rng.standard_normal((*lead, *rows, p_n - 1)),
-        )
+        if sd > 0:
+            scale = np.abs(rng.normal(0.0, sd, (*lead, *rows)))
+            extra[time_step_name(prefix)] = ((*cd, *row), scale)
+            extra[time_z_name(prefix)] = (
+                (*cd, *row, PERIOD_STEP),
+                rng.standard_normal((*lead, *rows, p_n - 1)),
+            )
+        if drift_sd > 0:
+            drift = rng.normal(0.0, drift_sd, (*lead, *rows))
+            extra[time_drift_name(prefix)] = ((*cd, *row), drift)
     return prior.assign(extra)
 
 

@@ -41,10 +41,20 @@ ROLES = {
     "time_step_location_sd": "per-period steps of the means (models with time)",
     "time_step_slope_sd": "per-period steps of the slopes (models with time)",
     "time_step_log_sigma_sd": "per-period steps of the residual sd, log (models with time)",
+    "time_drift_location_sd": "steady change per period of the means (models with time)",
+    "time_drift_slope_sd": "steady change per period of the slopes (models with time)",
+    "time_drift_log_sigma_sd": "steady change per period of the log residual sd (models with time)",
 }
 #: The priors of the relation's walk over periods: only in models with time
 #: (a static fit's configuration does not list them, so its hash is unchanged).
-TIME_PRIORS = ("time_step_location_sd", "time_step_slope_sd", "time_step_log_sigma_sd")
+TIME_PRIORS = (
+    "time_step_location_sd",
+    "time_step_slope_sd",
+    "time_step_log_sigma_sd",
+    "time_drift_location_sd",
+    "time_drift_slope_sd",
+    "time_drift_log_sigma_sd",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +142,15 @@ class Priors:
         per parameter (each mean, each proxy's slope, log sigma) ~
         HalfNormal(this sd). 0.1 lets a slope drift by about a quarter of the
         cell effects' spread over eight periods while a scale near 0 (a static
-        relation) stays likely. 0 fixes that family over time. One scale per
-        parameter rather than per family, so one drifting proxy does not make
-        the others' slopes move.
+        relation) stays likely. One scale per parameter rather than per family,
+        so one drifting proxy does not make the others' slopes move.
+    time_drift_location_sd, time_drift_slope_sd, time_drift_log_sigma_sd : float
+        Models with time: on top of the steps, each parameter changes by a
+        steady d_r per period, d_r ~ Normal(0, this sd): a proxy whose link
+        decays period after period (teams optimizing it) is a drift, which
+        the walk's steps alone follow only with a lag, and which all periods
+        inform together. 0 leaves the pure random walk. With both a family's
+        step and drift sds at 0 it is fixed over time.
     """
 
     global_location_sd: float = 1.0
@@ -159,6 +175,9 @@ class Priors:
     time_step_location_sd: float = 0.1
     time_step_slope_sd: float = 0.1
     time_step_log_sigma_sd: float = 0.1
+    time_drift_location_sd: float = 0.05
+    time_drift_slope_sd: float = 0.05
+    time_drift_log_sigma_sd: float = 0.05
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -240,6 +259,14 @@ class Priors:
     def time_step_sds(self) -> tuple[float, float, float]:
         """The walk's step sds of the locations, slopes and log sigma."""
         return (self.time_step_location_sd, self.time_step_slope_sd, self.time_step_log_sigma_sd)
+
+    def time_drift_sds(self) -> tuple[float, float, float]:
+        """The walk's drift sds of the locations, slopes and log sigma."""
+        return (
+            self.time_drift_location_sd,
+            self.time_drift_slope_sd,
+            self.time_drift_log_sigma_sd,
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -20,11 +20,12 @@ import xarray as xr
 
 from proxyscope import dims
 from proxyscope.core.timewalk import walk_from
-from proxyscope.model.layout import FAMILY_PREFIX, time_step_name, time_z_name
+from proxyscope.model.layout import FAMILY_PREFIX, time_drift_name, time_step_name, time_z_name
 
 
 def walk_shifts(raw: xr.Dataset, periods: Sequence[str], n_proxies: int) -> list[np.ndarray]:
-    """Each family's shifts (chain, draw, rows, P) from the sampled steps (zeros when static).
+    """Each family's shifts (chain, draw, rows, P) from the sampled steps and drifts
+    (zeros for a static family).
 
     Rows: M = K + 1 locations (the outcome's first), K slopes, 1 log sigma.
     """
@@ -33,13 +34,19 @@ def walk_shifts(raw: xr.Dataset, periods: Sequence[str], n_proxies: int) -> list
     lead = tuple(first.shape[:2])
     out = []
     for prefix, rows in zip(FAMILY_PREFIX, (n_proxies + 1, n_proxies, 1), strict=True):
-        name = time_step_name(prefix)
-        if p_n < 2 or name not in raw:
+        scale = steps = drift = None
+        if p_n >= 2 and time_step_name(prefix) in raw:
+            scale = np.asarray(raw[time_step_name(prefix)].values, dtype=float)
+            scale = scale.reshape(*lead, rows)
+            steps = np.asarray(raw[time_z_name(prefix)].values, dtype=float)
+            steps = steps.reshape(*lead, rows, p_n - 1)
+        if p_n >= 2 and time_drift_name(prefix) in raw:
+            drift = np.asarray(raw[time_drift_name(prefix)].values, dtype=float)
+            drift = drift.reshape(*lead, rows)
+        if scale is None and drift is None:
             out.append(np.zeros((*lead, rows, max(p_n, 1))))
-            continue
-        scale = np.asarray(raw[name].values, dtype=float).reshape(*lead, rows)
-        steps = np.asarray(raw[time_z_name(prefix)].values, dtype=float)
-        out.append(walk_from(scale, steps.reshape(*lead, rows, p_n - 1)))
+        else:
+            out.append(walk_from(scale, steps, drift, p_n))
     return out
 
 
@@ -65,8 +72,9 @@ def named_paths(
     sigma in original units); ``global_values`` the same without the segment
     axis (None with pooling "none"). Returns ``nu_path``, ``mu_path``,
     ``beta_path``, ``sigma_path``, ``alpha_path`` (period before segment) and
-    the ``*_global_path`` ones, and each family's step sd per parameter
-    (``time_step_sd_nu``, ``_mu``, ``_beta``, ``_log_sigma``).
+    the ``*_global_path`` ones, and per parameter its walk's step sd
+    (``time_step_sd_nu``, ``_mu``, ``_beta``, ``_log_sigma``) and drift, the steady
+    change per period (``time_drift_nu``, ...), where the model has them.
     """
     k = len(proxies)
     sy, sp = scales[0], np.asarray(scales[1:])
@@ -95,20 +103,17 @@ def named_paths(
     paths(segment_values, (dims.SEGMENT,), "_path")
     if global_values is not None:
         paths(global_values, (), "_global_path")
-    for prefix, label, unit in (
-        ("loc", "location", None),
-        ("slope", "beta", sy / sp),
-        ("log_sigma", "log_sigma", None),
-    ):
-        name = time_step_name(prefix)
-        if name not in raw:
-            continue
-        value = np.asarray(raw[name].values, dtype=float)
-        if prefix == "loc":
-            out["time_step_sd_nu"] = (cd, value[:, :, 0] * sy)
-            out["time_step_sd_mu"] = ((*cd, dims.PROXY), value[:, :, 1:] * sp)
-        elif prefix == "slope":
-            out[f"time_step_sd_{label}"] = ((*cd, dims.PROXY), value * unit)
-        else:
-            out[f"time_step_sd_{label}"] = (cd, value)
+    units = {"loc": None, "slope": sy / sp, "log_sigma": None}
+    for prefix, unit in units.items():
+        for kind, name in (("step_sd", time_step_name(prefix)), ("drift", time_drift_name(prefix))):
+            if name not in raw:
+                continue
+            value = np.asarray(raw[name].values, dtype=float)
+            if prefix == "loc":
+                out[f"time_{kind}_nu"] = (cd, value[:, :, 0] * sy)
+                out[f"time_{kind}_mu"] = ((*cd, dims.PROXY), value[:, :, 1:] * sp)
+            elif prefix == "slope":
+                out[f"time_{kind}_beta"] = ((*cd, dims.PROXY), value * unit)
+            else:
+                out[f"time_{kind}_log_sigma"] = (cd, value)
     return out, {dims.PERIOD: list(periods)}

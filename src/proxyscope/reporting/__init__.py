@@ -13,7 +13,8 @@ What is written into ``out``:
   embedded as base64 PNG, inline CSS, no JavaScript, no web fonts, and a
   Content-Security-Policy that forbids any network fetch;
 - ``figures/<name>.png`` and ``.svg`` — diagnostics, coefficients, fragility,
-  weights, surrogacy, recommendations, and transport / compare when given.
+  weights, surrogacy, recommendations, and transport / compare when given, and
+  stability for a fit whose relation moves over time.
 
 The Markdown and HTML are renderings of the JSON document, so the three
 surfaces always agree. When the fit failed its convergence diagnostics, every
@@ -22,22 +23,23 @@ the top of the Markdown, ``"trustworthy": false`` and a ``convergence``
 warning naming the failed parameters in the JSON, and a red line on every
 figure.
 
-report.json (schema 1.4.0)
+report.json (schema 1.5.0)
 --------------------------
 JSON Schema draft 2020-12, shipped as package data
 (``proxyscope/reporting/schema/report.schema.json``, ``$id``
-``urn:proxyscope:schema:report:1.4.0``; :func:`load_schema` reads it; every
+``urn:proxyscope:schema:report:1.5.0``; :func:`load_schema` reads it; every
 field carries a ``description``). Conventions: intervals are equal-tailed at
 the level in the enclosing section's ``ci`` (a fraction); NaN and infinities
 are ``null``; effects are in original units with each proxy read in its good
 direction. Top-level keys, all always present:
 
 ``schema_version``
-    "1.4.0" (1.1: the three decision rules in recommendations, an unclear weight
+    "1.5.0" (1.1: the three decision rules in recommendations, an unclear weight
     direction, compare rows say whether each fit passed; 1.2: ``designs``; 1.3: the
     designs' experiments with a shared error; 1.4: ``designs.diagnostics``, each
-    design's own checks from the cells' metadata). Readers accept any
-    1.x; a major bump may rename or drop fields.
+    design's own checks from the cells' metadata; 1.5: ``stability``, and for a fit
+    with time ``model.periods`` and each analysis section's ``period``). Readers
+    accept any 1.x; a major bump may rename or drop fields.
 ``proxyscope_version``, ``generated_at`` (ISO 8601 UTC), ``title``, ``ci``
 ``trustworthy``
     False when the fit failed its convergence diagnostics.
@@ -74,6 +76,16 @@ direction. Top-level keys, all always present:
 ``compare``
     null when no comparison was given; else {kind, reading, rows (the
     Comparison table, one row per model, best first), refitted}.
+``stability``
+    null for a static fit; for a fit whose relation moves over time
+    (``ProxyModel(time=...)``, DESIGN.md §9) {ci, probability, period (the one
+    the analyses describe), readings, paths (each proxy's slope per period, with
+    a forecast one period ahead), changes (between the compared periods, with
+    P(changed))} from :func:`proxyscope.stability`. Such a fit's ``model`` also
+    lists its ``periods`` (with the experiments that started in each), and each
+    analysis section (coefficients, surrogacy, fragility, weights,
+    recommendations, transport, past_experiments) names the ``period`` it
+    describes: the latest unless ``report(..., period=...)`` chose another.
 ``figures``
     Figure name -> {png, svg (paths relative to ``out``), title}.
 """

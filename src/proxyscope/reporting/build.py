@@ -27,6 +27,7 @@ from proxyscope.reporting.past_experiments import past_experiments_doc
 from proxyscope.reporting.render_html import render_html
 from proxyscope.reporting.render_md import render_markdown
 from proxyscope.reporting.sensitivity import plot_sensitivity, sensitivity_doc
+from proxyscope.reporting.stability import periods_doc, resolve_stability, stability_doc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -48,6 +49,7 @@ FIGURES = (
     "transport",
     "compare",
     "sensitivity",
+    "stability",
 )
 FIGURE_DIR = "figures"
 
@@ -87,7 +89,7 @@ class ReportFiles:
 
 
 def _resolve_transport(
-    fit: ProxyFit, transport: Any, ci: float, random_seed: int | None
+    fit: ProxyFit, transport: Any, ci: float, random_seed: int | None, period: str | None
 ) -> TransportResult | None:
     from proxyscope.analyses.transport import TransportResult
     from proxyscope.analyses.transport import transport as run_transport
@@ -100,9 +102,20 @@ def _resolve_transport(
                 "The 'transport' result given to report was computed for proxies "
                 f"{list(transport.proxies)}, but the fit has {list(fit.proxies)}."
             )
+        _check_period("transport", transport.period, period)
         return transport
     # Anything else is a target population, as proxyscope.transport accepts it.
-    return run_transport(fit, transport, ci=ci, random_seed=random_seed)
+    return run_transport(fit, transport, ci=ci, random_seed=random_seed, period=period)
+
+
+def _check_period(name: str, given: Any, period: str | None) -> None:
+    """A result handed to :func:`report` describes the report's period (fits with time)."""
+    if given != period:
+        raise ParameterError(
+            f"The {name!r} parameter of report describes period {given!r}, the report "
+            f"period {period!r}; pass period={given!r} to report, or compute it with "
+            f"period={period!r}."
+        )
 
 
 def _check_compare(compare: Any) -> None:
@@ -125,7 +138,7 @@ def _resolve_compare(compare: Any) -> Comparison | None:
     return compare
 
 
-def _check_given(name: str, frame: Any, ci: float) -> None:
+def _check_given(name: str, frame: Any, ci: float, period: str | None) -> None:
     """A result handed to :func:`report` is that analysis's table at the report's ``ci``."""
     if frame is None:
         return
@@ -141,6 +154,8 @@ def _check_given(name: str, frame: Any, ci: float) -> None:
             f"the report at ci={ci:g}; pass ci={frame.attrs['ci']:g} to report, or compute "
             f"proxyscope.{function}(fit, ci={ci:g})."
         )
+    if "period" in frame.attrs:
+        _check_period(name, frame.attrs["period"], period)
 
 
 def _most_fragile(fragility: pd.DataFrame, per_proxy: int = 3) -> list[tuple[str, str]]:
@@ -166,6 +181,8 @@ def report(
     recommendations: pd.DataFrame | None = None,
     sensitivity: pd.DataFrame | None = None,
     designs: Any = None,
+    period: str | None = None,
+    stability: Any = None,
 ) -> ReportFiles:
     """Write the posterior report of a fit: report.md, report.json, report.html and figures.
 
@@ -207,6 +224,16 @@ def report(
         refits). By default, when the fit's cells are not all user-randomized
         A/B tests, it is computed here without refits; the report then has a
         section on designs.
+    period : str, optional
+        For a fit with time (``ProxyModel(time=...)``): the period every analysis
+        reads (one of ``fit.info.periods``; default the latest, "what holds now").
+        Every analysis section then says which period it describes; the results
+        given above must describe the same one.
+    stability : Stability, optional
+        A :func:`proxyscope.stability` result for this fit at the same ``ci``. By
+        default, for a fit with time over at least two periods, it is computed here
+        (``random_seed`` seeds its forecast); the report then has a section
+        "Stability over time" with its figure. A static fit has none.
 
     Returns
     -------
@@ -226,6 +253,7 @@ def report(
     from proxyscope.analyses.surrogacy import surrogacy as run_surrogacy
     from proxyscope.analyses.weights import weights as run_weights
     from proxyscope.model.fit import ProxyFit
+    from proxyscope.model.periods import resolve_period
 
     if not isinstance(fit, ProxyFit):
         raise DataTypeError(
@@ -248,6 +276,7 @@ def report(
         raise ParameterError(
             f"The 'surface' parameter of report must be one of {list(SURFACES)}; got {surface!r}."
         )
+    period = resolve_period(fit, period, "report")
     diag = fit.diagnostics().for_surface(surface)
     trustworthy = bool(fit.trustworthy and diag.passed)
     with warnings.catch_warnings():
@@ -261,14 +290,16 @@ def report(
             "recommendations": recommendations,
         }
         for name, frame in given.items():
-            _check_given(name, frame, ci)
-        frag = fragility if fragility is not None else run_fragility(fit, ci=ci, warn=False)
-        surr = surrogacy if surrogacy is not None else run_surrogacy(fit, ci=ci)
-        wts = weights if weights is not None else run_weights(fit, ci=ci)
-        rec = recommendations if recommendations is not None else run_recommend(fit, ci=ci)
-        trans = _resolve_transport(fit, transport, ci, random_seed)
+            _check_given(name, frame, ci, period)
+        at: dict[str, Any] = {"ci": ci, "period": period}
+        frag = fragility if fragility is not None else run_fragility(fit, warn=False, **at)
+        surr = surrogacy if surrogacy is not None else run_surrogacy(fit, **at)
+        wts = weights if weights is not None else run_weights(fit, **at)
+        rec = recommendations if recommendations is not None else run_recommend(fit, **at)
+        trans = _resolve_transport(fit, transport, ci, random_seed, period)
         comp = _resolve_compare(compare)
-        rel = past_experiments(fit, ci=ci, flagged=_most_fragile(frag))
+        rel = past_experiments(fit, flagged=_most_fragile(frag), **at)
+        drift = resolve_stability(fit, stability, ci, random_seed)
         if designs is None and fit.effects.designs != ["ab"]:
             designs = design_bias(fit, refit=False, ci=ci)
     if designs is not None and not isinstance(designs, DesignReport):
@@ -335,6 +366,13 @@ def report(
             f"Fitted slopes under each assumed noise correlation ({level} intervals)",
             lambda: plot_sensitivity(sens),
         )
+    if drift is not None:
+        moving = drift
+        makers["stability"] = (
+            f"Each proxy's slope on {fit.outcome} per period: posterior mean and {level} "
+            "interval; dashed, the forecast one period ahead",
+            lambda: plots.plot_stability(moving, trustworthy),
+        )
     if comp is not None:
         cmp = comp
         makers["compare"] = (
@@ -384,6 +422,9 @@ def report(
     document["past_experiments"] = past_experiments_doc(rel)
     document["sensitivity"] = sensitivity_doc(sensitivity)
     document["designs"] = designs_doc(designs, fit.effects)
+    document["stability"] = stability_doc(drift, period)
+    if fit.info.periods:  # a fit with time: its periods (a static fit's section stays)
+        document["model"]["periods"] = periods_doc(fit)
     parts = sections(document)
     json_path = write_text_atomic(
         out_dir / "report.json", json.dumps(document, indent=2, allow_nan=False) + "\n"

@@ -34,6 +34,7 @@ from proxyscope.reporting.sections_fit import (
     model_section,
 )
 from proxyscope.reporting.sensitivity import sensitivity_section
+from proxyscope.reporting.stability import stability_section
 
 
 def banner(doc: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -98,6 +99,13 @@ def intro(doc: Mapping[str, Any]) -> Section:
             )
         else:
             glance.append(f"Model comparison (LOO): {best!r} predicts best.")
+    if doc.get("stability") is not None:
+        st = doc["stability"]
+        glance.append(
+            f"Over time: the analyses describe period {st['period']}; "
+            + " ".join(st["readings"])
+            + " (see Stability over time)."
+        )
     glance.append(
         "Convergence diagnostics: "
         + ("passed." if doc["diagnostics"]["passed"] else "FAILED (see Diagnostics).")
@@ -137,6 +145,7 @@ def sections(doc: Mapping[str, Any]) -> list[Section]:
         recommendations_section(doc),
     ]
     extras = (
+        stability_section(doc),
         designs_section(doc),
         transport_section(doc),
         sensitivity_section(doc),

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
 
 #: Version of the report layout (semantic: a major bump breaks readers).
-SCHEMA_VERSION = "1.4.0"
+SCHEMA_VERSION = "1.5.0"
 #: ``$id`` of the schema: a URN, never fetched.
 SCHEMA_ID = f"urn:proxyscope:schema:report:{SCHEMA_VERSION}"
 #: How many of the worst-mixing parameters the diagnostics section lists.
@@ -76,6 +76,14 @@ def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
         {c: jsonable(v) for c, v in zip(columns, values, strict=True)}
         for values in frame[list(columns)].itertuples(index=False, name=None)
     ]
+
+
+def with_period(section: dict[str, Any], period: Any) -> dict[str, Any]:
+    """``section`` with the period its analysis describes, for a fit with time (a static
+    fit's sections are left as they were: no ``period`` key)."""
+    if period is not None:
+        section["period"] = str(period)
+    return section
 
 
 def _levels(fit: ProxyFit) -> dict[str, dict[str, str]]:
@@ -178,20 +186,22 @@ def diagnostics_section(diag: Diagnostics, trustworthy: bool) -> dict[str, Any]:
 
 
 def coefficients_section(coef: pd.DataFrame) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "ci": float(coef.attrs["ci"]),
         "rows": _rows(coef, ["scope", "parameter", "mean", "lo", "hi"]),
         "figure": "coefficients",
     }
+    return with_period(out, coef.attrs.get("period"))
 
 
 def surrogacy_section(surr: pd.DataFrame) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "ci": float(surr.attrs["ci"]),
         "probability": float(surr.attrs["probability"]),
         "rows": _rows(surr, ["scope", "segment", "proxy", "r2", "r2_lo", "r2_hi", "ste"]),
         "figure": "surrogacy",
     }
+    return with_period(out, surr.attrs.get("period"))
 
 
 def fragility_section(frag: pd.DataFrame, fit: ProxyFit) -> dict[str, Any]:
@@ -211,7 +221,7 @@ def fragility_section(frag: pd.DataFrame, fit: ProxyFit) -> dict[str, Any]:
     rows = _rows(frag, cols)
     for row in rows:
         row["levels"] = levels.get(str(row["segment"]), {})
-    return {
+    out: dict[str, Any] = {
         "ci": float(frag.attrs["ci"]),
         "threshold": float(frag.attrs["threshold"]),
         "rows": rows,
@@ -219,14 +229,16 @@ def fragility_section(frag: pd.DataFrame, fit: ProxyFit) -> dict[str, Any]:
         "warnings": [str(w) for w in frag.attrs.get("warnings", [])],
         "figure": "fragility",
     }
+    return with_period(out, frag.attrs.get("period"))
 
 
 def weights_section(w: pd.DataFrame) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "ci": float(w.attrs["ci"]),
         "rows": _rows(w, ["scope", "proxy", "weight", "weight_lo", "weight_hi", "direction"]),
         "figure": "weights",
     }
+    return with_period(out, w.attrs.get("period"))
 
 
 def recommendations_section(rec: pd.DataFrame) -> dict[str, Any]:
@@ -257,7 +269,7 @@ def recommendations_section(rec: pd.DataFrame) -> dict[str, Any]:
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
         row["fragile_segments"] = [str(s) for s in (row["fragile_segments"] or [])]
-    return {
+    out: dict[str, Any] = {
         "ci": float(rec.attrs["ci"]),
         "probability": float(rec.attrs["probability"]),
         "best": rows[0]["proxy"] if rows else None,
@@ -265,6 +277,7 @@ def recommendations_section(rec: pd.DataFrame) -> dict[str, Any]:
         "rows": rows,
         "figure": "recommendations",
     }
+    return with_period(out, rec.attrs.get("period"))
 
 
 def transport_section(res: TransportResult, ci: float) -> dict[str, Any]:
@@ -280,7 +293,7 @@ def transport_section(res: TransportResult, ci: float) -> dict[str, Any]:
         }
         for _, r in target.iterrows()
     ]
-    return {
+    out: dict[str, Any] = {
         "ci": float(ci),
         "conditional": bool(res.conditional),
         "proxy_effects": None if res.proxy_effects is None else jsonable(res.proxy_effects),
@@ -291,6 +304,7 @@ def transport_section(res: TransportResult, ci: float) -> dict[str, Any]:
         "n_draws": int(np.asarray(res.draws).size),
         "figure": "transport",
     }
+    return with_period(out, res.period)
 
 
 def compare_section(cmp: Comparison) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from proxyscope._format import interval, num, pct
 from proxyscope.reporting.blocks import Para, Section, figure_blocks, prob, table
-from proxyscope.reporting.document import jsonable
+from proxyscope.reporting.document import jsonable, with_period
+from proxyscope.reporting.stability import period_blocks
 
 if TYPE_CHECKING:
     from proxyscope.analyses.relation import Relation
@@ -25,7 +26,7 @@ FIGURES = ("relation", "predictive_check")
 def past_experiments_doc(relation: Relation) -> dict[str, Any]:
     """The ``past_experiments`` section of report.json."""
     check = relation.check
-    return {
+    out: dict[str, Any] = {
         "ci": float(relation.ci),
         "reading": relation.reading(),
         "n_experiments": len(check),
@@ -45,6 +46,7 @@ def past_experiments_doc(relation: Relation) -> dict[str, Any]:
         ],
         "figures": list(FIGURES),
     }
+    return with_period(out, relation.period)
 
 
 def past_experiments_section(doc: Mapping[str, Any]) -> Section:
@@ -59,6 +61,7 @@ def past_experiments_section(doc: Mapping[str, Any]) -> Section:
             "the relation in segments flagged fragile. A proxy worth deciding on puts the "
             "experiments along a line that crosses zero where the long-term effect does."
         ),
+        *period_blocks(doc, "past_experiments"),
         *figure_blocks(doc, "relation"),
         Para(p["reading"]),
         *figure_blocks(doc, "predictive_check"),

@@ -20,6 +20,7 @@ from proxyscope.reporting.blocks import (
     prob,
     table,
 )
+from proxyscope.reporting.stability import period_blocks
 
 
 def fragility_section(doc: Mapping[str, Any]) -> Section:
@@ -60,6 +61,7 @@ def fragility_section(doc: Mapping[str, Any]) -> Section:
             f"{f['threshold']:g} and it is credibly above the overall value (the lower end of "
             f"the {level} interval of the difference is above zero)."
         ),
+        *period_blocks(doc, "fragility"),
         table(
             ("Segment", *[f"{p}: P(flip) [{level}]" for p in proxies]),
             table_rows,
@@ -86,6 +88,7 @@ def weights_section(doc: Mapping[str, Any]) -> Section:
             "long-term effect, w_k = |beta_k| sd(theta_k) / sum_j |beta_j| sd(theta_j), per "
             f"posterior draw; posterior mean and {level} equal-tailed interval."
         ),
+        *period_blocks(doc, "weights"),
         table(
             ("Proxy", f"Weight [{level} interval]", "Long-term effect moves"),
             [
@@ -135,6 +138,7 @@ def surrogacy_section(doc: Mapping[str, Any]) -> Section:
             f"positive long-term effect reaches {s['probability']:g} (proxy units; for the "
             "composite, long-term units; n/a where never reached)."
         ),
+        *period_blocks(doc, "surrogacy"),
         table(
             ("Scope (historical mix)", f"R^2 [{level} interval]", "STE"),
             [
@@ -164,6 +168,7 @@ def recommendations_section(doc: Mapping[str, Any]) -> Section:
         "Recommendations",
         (
             Para(f"Recommendation ({level} intervals): {r['recommendation']}", "text"),
+            *period_blocks(doc, "recommendations"),
             Para(
                 "Each candidate is judged by the decisions its reading supports for a new "
                 "experiment of the population, as the posterior mean share decided right (the "
@@ -256,6 +261,7 @@ def transport_section(doc: Mapping[str, Any]) -> Section | None:
                 f"{kind}, against the historical mix; mean and {level} equal-tailed interval "
                 f"from {t['n_draws']} draws."
             ),
+            *period_blocks(doc, "transport"),
             table(("Quantity", f"Mean [{level} interval]"), rows),
             table(
                 ("Target segment", "Share", "Extrapolated"),

@@ -17,6 +17,7 @@ from proxyscope.reporting.blocks import (
     prob,
     table,
 )
+from proxyscope.reporting.stability import period_blocks, periods_table
 
 
 def data_section(doc: Mapping[str, Any]) -> Section:
@@ -117,6 +118,7 @@ def model_section(doc: Mapping[str, Any]) -> Section:
                 priors,
                 caption="Prior scales in standardized units (see proxyscope.Priors).",
             ),
+            *periods_table(doc),
         ),
     )
 
@@ -195,6 +197,7 @@ def coefficients_section(doc: Mapping[str, Any]) -> Section:
                 "effect. Original units; posterior mean and "
                 f"{level} equal-tailed interval."
             ),
+            *period_blocks(doc, "coefficients"),
             table((f"Parameter ({head})", f"Mean [{level} interval]"), mix_rows),
             *per_segment,
             *figure_blocks(doc, "coefficients"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proxyscope.errors import ConvergenceWarning
 from proxyscope.model.proxy_model import FAILED_FIT, ProxyModel
@@ -37,6 +37,25 @@ def fit_effects(
     )
 
 
+def proxy_model(
+    model: ModelSection, sampler: SamplerSpec, *, pooling: str | None = None, time: Any = ...
+) -> ProxyModel:
+    """The :class:`proxyscope.ProxyModel` a spec's ``[model]`` and ``[sampler]`` configure
+    (``pooling`` and ``time``, when given, replace the spec's: the rolling backtest's
+    static model has ``time=None``)."""
+    return ProxyModel(
+        pooling=pooling or model.pooling,
+        priors=dict(model.priors) or None,
+        sampler=sampler.name,
+        sampler_settings=dict(sampler.settings) or None,
+        cell_correlation=model.cell_correlation,
+        noise=model.noise,
+        followups=sampler.followups,
+        followup_budget=sampler.followup_budget,
+        time=model.time_argument() if time is ... else time,
+    )
+
+
 def fit_model(
     model: ModelSection,
     sampler: SamplerSpec,
@@ -55,25 +74,17 @@ def fit_model(
     """
     chosen = pooling or model.pooling
     check_settings(sampler, surface)
-    proxy_model = ProxyModel(
-        pooling=chosen,
-        priors=dict(model.priors) or None,
-        sampler=sampler.name,
-        sampler_settings=dict(sampler.settings) or None,
-        cell_correlation=model.cell_correlation,
-        noise=model.noise,
-        followups=sampler.followups,
-        followup_budget=sampler.followup_budget,
-    )
+    configured = proxy_model(model, sampler, pooling=chosen)
     what = f" ({label})" if label else ""
+    timed = "" if model.time is None else ", relation moving over time"
     log(
-        f"fitting {chosen} pooling{what}: {effects.n_cells} cells, {sampler.chains} chains x "
-        f"({sampler.tune} tune + {sampler.draws} draws)"
+        f"fitting {chosen} pooling{what}{timed}: {effects.n_cells} cells, "
+        f"{sampler.chains} chains x ({sampler.tune} tune + {sampler.draws} draws)"
     )
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = proxy_model.fit(
+        fit = configured.fit(
             effects,
             draws=sampler.draws,
             tune=sampler.tune,

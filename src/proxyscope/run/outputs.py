@@ -1,4 +1,7 @@
-"""The files a run writes beside its fits: the report, ``run.json`` and ``run.md``."""
+"""The files a run writes beside its fits: the report, ``run.json`` and ``run.md``, and
+for a model over time the stability tables (``stability_paths.csv``,
+``stability_changes.csv``) and the rolling backtest's (``rolling_backtest.csv``,
+``rolling_predictions.csv``)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from proxyscope._io import write_text_atomic
 from proxyscope.errors import ConvergenceWarning
 from proxyscope.options import DEFAULT_CI
 from proxyscope.reporting import report
@@ -18,6 +22,7 @@ from proxyscope.run.result import RunResult, summary_doc
 from proxyscope.run.text import run_markdown
 
 if TYPE_CHECKING:
+    from proxyscope.analyses.stability import Stability
     from proxyscope.model.fit import ProxyFit
 
 
@@ -32,6 +37,7 @@ def write_report(result: RunResult, *, log: Log = quiet) -> None:
         title=result.spec.report.title,
         ci=result.spec.analysis.ci,
         log=log,
+        period=result.period,
         results={
             "fragility": result.fragility,
             "surrogacy": result.surrogacy,
@@ -39,6 +45,7 @@ def write_report(result: RunResult, *, log: Log = quiet) -> None:
             "recommendations": result.recommendations,
             "sensitivity": result.sensitivity,
         },
+        stability=result.stability,
     )
 
 
@@ -53,10 +60,15 @@ def report_fit(
     log: Log = quiet,
     surface: str = "spec",
     results: Mapping[str, pd.DataFrame | None] | None = None,
+    period: str | None = None,
+    stability: Stability | None = None,
+    random_seed: int | None = None,
 ) -> Path:
     """Write the report of ``fit`` into ``out`` with :func:`proxyscope.report`
     (its diagnostics' advice in the syntax of ``surface``; the analyses in
-    ``results``, as the run computed them, instead of computing them again)."""
+    ``results``, as the run computed them, instead of computing them again; for a
+    fit with time, the analyses read ``period`` and the stability section shows
+    ``stability``, both computed by the report when not given)."""
     given = dict(results or {})
     log(f"writing the report to {out}")
     with warnings.catch_warnings():
@@ -74,8 +86,32 @@ def report_fit(
             weights=given.get("weights"),
             recommendations=given.get("recommendations"),
             sensitivity=given.get("sensitivity"),
+            period=period,
+            stability=stability,
+            random_seed=random_seed,
         )
     return out
+
+
+def write_stability(result: RunResult) -> dict[str, Path]:
+    """The tables of a model over time into the run's directory: ``stability_paths.csv``
+    and ``stability_changes.csv`` (:func:`proxyscope.stability`), ``rolling_backtest.csv``
+    and ``rolling_predictions.csv`` (the rolling backtest); nothing for a static model."""
+    tables: list[tuple[str, pd.DataFrame]] = []
+    if result.stability is not None:
+        tables += [
+            ("stability_paths", result.stability.paths),
+            ("stability_changes", result.stability.changes),
+        ]
+    if result.rolling is not None:
+        tables += [
+            ("rolling_backtest", result.rolling.table),
+            ("rolling_predictions", result.rolling.predictions),
+        ]
+    return {
+        name: write_text_atomic(result.out / f"{name}.csv", frame.to_csv(index=False))
+        for name, frame in tables
+    }
 
 
 def write_summary(result: RunResult) -> tuple[Path, Path]:

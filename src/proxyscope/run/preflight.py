@@ -4,10 +4,12 @@
 validates does not fail minutes later. Before the data are read,
 :func:`check_spec` checks the sampler settings against the chosen sampler's real
 ones, reads the transport target's file (when the target is a file) and opens an
-existing weights ledger; after the data are read, :func:`check_transport` checks
+existing weights ledger; after the data are read, :func:`check_cells` checks
 the transport target's segments against the segment columns and levels of the
 data's cells (and, without pooling, against the segment combinations the data
-hold, the only ones such a model can predict).
+hold, the only ones such a model can predict), and for a model over time
+(``[model].time``) the periods it will fit against ``[analysis].period`` and
+``[analysis.stability]`` (:func:`check_time`).
 
 Every problem is a :class:`~proxyscope.errors.SpecError` naming the spec key.
 """
@@ -18,9 +20,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from proxyscope.analyses.backtest.rolling import MIN_ROLLING_TRAIN, default_origins
 from proxyscope.analyses.implied import resolve_target
 from proxyscope.data.cells import CellEffects
-from proxyscope.errors import ProxyscopeError, SpecError
+from proxyscope.errors import ProxyscopeError, SpecError, suggestion
 from proxyscope.ledger import LedgerBusyError, weights_history
 from proxyscope.model.settings import check_sampler_settings, resolve_sampler
 from proxyscope.model.structure import SegmentStructure
@@ -81,6 +87,107 @@ def check_ledger(spec: ModelSpec) -> None:
         return  # in use by another process: it is a ledger, and the run will wait for it
     except ProxyscopeError as exc:
         raise SpecError(f"{where}: {exc}") from None
+
+
+def check_cells(spec: ModelSpec, effects: CellEffects) -> None:
+    """What the spec asks of the cells, before anything is fitted: the transport target
+    (:func:`check_transport`) and the periods (:func:`check_time`)."""
+    check_transport(spec, effects)
+    check_time(spec, effects)
+
+
+def _model_cells(spec: ModelSpec, effects: CellEffects) -> CellEffects:
+    """The cells as the spec's model over time groups them (see :func:`model_periods`)."""
+    time = spec.model.time_argument()
+    where = f"{spec.origin}: [model].time"
+    if not effects.has_time:
+        raise SpecError(
+            f"{where} needs cells that carry their experiments' start dates; these have none "
+            "(set [data].time to the column with each experiment's start)."
+        )
+    if time is True:
+        return effects
+    try:
+        return effects.with_periods(time)
+    except ProxyscopeError as exc:
+        raise SpecError(f"{where} = {time!r} does not fit the data's starts: {exc}") from None
+
+
+def model_periods(spec: ModelSpec, effects: CellEffects) -> tuple[str, ...]:
+    """The periods the spec's model over time fits on ``effects`` (empty for a static
+    model): the cells' own (``time = true``) or their starts regrouped.
+
+    Raises
+    ------
+    SpecError
+        ``[model].time`` on cells without start dates, or a grouping that does not
+        fit their starts (e.g. a calendar grouping of numbered starts).
+    """
+    if spec.model.time is None:
+        return ()
+    return tuple(_model_cells(spec, effects).periods)
+
+
+def check_time(spec: ModelSpec, effects: CellEffects) -> None:
+    """A model over time: at least two periods, and the periods ``[analysis].period``,
+    ``[analysis.stability].between`` and ``[analysis.rolling_backtest].origins`` name
+    among them."""
+    periods = model_periods(spec, effects)
+    if not periods:
+        return
+    if len(periods) < 2:
+        raise SpecError(
+            f"{spec.origin}: [model].time: the experiments' starts fall in one period "
+            f"({periods[0]!r}); a relation that moves over time needs at least two (group the "
+            "starts more finely, or leave [model].time out for a static relation)."
+        )
+
+    def check(key: str, label: str) -> None:
+        if label not in periods:
+            raise SpecError(
+                f"{spec.origin}: {key} must be one of the model's periods {list(periods)}; "
+                f"got {label!r}.{suggestion(label, periods)}"
+            )
+
+    a = spec.analysis
+    if a.period is not None:
+        check("[analysis].period", a.period)
+    if a.stability is not None:
+        for i, pair in enumerate(a.stability.between):
+            for j, label in enumerate(pair):
+                check(f"[analysis.stability].between[{i}][{j}]", label)
+    if a.rolling_backtest is not None:
+        for i, label in enumerate(a.rolling_backtest.origins):
+            check(f"[analysis.rolling_backtest].origins[{i}]", label)
+        check_origins(spec, _model_cells(spec, effects))
+
+
+def check_origins(spec: ModelSpec, cells: CellEffects) -> None:
+    """Each origin of ``[analysis.rolling_backtest]`` (or each default one) leaves enough
+    experiments to fit on and at least one after it to judge (``cells`` grouped as the
+    model groups them), as the backtest will require after the main fit."""
+    rb = spec.analysis.rolling_backtest
+    assert rb is not None
+    periods = list(cells.periods)
+    origins = list(rb.origins) or default_origins(periods)
+    first = pd.Series(np.asarray(cells.period_index), index=pd.Index(cells.experiment))
+    started = first.groupby(level=0, sort=False).first().to_numpy()
+    counts = {p: int((started == i).sum()) for i, p in enumerate(periods)}
+    if not origins:
+        raise SpecError(
+            f"{spec.origin}: [analysis.rolling_backtest] needs at least two periods with an "
+            f"origin between them; experiments per period: {counts}."
+        )
+    for origin in origins:
+        cut = periods.index(origin)
+        train, later = int((started <= cut).sum()), int((started > cut).sum())
+        if train < MIN_ROLLING_TRAIN or later == 0:
+            raise SpecError(
+                f"{spec.origin}: [analysis.rolling_backtest]: the origin {origin!r} leaves "
+                f"{train} experiment(s) to fit on (at least {MIN_ROLLING_TRAIN}) and {later} "
+                f"after it to judge (at least 1); experiments per period: {counts}. Choose "
+                "origins = [...] between them."
+            )
 
 
 def check_transport(spec: ModelSpec, effects: CellEffects) -> None:

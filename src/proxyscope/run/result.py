@@ -13,7 +13,9 @@ from proxyscope._format import json_value
 from proxyscope.spec import ModelSpec
 
 if TYPE_CHECKING:
+    from proxyscope.analyses.backtest.rolling_result import RollingBacktest
     from proxyscope.analyses.compare import Comparison
+    from proxyscope.analyses.stability import Stability
     from proxyscope.analyses.transport import TransportResult
     from proxyscope.data.cells import CellEffects
     from proxyscope.model.diagnostics import Diagnostics
@@ -22,7 +24,10 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass
 class RunResult:
-    """Everything a run produced (the CLI prints from it)."""
+    """Everything a run produced (the CLI prints from it). For a model over time,
+    ``period`` is the period the analyses describe and ``stability`` what
+    :func:`proxyscope.stability` found (both None for a static model); ``rolling`` the
+    rolling backtest ``[analysis.rolling_backtest]`` asked for."""
 
     spec: ModelSpec
     out: Path
@@ -38,6 +43,9 @@ class RunResult:
     transport_truth: float | None = None
     comparisons: dict[str, Comparison] = dataclasses.field(default_factory=dict)
     sensitivity: pd.DataFrame | None = None
+    stability: Stability | None = None
+    period: str | None = None
+    rolling: RollingBacktest | None = None
     failed_fits: list[str] = dataclasses.field(default_factory=list)
     report_dir: Path | None = None
     files: dict[str, Path] = dataclasses.field(default_factory=dict)
@@ -106,6 +114,21 @@ def summary_doc(result: RunResult) -> dict[str, Any]:
         "files": {k: str(v) for k, v in result.files.items()},
         "seconds": round(result.seconds, 1),
     }
+    if result.stability is not None or result.period is not None:
+        # Only for a model over time, so a static run's run.json stays as it was.
+        doc["periods"] = list(result.fit.info.periods)
+        doc["period"] = result.period
+        doc["stability"] = None if result.stability is None else stability_doc(result.stability)
+    if result.rolling is not None:
+        rb = result.rolling
+        doc["rolling_backtest"] = {
+            "origins": list(rb.origins),
+            "reference": rb.reference,
+            "ci": rb.ci,
+            "verdict": rb.verdict(),
+            "summary": records(rb.score("model")),
+            "table": records(rb.table),
+        }
     if result.transport is not None:
         tr = result.transport
         assert spec.analysis.transport is not None
@@ -116,3 +139,14 @@ def summary_doc(result: RunResult) -> dict[str, Any]:
             "simulated_truth": result.transport_truth,
         }
     return doc
+
+
+def stability_doc(result: Stability) -> dict[str, Any]:
+    """run.json's ``stability``: the readings and both tables (JSON-friendly records)."""
+    return {
+        "ci": result.ci,
+        "probability": result.probability,
+        "readings": list(result.readings),
+        "changes": records(result.changes),
+        "paths": records(result.paths),
+    }

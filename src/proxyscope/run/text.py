@@ -10,6 +10,14 @@ import pandas as pd
 from proxyscope import dims
 from proxyscope._format import interval, num, pct
 from proxyscope.reporting.sensitivity import sensitivity_reading as reading_of_sensitivity
+from proxyscope.run.text_time import (
+    ROLLING_TITLE,
+    change_rows,
+    path_rows,
+    period_line,
+    rolling_rows,
+    stability_title,
+)
 
 if TYPE_CHECKING:
     from proxyscope.data.cells import CellEffects
@@ -213,12 +221,14 @@ def run_text(result: RunResult) -> str:
         out.append(f"Assumed noise correlation (not in the data): {shown}.")
     if designs_line(eff):
         out.append(f"Designs: {designs_line(eff)}.")
+    if period_line(result):
+        out.append(str(period_line(result)))
     out += ["", "Diagnostics: " + diagnostics_line(result)]
     if result.failed_fits:
         out.append("Fits that failed their diagnostics: " + ", ".join(result.failed_fits) + ".")
     out += [
         "",
-        f"Coefficients, all segments (historical mix), {ci} intervals:",
+        f"Coefficients, all segments (historical mix){_in_period(result)}, {ci} intervals:",
         text_table(coefficient_rows(result.coefficients)),
         "",
         f"Surrogacy (trial-level R^2, {ci} intervals; STE at {pct(spec.analysis.probability)}):",
@@ -238,6 +248,14 @@ def run_text(result: RunResult) -> str:
         assert spec.analysis.transport is not None
         out += ["", f"Transport to {spec.analysis.transport.name!r}:"]
         out += ["  " + line for line in transport_lines(result)]
+    if result.stability is not None:
+        out += ["", stability_title(result.stability) + ":"]
+        out += ["  " + line for line in result.stability.readings]
+        out += ["  Slope per period (global):", text_table(path_rows(result.stability), "    ")]
+        out += ["  Changes:", text_table(change_rows(result.stability), "    ")]
+    if result.rolling is not None:
+        out += ["", ROLLING_TITLE + ":", text_table(rolling_rows(result.rolling))]
+        out.append("  " + result.rolling.verdict())
     for key, cmp in result.comparisons.items():
         title = "Pooling comparison" if key == "pooling" else "Proxy-set comparison"
         out += ["", f"{title} (PSIS-LOO, {cmp.kind}):", text_table(_loo_rows(cmp.table))]
@@ -257,6 +275,12 @@ def run_text(result: RunResult) -> str:
     if spec.citation:
         out += ["", f"{ASOS_CITATION_HINT} {spec.citation}"]
     return "\n".join(out) + "\n"
+
+
+def _in_period(result: RunResult) -> str:
+    """ ", in period 2024-Q4" for the coefficients of a fit with time (its latest period's)."""
+    period = result.coefficients.attrs.get("period")
+    return f", in period {period}" if period is not None else ""
 
 
 def _loo_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -313,9 +337,11 @@ def run_markdown(result: RunResult) -> str:
         lines.append(f"- Assumed noise correlation (not in the data): {shown}")
     if designs_line(eff):
         lines.append(f"- Designs: {designs_line(eff)}")
+    if period_line(result):
+        lines.append(f"- {period_line(result)}")
     lines += ["", "## Diagnostics", "", diagnostics_line(result), ""]
     lines += [
-        "## Coefficients (historical mix)",
+        f"## Coefficients (historical mix){_in_period(result)}",
         "",
         markdown_table(coefficient_rows(result.coefficients)),
         "",
@@ -330,6 +356,14 @@ def run_markdown(result: RunResult) -> str:
         assert spec.analysis.transport is not None
         lines += [f"## Transport to {spec.analysis.transport.name!r}", ""]
         lines += [f"- {x}" for x in transport_lines(result)] + [""]
+    if result.stability is not None:
+        lines += [f"## {stability_title(result.stability)}", ""]
+        lines += [f"- {x}" for x in result.stability.readings] + [""]
+        lines += [markdown_table(path_rows(result.stability)), ""]
+        lines += [markdown_table(change_rows(result.stability)), ""]
+    if result.rolling is not None:
+        lines += [f"## {ROLLING_TITLE}", "", markdown_table(rolling_rows(result.rolling)), ""]
+        lines += [result.rolling.verdict(), ""]
     for key, cmp in result.comparisons.items():
         title_c = "Pooling comparison" if key == "pooling" else "Proxy-set comparison"
         lines += [f"## {title_c} (PSIS-LOO, {cmp.kind})", ""]

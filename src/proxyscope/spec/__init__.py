@@ -27,7 +27,9 @@ Modules:
 - :mod:`~proxyscope.spec.parse_extra`: ``[[data.extra]]``, further sources whose
   cells join the history.
 - :mod:`~proxyscope.spec.parse_time`: ``[data].time`` and ``[data].period``, the
-  experiments' start dates and their grouping into periods.
+  experiments' start dates and their grouping into periods; ``[model].time`` (a
+  relation that moves over periods), ``[analysis].period``, ``[analysis.stability]`` and
+  ``[analysis.rolling_backtest]``.
 - :mod:`~proxyscope.spec.parse_design`: ``[data.<design>]``, the column roles and
   settings of a source whose rows a design reads (did, rdd, ipw, synthetic_control).
 - :mod:`~proxyscope.spec.parse_analysis`: the ``[analysis]`` section and its tables.
@@ -75,6 +77,7 @@ from proxyscope.spec.constants import (
     ROW_DESIGNS,
     SAMPLERS,
     SPEC_VERSION,
+    TIME_PRIORS,
 )
 from proxyscope.spec.load import load_spec, loads_spec
 from proxyscope.spec.model_spec import ModelSpec, dump_spec, dumps_spec, to_dict
@@ -90,9 +93,11 @@ from proxyscope.spec.sections import (
     ExtraSource,
     ModelSection,
     ReportSpec,
+    RollingSpec,
     SamplerSpec,
     SensitivitySpec,
     SimulateSpec,
+    StabilitySpec,
     TransportSpec,
 )
 
@@ -130,6 +135,7 @@ __all__ = [
     "ROW_DESIGNS",
     "SAMPLERS",
     "SPEC_VERSION",
+    "TIME_PRIORS",
     "AnalysisSpec",
     "AsosSpec",
     "ColumnsSpec",
@@ -139,9 +145,11 @@ __all__ = [
     "ModelSection",
     "ModelSpec",
     "ReportSpec",
+    "RollingSpec",
     "SamplerSpec",
     "SensitivitySpec",
     "SimulateSpec",
+    "StabilitySpec",
     "TransportSpec",
     "apply_overrides",
     "dump_spec",

@@ -62,9 +62,19 @@ PRIOR_NAMES = (
     "time_step_location_sd",
     "time_step_slope_sd",
     "time_step_log_sigma_sd",
+    "time_drift_location_sd",
+    "time_drift_slope_sd",
+    "time_drift_log_sigma_sd",
 )
 INTEGER_PRIORS = ("min_levels_learned_scale",)
-TIME_PRIORS = ("time_step_location_sd", "time_step_slope_sd", "time_step_log_sigma_sd")
+TIME_PRIORS = (
+    "time_step_location_sd",
+    "time_step_slope_sd",
+    "time_step_log_sigma_sd",
+    "time_drift_location_sd",
+    "time_drift_slope_sd",
+    "time_drift_log_sigma_sd",
+)
 
 # The largest integers a spec (and the command-line flags that set the same keys)
 # accepts, so a typo such as ``draws = 10000000000`` is refused when the spec is read,

@@ -128,6 +128,8 @@ def to_dict(spec: ModelSpec) -> dict[str, Any]:
         "cell_correlation": m.cell_correlation,
         "noise": m.noise,
         "priors": _nonempty(m.priors),
+        # Written only when set, so the hash of every static spec stays.
+        "time": list(m.time) if isinstance(m.time, tuple) else m.time,
     }
     s = spec.sampler
     out["sampler"] = {
@@ -170,6 +172,24 @@ def to_dict(spec: ModelSpec) -> dict[str, Any]:
         }
     if a.sensitivity is not None:
         analysis["sensitivity"] = {"correlations": list(a.sensitivity.correlations)}
+    # The time keys only when set, so the hash of every spec that leaves them alone stays.
+    if a.period is not None:
+        analysis["period"] = a.period
+    if a.stability is not None:
+        st = a.stability
+        analysis["stability"] = {
+            "between": [list(pair) for pair in st.between] or None,
+            "probability": st.probability,
+            "segments": st.segments,
+        }
+    if a.rolling_backtest is not None:
+        rb = a.rolling_backtest
+        analysis["rolling_backtest"] = {
+            "origins": list(rb.origins) or None,
+            "draws": rb.draws,
+            "tune": rb.tune,
+            "chains": rb.chains,
+        }
     out["analysis"] = analysis
     r = spec.report
     if r.title is not None or r.out is not None:

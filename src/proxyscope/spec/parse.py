@@ -31,6 +31,8 @@ Example (``models/streaming_retention.toml`` is a complete one)::
 
     [model]
     pooling = "additive"
+    # time = true                # the relation moves over periods (needs [data].time;
+                                 # see parse_time)
 
     [sampler]
     draws = 1000
@@ -59,16 +61,17 @@ from proxyscope.spec.constants import (
     MAX_SEED,
     MAX_TUNE,
     PRIOR_NAMES,
-    TIME_PRIORS,
     SAMPLERS,
     SPEC_VERSION,
+    TIME_PRIORS,
 )
 from proxyscope.spec.model_spec import ModelSpec
 from proxyscope.spec.parse_analysis import analysis_section
 from proxyscope.spec.parse_data import columns_section, data_section
 from proxyscope.spec.parse_extra import extra_section
+from proxyscope.spec.parse_time import model_time
 from proxyscope.spec.read import Table, check_int, check_number, type_word
-from proxyscope.spec.sections import ModelSection, ReportSpec, SamplerSpec
+from proxyscope.spec.sections import DataSpec, ModelSection, ReportSpec, SamplerSpec
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -100,10 +103,10 @@ def from_dict(
     data = data_section(top)
     columns = columns_section(top, data)
     data = extra_section(top, data, columns)
-    model = _model(top)
+    model = _model(top, data)
     sampler = _sampler(top)
     proxies = (ASOS_PROXY,) if columns is None else columns.proxies
-    analysis = analysis_section(top, data, proxies)
+    analysis = analysis_section(top, data, proxies, timed=model.time is not None)
     report = _report(top)
     top.done()
     spec = ModelSpec(
@@ -130,13 +133,14 @@ def _opt_text(t: Table, key: str) -> str | None:
     return str(t.take_str(key))
 
 
-def _model(top: Table) -> ModelSection:
+def _model(top: Table, data: DataSpec) -> ModelSection:
     t = top.take_table("model")
     if t is None:
         return ModelSection()
     pooling = t.take_str("pooling", "additive", allowed=POOLINGS)
     cell_corr = t.take_str("cell_correlation", "shared", allowed=CELL_CORRELATIONS)
     noise = t.take_str("noise", "moderated", allowed=NOISE_MODES)
+    time = model_time(t, data)
 
     def prior(path: str, v: Any) -> float:
         name = path.rsplit(".", 1)[-1]
@@ -153,7 +157,9 @@ def _model(top: Table) -> ModelSection:
 
     priors = t.take_mapping("priors", prior, keys=PRIOR_NAMES, what="prior name")
     t.done()
-    return ModelSection(pooling=pooling, cell_correlation=cell_corr, noise=noise, priors=priors)
+    return ModelSection(
+        pooling=pooling, cell_correlation=cell_corr, noise=noise, priors=priors, time=time
+    )
 
 
 def _sampler(top: Table) -> SamplerSpec:

@@ -1,5 +1,7 @@
 """Validating the ``[analysis]`` section and its tables: ``[analysis.transport]``,
-``[analysis.compare]`` and ``[analysis.sensitivity]``."""
+``[analysis.compare]`` and ``[analysis.sensitivity]``; its time keys (``period``,
+``[analysis.stability]`` and ``[analysis.rolling_backtest]``) are read in
+:mod:`proxyscope.spec.parse_time`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from proxyscope.errors import SpecError, suggestion
 from proxyscope.options import DEFAULT_CI, POOLINGS
 from proxyscope.spec.constants import COMPARE_KINDS, MAX_COUNT
+from proxyscope.spec.parse_time import analysis_period, rolling_section, stability_section
 from proxyscope.spec.read import Table, check_number, show_set
 from proxyscope.spec.sections import (
     AnalysisSpec,
@@ -19,7 +22,10 @@ from proxyscope.spec.sections import (
 )
 
 
-def analysis_section(top: Table, data: DataSpec, proxies: tuple[str, ...]) -> AnalysisSpec:
+def analysis_section(
+    top: Table, data: DataSpec, proxies: tuple[str, ...], *, timed: bool = False
+) -> AnalysisSpec:
+    """``[analysis]``; ``timed``: whether the model moves over time (``[model].time``)."""
     t = top.take_table("analysis")
     if t is None:
         return AnalysisSpec()
@@ -45,6 +51,9 @@ def analysis_section(top: Table, data: DataSpec, proxies: tuple[str, ...]) -> An
         corrs = sens_t.take_number_list("correlations", low=-1.0, high=1.0)
         sens_t.done()
         sensitivity = SensitivitySpec(correlations=tuple(float(c) for c in corrs))
+    period = analysis_period(t, timed)
+    stability = stability_section(t, timed)
+    rolling = rolling_section(t, timed)
     t.done()
     return AnalysisSpec(
         ci=float(ci),
@@ -54,6 +63,9 @@ def analysis_section(top: Table, data: DataSpec, proxies: tuple[str, ...]) -> An
         transport=transport,
         compare=compare,
         sensitivity=sensitivity,
+        period=period,
+        stability=stability,
+        rolling_backtest=rolling,
     )
 
 

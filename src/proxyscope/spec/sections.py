@@ -157,12 +157,22 @@ class ExtraSource:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
-    """:class:`proxyscope.ProxyModel` configuration."""
+    """:class:`proxyscope.ProxyModel` configuration.
+
+    ``time``: None (a static relation), True (the relation moves over the periods the
+    cells carry), or a grouping name or bin edges (as written) that regroups them
+    (DESIGN.md §9; :mod:`proxyscope.spec.parse_time`).
+    """
 
     pooling: str = "additive"
     cell_correlation: str = "shared"
     noise: str = "moderated"
     priors: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    time: bool | str | tuple[Any, ...] | None = None
+
+    def time_argument(self) -> Any:
+        """``ProxyModel(time=...)``: None, True, a grouping name or a list of edges."""
+        return list(self.time) if isinstance(self.time, tuple) else self.time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,8 +220,33 @@ class SensitivitySpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class StabilitySpec:
+    """:func:`proxyscope.stability`'s settings for a model over time: the pairs of periods
+    to compare (empty: the first and the last), the ``probability`` from which a change
+    is called clear, and whether to give each segment's path too."""
+
+    between: tuple[tuple[str, str], ...] = ()
+    probability: float = 0.95
+    segments: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RollingSpec:
+    """The rolling-origin backtest of a model over time
+    (:func:`proxyscope.analyses.backtest.rolling.rolling_backtest`): the origins (period
+    labels; empty: from the middle of the history to the second-to-last period) and the
+    sampler's draws, tune and chains for its fits (None: ``[sampler]``'s)."""
+
+    origins: tuple[str, ...] = ()
+    draws: int | None = None
+    tune: int | None = None
+    chains: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class AnalysisSpec:
-    """Interval width, fragility threshold, STE level, and optional extras."""
+    """Interval width, fragility threshold, STE level, and optional extras. ``period``:
+    the period of a model over time every analysis reads (None: the latest)."""
 
     ci: float = DEFAULT_CI
     threshold: float = 0.5
@@ -220,6 +255,9 @@ class AnalysisSpec:
     transport: TransportSpec | None = None
     compare: CompareSpec | None = None
     sensitivity: SensitivitySpec | None = None
+    period: str | None = None
+    stability: StabilitySpec | None = None
+    rolling_backtest: RollingSpec | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -74,6 +74,8 @@ The package, one module per concept:
 - :mod:`.predict`: the methods and every method's predictions for one split.
 - :mod:`.score`: decision accuracy, RMSE and the per-method table.
 - :mod:`.result`: :class:`BacktestResult`, its re-scoring and its one-line verdict.
+- :mod:`.rolling`: the rolling-origin backtest over periods (fit up to T, judge after T),
+  with :mod:`.rolling_predict` and :mod:`.rolling_result`.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ from proxyscope.analyses.backtest.mix import MixEffects, mix_effects
 from proxyscope.analyses.backtest.posterior import MAX_PREDICTIVE_DRAWS, PosteriorMix
 from proxyscope.analyses.backtest.predict import METHODS, READINGS, RF_ROWS, WEIGHTED
 from proxyscope.analyses.backtest.result import BacktestResult
+from proxyscope.analyses.backtest.rolling import rolling_backtest
+from proxyscope.analyses.backtest.rolling_result import RollingBacktest
 from proxyscope.analyses.backtest.run import backtest
 from proxyscope.analyses.backtest.score import decision_accuracy, rmse
 from proxyscope.analyses.backtest.weighting import (
@@ -110,6 +114,7 @@ __all__ = [
     "Calibration",
     "MixEffects",
     "PosteriorMix",
+    "RollingBacktest",
     "Standardizer",
     "backtest",
     "best_single_proxy",
@@ -119,5 +124,6 @@ __all__ = [
     "mix_effects",
     "random_forest_weights",
     "rmse",
+    "rolling_backtest",
     "split_experiments",
 ]

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 #: Trees of the random forest that the backtest's fold also fits; its predictions
 #: are not scored here, so one tree keeps the cost away.
 _UNSCORED_TREES = 1
+#: Judged experiments per block of the per-draw arrays (bounds their memory).
+_BLOCK = 256
 
 
 def conditional_moments(
@@ -100,16 +102,19 @@ def predict_experiments(
     seed = analysis_seed(fit, None)
     mean = np.empty(len(mix.experiments))
     lower, upper = np.empty_like(mean), np.empty_like(mean)
-    for h in np.unique(horizon):
-        rows = np.flatnonzero(horizon == h)
-        step = forecast_shift(fit, int(h), np.random.default_rng([seed, int(h)]))
-        seg = shifted(latest, step)
-        part = MixEffects(mix.experiments[rows], mix.effect[rows], mix.noise_cov[rows])
-        m, v = conditional_moments(seg, shares, part, observed=False)
-        mean[rows] = m.mean(axis=0)
-        if observed:
-            m, v = conditional_moments(seg, shares, part, observed=True)
-        lower[rows], upper[rows] = mixture_interval(m, v, ci)
+    # A static fit has no walk to carry: one group.
+    steps = np.asarray(horizon) if fit.info.periods else np.zeros(len(mix.experiments), int)
+    for h in np.unique(steps):
+        seg = shifted(latest, forecast_shift(fit, int(h), np.random.default_rng([seed, int(h)])))
+        same = np.flatnonzero(steps == h)
+        for lo in range(0, len(same), _BLOCK):
+            rows = same[lo : lo + _BLOCK]
+            part = MixEffects(mix.experiments[rows], mix.effect[rows], mix.noise_cov[rows])
+            m, v = conditional_moments(seg, shares, part, observed=False)
+            mean[rows] = m.mean(axis=0)
+            if observed:
+                m, v = conditional_moments(seg, shares, part, observed=True)
+            lower[rows], upper[rows] = mixture_interval(m, v, ci)
     adaptive = fold.set_index("experiment")["adaptive"].reindex(mix.experiments).to_numpy()
     return pd.DataFrame(
         {

@@ -18,7 +18,7 @@ from proxyscope.run.check.findings import (
     missing_columns,
 )
 from proxyscope.run.load import load_effects, read_table
-from proxyscope.run.preflight import check_transport
+from proxyscope.run.preflight import check_cells
 from proxyscope.spec import ModelSpec
 
 
@@ -114,5 +114,5 @@ def confirm_file(result: CheckResult, spec: ModelSpec, path: Path | None) -> Non
     confirm(
         result,
         lambda: load_effects(spec, data=path).effects,
-        lambda effects: check_transport(spec, effects),
+        lambda effects: check_cells(spec, effects),
     )

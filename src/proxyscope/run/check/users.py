@@ -20,7 +20,7 @@ from proxyscope.data.validate import check_roles, resolve_treated
 from proxyscope.errors import suggestion
 from proxyscope.run.check.findings import SHOW, CheckResult, confirm, lower_first
 from proxyscope.run.load import cluster_roles, join_extras
-from proxyscope.run.preflight import check_transport
+from proxyscope.run.preflight import check_cells
 from proxyscope.spec import ModelSpec
 
 
@@ -74,7 +74,7 @@ def check_users(spec: ModelSpec, path: Path | None) -> CheckResult:
         confirm(
             result,
             lambda: join_extras(spec, _summarize(spec, data_arg)),
-            lambda effects: check_transport(spec, effects),
+            lambda effects: check_cells(spec, effects),
         )
     return result
 
