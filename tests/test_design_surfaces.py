@@ -343,6 +343,7 @@ def test_the_spec_mirrors_the_design_functions() -> None:
     common = {"experiment", "outcome", "proxies", "segments", "directions"}
     elsewhere = {"cluster", "min_users_per_arm", "treatment", "treated_value"}
     objects = {"propensity_model", "outcome_model"}
+    elsewhere |= {"engine", "memory_limit", "threads", "spark"}  # how the rows are read
     for design, function in FUNCTIONS.items():
         params = set(list(inspect.signature(function).parameters)[1:])
         assert set(DESIGN_KEYS[design]) <= params

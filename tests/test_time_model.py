@@ -125,7 +125,8 @@ def _walk_prior(timed: Prepared, x: np.ndarray) -> float:
 
 def _shifts(timed: Prepared, x: np.ndarray) -> dict[str, np.ndarray]:
     """Each family's shift per period, summed here from the steps and the drift: from
-    period p to p + 1 a row moves by s z_p + d, and the last period's shift is 0."""
+    period p to p + 1 a row moves by s z_p + d, and the middle period's shift (the
+    sampler's anchor, (P - 1) // 2) is 0."""
     out = {}
     for prefix in FAMILY_PREFIX:
         block = {b.name: b for b in timed.layout.blocks}
@@ -137,7 +138,8 @@ def _shifts(timed: Prepared, x: np.ndarray) -> dict[str, np.ndarray]:
         level = np.zeros((steps.rows, steps.cols + 1))  # the parameter's path, from 0
         for p in range(steps.cols):
             level[:, p + 1] = level[:, p] + s * z[:, p] + d
-        out[prefix] = level - level[:, -1:]
+        c = (steps.cols + 1 - 1) // 2
+        out[prefix] = level - level[:, c : c + 1]
     return out
 
 
@@ -199,7 +201,7 @@ def test_cells_take_their_periods_parameters_and_the_walk_its_prior(
         got = density.logp_and_grad(moved)[0] - density.logp_and_grad(x)[0]
         assert got == pytest.approx(want, rel=1e-8, abs=1e-8)
     w = _shifts(timed, x)
-    assert np.any(w["slope"][:, 0] != 0) and np.all(w["slope"][:, -1] == 0)
+    assert np.any(w["slope"][:, -1] != 0) and np.all(w["slope"][:, (P - 1) // 2] == 0)
 
 
 def test_a_walk_at_zero_is_the_static_model_plus_the_walks_prior(prepared: Prepared) -> None:

@@ -231,6 +231,24 @@ def test_rolling_backtest_keys_round_trip() -> None:
     assert loads_spec(bare.dumps()) == bare
 
 
+def test_proxyscope_spec_prints_the_time_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(
+        USERS
+        + '[model]\ntime = "month"\n[analysis]\nperiod = "2024-02"\n'
+        + '[analysis.stability]\nbetween = ["2024-01", "2024-06"]\n'
+        + '[analysis.rolling_backtest]\norigins = ["2024-03"]\n'
+    )
+    code, out, _ = cli(capsys, "spec", path)
+    assert code == 0
+    assert loads_spec(out, base_dir=tmp_path) == load_spec(path)
+    for line in ('time = "month"', 'period = "2024-02"', "[analysis.stability]"):
+        assert line in out
+    assert "[analysis.rolling_backtest]" in out
+
+
 def test_set_overrides_reach_the_time_keys() -> None:
     spec = parse(USERS, 'model.time="quarter"', 'analysis.period="2024-Q2"')
     assert spec.model.time == "quarter" and spec.analysis.period == "2024-Q2"
@@ -704,6 +722,7 @@ chains = 1
 """
 
 
+@pytest.mark.slow
 def test_a_spec_run_over_time(users: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (users / "run.toml").write_text(USERS + RUN)
     out = users / "out"
@@ -788,6 +807,7 @@ def readme_time_block() -> str:
     return block
 
 
+@pytest.mark.slow
 def test_the_readme_time_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code = readme_time_block()
     assert "import proxyscope as ps" not in code  # the README's one full program stays one

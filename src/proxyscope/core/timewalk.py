@@ -7,11 +7,19 @@ segment (on top of the segment pooling). From period p to p + 1 row r moves
 by ``s_r z_p + d_r``: a step z_p ~ N(0, 1) (non-centred) of scale s_r ~
 HalfNormal(step sd of the family), sampled as its logarithm, plus a drift
 d_r ~ N(0, drift sd of the family), the row's steady change per period (a
-proxy whose link decays period after period). The walk is anchored at the
-LAST period: the segment values the rest of the model describes are those of
-the latest period, and an earlier period p adds
+proxy whose link decays period after period). In the sampler the walk is
+anchored at the MIDDLE period c = (P - 1) // 2: the segment values of the
+flat vector are period c's, and period p adds
 
-    w[r, p] = -((s_r z[r, p] + d_r) + ... + (s_r z[r, P - 2] + d_r)),  w[r, P - 1] = 0.
+    w[r, p] = sum of the steps from c to p (p > c), minus those from p to c (p < c),
+
+w[r, c] = 0. Anchored at an end, the drift and the end's value trade off
+along a long ridge (the drift times the history's length), which a diagonal
+mass matrix follows only with many more leapfrog steps; anchored in the
+middle they are nearly uncorrelated, as a centred covariate's slope and
+intercept are. What users read is the latest period's relation: the
+posterior's segment values are period c's plus w[P - 1]
+(:mod:`proxyscope.model.time_paths`).
 
 A family whose step sd and drift sd are both 0 does not move (its rows are
 absent from ``x``); with only one of them 0, that part is absent.
@@ -41,12 +49,20 @@ from proxyscope.core.density import H_TIME, H_TIME_P, LOG_2PI, _half_normal_log,
 TIME_RECORD = 5
 
 
+def anchor(p_n: int) -> int:
+    """The period whose values the segment parameters hold in the sampler: the middle
+    one, (P - 1) // 2 (see the module docstring)."""
+    return (p_n - 1) // 2
+
+
 @_jit
 def _walk(
     x: np.ndarray, grad: np.ndarray, ints: np.ndarray, floats: np.ndarray, rows: int, f: int
 ) -> tuple[float, np.ndarray]:
-    """Family ``f``'s shifts (rows, P) and the log prior of its scales, steps and drifts."""
+    """Family ``f``'s shifts (rows, P) from the anchor period, and the log prior of its
+    scales, steps and drifts."""
     p_n = ints[H_TIME_P]
+    c = (p_n - 1) // 2
     rec = ints[H_TIME] + TIME_RECORD * f
     off_s, off_z, fl_sd, off_d, fl_d = (
         ints[rec], ints[rec + 1], ints[rec + 2], ints[rec + 3], ints[rec + 4]
@@ -66,16 +82,21 @@ def _walk(
             v, d = _normal_log(drift, floats[fl_d])
             lp += v
             grad[off_d + r] += d
-        acc = 0.0
-        for q in range(p_n - 2, -1, -1):
-            step = drift
-            if off_s >= 0:
+        steps = np.full(p_n - 1, drift)  # from period q to q + 1
+        if off_s >= 0:
+            for q in range(p_n - 1):
                 z = x[off_z + r * (p_n - 1) + q]
                 lp -= 0.5 * (LOG_2PI + z * z)
                 grad[off_z + r * (p_n - 1) + q] -= z
-                step += scale * z
-            acc += step
-            walk[r, q] = -acc
+                steps[q] += scale * z
+        acc = 0.0
+        for p in range(c + 1, p_n):
+            acc += steps[p - 1]
+            walk[r, p] = acc
+        acc = 0.0
+        for p in range(c - 1, -1, -1):
+            acc += steps[p]
+            walk[r, p] = -acc
     return lp, walk
 
 
@@ -85,29 +106,34 @@ def _walk_back(
 ) -> None:
     """Add the gradient of a function of family ``f``'s shifts (given as ``g_walk``)."""
     p_n = ints[H_TIME_P]
+    c = (p_n - 1) // 2
     rec = ints[H_TIME] + TIME_RECORD * f
     off_s, off_z, off_d = ints[rec], ints[rec + 1], ints[rec + 3]
     for r in range(g_walk.shape[0]):
-        # w[p] = -sum_{q >= p} (scale z[q] + drift): dw[p]/dz[q] = -scale for
-        # p <= q, dw[p]/dlog(scale) = -scale sum_{q >= p} z[q], dw[p]/ddrift =
-        # -(P - 1 - p).
+        # The step from q to q + 1 enters w[p] with sign +1 for p > q >= c and -1
+        # for p <= q < c: its gradient is the sum of those g_walk[p], signed.
+        g_step = np.zeros(p_n - 1)
+        acc = 0.0
+        for q in range(p_n - 2, c - 1, -1):
+            acc += g_walk[r, q + 1]
+            g_step[q] = acc
+        acc = 0.0
+        for q in range(c):
+            acc += g_walk[r, q]
+            g_step[q] = -acc
         if off_d >= 0:
             g_drift = 0.0
-            for p in range(p_n - 1):
-                g_drift -= g_walk[r, p] * (p_n - 1 - p)
+            for q in range(p_n - 1):
+                g_drift += g_step[q]
             grad[off_d + r] += g_drift
         if off_s < 0:
             continue
         scale = math.exp(x[off_s + r])
         g_lam = 0.0
-        tail = 0.0
-        for q in range(p_n - 2, -1, -1):
-            tail += x[off_z + r * (p_n - 1) + q]
-            g_lam -= g_walk[r, q] * scale * tail
-        acc_g = 0.0  # sum over p <= q of the shifts' gradients
         for q in range(p_n - 1):
-            acc_g += g_walk[r, q]
-            grad[off_z + r * (p_n - 1) + q] -= scale * acc_g
+            z = x[off_z + r * (p_n - 1) + q]
+            grad[off_z + r * (p_n - 1) + q] += scale * g_step[q]
+            g_lam += g_step[q] * scale * z
         grad[off_s + r] += g_lam
 
 
@@ -190,15 +216,15 @@ def time_back(
 def walk_from(
     scale: np.ndarray | None, steps: np.ndarray | None, drift: np.ndarray | None, p_n: int
 ) -> np.ndarray:
-    """A family's shifts (..., R, P) from its step scales (..., R), steps (..., R, P - 1)
-    and drifts (..., R) (None for a part it does not have; not all None): the numpy
-    twin of :func:`_walk`, for reading draws."""
+    """A family's shifts (..., R, P) from the anchor period (:func:`anchor`), from its
+    step scales (..., R), steps (..., R, P - 1) and drifts (..., R) (None for a part it
+    does not have; not all None): the numpy twin of :func:`_walk`, for reading draws."""
     parts = []
     if scale is not None and steps is not None:
         parts.append(scale[..., None] * steps)
     if drift is not None:
         parts.append(np.broadcast_to(drift[..., None], (*drift.shape, p_n - 1)))
     forward = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-    tail = np.flip(np.cumsum(np.flip(forward, axis=-1), axis=-1), axis=-1)
-    zero = np.zeros((*tail.shape[:-1], 1))
-    return np.asarray(np.concatenate([-tail, zero], axis=-1))
+    level = np.concatenate([np.zeros((*forward.shape[:-1], 1)), np.cumsum(forward, axis=-1)], -1)
+    c = anchor(p_n)
+    return np.asarray(level - level[..., c : c + 1])

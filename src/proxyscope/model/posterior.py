@@ -282,6 +282,13 @@ def named_posterior(
     loc = family_values(raw, info, "loc")
     slope = family_values(raw, info, "slope")
     log_sigma = family_values(raw, info, "log_sigma")[:, :, 0, :]
+    # With time the sampled values are the anchor period's; users read the latest's.
+    last = [np.zeros(v.shape[:3]) for v in (loc, slope, log_sigma[:, :, None])]
+    if len(info.periods) >= 2:
+        last = [w[..., -1] for w in walk_shifts(raw, info.periods, k)]
+        loc = loc + last[0][..., None]
+        slope = slope + last[1][..., None]
+        log_sigma = log_sigma + last[2]
     nu = loc[:, :, 0, :] * sy
     mu = np.swapaxes(loc[:, :, 1:, :] * sp[:, None], -1, -2)  # (c, d, S, K)
     beta = np.swapaxes(slope * (sy / sp)[:, None], -1, -2)
@@ -306,10 +313,12 @@ def named_posterior(
     }
 
     if info.pooling != "none":
-        out["nu_global"] = (cd, raw["loc_global"].values[:, :, 0] * sy)
-        out["mu_global"] = ((*cd, dims.PROXY), raw["loc_global"].values[:, :, 1:] * sp)
-        out["beta_global"] = ((*cd, dims.PROXY), raw["slope_global"].values * (sy / sp))
-        out["log_sigma_global"] = (cd, np.log(raw["sigma_global"].values) + np.log(sy))
+        loc_g = raw["loc_global"].values + last[0]
+        out["nu_global"] = (cd, loc_g[:, :, 0] * sy)
+        out["mu_global"] = ((*cd, dims.PROXY), loc_g[:, :, 1:] * sp)
+        out["beta_global"] = ((*cd, dims.PROXY), (raw["slope_global"].values + last[1]) * (sy / sp))
+        log_sigma_g = np.log(raw["sigma_global"].values) + last[2][:, :, 0]
+        out["log_sigma_global"] = (cd, log_sigma_g + np.log(sy))
     if info.pooling == "additive":
         for j, col in enumerate(structure.columns):
             basis = structure.basis(j)

@@ -24,8 +24,9 @@ from proxyscope.model.layout import FAMILY_PREFIX, time_drift_name, time_step_na
 
 
 def walk_shifts(raw: xr.Dataset, periods: Sequence[str], n_proxies: int) -> list[np.ndarray]:
-    """Each family's shifts (chain, draw, rows, P) from the sampled steps and drifts
-    (zeros for a static family).
+    """Each family's shifts (chain, draw, rows, P) from the sampler's anchor period
+    (:func:`proxyscope.core.timewalk.anchor`), from the sampled steps and drifts (zeros
+    for a static family).
 
     Rows: M = K + 1 locations (the outcome's first), K slopes, 1 log sigma.
     """
@@ -78,7 +79,8 @@ def named_paths(
     """
     k = len(proxies)
     sy, sp = scales[0], np.asarray(scales[1:])
-    w_loc, w_slope, w_sig = walk_shifts(raw, periods, k)
+    # shifts from the latest period (the sampler's are from its anchor period)
+    w_loc, w_slope, w_sig = (w - w[..., -1:] for w in walk_shifts(raw, periods, k))
     d_nu = w_loc[:, :, 0, :] * sy  # (c, d, P)
     d_mu = np.swapaxes(w_loc[:, :, 1:, :] * sp[:, None], -1, -2)  # (c, d, P, K)
     d_beta = np.swapaxes(w_slope * (sy / sp)[:, None], -1, -2)  # (c, d, P, K)

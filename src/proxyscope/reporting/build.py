@@ -6,11 +6,10 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from proxyscope._format import pct
@@ -23,6 +22,13 @@ from proxyscope.reporting import plots
 from proxyscope.reporting.content import sections
 from proxyscope.reporting.designs import designs_doc
 from proxyscope.reporting.document import build_document
+from proxyscope.reporting.given import (
+    check_compare,
+    check_given,
+    most_fragile,
+    resolve_compare,
+    resolve_transport,
+)
 from proxyscope.reporting.past_experiments import past_experiments_doc
 from proxyscope.reporting.render_html import render_html
 from proxyscope.reporting.render_md import render_markdown
@@ -32,8 +38,6 @@ from proxyscope.reporting.stability import periods_doc, resolve_stability, stabi
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from proxyscope.analyses.compare import Comparison
-    from proxyscope.analyses.transport import TransportResult
     from proxyscope.model.fit import ProxyFit
 
 #: Every figure the report can write (transport and compare only when given).
@@ -86,83 +90,6 @@ class ReportFiles:
         for entry in self.figures.values():
             files += [entry["png"], entry["svg"]]
         return files
-
-
-def _resolve_transport(
-    fit: ProxyFit, transport: Any, ci: float, random_seed: int | None, period: str | None
-) -> TransportResult | None:
-    from proxyscope.analyses.transport import TransportResult
-    from proxyscope.analyses.transport import transport as run_transport
-
-    if transport is None:
-        return None
-    if isinstance(transport, TransportResult):
-        if tuple(transport.proxies) != tuple(fit.proxies):
-            raise ParameterError(
-                "The 'transport' result given to report was computed for proxies "
-                f"{list(transport.proxies)}, but the fit has {list(fit.proxies)}."
-            )
-        _check_period("transport", transport.period, period)
-        return transport
-    # Anything else is a target population, as proxyscope.transport accepts it.
-    return run_transport(fit, transport, ci=ci, random_seed=random_seed, period=period)
-
-
-def _check_period(name: str, given: Any, period: str | None) -> None:
-    """A result handed to :func:`report` describes the report's period (fits with time)."""
-    if given != period:
-        raise ParameterError(
-            f"The {name!r} parameter of report describes period {given!r}, the report "
-            f"period {period!r}; pass period={given!r} to report, or compute it with "
-            f"period={period!r}."
-        )
-
-
-def _check_compare(compare: Any) -> None:
-    from proxyscope.analyses.compare import Comparison
-
-    if compare is None or isinstance(compare, (Comparison, Mapping)):
-        return
-    raise DataTypeError(
-        "The 'compare' parameter of report must be a proxyscope Comparison (from "
-        "proxyscope.compare), a mapping of model name to fit, or None; got "
-        f"{type(compare).__name__}."
-    )
-
-
-def _resolve_compare(compare: Any) -> Comparison | None:
-    from proxyscope.analyses.compare import compare as run_compare
-
-    if isinstance(compare, Mapping):
-        return run_compare(compare)
-    return compare
-
-
-def _check_given(name: str, frame: Any, ci: float, period: str | None) -> None:
-    """A result handed to :func:`report` is that analysis's table at the report's ``ci``."""
-    if frame is None:
-        return
-    function = "recommend" if name == "recommendations" else name
-    if not isinstance(frame, pd.DataFrame) or "ci" not in frame.attrs:
-        raise DataTypeError(
-            f"The {name!r} parameter of report expects the DataFrame that "
-            f"proxyscope.{function}(fit, ...) returned; got {type(frame).__name__}."
-        )
-    if not np.isclose(float(frame.attrs["ci"]), ci):
-        raise ParameterError(
-            f"The {name!r} parameter of report was computed at ci={frame.attrs['ci']:g}, "
-            f"the report at ci={ci:g}; pass ci={frame.attrs['ci']:g} to report, or compute "
-            f"proxyscope.{function}(fit, ci={ci:g})."
-        )
-    if "period" in frame.attrs:
-        _check_period(name, frame.attrs["period"], period)
-
-
-def _most_fragile(fragility: pd.DataFrame, per_proxy: int = 3) -> list[tuple[str, str]]:
-    """The flagged (segment, proxy) pairs with the highest flip probability, a few per proxy."""
-    flagged = fragility[fragility["flagged"]].sort_values("flip_prob", ascending=False)
-    top = flagged.groupby("proxy", sort=False).head(per_proxy)
-    return [(str(r.segment), str(r.proxy)) for r in top.itertuples()]
 
 
 def report(
@@ -265,7 +192,7 @@ def report(
         raise DataTypeError(f"The 'title' parameter of report must be a string; got {title!r}.")
     if not isinstance(out, (str, os.PathLike)):
         raise DataTypeError(f"The 'out' parameter of report must be a path; got {out!r}.")
-    _check_compare(compare)
+    check_compare(compare)
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ParameterError(
@@ -290,15 +217,15 @@ def report(
             "recommendations": recommendations,
         }
         for name, frame in given.items():
-            _check_given(name, frame, ci, period)
+            check_given(name, frame, ci, period)
         at: dict[str, Any] = {"ci": ci, "period": period}
         frag = fragility if fragility is not None else run_fragility(fit, warn=False, **at)
         surr = surrogacy if surrogacy is not None else run_surrogacy(fit, **at)
         wts = weights if weights is not None else run_weights(fit, **at)
         rec = recommendations if recommendations is not None else run_recommend(fit, **at)
-        trans = _resolve_transport(fit, transport, ci, random_seed, period)
-        comp = _resolve_compare(compare)
-        rel = past_experiments(fit, flagged=_most_fragile(frag), **at)
+        trans = resolve_transport(fit, transport, ci, random_seed, period)
+        comp = resolve_compare(compare)
+        rel = past_experiments(fit, flagged=most_fragile(frag), **at)
         drift = resolve_stability(fit, stability, ci, random_seed)
         if designs is None and fit.effects.designs != ["ab"]:
             designs = design_bias(fit, refit=False, ci=ci)
