@@ -7,7 +7,8 @@ this reads, from the posterior:
 - the slope's path: beta_k in every period (the global slope; per segment
   with ``segments=True``, or always with ``pooling="none"``), posterior mean
   and equal-tailed ``ci`` interval, and a forecast for the period after the
-  last one (one more step of the walk: its interval is wider);
+  last one (one more step of the walk, its drift and a step: its interval is
+  wider);
 - per pair of periods (a, b) (default: the first and the last): the change
   Delta = beta_k(b) - beta_k(a), its relative size Delta / beta_k(a) (median
   and interval over draws; undefined where beta_k(a)'s interval holds 0), and
@@ -145,14 +146,17 @@ def _slope_paths(fit: ProxyFit, segments: bool) -> dict[str, np.ndarray]:
 
 
 def _forecast(fit: ProxyFit, last: np.ndarray, seed: int) -> np.ndarray:
-    """One more step of the walk from the last period's slopes (N, K)."""
+    """One more step of the walk from the last period's slopes (N, K): the drift
+    plus a step of the walk's scale (either absent when the model has none)."""
     post = fit.posterior
-    name = time_step_name("slope")
-    if "time_step_sd_beta" not in post:  # slopes fixed over time (step sd 0)
-        return last.copy()
-    step = flat(post["time_step_sd_beta"].transpose(dims.CHAIN, dims.DRAW, dims.PROXY))
-    rng = np.random.default_rng([seed, len(name)])
-    return np.asarray(last + step * rng.standard_normal(step.shape))
+    out = np.array(last, dtype=float)
+    if "time_drift_beta" in post:
+        out += flat(post["time_drift_beta"].transpose(dims.CHAIN, dims.DRAW, dims.PROXY))
+    if "time_step_sd_beta" in post:
+        step = flat(post["time_step_sd_beta"].transpose(dims.CHAIN, dims.DRAW, dims.PROXY))
+        rng = np.random.default_rng([seed, len(time_step_name("slope"))])
+        out += step * rng.standard_normal(step.shape)
+    return out
 
 
 def _percent(x: float) -> str:

@@ -157,9 +157,10 @@ def stability_section(doc: Mapping[str, Any]) -> Section | None:
     blocks: list[Block] = [
         Para(
             "The relation between the proxies and the long-term outcome was allowed to move "
-            "between periods (a random walk with a learned step size). Each proxy's slope "
-            f"per period is shown with its {level} equal-tailed interval, and one period "
-            "ahead as a forecast (the walk's next step, so a wider interval). A change "
+            "between periods (a random walk with learned step sizes and a steady drift). "
+            f"Each proxy's slope per period is shown with its {level} equal-tailed interval, "
+            "and one period ahead as a forecast (the drift and the walk's next step, so a "
+            "wider interval). A change "
             "between two periods is the later slope minus the earlier one (the same for "
             "every segment); P(changed) is the posterior probability of its more likely "
             "sign (0.5: no evidence either way), and a change is called clear from "
