@@ -50,11 +50,9 @@ import numpy as np
 import pandas as pd
 
 import proxyscope as ps
-from proxyscope import dims
 from proxyscope._io import write_atomic
 from proxyscope.analyses.backtest.rolling import rolling_backtest
 from proxyscope.core.draws import flat
-from proxyscope.data.cellbuild import build
 
 RESULTS = Path(__file__).parent / "_results" / "rolling.csv"
 #: proxy_1's slope falls by this share a quarter (0.8 -> 0.8 * 0.85^7 = 0.26).
@@ -71,34 +69,11 @@ WORLD: dict[str, Any] = {
 WORLDS = ("drifting", "static")
 
 
-def level_cells(cells: ps.CellEffects) -> ps.CellEffects:
-    """from_model's cells with their segment column named ``level``.
-
-    from_model names it ``segment``, a name CellEffects reserves for the segment
-    label: reading the historical mix (the adaptive weights) then fails with a
-    KeyError. Same cells, same order, same numbers.
-    """
-    keys = cells.cells()[[dims.EXPERIMENT, "segment"]].rename(columns={"segment": "level"})
-    frame = cells.to_frame()
-    return build(
-        keys,
-        frame["n_treat"].to_numpy(),
-        frame["n_control"].to_numpy(),
-        cells.effect,
-        cells.noise_cov,
-        outcome=cells.outcome,
-        proxies=list(cells.proxies),
-        segments=["level"],
-        directions=dict(cells.directions),
-        engine="simulate.from_model",
-    )
-
-
 def world(seed: int, drifting: bool) -> tuple[ps.CellEffects, Any]:
     """One seed's world (with start dates) and its truth."""
     drift = {0: DRIFT_RATE} if drifting else None
     cells, truth = ps.simulate.from_model(seed=seed, drift=drift, **WORLD)
-    return level_cells(cells).with_time(truth.starts, period=truth.period), truth
+    return cells, truth  # from_model's cells over periods carry their start dates
 
 
 def one_seed(

@@ -20,13 +20,11 @@ import pytest
 from scipy import optimize, stats
 
 import proxyscope as ps
-from proxyscope import dims
 from proxyscope.analyses.backtest import MAX_PREDICTIVE_DRAWS, mix_effects
 from proxyscope.analyses.backtest.rolling import default_origins, rolling_backtest
 from proxyscope.analyses.backtest.rolling_result import ROLLING_METHODS, RollingBacktest
 from proxyscope.analyses.implied import resolve_mix
 from proxyscope.core.draws import flat
-from proxyscope.data.cellbuild import build
 from proxyscope.errors import (
     ConvergenceWarning,
     DataError,
@@ -56,28 +54,9 @@ def fast_models() -> tuple[ps.ProxyModel, ps.ProxyModel]:
     return ps.ProxyModel(time=True, followups=0), ps.ProxyModel(followups=0)
 
 
-def level_cells(cells: ps.CellEffects) -> ps.CellEffects:
-    """from_model's cells with the segment column renamed from the reserved ``segment``
-    (which breaks reading the historical mix) to ``level``: same cells, same order."""
-    keys = cells.cells()[[dims.EXPERIMENT, "segment"]].rename(columns={"segment": "level"})
-    frame = cells.to_frame()
-    return build(
-        keys,
-        frame["n_treat"].to_numpy(),
-        frame["n_control"].to_numpy(),
-        cells.effect,
-        cells.noise_cov,
-        outcome=cells.outcome,
-        proxies=list(cells.proxies),
-        segments=["level"],
-        directions=dict(cells.directions),
-        engine="simulate.from_model",
-    )
-
-
 def small_world(**over: Any) -> tuple[ps.CellEffects, Any]:
     cells, truth = ps.simulate.from_model(**{**SMALL, **over})
-    return level_cells(cells).with_time(truth.starts, period=truth.period), truth
+    return cells, truth  # from_model's cells over periods carry their start dates
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +131,7 @@ def test_bad_arguments_fail_before_any_fit(
 def test_effects_without_time_or_of_another_type_fail(no_fitting: None) -> None:
     cells, _ = ps.simulate.from_model(n_experiments=6, seed=1)
     with pytest.raises(DataError, match="'effects' parameter of rolling_backtest must carry"):
-        rolling_backtest(level_cells(cells))
+        rolling_backtest(cells)
     with pytest.raises(DataTypeError, match="must be a CellEffects; got DataFrame"):
         rolling_backtest(cells.to_frame())
 
@@ -371,7 +350,7 @@ def test_without_truth_the_interval_is_for_the_observed_effect(
 # -- the walk carried past the history ----------------------------------------------------
 
 
-def test_forecast_shift_is_the_step_sd_times_root_h_times_a_normal(
+def test_forecast_shift_is_h_drifts_plus_the_step_sd_times_root_h_times_a_normal(
     result: RollingBacktest,
 ) -> None:
     fit = result.fits[(result.origins[0], "drifting")]
@@ -379,15 +358,14 @@ def test_forecast_shift_is_the_step_sd_times_root_h_times_a_normal(
     one = forecast_shift(fit, 1, np.random.default_rng(11))
     four = forecast_shift(fit, 4, np.random.default_rng(11))
     assert isinstance(one, PeriodShift) and isinstance(four, PeriodShift)
-    for name, var in (
-        ("nu", "time_step_sd_nu"),
-        ("mu", "time_step_sd_mu"),
-        ("beta", "time_step_sd_beta"),
-        ("log_sigma", "time_step_sd_log_sigma"),
-    ):
-        # The same z's: four steps move sqrt(4) = 2 times as far as one.
-        np.testing.assert_allclose(getattr(four, name), 2.0 * getattr(one, name), rtol=1e-12)
-        z = getattr(one, name) / flat(post[var])
+    for name in ("nu", "mu", "beta", "log_sigma"):
+        drift = flat(post[f"time_drift_{name}"])
+        # The same z's: four steps move sqrt(4) = 2 times as far as one, plus 4 drifts.
+        random_one = getattr(one, name) - drift
+        np.testing.assert_allclose(
+            getattr(four, name) - 4.0 * drift, 2.0 * random_one, rtol=1e-10, atol=1e-12
+        )
+        z = random_one / flat(post[f"time_step_sd_{name}"])
         assert abs(z.mean()) < 4 / np.sqrt(z.size)
         assert z.std() == pytest.approx(1.0, abs=0.1)
     assert forecast_shift(fit, 0, np.random.default_rng(1)) is None
@@ -460,7 +438,7 @@ def test_on_a_drifting_world_the_drifting_model_decides_at_least_as_well() -> No
         drift={0: 0.15},
         seed=1,
     )
-    timed = level_cells(cells).with_time(truth.starts, period=truth.period)
+    timed = cells
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         res = rolling_backtest(timed, truth=truth, draws=500, tune=500, chains=4, random_seed=1)
