@@ -38,7 +38,6 @@ from proxyscope import dims
 from proxyscope.analyses.arguments import check_bool, check_fit, check_unit
 from proxyscope.core.draws import check_ci, flat, interval
 from proxyscope.errors import ParameterError
-from proxyscope.model.layout import time_step_name
 from proxyscope.model.periods import fit_periods, resolve_period
 from proxyscope.model.segments import analysis_seed
 from proxyscope.options import DEFAULT_CI
@@ -47,6 +46,9 @@ if TYPE_CHECKING:
     from proxyscope.model.fit import ProxyFit
 
 OWNER = "stability"
+#: The forecast's random stream beside the fit's seed (16: kept from when it was
+#: the length of a parameter's name, so forecasts are unchanged).
+_FORECAST_STREAM = 16
 #: Segment label of the global (pooled) slope's rows.
 ALL = "all segments (global)"
 
@@ -154,7 +156,7 @@ def _forecast(fit: ProxyFit, last: np.ndarray, seed: int) -> np.ndarray:
         out += flat(post["time_drift_beta"].transpose(dims.CHAIN, dims.DRAW, dims.PROXY))
     if "time_step_sd_beta" in post:
         step = flat(post["time_step_sd_beta"].transpose(dims.CHAIN, dims.DRAW, dims.PROXY))
-        rng = np.random.default_rng([seed, len(time_step_name("slope"))])
+        rng = np.random.default_rng([seed, _FORECAST_STREAM])
         out += step * rng.standard_normal(step.shape)
     return out
 

@@ -25,7 +25,6 @@ its joint cluster-robust (CR1) covariance from those rows.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -38,6 +37,7 @@ from proxyscope.data import aggregate, clustered, designs
 from proxyscope.data import exposure as exposure_checks
 from proxyscope.data.assemble import finish, one_arm_error, too_few_experiments_error
 from proxyscope.data.cells import CellEffects
+from proxyscope.data.design_source import check_engine_options
 from proxyscope.data.engines import (
     ARM,
     CLUSTER,
@@ -65,7 +65,7 @@ from proxyscope.data.validate import (
     same_value,
     scalar,
 )
-from proxyscope.errors import DataError, DataWarning, ParameterError, check_one_of
+from proxyscope.errors import DataError, DataWarning, check_one_of
 from proxyscope.options import ENGINES
 
 OWNER = "summarize"
@@ -247,27 +247,7 @@ def summarize(
     )
     min_users = check_min_users(min_users_per_arm, owner=OWNER)
     drop = check_flag(dropna, param="dropna", owner=OWNER)
-    if engine != "duckdb" and (memory_limit is not None or threads is not None):
-        raise ParameterError(
-            f"The 'memory_limit' and 'threads' parameters of {OWNER} apply to "
-            f"engine='duckdb' only; got engine={engine!r}."
-        )
-    if engine != "spark" and spark is not None:
-        raise ParameterError(
-            f"The 'spark' parameter of {OWNER} applies to engine='spark' only; "
-            f"got engine={engine!r}."
-        )
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1
-    ):
-        raise ParameterError(
-            f"The 'threads' parameter of {OWNER} must be a positive integer. Got {threads!r}."
-        )
-    if memory_limit is not None and not isinstance(memory_limit, str):
-        raise ParameterError(
-            f"The 'memory_limit' parameter of {OWNER} must be a string such as '2GB'. "
-            f"Got {memory_limit!r}."
-        )
+    check_engine_options(engine, memory_limit, threads, spark, owner=OWNER)
 
     data = summarize_input(engine, data, roles, owner=OWNER)
     source = open_source(engine, data, memory_limit=memory_limit, threads=threads, spark=spark)

@@ -62,7 +62,7 @@ class FitData:
         """Periods the relation moves over (0 for a static fit)."""
         return len(self.periods) if self.cell_period is not None else 0
 
-    @property
+    @functools.cached_property
     def param_segment(self) -> np.ndarray:
         """(C,) the index of each cell's parameters: its segment, or with time the
         virtual segment ``period * n_segments + segment`` (:mod:`proxyscope.core.timewalk`)."""
